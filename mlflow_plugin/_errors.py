@@ -1,0 +1,89 @@
+"""Every error mlflow_plugin raises on purpose.
+
+The tree::
+
+    MlflowPluginError            base; ``exit_code`` is what the CLI exits with
+    ├── BadInput                 exit 2: the caller gave something we cannot use
+    │   ├── ConfigError          a policy file, environment variable or parameter is wrong
+    │   ├── DataError            a data set is missing, empty or has the wrong columns/types
+    │   └── NotFound             an unknown model, version or alias
+    ├── GateFailed               exit 3: a gate refused the promotion
+    ├── RegistryError            exit 1: MLflow refused an operation
+    │   ├── PromotionConflict    another promotion holds the model's lock
+    │   └── RegistryUnavailable  exit 4: the tracking server could not be reached
+    └── ModelUnavailable         serving: neither champion nor fallback can answer
+
+Foreign exceptions (``MlflowException``, ``requests`` errors) are wrapped at the edge only,
+in :mod:`mlflow_plugin.registry`, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadInput",
+    "ConfigError",
+    "DataError",
+    "GateFailed",
+    "MlflowPluginError",
+    "ModelUnavailable",
+    "NotFound",
+    "PromotionConflict",
+    "RegistryError",
+    "RegistryUnavailable",
+]
+
+
+class MlflowPluginError(Exception):
+    """Base class; ``exit_code`` is the CLI's exit status for this failure."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        # Errors are printed as one line: collapse whatever a foreign message brought along.
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class BadInput(MlflowPluginError):
+    exit_code = 2
+
+
+class ConfigError(BadInput):
+    pass
+
+
+class DataError(BadInput):
+    pass
+
+
+class NotFound(BadInput):
+    pass
+
+
+class GateFailed(MlflowPluginError):
+    """A gate refused; ``failed`` names the gates that did not pass."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, failed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failed = list(failed or [])
+
+
+class RegistryError(MlflowPluginError):
+    exit_code = 1
+
+
+class PromotionConflict(RegistryError):
+    pass
+
+
+class RegistryUnavailable(RegistryError):
+    exit_code = 4
+
+
+class ModelUnavailable(MlflowPluginError):
+    pass

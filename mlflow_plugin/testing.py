@@ -1,0 +1,138 @@
+"""Test helpers shipped with the package (like ``structlog.testing``).
+
+- :class:`MlflowServer` starts a real ``mlflow server`` subprocess on a free loopback port.
+- :class:`InMemoryRegistry` (re-exported from :mod:`mlflow_plugin._memory`) has the interface of
+  :class:`mlflow_plugin.registry.Registry` and keeps everything in dicts, for controller unit tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["MlflowServer", "free_port", "postgres_database"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MlflowServer:
+    """A real ``mlflow server`` subprocess with its stores in a temporary directory.
+
+    Args:
+        backend_store_uri: SQLAlchemy URI; default an SQLite file in the temp dir.
+        workers: number of server worker processes.
+        startup_timeout: seconds to wait for ``/health``.
+    """
+
+    def __init__(
+        self,
+        backend_store_uri: str | None = None,
+        *,
+        workers: int = 2,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
+        self.workers = workers
+        self.startup_timeout = startup_timeout
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = self.workdir / "server.log"
+
+    def start(self) -> MlflowServer:
+        artifacts = self.workdir / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", self.backend_store_uri,
+            "--artifacts-destination", str(artifacts),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", str(self.workers),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env.pop("MLFLOW_TRACKING_URI", None)
+        with open(self._log, "wb") as log:
+            self._proc = subprocess.Popen(
+                cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not answer /health in {self.startup_timeout}s")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            # The server forks workers; signal the whole process group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, 15)
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, 9)
+                self._proc.wait(timeout=10)
+        self._proc = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def postgres_database(admin_uri: str) -> Iterator[str]:
+    """Create a fresh PostgreSQL database next to ``admin_uri``; yield its URI; drop it after."""
+    import psycopg2  # test extra
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_uri)
+    name = f"mlflow_plugin_test_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        dbname=url.database or "postgres",
+    )  # fmt: skip
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
