@@ -21,7 +21,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["MlflowServer", "free_port", "postgres_database"]
+from mlflow_plugin._memory import InMemoryLedger, InMemoryRegistry
+
+__all__ = [
+    "InMemoryLedger",
+    "InMemoryRegistry",
+    "MlflowServer",
+    "free_port",
+    "postgres_database",
+]
 
 
 def free_port() -> int:

@@ -1,0 +1,270 @@
+"""``mlflow-plugin``: the command line (click). Honours ``MLFLOW_TRACKING_URI``.
+
+Exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 a gate refused, 4 tracking server
+unreachable. Errors are one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import sys
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from mlflow_plugin._errors import BadInput, MlflowPluginError
+from mlflow_plugin._types import EVENT_TYPES, STRATEGIES
+
+if TYPE_CHECKING:
+    from mlflow_plugin.controller import Controller
+
+__all__ = ["main"]
+
+CSV_COLUMNS = ("timestamp", "event_type", "model_name", "version", "from_version", "actor", "message")
+
+# Commands that live with their layer, imported only when used (keeps `--help` and the
+# controller commands from paying for pandas/lifelines).
+_LAZY_COMMANDS = {
+    "validate": "mlflow_plugin.flows._commands:validate",
+    "backtest": "mlflow_plugin.flows._commands:backtest",
+    "retrain": "mlflow_plugin.flows._commands:retrain",
+    "serve": "mlflow_plugin.serving._commands:serve",
+}
+
+
+class _Group(click.Group):
+    """A group that imports lazy subcommands on demand and turns our errors into exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS:
+            module, _, attr = _LAZY_COMMANDS[cmd_name].partition(":")
+            try:
+                return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+            except ImportError:
+                return None
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MlflowPluginError as exc:
+            _fail(ctx, exc, exc.exit_code)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            _fail(ctx, exc, 1, unexpected=True)
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = False) -> NoReturn:
+    debug = bool(ctx.find_root().params.get("debug"))
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if unexpected:
+        text = f"unexpected {type(exc).__name__}: {text}" + ("" if debug else " (--debug for details)")
+    click.echo(f"error: {text}", err=True)
+    ctx.exit(code)
+    raise AssertionError("unreachable")
+
+
+class AppContext:
+    """Built once by the group; commands get it with ``@pass_app``."""
+
+    def __init__(self, tracking_uri: str | None) -> None:
+        self.tracking_uri = tracking_uri
+
+    @cached_property
+    def controller(self) -> Controller:
+        from mlflow_plugin.controller import Controller
+
+        return Controller.from_uri(self.tracking_uri)
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
+              help="Tracking server URI (default: $MLFLOW_TRACKING_URI).")  # fmt: skip
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="mlflow_plugin")
+@click.pass_context
+def main(ctx: click.Context, tracking_uri: str | None, debug: bool) -> None:
+    """Retrain, gate, promote and roll back models on open-source MLflow."""
+    ctx.obj = AppContext(tracking_uri)
+
+
+def _version_arg(value: str | None) -> str | None:
+    from mlflow_plugin._types import check_version
+
+    return None if value is None else check_version(value, what="--version")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--version", "version", default=None, help="Version to promote (default: challenger).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True)
+@click.option("--force", is_flag=True, help="Promote even if a gate did not pass (needs --reason).")
+@click.option("--reason", default="", help="Why (recorded in the ledger).")
+@pass_app
+def promote(app: AppContext, model: str, version: str | None, strategy: str, force: bool,
+            reason: str) -> None:  # fmt: skip
+    """Make VERSION of MODEL champion if its gates passed."""
+    outcome = app.controller.promote(
+        model, _version_arg(version), strategy=strategy, force=force, reason=reason
+    )
+    click.echo(outcome.message)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--to-version", default=None, help="Target version (default: last known good).")
+@click.option("--reason", required=True, help="Why (required; recorded in the ledger).")
+@click.option("--force", is_flag=True, help="Roll back even to a version that failed its gates.")
+@pass_app
+def rollback(app: AppContext, model: str, to_version: str | None, reason: str, force: bool) -> None:
+    """Move MODEL's champion back to the last known good version."""
+    outcome = app.controller.rollback(model, reason=reason, to_version=to_version, force=force)
+    click.echo(outcome.message)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def status(app: AppContext, model: str, as_json: bool) -> None:
+    """Show champion, challenger, fallback, stages and the last event of MODEL."""
+    state = app.controller.status(model)
+    if as_json:
+        click.echo(json.dumps(state, indent=2))
+        return
+    rows = [
+        ("model", state["model"]),
+        ("champion", state["champion"] or "-"),
+        ("challenger", state["challenger"] or "-"),
+        ("fallback", f"{state['fallback'] or '-'} ({'enabled' if state['fallback_enabled'] else 'disabled'})"),
+    ]
+    rows += [(f"stage {k}", ", ".join(v) or "-") for k, v in state["stages"].items()]
+    last = state["last_event"]
+    rows.append(("last event", f"{last['timestamp']} {last['event_type']} v{last['version']} by "
+                 f"{last['actor']}: {last['message']}" if last else "-"))  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+@main.command()
+@click.option("--model", default=None, help="Only this model.")
+@click.option("--event", "event_type", type=click.Choice(EVENT_TYPES), default=None)
+@click.option("--since", default=None, help="ISO-8601 date/time (UTC if no zone).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+              show_default=True)  # fmt: skip
+@pass_app
+def events(app: AppContext, model: str | None, event_type: str | None, since: str | None,
+           fmt: str) -> None:  # fmt: skip
+    """Export the ledger, oldest first."""
+    from mlflow_plugin.ledger import parse_since
+
+    since_ms = parse_since(since)
+    rows = [e.as_dict() for e in app.controller.ledger.events(model, event_type, since_ms)]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([row[c] for c in CSV_COLUMNS])
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        _table(CSV_COLUMNS, [[str(r[c]) for c in CSV_COLUMNS] for r in rows])
+
+
+def _table(header: tuple[str, ...], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command("log-event")
+@click.option("--event", "event_type", required=True, help=f"One of: {', '.join(EVENT_TYPES)}.")
+@click.option("--model", required=True)
+@click.option("--version", required=True)
+@click.option("--message", required=True)
+@pass_app
+def log_event(app: AppContext, event_type: str, model: str, version: str, message: str) -> None:
+    """Add a manual entry to the ledger."""
+    event = app.controller.log_event(event_type, model, version, message)
+    click.echo(f"recorded {event.event_type} event for {model} version {event.version} ({event.run_id})")
+
+
+@main.group()
+def fallback() -> None:
+    """Which version serves when the champion fails."""
+
+
+@fallback.command("enable")
+@click.argument("model")
+@click.option("--version", default=None, help="Pin this version (default: previous champion).")
+@pass_app
+def fallback_enable(app: AppContext, model: str, version: str | None) -> None:
+    """Enable the fallback for MODEL."""
+    click.echo(app.controller.fallback_enable(model, _version_arg(version)).message)
+
+
+@fallback.command("disable")
+@click.argument("model")
+@pass_app
+def fallback_disable(app: AppContext, model: str) -> None:
+    """Disable the fallback for MODEL."""
+    click.echo(app.controller.fallback_disable(model).message)
+
+
+@fallback.command("status")
+@click.argument("model")
+@pass_app
+def fallback_status(app: AppContext, model: str) -> None:
+    """Show the fallback configuration of MODEL as JSON."""
+    click.echo(json.dumps(app.controller.fallback_status(model), indent=2))
+
+
+@main.command()
+@click.argument("model", required=False)
+@pass_app
+def reconcile(app: AppContext, model: str | None) -> None:
+    """Record changes made outside the controller and repair the stage mirror."""
+    names = [model] if model else _managed_models(app)
+    if not names:
+        raise BadInput("no models to reconcile")
+    for name in names:
+        written = app.controller.reconcile(name)
+        if not written:
+            click.echo(f"{name}: in sync")
+        for event in written:
+            click.echo(f"{name}: {event.event_type} by {event.actor}: {event.message}")
+
+
+def _managed_models(app: AppContext) -> list[str]:
+    """Models with a champion alias or ledger events (what the controller manages)."""
+    names = {e.model for e in app.controller.ledger.events()}
+    return sorted(n for n in names if n)
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    main(prog_name="mlflow-plugin")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(prog_name="mlflow-plugin"))

@@ -1,0 +1,195 @@
+"""The ledger: every deployment, rejection, rollback, error, recovery and configuration change is
+one MLflow run in the audit experiment, tagged as DESIGN.md lists, and never edited afterwards.
+
+This is the only module that writes audit runs. Reading it back (``events``) is one paged
+``search_runs`` call; the controller derives "last known good" from it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow_plugin._errors import BadInput
+from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
+from mlflow_plugin._types import Event, check_event_type
+from mlflow_plugin.registry import configure_http_defaults, wrap_mlflow_errors
+
+__all__ = ["Ledger", "TAGS", "parse_since"]
+
+TAGS = {
+    "event": TAG_PREFIX + "event",
+    "model": TAG_PREFIX + "model",
+    "version": TAG_PREFIX + "version",
+    "from_version": TAG_PREFIX + "from_version",
+    "actor": TAG_PREFIX + "actor",
+    "reason": TAG_PREFIX + "reason",
+    "strategy": TAG_PREFIX + "strategy",
+    "rollback": TAG_PREFIX + "rollback",
+}
+_KNOWN = set(TAGS.values())
+
+_experiment_ids: dict[tuple[str, str], str] = {}
+_experiment_lock = threading.Lock()
+
+
+def parse_since(text: str | None) -> int | None:
+    """ISO-8601 date or time (naive means UTC) -> epoch milliseconds; None passes through."""
+    if text is None or text == "":
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--since {text!r} is not an ISO-8601 date or time") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class Ledger:
+    """Audit events as runs in ``experiment`` (default ``$MLFLOW_PLUGIN_AUDIT_EXPERIMENT`` or
+    ``mlflow_plugin-deployments``) on the tracking server at ``tracking_uri``."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+        configure_http_defaults()
+        from mlflow import MlflowClient
+
+        if tracking_uri is None:
+            import mlflow
+
+            tracking_uri = str(mlflow.get_tracking_uri())
+        self.uri = tracking_uri
+        self.experiment = experiment or audit_experiment()
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def experiment_id(self, create: bool = True) -> str | None:
+        key = (self.uri, self.experiment)
+        with _experiment_lock:
+            if key in _experiment_ids:
+                return _experiment_ids[key]
+        from mlflow.exceptions import MlflowException
+
+        with wrap_mlflow_errors("audit experiment", self.uri):
+            exp = self.client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                if not create:
+                    return None
+                try:
+                    exp_id = self.client.create_experiment(
+                        self.experiment,
+                        tags={"mlflow.note.content": "Audit trail written by mlflow_plugin."},
+                    )
+                except MlflowException as exc:  # created concurrently by another process
+                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    exp = self.client.get_experiment_by_name(self.experiment)
+                    assert exp is not None
+                    exp_id = exp.experiment_id
+            else:
+                exp_id = exp.experiment_id
+        with _experiment_lock:
+            _experiment_ids[key] = str(exp_id)
+        return str(exp_id)
+
+    def record(
+        self,
+        event_type: str,
+        model: str,
+        *,
+        version: str = "",
+        from_version: str | None = "",
+        message: str = "",
+        strategy: str = "",
+        who: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Event:
+        """Write one event run (created and finished at once) and return it."""
+        check_event_type(event_type)
+        who = who or actor()
+        tags: dict[str, str] = {
+            TAGS["event"]: event_type,
+            TAGS["model"]: model,
+            TAGS["version"]: str(version or ""),
+            TAGS["from_version"]: str(from_version or ""),
+            TAGS["actor"]: who,
+            TAGS["reason"]: message,
+            "mlflow.user": who,
+            "mlflow.note.content": message,
+        }
+        if strategy:
+            tags[TAGS["strategy"]] = strategy
+        if event_type == "rollback":
+            tags[TAGS["rollback"]] = "true"
+        for key, value in (extra or {}).items():
+            tags[key if key.startswith(TAG_PREFIX) else TAG_PREFIX + key] = str(value)
+        exp_id = self.experiment_id()
+        now = int(time.time() * 1000)
+        run_name = f"{event_type}-{model}-v{version}" if version else f"{event_type}-{model}"
+        with wrap_mlflow_errors(f"record {event_type} event", self.uri):
+            run = self.client.create_run(exp_id, start_time=now, tags=tags, run_name=run_name)
+            self.client.set_terminated(run.info.run_id, "FINISHED", end_time=now)
+        return _event_from(run.info.run_id, now, tags)
+
+    def events(
+        self,
+        model: str | None = None,
+        event_type: str | None = None,
+        since_ms: int | None = None,
+        *,
+        event_types: Iterable[str] | None = None,
+    ) -> list[Event]:
+        """Events oldest first, filtered by model, type(s) and start time."""
+        exp_id = self.experiment_id(create=False)
+        if exp_id is None:
+            return []
+        clauses = []
+        if model:
+            clauses.append(f"tags.`{TAGS['model']}` = {_quote(model)}")
+        if event_type:
+            check_event_type(event_type)
+            clauses.append(f"tags.`{TAGS['event']}` = {_quote(event_type)}")
+        if since_ms is not None:
+            clauses.append(f"attributes.start_time >= {int(since_ms)}")
+        wanted = set(event_types) if event_types is not None else None
+        out: list[Event] = []
+        token = None
+        with wrap_mlflow_errors("read the ledger", self.uri):
+            while True:
+                page = self.client.search_runs(
+                    [exp_id], " and ".join(clauses), max_results=1000,
+                    order_by=["attributes.start_time ASC"], page_token=token,
+                )  # fmt: skip
+                for run in page:
+                    tags = run.data.tags
+                    if TAGS["event"] not in tags:
+                        continue
+                    if wanted is not None and tags[TAGS["event"]] not in wanted:
+                        continue
+                    out.append(_event_from(run.info.run_id, run.info.start_time, tags))
+                token = page.token
+                if not token:
+                    break
+        out.sort(key=lambda e: (e.timestamp_ms, e.extra.get(TAG_PREFIX + "seq", "")))
+        return out
+
+
+def _event_from(run_id: str, start_ms: Any, tags: dict[str, str]) -> Event:
+    return Event(
+        event_type=tags.get(TAGS["event"], ""),
+        model=tags.get(TAGS["model"], ""),
+        version=tags.get(TAGS["version"], ""),
+        from_version=tags.get(TAGS["from_version"], ""),
+        actor=tags.get(TAGS["actor"], ""),
+        message=tags.get(TAGS["reason"], ""),
+        strategy=tags.get(TAGS["strategy"], ""),
+        timestamp_ms=int(start_ms or 0),
+        run_id=run_id,
+        extra={k: v for k, v in tags.items() if k.startswith(TAG_PREFIX) and k not in _KNOWN},
+    )
