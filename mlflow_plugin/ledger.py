@@ -30,7 +30,8 @@ TAGS = {
     "strategy": TAG_PREFIX + "strategy",
     "rollback": TAG_PREFIX + "rollback",
 }
-_KNOWN = set(TAGS.values())
+# Everything but the rollback flag has its own Event field; the flag stays in ``extra``.
+_KNOWN = set(TAGS.values()) - {TAGS["rollback"]}
 
 _experiment_ids: dict[tuple[str, str], str] = {}
 _experiment_lock = threading.Lock()

@@ -1,0 +1,266 @@
+"""Controller, ledger and CLI against a real ``mlflow server`` (SQLite, and PostgreSQL on CI)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlflow_plugin import GateFailed
+from mlflow_plugin.cli import main
+from mlflow_plugin.controller import Controller
+from mlflow_plugin.registry import LOCK_PREFIX, Registry
+from mlflow_plugin.testing import MlflowServer, free_port
+
+from helpers import FAILED, make_versions
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script as a user would."""
+    exe = Path(sys.executable).with_name("mlflow-plugin")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture()
+def controller(tracking_uri: str) -> Controller:
+    return Controller.from_uri(tracking_uri)
+
+
+class TestPromoteAndRollback:
+    def test_model_uris_follow_promotion_and_rollback(self, tracking_uri, controller, model_name):
+        """Both models:/NAME@champion and models:/NAME/Production load the version just set."""
+        import mlflow
+
+        versions = make_versions(tracking_uri, model_name, 2)
+        controller.promote(model_name, versions[0])
+        controller.promote(model_name, versions[1])
+        registry = controller.registry
+
+        def serving() -> tuple[str, str]:
+            by_alias = registry.client.get_model_version_by_alias(model_name, "champion").version
+            prod = [v.version for v in registry.list_versions(model_name) if v.stage == "Production"]
+            assert len(prod) == 1
+            return str(by_alias), prod[0]
+
+        assert serving() == ("2", "2")
+        mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+        mlflow.pyfunc.load_model(f"models:/{model_name}/Production")
+
+        controller.rollback(model_name, reason="v2 misbehaves")
+        assert serving() == ("1", "1")
+        assert registry.get_version(model_name, "2").stage == "Archived"
+        (event,) = controller.ledger.events(model_name, "rollback")
+        assert (event.version, event.from_version, event.message, event.actor) == (
+            "1", "2", "v2 misbehaves", "pytest",
+        )
+        assert event.extra["mlflow_plugin.rollback"] == "true"
+
+    def test_rejected_promotion_records_event_and_keeps_champion(
+        self, tracking_uri, controller, model_name
+    ):
+        """A failed gate leaves the champion alone and writes a rejected event."""
+        good = make_versions(tracking_uri, model_name, 1)[0]
+        bad = make_versions(tracking_uri, model_name, 1, FAILED)[0]
+        controller.promote(model_name, good)
+        with pytest.raises(GateFailed):
+            controller.promote(model_name, bad)
+        assert controller.registry.get_model(model_name).aliases["champion"] == good
+        rejected = controller.ledger.events(model_name, "rejected")
+        assert [(e.version, e.from_version) for e in rejected] == [(bad, good)]
+
+    def test_ledger_runs_carry_design_tags(self, tracking_uri, controller, model_name):
+        """Each event is one finished run in the audit experiment with the DESIGN.md tags."""
+        make_versions(tracking_uri, model_name, 1)
+        event = controller.promote(model_name, "1").event
+        assert event is not None
+        run = controller.ledger.client.get_run(event.run_id)
+        tags = run.data.tags
+        assert run.info.status == "FINISHED"
+        assert {k: tags[k] for k in (
+            "mlflow_plugin.event", "mlflow_plugin.model", "mlflow_plugin.version",
+            "mlflow_plugin.from_version", "mlflow_plugin.actor", "mlflow_plugin.strategy",
+        )} == {
+            "mlflow_plugin.event": "deployment", "mlflow_plugin.model": model_name,
+            "mlflow_plugin.version": "1", "mlflow_plugin.from_version": "",
+            "mlflow_plugin.actor": "pytest", "mlflow_plugin.strategy": "all_at_once",
+        }  # fmt: skip
+        exp = controller.ledger.client.get_experiment(run.info.experiment_id)
+        assert exp.name == "mlflow_plugin-deployments"
+
+
+class TestCli:
+    def test_promote_rollback_status_events(self, tracking_uri, model_name):
+        """The worked example of the README, through the CLI."""
+        make_versions(tracking_uri, model_name, 2)
+        assert invoke("promote", model_name, "--version", "1").exit_code == 0
+        assert invoke("promote", model_name, "--version", "2").exit_code == 0
+        result = invoke("rollback", model_name, "--reason", "latency regression")
+        assert result.exit_code == 0, result.output
+        status = json.loads(invoke("status", model_name, "--json").output)
+        assert status["champion"] == "1"
+        assert status["stages"]["Production"] == ["1"]
+        assert status["last_event"]["event_type"] == "rollback"
+        out = invoke("events", "--model", model_name, "--format", "csv").output
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert list(rows[0]) == [
+            "timestamp", "event_type", "model_name", "version", "from_version", "actor", "message",
+        ]
+        assert [(r["event_type"], r["version"], r["from_version"]) for r in rows] == [
+            ("deployment", "1", ""), ("deployment", "2", "1"), ("rollback", "1", "2"),
+        ]
+        assert rows[0]["timestamp"].endswith("Z")
+        table = invoke("events", "--model", model_name).output.splitlines()
+        assert table[0].split() == [
+            "timestamp", "event_type", "model_name", "version", "from_version", "actor", "message",
+        ]
+        only = invoke("events", "--model", model_name, "--event", "rollback", "--format", "json")
+        assert [e["event_type"] for e in json.loads(only.output)] == ["rollback"]
+        future = invoke("events", "--model", model_name, "--since", "2999-01-01", "--format", "json")
+        assert json.loads(future.output) == []
+
+    def test_gate_refusal_exits_3(self, tracking_uri, model_name):
+        """A promotion refused by a gate exits 3 with one line on stderr."""
+        make_versions(tracking_uri, model_name, 1, FAILED)
+        result = invoke("promote", model_name, "--version", "1")
+        assert result.exit_code == 3
+        assert result.stderr.count("\n") == 1 and "validation=failed" in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("promote", "no-such-model", "--version", "1"),
+            ("promote", "{model}", "--version", "abc"),
+            ("promote", "{model}", "--version", "99"),
+            ("promote", "{model}", "--version"),
+            ("rollback", "{model}", "--reason", ""),
+            ("rollback", "{model}", "--reason", "x", "--to-version", "one"),
+            ("log-event", "--event", "party", "--model", "{model}", "--version", "1", "--message", "m"),
+            ("events", "--since", "yesterday"),
+            ("fallback", "enable", "{model}", "--version", "v1"),
+        ],
+    )
+    def test_bad_input_exits_2(self, tracking_uri, model_name, args):
+        """Bad input gets exit 2 and a single line, and changes nothing."""
+        make_versions(tracking_uri, model_name, 1)
+        result = invoke(*(a.replace("{model}", model_name) for a in args))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert Controller.from_uri(tracking_uri).ledger.events(model_name) == []
+
+    def test_log_event_and_fallback_commands(self, tracking_uri, model_name):
+        """log-event writes a manual entry; fallback enable/disable/status round-trip."""
+        make_versions(tracking_uri, model_name, 2)
+        invoke("promote", model_name, "--version", "1")
+        invoke("promote", model_name, "--version", "2")
+        result = invoke("log-event", "--event", "error", "--model", model_name, "--version", "2",
+                        "--message", "p99 latency spike")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert invoke("fallback", "enable", model_name).exit_code == 0
+        state = json.loads(invoke("fallback", "status", model_name).output)
+        assert (state["enabled"], state["version"]) == (True, "1")
+        assert invoke("fallback", "disable", model_name).exit_code == 0
+        assert json.loads(invoke("fallback", "status", model_name).output)["enabled"] is False
+        types = [e.event_type for e in Controller.from_uri(tracking_uri).ledger.events(model_name)]
+        assert types == ["deployment", "deployment", "error", "config_change", "config_change"]
+
+    def test_reconcile_notices_registry_ui_changes(self, tracking_uri, model_name):
+        """An alias moved and a stage changed by hand are recorded and the mirror repaired."""
+        make_versions(tracking_uri, model_name, 3)
+        invoke("promote", model_name, "--version", "1")
+        registry = Registry(tracking_uri)
+        registry.set_alias(model_name, "champion", "2")  # what the registry UI does
+        registry.set_stage(model_name, "3", "Production")
+        result = invoke("reconcile", model_name)
+        assert result.exit_code == 0, result.output
+        events = Controller.from_uri(tracking_uri).ledger.events(model_name)
+        assert [(e.event_type, e.actor) for e in events[1:]] == [
+            ("deployment", "registry-ui"), ("config_change", "registry-ui"),
+        ]
+        stages = {v.version: v.stage for v in registry.list_versions(model_name)}
+        assert stages == {"1": "Archived", "2": "Production", "3": "Archived"}
+        assert "in sync" in invoke("reconcile", model_name).output
+
+
+class TestFaults:
+    @pytest.mark.parametrize(
+        "failpoint,command",
+        [
+            ("promote.after_alias", ("promote", "{model}", "--version", "2")),
+            ("promote.after_mirror", ("promote", "{model}", "--version", "2")),
+            ("rollback.after_alias", ("rollback", "{model}", "--reason", "r")),
+        ],
+    )
+    def test_killed_process_is_reconciled(self, tracking_uri, model_name, failpoint, command):
+        """A process killed mid-change: reconcile leaves one champion, a correct mirror, an error event."""
+        make_versions(tracking_uri, model_name, 2)
+        ctl = Controller.from_uri(tracking_uri)
+        ctl.promote(model_name, "1")
+        if command[0] == "rollback":
+            ctl.promote(model_name, "2")
+        env = {**os.environ, "MLFLOW_PLUGIN_FAILPOINT": failpoint}
+        exe = Path(sys.executable).with_name("mlflow-plugin")
+        proc = subprocess.run([str(exe), *(c.replace("{model}", model_name) for c in command)],
+                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 137
+        assert ctl.registry.get_model(LOCK_PREFIX + model_name)  # the dead holder's lock is left
+        written = ctl.reconcile(model_name)
+        assert written[0].event_type == "error"
+        assert "interrupted" in written[0].message
+        versions = ctl.registry.list_versions(model_name)
+        champion = ctl.registry.get_model(model_name).aliases["champion"]
+        assert [v.version for v in versions if v.stage == "Production"] == [champion]
+        chain = ctl.champion_events(model_name)
+        assert chain[-1].version == champion
+        assert ctl.reconcile(model_name) == []
+
+    def test_server_down_exits_4_quickly(self):
+        """An unreachable tracking server: exit 4 within 30 s, naming the URI."""
+        uri = f"http://127.0.0.1:{free_port()}"
+        start = time.monotonic()
+        proc = cli("--tracking-uri", uri, "rollback", "m", "--reason", "x")
+        assert proc.returncode == 4, proc.stderr
+        assert time.monotonic() - start < 30
+        assert uri in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_concurrent_promotions_form_one_chain():
+    """8 processes promote 8 versions at once on --workers 4: one champion, one chain."""
+    with MlflowServer(workers=4) as server:
+        model = "concurrent"
+        make_versions(server.uri, model, 8)
+        exe = Path(sys.executable).with_name("mlflow-plugin")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri}
+        procs = [
+            subprocess.Popen([str(exe), "promote", model, "--version", str(v)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for v in range(1, 9)
+        ]  # fmt: skip
+        results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        assert all(code == 0 for code, _, _ in results), results
+        ctl = Controller.from_uri(server.uri)
+        info = ctl.registry.get_model(model)
+        versions = ctl.registry.list_versions(model)
+        assert [v.version for v in versions if v.stage == "Production"] == [info.aliases["champion"]]
+        chain = ctl.ledger.events(model, "deployment")
+        assert len(chain) == 8
+        assert chain[0].from_version == ""
+        for before, after in zip(chain, chain[1:], strict=False):
+            assert after.from_version == before.version
+        assert chain[-1].version == info.aliases["champion"]
