@@ -1,0 +1,84 @@
+"""Gates: pure metric functions, sanity checks, the gate policy and its report.
+
+Never imports mlflow (an import-linter contract in ``setup.cfg`` checks it). The math is done by
+well-kept libraries: lifelines (C-index), scikit-survival (IPCW Brier scores) and scikit-learn
+(Brier, F1, precision, recall). ``*_score`` is higher-is-better, ``*_loss`` lower-is-better.
+
+Every function validates its inputs first and raises :class:`ValueError` whose one-line message
+starts with the argument's name; a metric that has no value on valid data raises
+:class:`UndefinedMetric` (a :class:`ValueError`), which the policy reports as ``undefined``.
+Thresholds are applied by :func:`mlflow_plugin.evaluation.evaluate_policy`.
+
+The policy and report types load eagerly; the metric and sanity functions load on first use,
+because scikit-learn, lifelines and scikit-survival take about two seconds to import and the
+CLI, the controller and :mod:`mlflow_plugin.evaluation` only need the types.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mlflow_plugin.gates._policy import GATE_DIRECTIONS, GateSpec, Policy, SanityPolicy
+from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
+from mlflow_plugin.gates._scalar import UndefinedMetric
+
+if TYPE_CHECKING:
+    from mlflow_plugin.gates._classification import (
+        brier_loss,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
+    from mlflow_plugin.gates._sanity import check_finite, check_probability_rows
+    from mlflow_plugin.gates._survival import (
+        c_index_score,
+        integrated_brier_loss,
+        survival_brier_loss,
+    )
+
+__all__ = [
+    "GATE_DIRECTIONS",
+    "GateReport",
+    "GateResult",
+    "GateSpec",
+    "GateStatus",
+    "Policy",
+    "SanityPolicy",
+    "SanityResult",
+    "UndefinedMetric",
+    "brier_loss",
+    "c_index_score",
+    "check_finite",
+    "check_probability_rows",
+    "f1_score",
+    "integrated_brier_loss",
+    "precision_score",
+    "recall_score",
+    "survival_brier_loss",
+]
+
+_LAZY = {
+    "brier_loss": "_classification",
+    "f1_score": "_classification",
+    "precision_score": "_classification",
+    "recall_score": "_classification",
+    "check_finite": "_sanity",
+    "check_probability_rows": "_sanity",
+    "c_index_score": "_survival",
+    "integrated_brier_loss": "_survival",
+    "survival_brier_loss": "_survival",
+}
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: import the heavy modules on first use
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,304 @@
+"""The gate policy: thresholds per metric, parsed once from YAML into frozen dataclasses.
+
+The file (``flows/policy.yaml`` is the default, with comments)::
+
+    gates:                       # required; at least one gate
+      c_index:                   # a metric name: c_index, brier, integrated_brier, f1, ...
+        threshold: 0.5           # required
+        higher_is_better: true   # optional; must agree with the metric's direction
+        inclusive: false         # optional (false): may the value equal the threshold?
+        min_delta_vs_champion: 0.0            # optional: candidate >= champion + delta
+        min_relative_change_vs_champion: 0.05 # optional, in [0, 1]: MLflow's relative change
+      f1: {threshold: 0.4}
+    sanity:                      # optional
+      probability_atol: 1.0e-6   # tolerance on probability row sums
+    horizon: 52                  # optional: time point of the survival Brier score
+
+Every problem is reported at load time as a :class:`~mlflow_plugin.ConfigError` whose one-line
+message starts with the key's dotted path (``gates.f1.threshold: required``).
+How the thresholds are applied is documented in :func:`mlflow_plugin.evaluation.evaluate_policy`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from mlflow_plugin._errors import ConfigError
+from mlflow_plugin.gates._scalar import as_number
+
+__all__ = ["GATE_DIRECTIONS", "GateSpec", "Policy", "SanityPolicy"]
+
+#: The metrics a gate may be set on, and whether higher is better (``*_score`` vs ``*_loss``).
+GATE_DIRECTIONS: Mapping[str, bool] = {
+    "brier": False,
+    "c_index": True,
+    "f1": True,
+    "integrated_brier": False,
+    "precision": True,
+    "recall": True,
+}
+# Metrics bounded by 1; the IPCW Brier scores are only bounded below.
+_UNIT_INTERVAL = frozenset({"c_index", "f1", "precision", "recall"})
+
+_GATE_KEYS = (
+    "threshold",
+    "higher_is_better",
+    "inclusive",
+    "min_delta_vs_champion",
+    "min_relative_change_vs_champion",
+)
+_TOP_KEYS = ("gates", "sanity", "horizon")
+_SANITY_KEYS = ("probability_atol",)
+
+_DEFAULTS: dict[str, Any] = {
+    "gates": {
+        "c_index": {"threshold": 0.5, "min_delta_vs_champion": 0.0},
+        "f1": {"threshold": 0.4},
+        "precision": {"threshold": 0.3},
+        "brier": {"threshold": 0.3},
+    },
+    "sanity": {"probability_atol": 1e-6},
+    "horizon": None,
+}
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The pass condition of one metric.
+
+    Attributes:
+        name: the metric (a key of :data:`GATE_DIRECTIONS`).
+        threshold: the absolute bound.
+        higher_is_better: the metric's direction.
+        inclusive: whether ``value == threshold`` passes (default: no, ``C-index > 0.5``).
+        min_delta_vs_champion: if set, the candidate must reach ``champion + delta``
+            (higher-is-better) or ``champion - delta`` (lower-is-better), equality passing;
+            a negative delta tolerates that much degradation.
+        min_relative_change_vs_champion: if set, MLflow's ``min_relative_change`` against
+            the champion, in ``[0, 1]``.
+    """
+
+    name: str
+    threshold: float
+    higher_is_better: bool
+    inclusive: bool = False
+    min_delta_vs_champion: float | None = None
+    min_relative_change_vs_champion: float | None = None
+
+    @property
+    def comparator(self) -> str:
+        """The absolute condition as an operator: ``>``, ``>=``, ``<`` or ``<=``."""
+        op = ">" if self.higher_is_better else "<"
+        return op + ("=" if self.inclusive else "")
+
+    @property
+    def compares_with_champion(self) -> bool:
+        """Whether the gate also needs the champion's value."""
+        return (
+            self.min_delta_vs_champion is not None
+            or self.min_relative_change_vs_champion is not None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping of this gate (every key spelled out)."""
+        return {
+            "threshold": self.threshold,
+            "higher_is_better": self.higher_is_better,
+            "inclusive": self.inclusive,
+            "min_delta_vs_champion": self.min_delta_vs_champion,
+            "min_relative_change_vs_champion": self.min_relative_change_vs_champion,
+        }
+
+
+@dataclass(frozen=True)
+class SanityPolicy:
+    """Options of the sanity gates.
+
+    Attributes:
+        probability_atol: absolute tolerance on each probability row's sum.
+    """
+
+    probability_atol: float = 1e-6
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated gate policy. Build it with :meth:`from_yaml`, :meth:`from_dict` or
+    :meth:`default`; the constructor trusts its arguments.
+
+    Attributes:
+        gates: one :class:`GateSpec` per gated metric, in file order.
+        sanity: options of the sanity gates.
+        horizon: time point of the survival Brier score, if the policy fixes one.
+    """
+
+    gates: tuple[GateSpec, ...]
+    sanity: SanityPolicy = field(default_factory=SanityPolicy)
+    horizon: float | None = None
+
+    @classmethod
+    def default(cls) -> Policy:
+        """C-index > 0.5 and >= the champion's, F1 > 0.4, precision > 0.3, Brier < 0.3."""
+        return cls.from_dict(_DEFAULTS)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Policy:
+        """Load and validate a policy file.
+
+        Raises:
+            ConfigError: the file is missing, unreadable or not YAML, or a key is unknown,
+                of the wrong type, out of range or missing (message: dotted path first).
+        """
+        source = os.fspath(path)
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"policy file not found: {source}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read policy file {source}: {exc}") from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise ConfigError(f"cannot parse policy file {source}: {problem}{where}") from exc
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str | None = None) -> Policy:
+        """Validate a policy given as a mapping (the YAML document).
+
+        Args:
+            data: the parsed document.
+            source: where it came from, appended to error messages.
+
+        Raises:
+            ConfigError: see :meth:`from_yaml`.
+        """
+        return _Loader(source).policy(data)
+
+    def gate(self, name: str) -> GateSpec:
+        """The gate on metric ``name``; :class:`KeyError` if the policy has none."""
+        for spec in self.gates:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML document of this policy; ``from_dict(p.to_dict()) == p``."""
+        return {
+            "gates": {spec.name: spec.to_dict() for spec in self.gates},
+            "sanity": {"probability_atol": self.sanity.probability_atol},
+            "horizon": self.horizon,
+        }
+
+
+class _Loader:
+    """Walks the document once; every error carries the dotted path and the source."""
+
+    def __init__(self, source: str | None) -> None:
+        self._suffix = f" (in {source})" if source else ""
+
+    def fail(self, path: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{path}: {problem}{self._suffix}")
+
+    def mapping(self, path: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                self.fail(
+                    f"{path}.{key}" if path else str(key),
+                    f"unknown key; expected one of {', '.join(allowed)}",
+                )
+        return value
+
+    def number(self, path: str, value: object, **bounds: Any) -> float:
+        if isinstance(value, str):
+            hint = ""
+            try:
+                float(value)
+                hint = " (write it with a dot, e.g. 1.0e-6: YAML reads 1e-6 as text)"
+            except ValueError:
+                pass
+            self.fail(path, f"expected a number, got text {value!r}{hint}")
+        try:
+            return as_number(path, value, **bounds)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}{self._suffix}") from None
+
+    def optional_number(self, path: str, value: object, **bounds: Any) -> float | None:
+        return None if value is None else self.number(path, value, **bounds)
+
+    def boolean(self, path: str, value: object) -> bool:
+        if not isinstance(value, bool):
+            self.fail(path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def policy(self, data: object) -> Policy:
+        if data is None:
+            self.fail("gates", "required (the policy is empty)")
+        if not isinstance(data, Mapping):
+            self.fail("policy", f"expected a mapping at the top level, got {_kind(data)}")
+        doc = self.mapping("", data, _TOP_KEYS)
+        if "gates" not in doc:
+            self.fail("gates", "required")
+        gates_doc = self.mapping("gates", doc["gates"], tuple(GATE_DIRECTIONS))
+        if not gates_doc:
+            self.fail("gates", "at least one gate is required")
+        gates = tuple(self.gate(str(name), spec) for name, spec in gates_doc.items())
+        sanity = SanityPolicy()
+        if doc.get("sanity") is not None:
+            sanity_doc = self.mapping("sanity", doc["sanity"], _SANITY_KEYS)
+            if "probability_atol" in sanity_doc:
+                atol = self.number(
+                    "sanity.probability_atol", sanity_doc["probability_atol"], lo=0.0, hi=1.0
+                )
+                sanity = SanityPolicy(probability_atol=atol)
+        horizon = self.optional_number("horizon", doc.get("horizon"), lo=0.0, lo_inclusive=False)
+        return Policy(gates=gates, sanity=sanity, horizon=horizon)
+
+    def gate(self, name: str, value: object) -> GateSpec:
+        path = f"gates.{name}"
+        spec = self.mapping(path, value, _GATE_KEYS)
+        direction = GATE_DIRECTIONS[name]
+        if "threshold" not in spec or spec["threshold"] is None:
+            self.fail(f"{path}.threshold", "required")
+        upper = 1.0 if name in _UNIT_INTERVAL else None
+        threshold = self.number(f"{path}.threshold", spec["threshold"], lo=0.0, hi=upper)
+        higher = self.boolean(f"{path}.higher_is_better", spec.get("higher_is_better", direction))
+        if higher != direction:
+            self.fail(
+                f"{path}.higher_is_better",
+                f"{name} is {'higher' if direction else 'lower'}-is-better, got {higher}",
+            )
+        return GateSpec(
+            name=name,
+            threshold=threshold,
+            higher_is_better=higher,
+            inclusive=self.boolean(f"{path}.inclusive", spec.get("inclusive", False)),
+            min_delta_vs_champion=self.optional_number(
+                f"{path}.min_delta_vs_champion", spec.get("min_delta_vs_champion")
+            ),
+            min_relative_change_vs_champion=self.optional_number(
+                f"{path}.min_relative_change_vs_champion",
+                spec.get("min_relative_change_vs_champion"),
+                lo=0.0,
+                hi=1.0,
+            ),
+        )
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if value is None:
+        return "nothing (null)"
+    return type(value).__name__
