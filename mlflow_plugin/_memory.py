@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -145,7 +146,7 @@ class InMemoryLedger:
 
     def events(
         self, model: str | None = None, event_type: str | None = None,
-        since_ms: int | None = None, *, event_types: Any = None,
+        since_ms: int | None = None, *, event_types: Iterable[str] | None = None,
     ) -> list[Event]:  # fmt: skip
         wanted = set(event_types) if event_types is not None else None
         return [

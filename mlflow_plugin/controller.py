@@ -13,6 +13,7 @@ both for unit tests.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -72,9 +73,16 @@ class RegistryLike(Protocol):
 
 
 class LedgerLike(Protocol):
-    def record(self, event_type: str, model: str, **kwargs: Any) -> Event: ...
-    def events(self, model: str | None = None, event_type: str | None = None,
-               since_ms: int | None = None, **kwargs: Any) -> list[Event]: ...  # fmt: skip
+    def record(
+        self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
+        message: str = "", strategy: str = "", who: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> Event: ...  # fmt: skip
+
+    def events(
+        self, model: str | None = None, event_type: str | None = None,
+        since_ms: int | None = None, *, event_types: Iterable[str] | None = None,
+    ) -> list[Event]: ...  # fmt: skip
 
 
 def _failpoint(name: str) -> None:

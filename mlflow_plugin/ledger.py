@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
 from mlflow_plugin._types import Event, check_event_type
-from mlflow_plugin.registry import configure_http_defaults, wrap_mlflow_errors
 
 __all__ = ["Ledger", "TAGS", "parse_since"]
 
@@ -62,10 +62,7 @@ class Ledger:
         configure_http_defaults()
         from mlflow import MlflowClient
 
-        if tracking_uri is None:
-            import mlflow
-
-            tracking_uri = str(mlflow.get_tracking_uri())
+        tracking_uri = resolve_tracking_uri(tracking_uri)
         self.uri = tracking_uri
         self.experiment = experiment or audit_experiment()
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -131,6 +128,7 @@ class Ledger:
         for key, value in (extra or {}).items():
             tags[key if key.startswith(TAG_PREFIX) else TAG_PREFIX + key] = str(value)
         exp_id = self.experiment_id()
+        assert exp_id is not None  # create=True
         now = int(time.time() * 1000)
         run_name = f"{event_type}-{model}-v{version}" if version else f"{event_type}-{model}"
         with wrap_mlflow_errors(f"record {event_type} event", self.uri):

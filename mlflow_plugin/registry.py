@@ -16,10 +16,11 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
 from mlflow_plugin._errors import (
     BadInput,
     NotFound,
@@ -36,7 +37,7 @@ from mlflow_plugin._types import (
     check_version,
 )
 
-__all__ = ["LOCK_PREFIX", "ModelLock", "Registry", "configure_http_defaults", "wrap_mlflow_errors"]
+__all__ = ["LOCK_PREFIX", "ModelLock", "Registry", "StaleLock"]
 
 T = TypeVar("T")
 
@@ -44,54 +45,6 @@ LOCK_PREFIX = "mlflow_plugin.lock."
 _LOCK_OWNER = TAG_PREFIX + "lock_owner"
 _LOCK_EXPIRES = TAG_PREFIX + "lock_expires"
 _LOCK_INTENT = TAG_PREFIX + "lock_intent"
-
-# MLflow's defaults retry for about a minute; a CLI user should learn within seconds that the
-# server is down. Users can still override each of these in the environment.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-}
-
-
-def configure_http_defaults() -> None:
-    for key, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-def _tracking_uri(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    import mlflow
-
-    return str(mlflow.get_tracking_uri())
-
-
-@contextlib.contextmanager
-def wrap_mlflow_errors(what: str, uri: str = "") -> Iterator[None]:
-    """Turn MLflow/requests exceptions raised inside the block into ours, naming ``what``."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        text = exc.message if hasattr(exc, "message") else str(exc)
-        if "API request to" in text and ("failed with" in text or "Max retries" in text):
-            raise RegistryUnavailable(
-                f"tracking server {uri or 'unknown'} could not be reached ({what})"
-            ) from exc
-        if code == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFound(f"{what}: {text}") from exc
-        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
-            raise BadInput(f"{what}: {text}") from exc
-        raise RegistryError(f"{what}: {text}") from exc
-    except (ConnectionError, OSError) as exc:
-        raise RegistryUnavailable(
-            f"tracking server {uri or 'unknown'} could not be reached ({what}): {exc}"
-        ) from exc
-
 
 def _version_info(mv: Any) -> VersionInfo:
     return VersionInfo(
@@ -117,7 +70,7 @@ class Registry:
         configure_http_defaults()
         from mlflow import MlflowClient
 
-        self.uri = _tracking_uri(tracking_uri)
+        self.uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
