@@ -12,12 +12,15 @@ both for unit tests.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlflow_plugin._errors import BadInput, GateFailed
+from mlflow_plugin._errors import BadInput, GateFailed, NotFound
 from mlflow_plugin._settings import TAG_PREFIX, actor, stage_mirror_enabled
 from mlflow_plugin._types import (
     CHALLENGER,
@@ -225,27 +228,28 @@ class Controller:
         intent = {"op": "promote", "version": target.version, "actor": actor()}
         with self.registry.lock(model, intent=intent) as lock:
             self._record_stale(model, lock)
-            info = self.registry.get_model(model)
+            info, versions = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model)
+            )
             current = info.aliases.get(CHAMPION)
             if current == target.version:
                 return Outcome(None, f"{model} version {target.version} is already champion")
             self.registry.set_alias(model, CHAMPION, target.version)
             _failpoint("promote.after_alias")
-            pinned = info.tags.get(FALLBACK_PINNED_TAG) == "true"
-            if current and not pinned:
-                self.registry.set_alias(model, FALLBACK, current)
+            writes = self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER))
+            if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
+                writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
             if info.aliases.get(CHALLENGER) == target.version:
-                self.registry.delete_alias(model, CHALLENGER)
-            challenger = None if info.aliases.get(CHALLENGER) == target.version else info.aliases.get(CHALLENGER)  # fmt: skip
-            self._mirror(model, target.version, challenger)
+                writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
+            _parallel(*writes)
             _failpoint("promote.after_mirror")
-            message = reason or f"promoted version {target.version}"
             extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
             if force:
                 extra.update(forced="true", forced_gates=",".join(failed))
             event = self.ledger.record(
                 "deployment", model, version=target.version, from_version=current or "",
-                message=message, strategy=strategy, extra={k: v for k, v in extra.items() if v},
+                message=reason or f"promoted version {target.version}", strategy=strategy,
+                extra={k: v for k, v in extra.items() if v},
             )  # fmt: skip
         return Outcome(event, f"{model} version {target.version} is champion (was {current or 'none'})")
 
@@ -280,17 +284,23 @@ class Controller:
         intent = {"op": "rollback", "version": wanted or "", "actor": actor()}
         with self.registry.lock(model, intent=intent) as lock:
             self._record_stale(model, lock)
-            info = self.registry.get_model(model)
+            # One round trip for everything the decision needs.
+            info, history, versions = _parallel(
+                lambda: self.registry.get_model(model),
+                lambda: self.champion_events(model),
+                lambda: self._versions(model),
+            )
             current = info.aliases.get(CHAMPION)
             if current is None:
                 raise BadInput(f"{model!r} has no champion to roll back from")
-            history = self.champion_events(model)
             target_version = wanted or last_known_good(history, current)
             if target_version is None:
                 raise BadInput(f"{model!r} has no earlier champion to roll back to")
             if target_version == current:
                 raise BadInput(f"version {current} is already champion of {model!r}")
-            target = self.registry.get_version(model, target_version)
+            if target_version not in versions:
+                raise NotFound(f"{model!r} has no version {target_version}")
+            target = versions[target_version]
             failed = _gate_failures(target)
             if failed and not force:
                 raise GateFailed(
@@ -300,16 +310,16 @@ class Controller:
                 )
             self.registry.set_alias(model, CHAMPION, target.version)
             _failpoint("rollback.after_alias")
-            challenger = info.aliases.get(CHALLENGER)
-            self._mirror(model, target.version, None if challenger == target.version else challenger)
+            writes = self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER))
             if info.tags.get(FALLBACK_PINNED_TAG) != "true":
                 # The version we left is bad: the fallback becomes the next good one, if any.
                 rolled = Event("rollback", model, version=target.version, from_version=current)
                 nxt = last_known_good([*history, rolled], target.version)
                 if nxt:
-                    self.registry.set_alias(model, FALLBACK, nxt)
-                else:
-                    self.registry.delete_alias(model, FALLBACK)
+                    writes.append(lambda: self.registry.set_alias(model, FALLBACK, nxt))
+                elif FALLBACK in info.aliases:
+                    writes.append(lambda: self.registry.delete_alias(model, FALLBACK))
+            _parallel(*writes)
             extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
             event = self.ledger.record(
                 "rollback", model, version=target.version, from_version=current,
@@ -450,12 +460,19 @@ class Controller:
             lock.stale.clear()
         return out
 
-    def _mirror(self, model: str, champion: str, challenger: str | None) -> list[str]:
-        """Make stages follow aliases; return the changes made (``"v3 Production->Archived"``)."""
+    def _versions(self, model: str) -> dict[str, VersionInfo]:
+        return {v.version: v for v in self.registry.list_versions(model)}
+
+    def _mirror_plan(
+        self, versions: dict[str, VersionInfo], champion: str, challenger: str | None
+    ) -> list[tuple[str, str, str]]:
+        """Stage changes ``(version, from, to)`` that make stages follow the aliases."""
         if not self.stage_mirror:
             return []
-        changes = []
-        for v in self.registry.list_versions(model):
+        if challenger == champion:
+            challenger = None
+        plan = []
+        for v in versions.values():
             if v.version == champion:
                 want = "Production"
             elif v.version == challenger:
@@ -467,7 +484,39 @@ class Controller:
             else:
                 continue
             if v.stage != want:
-                self.registry.set_stage(model, v.version, want)
-                changes.append(f"v{v.version} {v.stage}->{want}")
-        return changes
+                plan.append((v.version, v.stage, want))
+        return plan
 
+    def _mirror_writes(
+        self, model: str, versions: dict[str, VersionInfo], champion: str, challenger: str | None
+    ) -> list[Callable[[], object]]:
+        return [
+            functools.partial(self.registry.set_stage, model, version, want)
+            for version, _, want in self._mirror_plan(versions, champion, challenger)
+        ]
+
+    def _mirror(self, model: str, champion: str, challenger: str | None) -> list[str]:
+        """Make stages follow aliases now; return the changes (``"v3 Production->Archived"``)."""
+        plan = self._mirror_plan(self._versions(model), champion, challenger)
+        _parallel(*(functools.partial(self.registry.set_stage, model, v, want) for v, _, want in plan))
+        return [f"v{v} {old}->{want}" for v, old, want in plan]
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _parallel(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent registry/ledger calls concurrently (they are HTTP round trips).
+
+    Every call finishes before this returns; the first failure is then raised.
+    """
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="mlflow_plugin")
+    futures = [_pool.submit(call) for call in calls]
+    wait(futures)
+    return [f.result() for f in futures]

@@ -1,0 +1,118 @@
+"""Controller latency against the raw MlflowClient calls that make the same writes.
+
+Starts a local ``mlflow server`` (SQLite, 2 workers) and measures, interleaved in one run:
+
+- ``Controller.rollback()`` in-process, against the minimal raw ``MlflowClient`` sequence making
+  the same writes: set the champion alias, the stage mirror's transitions and the fallback alias
+  (when the mirror is on), and one audit run with its tags (create + finish);
+- the same with the stage mirror off (raw: set alias + one audit run);
+- the CLI ``mlflow-plugin rollback`` end to end, process start included.
+
+Prints the ratio of medians (target <= 1.5) and p50/p95 of each. Not a test.
+
+    .venv/bin/python benchmarks/bench_controller.py [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from mlflow_plugin.controller import Controller  # noqa: E402
+from mlflow_plugin.ledger import TAGS, Ledger  # noqa: E402
+from mlflow_plugin.registry import Registry  # noqa: E402
+from mlflow_plugin.testing import MlflowServer  # noqa: E402
+
+from helpers import make_versions  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def raw_rollback(client, exp_id: str, model: str, frm: str, to: str, mirror: bool) -> None:
+    """What a careful user would type with MlflowClient to make the same writes."""
+    client.set_registered_model_alias(model, "champion", to)
+    if mirror:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            client.transition_model_version_stage(model, to, "Production")
+            client.transition_model_version_stage(model, frm, "Archived")
+    now = int(time.time() * 1000)
+    run = client.create_run(exp_id, start_time=now, tags={
+        TAGS["event"]: "rollback", TAGS["model"]: model, TAGS["version"]: to,
+        TAGS["from_version"]: frm, TAGS["actor"]: "bench", TAGS["reason"]: "bench",
+        TAGS["rollback"]: "true",
+    })  # fmt: skip
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=now)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--cli-rounds", type=int, default=5)
+    args = parser.parse_args()
+    os.environ["MLFLOW_PLUGIN_ACTOR"] = "bench"
+    with MlflowServer(workers=2) as server:
+        registry = Registry(server.uri)
+        ledger = Ledger(server.uri)
+        client = registry.client
+        exp_id = ledger.experiment_id()
+        assert exp_id is not None
+        results: dict[str, list[float]] = {}
+        for mirror in (True, False):
+            ctl = Controller(registry, ledger, stage_mirror=mirror)
+            ours_model, raw_model = f"bench-ours-{mirror}", f"bench-raw-{mirror}"
+            make_versions(server.uri, ours_model, 2)
+            make_versions(server.uri, raw_model, 2)
+            ctl.promote(ours_model, "1")
+            ctl.promote(raw_model, "1")
+            ours, raw = [], []
+            for i in range(args.rounds + 2):
+                # Alternate promote/rollback so every round is a real rollback of one version.
+                ctl.promote(ours_model, "2", reason="bench")
+                t0 = time.perf_counter()
+                ctl.rollback(ours_model, reason="bench", to_version="1")
+                t1 = time.perf_counter()
+                raw_rollback(client, exp_id, raw_model, "1", "2", mirror)
+                t2 = time.perf_counter()
+                raw_rollback(client, exp_id, raw_model, "2", "1", mirror)
+                if i >= 2:  # warm-up
+                    ours.append((t1 - t0) * 1000)
+                    raw.append((t2 - t1) * 1000)
+            results[f"ours mirror={'on' if mirror else 'off'}"] = ours
+            results[f"raw  mirror={'on' if mirror else 'off'}"] = raw
+
+        exe = Path(sys.executable).with_name("mlflow-plugin")
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri}
+        cli = []
+        ctl = Controller(registry, ledger)
+        for _ in range(args.cli_rounds):
+            ctl.promote("bench-ours-True", "2", reason="bench")
+            t0 = time.perf_counter()
+            subprocess.run([str(exe), "rollback", "bench-ours-True", "--reason", "bench",
+                            "--to-version", "1"], env=env, check=True, capture_output=True)  # fmt: skip
+            cli.append(time.perf_counter() - t0)
+
+    print(f"{'':24s} {'p50 ms':>8s} {'p95 ms':>8s}")
+    for name, values in results.items():
+        print(f"{name:24s} {pct(values, .5):8.1f} {pct(values, .95):8.1f}")
+    for mode in ("on", "off"):
+        ratio = statistics.median(results[f"ours mirror={mode}"]) / statistics.median(
+            results[f"raw  mirror={mode}"]
+        )
+        print(f"rollback ratio ours/raw, stage mirror {mode:3s}: {ratio:.2f}  (target <= 1.5)")
+    print(f"CLI rollback end to end: p50 {pct(cli, .5):.2f} s, max {max(cli):.2f} s  (target <= 5 s)")
+
+
+if __name__ == "__main__":
+    main()
