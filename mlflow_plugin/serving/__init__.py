@@ -1,0 +1,44 @@
+"""Serving: the champion of a registered model, hot-swapped, with fallback, guardrails and a log.
+
+- :class:`ChampionModel` loads ``models:/NAME@champion``, follows the alias and falls back.
+- :class:`Guardrails` are the rules an output must satisfy.
+- :class:`PredictionLog` writes every prediction to a SQL table off the request path.
+- :class:`Router` / :class:`ChampionRouter` decide which loaded version answers.
+- :func:`create_app` is the HTTP server (``mlflow-plugin serve``).
+"""
+
+from __future__ import annotations
+
+from mlflow_plugin.serving._app import create_app
+from mlflow_plugin.serving._guardrails import Guardrails, Violation
+from mlflow_plugin.serving._loader import ChampionModel, Prediction
+from mlflow_plugin.serving._metrics import ServingMetrics
+from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord, prediction_table
+from mlflow_plugin.serving._routing import (
+    ChampionRouter,
+    Deployment,
+    Fleet,
+    LoadFailure,
+    Plan,
+    Route,
+    Router,
+)
+
+__all__ = [
+    "ChampionModel",
+    "ChampionRouter",
+    "Deployment",
+    "Fleet",
+    "Guardrails",
+    "LoadFailure",
+    "Plan",
+    "Prediction",
+    "PredictionLog",
+    "PredictionRecord",
+    "Route",
+    "Router",
+    "ServingMetrics",
+    "Violation",
+    "create_app",
+    "prediction_table",
+]

@@ -1,0 +1,95 @@
+"""``mlflow-plugin serve MODEL``: the champion over HTTP, following the registry."""
+
+from __future__ import annotations
+
+import click
+
+from mlflow_plugin.serving._prediction_log import DEFAULT_URI
+
+__all__ = ["serve"]
+
+
+@click.command()
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5001, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between two reads of the champion alias.")  # fmt: skip
+@click.option("--prediction-log", "log_uri", default=DEFAULT_URI, show_default=True,
+              help="SQLAlchemy URI of the prediction log; 'none' to switch it off.")  # fmt: skip
+@click.option("--log-queue-size", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="Queued predictions before new ones are dropped (and counted).")  # fmt: skip
+@click.option("--log-features/--no-log-features", default=True, show_default=True,
+              help="Store each row's input features (the digest is stored either way).")  # fmt: skip
+@click.option("--key-column", default=None,
+              help="Input column stored as entity_key, to join predictions to outcomes.")  # fmt: skip
+@click.option("--guardrails", "guard_mode", type=click.Choice(["enforce", "observe", "off"]),
+              default="enforce", show_default=True,
+              help="enforce: a breaking output is answered by the fallback or refused; "
+                   "observe: only counted and flagged.")  # fmt: skip
+@click.option("--probability-columns", default=None,
+              help="Comma-separated probability columns (default: columns named p_*).")  # fmt: skip
+@click.option("--latency-budget-ms", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Flag (and count) answers slower than this.")  # fmt: skip
+@click.option("--event-interval", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between two ledger events of the same kind.")  # fmt: skip
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    model: str,
+    host: str,
+    port: int,
+    poll_interval: float,
+    log_uri: str,
+    log_queue_size: int,
+    log_features: bool,
+    key_column: str | None,
+    guard_mode: str,
+    probability_columns: str | None,
+    latency_budget_ms: float | None,
+    event_interval: float,
+    access_log: bool,
+) -> None:
+    """Serve models:/MODEL@champion; swap on promotion, fall back on failure.
+
+    POST /invocations speaks MLflow's scoring protocol. GET /ping, /health, /version, /metrics.
+    POST /refresh checks the registry at once (for webhooks).
+    """
+    import uvicorn
+
+    from mlflow_plugin.serving._app import create_app
+    from mlflow_plugin.serving._guardrails import Guardrails, parse_columns
+    from mlflow_plugin.serving._loader import ChampionModel
+    from mlflow_plugin.serving._prediction_log import PredictionLog
+
+    if guard_mode == "off":
+        guardrails = Guardrails.off(latency_budget_ms)
+    else:
+        guardrails = Guardrails(
+            probability_columns=parse_columns(probability_columns),
+            latency_budget_ms=latency_budget_ms,
+            enforce=guard_mode == "enforce",
+        )
+    tracking_uri = getattr(ctx.obj, "tracking_uri", None)
+    prediction_log = None
+    if log_uri.strip().lower() not in ("none", "off", ""):
+        prediction_log = PredictionLog(log_uri, max_queue=log_queue_size, log_features=log_features,
+                                       key_column=key_column)  # fmt: skip
+    try:
+        champion = ChampionModel(
+            model, tracking_uri=tracking_uri, poll_interval=poll_interval, guardrails=guardrails,
+            prediction_log=prediction_log, event_interval=event_interval,
+        )  # fmt: skip
+    except BaseException:
+        if prediction_log is not None:
+            prediction_log.close()
+        raise
+    state = champion.status()
+    serving = state["serving"]
+    click.echo(
+        f"serving {model} version {serving['version']} ({serving['role']}) on http://{host}:{port}"
+        f" - polling every {poll_interval:g}s", err=True,
+    )  # fmt: skip
+    app = create_app(champion)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)

@@ -1,0 +1,501 @@
+"""``ChampionModel``: serve ``models:/NAME@champion``, follow the alias, survive a bad champion.
+
+A background thread reads the registered model (one call: aliases and tags) every
+``poll_interval`` seconds, or sooner when :meth:`ChampionModel.trigger` is called (e.g. by a
+registry webhook). The :class:`~mlflow_plugin.serving._routing.Router` names the versions to keep
+loaded; missing ones are loaded on that thread while requests go on being answered by the current
+snapshot, and the new snapshot replaces the old one in a single assignment. A request reads the
+snapshot once, so it is answered wholly by the old or wholly by the new version, and never waits
+for a load.
+
+When the champion cannot load, raises in ``predict`` or breaks a guardrail, the next route of the
+plan (the fallback, when enabled) answers; ``error`` and ``recovery`` events go to the ledger,
+rate-limited. When no route can answer, :class:`~mlflow_plugin.ModelUnavailable` says why; it
+never answers with a version the registry did not name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow_plugin._errors import BadInput, MlflowPluginError, ModelUnavailable
+from mlflow_plugin._types import CHAMPION, FALLBACK, check_model_name
+from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+from mlflow_plugin.serving._events import EventReporter
+from mlflow_plugin.serving._guardrails import Guardrails, Violation
+from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
+from mlflow_plugin.serving._routing import (
+    ChampionRouter,
+    Deployment,
+    Fleet,
+    LoadFailure,
+    Plan,
+    Router,
+)
+
+__all__ = ["ChampionModel", "Prediction"]
+
+_log = logging.getLogger(__name__)
+Loader = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answered request.
+
+    Attributes:
+        output: what the model's ``predict`` returned.
+        version: the model version that answered.
+        role: the role it played (``champion``, ``fallback`` ...).
+        request_id: the request's id (also in the prediction log).
+        latency_s: seconds spent in :meth:`ChampionModel.score`.
+        fallback: True when the first route of the plan did not answer.
+        flags: guardrails broken by the answer that did not stop it (``latency_budget``, or
+            every rule when guardrails only observe).
+    """
+
+    output: Any
+    version: str
+    role: str
+    request_id: str
+    latency_s: float
+    fallback: bool = False
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Cause:
+    role: str
+    version: str
+    kind: str  # load | predict | guardrail | missing
+    detail: str
+
+    def describe(self) -> str:
+        what = {
+            "load": "could not be loaded",
+            "predict": "raised in predict",
+            "guardrail": "broke a guardrail",
+            "missing": "is not set",
+        }[self.kind]
+        name = f"{self.role} version {self.version}" if self.version else f"{self.role} alias"
+        return f"{name} {what}" + (f": {self.detail}" if self.detail else "")
+
+
+class ChampionModel:
+    """The champion of a registered model, hot-swapped on promotion, with a fallback.
+
+    Args:
+        model_name: registered model name.
+        tracking_uri: tracking/registry server; default ``$MLFLOW_TRACKING_URI``.
+        poll_interval: seconds between two registry reads.
+        guardrails: output rules (default :class:`Guardrails()`; :meth:`Guardrails.off` for none).
+        prediction_log: where every prediction is logged (None: not logged). Closed by
+            :meth:`close`.
+        router: routing policy (default :class:`ChampionRouter`).
+        event_interval: seconds between two ledger events of the same kind.
+        retry_interval: seconds before a version that failed to load is tried again.
+        registry: registry adapter (default ``Registry(tracking_uri)``; tests pass an in-memory one).
+        ledger: where events go (default the ledger on ``tracking_uri``).
+        loader: ``(model_name, version) -> model`` (default: download ``models:/NAME/VERSION``
+            and ``mlflow.pyfunc.load_model`` it).
+        watch: start the background watcher.
+        require_ready: raise at construction when no version can answer.
+
+    Raises:
+        ModelUnavailable: ``require_ready`` and neither champion nor fallback could be loaded.
+        NotFound: the registered model does not exist.
+        RegistryUnavailable: the tracking server could not be reached at start.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        tracking_uri: str | None = None,
+        poll_interval: float = 5.0,
+        guardrails: Guardrails | None = None,
+        prediction_log: PredictionLog | None = None,
+        router: Router | None = None,
+        event_interval: float = 60.0,
+        retry_interval: float = 30.0,
+        registry: Any = None,
+        ledger: Any = None,
+        loader: Loader | None = None,
+        watch: bool = True,
+        require_ready: bool = True,
+    ) -> None:
+        self.name = check_model_name(model_name)
+        if not poll_interval > 0:
+            raise BadInput(f"poll_interval must be > 0, got {poll_interval!r}")
+        if registry is None:
+            from mlflow_plugin.registry import Registry
+
+            registry = Registry(tracking_uri)
+        self.registry = registry
+        self.tracking_uri: str = getattr(registry, "uri", tracking_uri or "")
+        self.poll_interval = float(poll_interval)
+        self.retry_interval = float(retry_interval)
+        self.guardrails = guardrails if guardrails is not None else Guardrails()
+        self.prediction_log = prediction_log
+        self.router: Router = router if router is not None else ChampionRouter()
+        self.events = EventReporter(
+            self.name, ledger=ledger, tracking_uri=self.tracking_uri, interval=event_interval
+        )
+        self._loader = loader or self._load_pyfunc
+        self._workdir = tempfile.mkdtemp(prefix="mlflow-plugin-serve-")
+        self._fleet = Fleet()
+        self._counts: Counter[tuple[str, ...]] = Counter()
+        self._counts_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.last_swap: dict[str, Any] | None = None
+        self.last_poll: float | None = None
+        self.poll_error: str | None = None
+        self.started_at = time.time()
+        try:
+            self.refresh(raise_errors=True)
+            if require_ready and not self.router.plan(self._fleet, "").routes:
+                raise ModelUnavailable(f"{self.name}: {self._why_unavailable(self._fleet)}")
+        except BaseException:
+            self.close()
+            raise
+        self._thread: threading.Thread | None = None
+        if watch:
+            self._thread = threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True)
+            self._thread.start()
+
+    # -- answering -----------------------------------------------------------------------
+    @property
+    def version(self) -> str | None:
+        """The version that would answer a request now (None if none can)."""
+        routes = self.router.plan(self._fleet, "").routes
+        return routes[0].deployment.version if routes else None
+
+    @property
+    def metadata(self) -> Any:
+        """The MLmodel metadata of the version that would answer now (for request parsing)."""
+        routes = self.router.plan(self._fleet, "").routes
+        return routes[0].deployment.metadata if routes else None
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """Like ``PyFuncModel.predict``: the output of whichever version answers."""
+        return self.score(data, params).output
+
+    def score(
+        self, data: Any, params: dict[str, Any] | None = None, *, request_id: str | None = None
+    ) -> Prediction:
+        """Answer one request and say who answered.
+
+        Raises:
+            BadInput: the input does not match the model's signature (no fallback is tried:
+                another version would refuse it too).
+            ModelUnavailable: no version could answer.
+        """
+        t0 = time.perf_counter()
+        rid = request_id or uuid.uuid4().hex
+        plan: Plan = self.router.plan(self._fleet, rid)
+        causes = [_Cause(role, f.version, "missing" if not f.version else "load", f.error)
+                  for role, f in plan.skipped]  # fmt: skip
+        for route in plan.routes:
+            deployment = route.deployment
+            try:
+                output = deployment.model.predict(data, params) if params else deployment.model.predict(data)
+            except Exception as exc:  # noqa: BLE001 - any model failure is a reason to fall back
+                if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
+                    self._count("bad_input")
+                    raise BadInput(_schema_reason(exc)) from None
+                causes.append(_Cause(route.role, deployment.version, "predict", _one_line(exc)))
+                continue
+            violations: tuple[Violation, ...] = self.guardrails.check(output)
+            if violations:
+                self._count_violations(violations, deployment.version)
+                if self.guardrails.enforce:
+                    detail = "; ".join(str(v) for v in violations)
+                    causes.append(_Cause(route.role, deployment.version, "guardrail", detail))
+                    continue
+            latency = time.perf_counter() - t0
+            slow = self.guardrails.check_latency(latency)
+            if slow is not None:
+                self._count_violations((slow,), deployment.version)
+            flags = tuple(v.rule for v in violations) + ((slow.rule,) if slow else ())
+            fell_back = bool(causes)
+            if fell_back:
+                self._on_fallback(causes, route.role, deployment.version)
+            with self._counts_lock:
+                self._counts["predictions", deployment.version, route.role] += 1
+            if self.prediction_log is not None:
+                self.prediction_log.log(PredictionRecord(
+                    rid, time.time(), self.name, deployment.version, route.role, fell_back,
+                    latency, data, output, None, flags,
+                ))  # fmt: skip
+            return Prediction(output, deployment.version, route.role, rid, latency, fell_back, flags)
+        message = self._unavailable_message(causes)
+        self._count("unavailable")
+        for cause in causes:
+            self._report_error(cause)
+        if self.prediction_log is not None:
+            self.prediction_log.log(PredictionRecord(
+                rid, time.time(), self.name, None, None, False, time.perf_counter() - t0,
+                data, None, message, tuple(c.kind for c in causes),
+            ))  # fmt: skip
+        raise ModelUnavailable(message)
+
+    # -- following the registry ----------------------------------------------------------
+    def trigger(self) -> None:
+        """Check the registry now instead of at the next poll (webhooks call this)."""
+        self._wake.set()
+
+    def refresh(self, *, raise_errors: bool = False) -> bool:
+        """Read the registry once and load/swap what changed; True if anything was swapped."""
+        with self._refresh_lock:
+            try:
+                info = self.registry.get_model(self.name)
+            except MlflowPluginError as exc:
+                self.poll_error = str(exc)
+                self._count("poll_errors")
+                if raise_errors:
+                    raise
+                _log.warning("%s: registry poll failed, serving on: %s", self.name, exc)
+                return False
+            self.last_poll = time.time()
+            self.poll_error = None
+            wanted = self.router.wanted(info)
+            enabled = info.tags.get(FALLBACK_ENABLED_TAG, "false") == "true"
+            old = self._fleet
+            loaded: dict[str, Deployment] = {}
+            failed: dict[str, LoadFailure] = {}
+            pending: list[tuple[str, str]] = []
+            now = time.time()
+            for role, version in wanted.items():
+                reuse = old.by_version(version) or _find(loaded, version)
+                if reuse is not None:
+                    loaded[role] = reuse
+                    continue
+                failure = next((f for f in old.failed.values() if f.version == version), None)
+                if failure is not None and now - failure.at < self.retry_interval:
+                    failed[role] = failure
+                    continue
+                pending.append((role, version))
+                if role in old.loaded:
+                    # Keep answering with the current version until the new one is loaded.
+                    loaded[role] = old.loaded[role]
+            changed = self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled))
+            for role, version in pending:
+                result = self._load(version)
+                if isinstance(result, Deployment):
+                    loaded[role] = result
+                    failed.pop(role, None)
+                else:
+                    loaded.pop(role, None)
+                    failed[role] = result
+                    self._report_error(_Cause(role, version, "load", result.error))
+                changed = self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled)) or changed
+            return changed
+
+    def _publish(self, fleet: Fleet) -> bool:
+        old = self._fleet
+        before = {r: d.version for r, d in old.loaded.items()}
+        after = {r: d.version for r, d in fleet.loaded.items()}
+        self._fleet = fleet  # the swap: one reference assignment, atomic for readers
+        if before.get(CHAMPION) != after.get(CHAMPION) and CHAMPION in after:
+            loaded = fleet.loaded[CHAMPION]
+            self.last_swap = {
+                "from": before.get(CHAMPION), "to": after[CHAMPION], "at": _iso(time.time()),
+                "load_seconds": round(loaded.load_seconds, 3),
+            }  # fmt: skip
+            self._count("swaps")
+            _log.info("%s: champion %s -> %s", self.name, before.get(CHAMPION), after[CHAMPION])
+        kept = {d.version for d in fleet.loaded.values()}
+        for deployment in old.loaded.values():
+            if deployment.version not in kept:
+                self._discard(deployment.version)
+        return before != after or old.failed.keys() != fleet.failed.keys()
+
+    def _load(self, version: str) -> Deployment | LoadFailure:
+        t0 = time.perf_counter()
+        try:
+            model = self._loader(self.name, version)
+        except Exception as exc:  # noqa: BLE001 - any load failure leaves the version unloaded
+            self._count("load_failures")
+            _log.warning("%s version %s could not be loaded: %s", self.name, version, exc)
+            return LoadFailure(version, _one_line(exc), time.time())
+        return Deployment(version, model, time.time(), time.perf_counter() - t0)
+
+    def _load_pyfunc(self, name: str, version: str) -> Any:
+        import mlflow.artifacts
+        import mlflow.pyfunc
+
+        target = f"{self._workdir}/v{version}-{uuid.uuid4().hex[:6]}"
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=target,
+            tracking_uri=self.tracking_uri or None, registry_uri=self.tracking_uri or None,
+        )  # fmt: skip
+        return mlflow.pyfunc.load_model(local)
+
+    def _discard(self, version: str) -> None:
+        # Loaded models live in memory; their downloaded files are not needed any more.
+        for path in _glob(self._workdir, f"v{version}-*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _watch(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any single failure
+                _log.exception("%s: refresh failed", self.name)
+
+    # -- failures ------------------------------------------------------------------------
+    def _on_fallback(self, causes: list[_Cause], role: str, version: str) -> None:
+        first = causes[0]
+        self._count("fallbacks", first.kind)
+        for cause in causes:
+            self._report_error(cause)
+        self.events.report(
+            "recovery", f"{first.kind}:{first.version}->{version}", version=version,
+            from_version=first.version,
+            message=f"{role} version {version} answered: {first.describe()}",
+            extra={"cause": first.kind, "role": role},
+        )  # fmt: skip
+
+    def _report_error(self, cause: _Cause) -> None:
+        self.events.report(
+            "error", f"{cause.kind}:{cause.version}", version=cause.version,
+            from_version=cause.version if cause.role == CHAMPION else "",
+            message=cause.describe(), extra={"cause": cause.kind, "role": cause.role},
+        )  # fmt: skip
+
+    def _unavailable_message(self, causes: list[_Cause]) -> str:
+        if not causes:
+            return f"{self.name}: {self._why_unavailable(self._fleet)}"
+        fleet = self._fleet
+        tail = "" if FALLBACK in fleet.wanted else "; no fallback enabled"
+        return f"{self.name}: no version could answer: " + "; ".join(c.describe() for c in causes) + tail
+
+    def _why_unavailable(self, fleet: Fleet) -> str:
+        if CHAMPION not in fleet.wanted and not fleet.wanted:
+            return "no champion alias and no enabled fallback"
+        parts = [f"{role} version {f.version} could not be loaded: {f.error}" for role, f in fleet.failed.items()]
+        if FALLBACK not in fleet.wanted:
+            parts.append("no fallback enabled")
+        return "; ".join(parts) or "no version is loaded"
+
+    # -- observing -----------------------------------------------------------------------
+    def _count(self, *key: str) -> None:
+        with self._counts_lock:
+            self._counts[key] += 1
+
+    def _count_violations(self, violations: tuple[Violation, ...], version: str) -> None:
+        with self._counts_lock:
+            for v in violations:
+                self._counts["guardrail", v.rule, version] += 1
+        _log.warning("%s version %s: %s", self.name, version, "; ".join(map(str, violations)))
+
+    def counts(self) -> dict[tuple[str, ...], int]:
+        """A copy of the counters, keyed like ``("predictions", version, role)``,
+        ``("fallbacks", cause)``, ``("guardrail", rule, version)``, ``("swaps",)`` ..."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def status(self) -> dict[str, Any]:
+        """What serves and why, as a JSON-ready dict (the server's ``/health``)."""
+        fleet = self._fleet
+        plan = self.router.plan(fleet, "")
+        roles: dict[str, Any] = {}
+        for role in [*fleet.wanted, *(r for r in fleet.loaded if r not in fleet.wanted)]:
+            deployment = fleet.loaded.get(role)
+            failure = fleet.failed.get(role)
+            roles[role] = {
+                "wanted": fleet.wanted.get(role),
+                "loaded": deployment.version if deployment else None,
+                "loaded_at": _iso(deployment.loaded_at) if deployment else None,
+                "load_seconds": round(deployment.load_seconds, 3) if deployment else None,
+                "error": failure.error if failure else None,
+            }
+        serving = plan.routes[0] if plan.routes else None
+        degraded = bool(plan.skipped) or (serving is not None and serving.role != CHAMPION)
+        return {
+            "model": self.name,
+            "status": "unavailable" if serving is None else ("degraded" if degraded else "ok"),
+            "serving": {"version": serving.deployment.version, "role": serving.role} if serving else None,
+            "champion": roles.get(CHAMPION),
+            "fallback": {"enabled": fleet.fallback_enabled, **(roles.get(FALLBACK) or {})},
+            "roles": roles,
+            "last_swap": self.last_swap,
+            "last_poll": _iso(self.last_poll) if self.last_poll else None,
+            "poll_error": self.poll_error,
+            "poll_interval": self.poll_interval,
+            "prediction_log": self.prediction_log.stats() if self.prediction_log else None,
+            "events": self.events.stats(),
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop watching, write what the prediction log and the ledger queue hold."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
+            thread.join(timeout)
+        if self.prediction_log is not None:
+            self.prediction_log.close(timeout)
+        self.events.close(timeout)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> ChampionModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ChampionModel({self.name!r}, version={self.version!r})"
+
+
+def _find(loaded: dict[str, Deployment], version: str) -> Deployment | None:
+    return next((d for d in loaded.values() if d.version == version), None)
+
+
+def _glob(root: str, pattern: str) -> list[str]:
+    import glob
+    import os
+
+    return glob.glob(os.path.join(root, pattern))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _schema_reason(exc: BaseException) -> str:
+    """MLflow's schema message embeds the whole input; keep the reason after ``Error:``."""
+    text = getattr(exc, "message", None) or str(exc)
+    reason = text.rsplit("Error: ", 1)[-1]
+    reason = " ".join(reason.split())
+    reason = reason.split(" Note that ")[0]
+    with contextlib.suppress(Exception):
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+    return f"input does not match the model signature: {reason}"

@@ -1,0 +1,162 @@
+"""Routing: which loaded versions exist, and which one answers a request.
+
+The loader keeps a :class:`Fleet` (an immutable snapshot of every loaded version, by *role*:
+``champion``, ``fallback``, later ``canary`` or ``challenger``) and swaps it whole, so a request
+reads one consistent snapshot. A :class:`Router` is the policy on top, in two halves:
+
+- :meth:`Router.wanted` reads the registry state (aliases and tags) and names the versions to keep
+  loaded, by role. The loader loads what is missing in the background and drops what is no longer
+  wanted.
+- :meth:`Router.plan` picks, per request, the route that answers first and the backups tried in
+  order when it fails (raises, or breaks a guardrail).
+
+:class:`ChampionRouter` is this release's policy: the champion answers, the fallback (when enabled)
+backs it up. A canary policy adds ``"canary"`` to ``wanted`` and sends a share of request ids to
+it with the champion as backup; blue-green shadow scoring adds ``"challenger"`` and returns it in
+:attr:`Plan.shadows`, which the loader scores off the request path. Neither needs the loader or
+the server to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mlflow_plugin._types import CHAMPION, FALLBACK, ModelInfo
+from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+
+__all__ = ["ChampionRouter", "Deployment", "Fleet", "LoadFailure", "Plan", "Route", "Router"]
+
+
+@dataclass(frozen=True, eq=False)
+class Deployment:
+    """One loaded model version.
+
+    Attributes:
+        version: the registered model version.
+        model: the loaded ``mlflow.pyfunc.PyFuncModel`` (anything with ``predict`` and
+            ``metadata``).
+        loaded_at: epoch seconds when the load finished.
+        load_seconds: how long loading took.
+    """
+
+    version: str
+    model: Any
+    loaded_at: float
+    load_seconds: float
+
+    @property
+    def metadata(self) -> Any:
+        return getattr(self.model, "metadata", None)
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A wanted version that could not be loaded (retried on later polls)."""
+
+    version: str
+    error: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Everything loaded at one moment, by role; replaced whole on every change.
+
+    Attributes:
+        wanted: role -> version, as the router asked for it from the last registry state.
+        loaded: role -> deployment for every wanted version that is loaded.
+        failed: role -> why a wanted version is not loaded.
+        fallback_enabled: the registry's fallback switch at the last poll.
+    """
+
+    wanted: Mapping[str, str] = field(default_factory=dict)
+    loaded: Mapping[str, Deployment] = field(default_factory=dict)
+    failed: Mapping[str, LoadFailure] = field(default_factory=dict)
+    fallback_enabled: bool = False
+
+    def by_version(self, version: str) -> Deployment | None:
+        for deployment in self.loaded.values():
+            if deployment.version == version:
+                return deployment
+        return None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A role and the deployment that plays it for one request."""
+
+    role: str
+    deployment: Deployment
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to answer one request.
+
+    Attributes:
+        routes: tried in order; the first that answers within the guardrails wins.
+        skipped: roles the policy wanted first but that are not loaded, with the reason (they
+            count as failures of that request: the answer comes from a backup).
+        shadows: scored off the request path, answers discarded (blue-green; unused so far).
+    """
+
+    routes: tuple[Route, ...]
+    skipped: tuple[tuple[str, LoadFailure], ...] = ()
+    shadows: tuple[Route, ...] = ()
+
+
+class Router(Protocol):
+    """A routing policy (see the module docstring)."""
+
+    def wanted(self, info: ModelInfo) -> dict[str, str]:
+        """Role -> version to keep loaded, from the registry state; the first role is primary."""
+        ...
+
+    def plan(self, fleet: Fleet, request_id: str) -> Plan:
+        """The routes for one request."""
+        ...
+
+
+class ChampionRouter:
+    """The champion answers; the fallback (alias ``fallback``, when enabled) backs it up."""
+
+    roles = (CHAMPION, FALLBACK)
+
+    def __init__(self) -> None:
+        self._cached: tuple[Fleet, Plan] | None = None
+
+    def wanted(self, info: ModelInfo) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if CHAMPION in info.aliases:
+            out[CHAMPION] = info.aliases[CHAMPION]
+        if info.tags.get(FALLBACK_ENABLED_TAG, "false") == "true" and FALLBACK in info.aliases:
+            out[FALLBACK] = info.aliases[FALLBACK]
+        return out
+
+    def plan(self, fleet: Fleet, request_id: str) -> Plan:
+        # The plan does not depend on the request: build it once per fleet.
+        cached = self._cached  # one read: another thread may replace it meanwhile
+        if cached is not None and cached[0] is fleet:
+            return cached[1]
+        routes: list[Route] = []
+        skipped: list[tuple[str, LoadFailure]] = []
+        for role in self.roles:
+            if role not in fleet.wanted:
+                if role == CHAMPION and fleet.wanted:
+                    # No champion alias: the fallback answers, and that is a failure to report.
+                    skipped.append((role, LoadFailure("", "", 0.0)))
+                continue
+            deployment = fleet.loaded.get(role)
+            if deployment is None:
+                failure = fleet.failed.get(role)
+                if failure is not None:
+                    skipped.append((role, failure))
+                continue
+            if any(r.deployment.version == deployment.version for r in routes):
+                continue  # fallback == champion: trying it twice cannot help
+            routes.append(Route(role, deployment))
+        plan = Plan(tuple(routes), tuple(skipped))
+        self._cached = (fleet, plan)
+        return plan
