@@ -3,9 +3,9 @@
 Starts a local ``mlflow server`` (SQLite, 2 workers) and measures, interleaved in one run:
 
 - ``Controller.rollback()`` in-process, against the minimal raw ``MlflowClient`` sequence making
-  the same writes: set the champion alias, the stage mirror's transitions and the fallback alias
-  (when the mirror is on), and one audit run with its tags (create + finish);
-- the same with the stage mirror off (raw: set alias + one audit run);
+  the same writes: the champion and fallback aliases, the stage mirror's two transitions, and one
+  audit run with its tags (create + finish);
+- the same with the stage mirror off (raw: the two aliases + one audit run);
 - the CLI ``mlflow-plugin rollback`` end to end, process start included.
 
 Prints the ratio of medians (target <= 1.5) and p50/p95 of each. Not a test.
@@ -42,6 +42,7 @@ def pct(values: list[float], q: float) -> float:
 def raw_rollback(client, exp_id: str, model: str, frm: str, to: str, mirror: bool) -> None:
     """What a careful user would type with MlflowClient to make the same writes."""
     client.set_registered_model_alias(model, "champion", to)
+    client.set_registered_model_alias(model, "fallback", frm)
     if mirror:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)

@@ -144,6 +144,10 @@ class InMemoryLedger:
         self._events.append(event)
         return event
 
+    def prepare(self, event_type: str, model: str, **fields: Any) -> _PreparedMemoryEvent:
+        check_event_type(event_type)
+        return _PreparedMemoryEvent(self, event_type, model, fields)
+
     def events(
         self, model: str | None = None, event_type: str | None = None,
         since_ms: int | None = None, *, event_types: Iterable[str] | None = None,
@@ -156,3 +160,16 @@ class InMemoryLedger:
             and (since_ms is None or e.timestamp_ms >= since_ms)
             and (wanted is None or e.event_type in wanted)
         ]  # fmt: skip
+
+
+class _PreparedMemoryEvent:
+    def __init__(
+        self, ledger: InMemoryLedger, event_type: str, model: str, fields: dict[str, Any]
+    ) -> None:
+        self.ledger, self.event_type, self.model, self.fields = ledger, event_type, model, fields
+
+    def commit(self) -> Event:
+        return self.ledger.record(self.event_type, self.model, **self.fields)
+
+    def abandon(self) -> None:
+        pass

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlflow_plugin._concurrency import parallel as _parallel
 from mlflow_plugin._errors import BadInput, GateFailed, NotFound
 from mlflow_plugin._settings import TAG_PREFIX, actor, stage_mirror_enabled
 from mlflow_plugin._types import (
@@ -75,12 +74,14 @@ class RegistryLike(Protocol):
     def lock(self, name: str, *, intent: dict[str, str] | None = None) -> Any: ...
 
 
+class PreparedLike(Protocol):
+    def commit(self) -> Event: ...
+    def abandon(self) -> None: ...
+
+
 class LedgerLike(Protocol):
-    def record(
-        self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
-        message: str = "", strategy: str = "", who: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> Event: ...  # fmt: skip
+    def record(self, event_type: str, model: str, **fields: Any) -> Event: ...
+    def prepare(self, event_type: str, model: str, **fields: Any) -> PreparedLike: ...
 
     def events(
         self, model: str | None = None, event_type: str | None = None,
@@ -234,22 +235,23 @@ class Controller:
             current = info.aliases.get(CHAMPION)
             if current == target.version:
                 return Outcome(None, f"{model} version {target.version} is already champion")
-            self.registry.set_alias(model, CHAMPION, target.version)
-            _failpoint("promote.after_alias")
-            writes = self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER))
-            if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
-                writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
-            if info.aliases.get(CHALLENGER) == target.version:
-                writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
-            _parallel(*writes)
-            _failpoint("promote.after_mirror")
             extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
             if force:
                 extra.update(forced="true", forced_gates=",".join(failed))
-            event = self.ledger.record(
-                "deployment", model, version=target.version, from_version=current or "",
-                message=reason or f"promoted version {target.version}", strategy=strategy,
-                extra={k: v for k, v in extra.items() if v},
+            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
+            if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
+                alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
+            if info.aliases.get(CHALLENGER) == target.version:
+                alias_writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
+            event = self._apply(
+                alias_writes,
+                self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
+                lambda: self.ledger.prepare(
+                    "deployment", model, version=target.version, from_version=current or "",
+                    message=reason or f"promoted version {target.version}", strategy=strategy,
+                    extra={k: v for k, v in extra.items() if v},
+                ),
+                op="promote",
             )  # fmt: skip
         return Outcome(event, f"{model} version {target.version} is champion (was {current or 'none'})")
 
@@ -308,22 +310,24 @@ class Controller:
                     f"({', '.join(failed)}); use --force to roll back anyway",
                     failed,
                 )
-            self.registry.set_alias(model, CHAMPION, target.version)
-            _failpoint("rollback.after_alias")
-            writes = self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER))
+            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
             if info.tags.get(FALLBACK_PINNED_TAG) != "true":
                 # The version we left is bad: the fallback becomes the next good one, if any.
                 rolled = Event("rollback", model, version=target.version, from_version=current)
                 nxt = last_known_good([*history, rolled], target.version)
                 if nxt:
-                    writes.append(lambda: self.registry.set_alias(model, FALLBACK, nxt))
+                    alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, nxt))
                 elif FALLBACK in info.aliases:
-                    writes.append(lambda: self.registry.delete_alias(model, FALLBACK))
-            _parallel(*writes)
+                    alias_writes.append(lambda: self.registry.delete_alias(model, FALLBACK))
             extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
-            event = self.ledger.record(
-                "rollback", model, version=target.version, from_version=current,
-                message=reason, extra=extra,
+            event = self._apply(
+                alias_writes,
+                self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
+                lambda: self.ledger.prepare(
+                    "rollback", model, version=target.version, from_version=current,
+                    message=reason, extra=extra,
+                ),
+                op="rollback",
             )  # fmt: skip
         return Outcome(event, f"{model} rolled back: champion {current} -> {target.version}")
 
@@ -460,6 +464,33 @@ class Controller:
             lock.stale.clear()
         return out
 
+    def _apply(
+        self,
+        alias_writes: Sequence[Callable[[], object]],
+        stage_writes: Sequence[Callable[[], object]],
+        prepare: Callable[[], PreparedLike],
+        *,
+        op: str,
+    ) -> Event:
+        """Write a champion change and its event in as few round trips as is safe.
+
+        The aliases (the source of truth) and the event's run are written concurrently; the
+        stage mirror follows; the run becomes an event only when everything else succeeded. A
+        process killed in between leaves its lock behind, and the next holder or ``reconcile``
+        records the interrupted attempt.
+        """
+        prepared: PreparedLike | None = None
+        try:
+            _, prepared = _parallel(lambda: _parallel(*alias_writes), prepare)
+            _failpoint(f"{op}.after_alias")
+            _parallel(*stage_writes)
+            _failpoint(f"{op}.after_mirror")
+            return prepared.commit()
+        except BaseException:
+            if prepared is not None:
+                prepared.abandon()
+            raise
+
     def _versions(self, model: str) -> dict[str, VersionInfo]:
         return {v.version: v for v in self.registry.list_versions(model)}
 
@@ -502,21 +533,3 @@ class Controller:
         return [f"v{v} {old}->{want}" for v, old, want in plan]
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _parallel(*calls: Callable[[], Any]) -> list[Any]:
-    """Run independent registry/ledger calls concurrently (they are HTTP round trips).
-
-    Every call finishes before this returns; the first failure is then raised.
-    """
-    if len(calls) <= 1:
-        return [call() for call in calls]
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="mlflow_plugin")
-    futures = [_pool.submit(call) for call in calls]
-    wait(futures)
-    return [f.result() for f in futures]

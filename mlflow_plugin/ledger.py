@@ -7,6 +7,7 @@ This is the only module that writes audit runs. Reading it back (``events``) is 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -14,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
+from mlflow_plugin._concurrency import parallel
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
 from mlflow_plugin._types import Event, check_event_type
 
-__all__ = ["Ledger", "TAGS", "parse_since"]
+__all__ = ["TAGS", "Ledger", "PreparedEvent", "parse_since"]
 
 TAGS = {
     "event": TAG_PREFIX + "event",
@@ -96,19 +98,11 @@ class Ledger:
             _experiment_ids[key] = str(exp_id)
         return str(exp_id)
 
-    def record(
-        self,
-        event_type: str,
-        model: str,
-        *,
-        version: str = "",
-        from_version: str | None = "",
-        message: str = "",
-        strategy: str = "",
-        who: str | None = None,
+    def _tags(
+        self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
+        message: str = "", strategy: str = "", who: str | None = None,
         extra: dict[str, str] | None = None,
-    ) -> Event:
-        """Write one event run (created and finished at once) and return it."""
+    ) -> dict[str, str]:  # fmt: skip
         check_event_type(event_type)
         who = who or actor()
         tags: dict[str, str] = {
@@ -120,6 +114,7 @@ class Ledger:
             TAGS["reason"]: message,
             "mlflow.user": who,
             "mlflow.note.content": message,
+            "mlflow.runName": f"{event_type}-{model}" + (f"-v{version}" if version else ""),
         }
         if strategy:
             tags[TAGS["strategy"]] = strategy
@@ -127,14 +122,36 @@ class Ledger:
             tags[TAGS["rollback"]] = "true"
         for key, value in (extra or {}).items():
             tags[key if key.startswith(TAG_PREFIX) else TAG_PREFIX + key] = str(value)
+        return tags
+
+    def _create_run(self, tags: dict[str, str], what: str) -> tuple[str, int]:
         exp_id = self.experiment_id()
         assert exp_id is not None  # create=True
         now = int(time.time() * 1000)
-        run_name = f"{event_type}-{model}-v{version}" if version else f"{event_type}-{model}"
+        with wrap_mlflow_errors(what, self.uri):
+            run = self.client.create_run(exp_id, start_time=now, tags=tags)
+        return run.info.run_id, now
+
+    def record(self, event_type: str, model: str, **fields: Any) -> Event:
+        """Write one event run (created and finished at once) and return it.
+
+        ``fields``: ``version``, ``from_version``, ``message``, ``strategy``, ``who``
+        (default ``$MLFLOW_PLUGIN_ACTOR`` or the OS user) and ``extra`` tags.
+        """
+        tags = self._tags(event_type, model, **fields)
+        run_id, now = self._create_run(tags, f"record {event_type} event")
         with wrap_mlflow_errors(f"record {event_type} event", self.uri):
-            run = self.client.create_run(exp_id, start_time=now, tags=tags, run_name=run_name)
-            self.client.set_terminated(run.info.run_id, "FINISHED", end_time=now)
-        return _event_from(run.info.run_id, now, tags)
+            self.client.set_terminated(run_id, "FINISHED", end_time=now)
+        return _event_from(run_id, now, tags)
+
+    def prepare(self, event_type: str, model: str, **fields: Any) -> PreparedEvent:
+        """Create the event's run now, without its event tag; :meth:`PreparedEvent.commit` makes
+        it an event. Lets the controller overlap the run's creation with the change it records;
+        a run that is never committed is not an event (``events`` skips it)."""
+        tags = self._tags(event_type, model, **fields)
+        event_tag = tags.pop(TAGS["event"])
+        run_id, now = self._create_run(tags, f"record {event_type} event")
+        return PreparedEvent(self, run_id, now, {**tags, TAGS["event"]: event_tag})
 
     def events(
         self,
@@ -177,6 +194,27 @@ class Ledger:
                     break
         out.sort(key=lambda e: (e.timestamp_ms, e.extra.get(TAG_PREFIX + "seq", "")))
         return out
+
+
+class PreparedEvent:
+    """An event whose run exists but is not yet tagged as an event (see ``Ledger.prepare``)."""
+
+    def __init__(self, ledger: Ledger, run_id: str, start_ms: int, tags: dict[str, str]) -> None:
+        self.ledger, self.run_id, self.start_ms, self.tags = ledger, run_id, start_ms, tags
+
+    def commit(self) -> Event:
+        client, what = self.ledger.client, f"record {self.tags[TAGS['event']]} event"
+        with wrap_mlflow_errors(what, self.ledger.uri):
+            parallel(
+                lambda: client.set_tag(self.run_id, TAGS["event"], self.tags[TAGS["event"]]),
+                lambda: client.set_terminated(self.run_id, "FINISHED", end_time=self.start_ms),
+            )
+        return _event_from(self.run_id, self.start_ms, self.tags)
+
+    def abandon(self) -> None:
+        """Mark the run KILLED; it never becomes an event."""
+        with contextlib.suppress(Exception):
+            self.ledger.client.set_terminated(self.run_id, "KILLED")
 
 
 def _event_from(run_id: str, start_ms: Any, tags: dict[str, str]) -> Event:

@@ -1,0 +1,30 @@
+"""Run independent HTTP round trips to the tracking server concurrently."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any
+
+__all__ = ["parallel"]
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def parallel(*calls: Callable[[], Any]) -> list[Any]:
+    """Call each of ``calls`` concurrently and return their results in order.
+
+    Every call finishes before this returns; the first failure (in argument order) is then
+    raised, so a caller never proceeds while one of its writes is still in flight.
+    """
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
+    futures = [_pool.submit(call) for call in calls]
+    wait(futures)
+    return [f.result() for f in futures]
