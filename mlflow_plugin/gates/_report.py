@@ -129,6 +129,8 @@ class GateReport:
         """
         if not isinstance(data, Mapping) or not isinstance(data.get("gates"), list):
             raise ValueError("gate report: expected a mapping with a list under 'gates'")
+        if data.get("schema", _SCHEMA) != _SCHEMA:
+            raise ValueError(f"gate report: unsupported schema {data['schema']!r} (expected 1)")
         return cls(tuple(_result(i, row) for i, row in enumerate(data["gates"])))
 
     @classmethod

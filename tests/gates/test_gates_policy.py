@@ -154,6 +154,13 @@ class TestPolicyFromYaml:
         ):
             Policy.from_yaml(str(path))
 
+    def test_duplicate_key(self, tmp_path: Path) -> None:
+        """A key given twice is refused with its position instead of silently overwritten."""
+        path = tmp_path / "policy.yaml"
+        path.write_text("gates:\n  f1: {threshold: 0.4}\n  f1: {threshold: 0.6}\n")
+        with pytest.raises(ConfigError, match=r"duplicate key 'f1' at line 3, column 3$"):
+            Policy.from_yaml(path)
+
     def test_loads_yaml_file(self, tmp_path: Path) -> None:
         """A small file loads into frozen dataclasses."""
         path = tmp_path / "policy.yaml"

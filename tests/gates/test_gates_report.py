@@ -64,6 +64,7 @@ class TestGateReport:
         [
             ("{", "gate report: not JSON"),
             ("[]", "gate report: expected a mapping"),
+            ('{"schema": 2, "gates": []}', "gate report: unsupported schema 2"),
             ('{"gates": [{"name": "f1"}]}', r"gate report: gates\[0\]\.status: expected str"),
             (
                 '{"gates": [{"name": "f1", "status": "ok", "comparator": ">"}]}',
