@@ -139,7 +139,8 @@ def postgres_database(admin_uri: str) -> Iterator[str]:
     try:
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
-        yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+        # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the test extra ships psycopg2.
+        yield url.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
