@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from mlflow_plugin.serving._app import create_app
+from typing import TYPE_CHECKING, Any
+
 from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._loader import ChampionModel, Prediction
 from mlflow_plugin.serving._metrics import ServingMetrics
@@ -42,3 +43,15 @@ __all__ = [
     "create_app",
     "prediction_table",
 ]
+
+if TYPE_CHECKING:
+    from mlflow_plugin.serving._app import create_app
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP layer (FastAPI) is imported only by those who serve over HTTP.
+    if name == "create_app":
+        from mlflow_plugin.serving._app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,12 +25,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+# FastAPI reads the handlers' annotations from this module's globals: import at module level
+# (the package imports this module lazily, so ``import mlflow_plugin.serving`` stays light).
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
 from mlflow_plugin._errors import BadInput, ModelUnavailable
 from mlflow_plugin.serving._metrics import ServingMetrics
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from mlflow_plugin.serving._loader import ChampionModel
 
 __all__ = ["create_app"]
@@ -118,8 +121,6 @@ def create_app(
         metrics: the server's metrics (default a new :class:`ServingMetrics`).
         close_model: close ``model`` (flush the prediction log) when the server shuts down.
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
     from mlflow.version import VERSION as MLFLOW_VERSION
 
     from mlflow_plugin import __version__
