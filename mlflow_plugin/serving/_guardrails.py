@@ -97,6 +97,10 @@ class Guardrails:
     # -- checks --------------------------------------------------------------------------
     def check(self, output: Any) -> tuple[Violation, ...]:
         """The output rules ``output`` breaks (empty when it passes)."""
+        with np.errstate(all="ignore"):  # NaN/inf are what we look for, not a reason to warn
+            return self._check(output)
+
+    def _check(self, output: Any) -> tuple[Violation, ...]:
         try:
             import pandas as pd
         except ImportError:  # pragma: no cover - pandas is a dependency of mlflow
@@ -145,16 +149,15 @@ class Guardrails:
             bad = _non_finite(values)
             if bad:
                 out.append(Violation(NON_FINITE, f"{bad} of {values.size} output values are NaN or infinite"))
-        if layout.probabilities:
-            probs = values[:, layout.probabilities]
-            bad = _out_of_unit(probs)
+        if layout.probabilities is not None:
+            bad = _out_of_unit(values[:, layout.probabilities])
             if bad:
-                names = ", ".join(layout.names[i] for i in layout.probabilities)
-                out.append(Violation(PROBABILITY_RANGE, f"{bad} values of {names} outside [0, 1]"))
-        for group in layout.groups:
-            bad = _bad_sums(values[:, group], self.tolerance)
+                out.append(Violation(
+                    PROBABILITY_RANGE, f"{bad} values of {layout.probability_names} outside [0, 1]"
+                ))  # fmt: skip
+        for columns, names in layout.groups:
+            bad = _bad_sums(values[:, columns], self.tolerance)
             if bad:
-                names = "+".join(layout.names[i] for i in group)
                 out.append(Violation(DISTRIBUTION_SUM, f"{bad} rows where {names} != 1"))
         return tuple(out)
 
@@ -184,9 +187,9 @@ class Guardrails:
 
 @dataclass(frozen=True)
 class _Layout:
-    names: tuple[str, ...]
-    probabilities: list[int]
-    groups: list[list[int]]
+    probabilities: slice | list[int] | None  # None: no probability columns
+    probability_names: str
+    groups: list[tuple[slice | list[int], str]]  # (columns, "p_a+p_b") per distribution
 
 
 @functools.lru_cache(maxsize=256)
@@ -202,30 +205,40 @@ def _layout(rails: Guardrails, names: tuple[str, ...]) -> _Layout:
         groups = [
             [index[c] for c in group] for group in rails.distributions if all(c in index for c in group)
         ]
-    return _Layout(names, probs, groups)
+    return _Layout(
+        _as_slice(probs) if probs else None,
+        ", ".join(names[i] for i in probs),
+        [(_as_slice(g), "+".join(names[i] for i in g)) for g in groups],
+    )
 
 
+def _as_slice(positions: list[int]) -> slice | list[int]:
+    """Adjacent columns as a slice: NumPy then takes a view instead of copying."""
+    if positions and positions == list(range(positions[0], positions[-1] + 1)):
+        return slice(positions[0], positions[-1] + 1)
+    return positions
+
+
+# The happy path of each check is one or two reductions with no temporaries; counting happens
+# only when something is wrong. Callers silence NumPy's floating-point warnings (NaN, inf - inf).
 def _non_finite(values: np.ndarray) -> int:
-    if values.dtype.kind != "f":
+    if values.dtype.kind != "f" or math.isfinite(float(np.add.reduce(values, axis=None))):
         return 0
-    # NaN and inf propagate through a sum: one reduction on the happy path.
-    with np.errstate(invalid="ignore", over="ignore"):
-        if math.isfinite(float(values.sum())):
-            return 0
     return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
 def _out_of_unit(values: np.ndarray) -> int:
-    with np.errstate(invalid="ignore"):
-        if values.size == 0 or (values.min() >= 0 and values.max() <= 1):
-            return 0
-        return int(np.count_nonzero(~((values >= 0) & (values <= 1))))
+    if values.size == 0 or (values.min() >= 0 and values.max() <= 1):
+        return 0
+    return int(np.count_nonzero(~((values >= 0) & (values <= 1))))
 
 
 def _bad_sums(values: np.ndarray, tolerance: float) -> int:
-    with np.errstate(invalid="ignore"):
-        sums = values.sum(axis=1, dtype=float)
-        return int(np.count_nonzero(~(np.abs(sums - 1.0) <= tolerance)))
+    sums = np.add.reduce(values, axis=1, dtype=float)
+    sums -= 1.0
+    if np.abs(sums, out=sums).max() <= tolerance:  # NaN fails the comparison: slow path
+        return 0
+    return int(np.count_nonzero(~(sums <= tolerance)))
 
 
 def parse_columns(text: str | None) -> tuple[str, ...] | None:

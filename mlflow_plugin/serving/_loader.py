@@ -17,6 +17,7 @@ never answers with a version the registry did not name.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import shutil
 import tempfile
@@ -160,6 +161,10 @@ class ChampionModel:
         self._refresh_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        # Request ids: unique across processes and restarts, cheaper than a uuid4 per request.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count(1)
+        self._warned: dict[tuple[str, str], float] = {}
         self.last_swap: dict[str, Any] | None = None
         self.last_poll: float | None = None
         self.poll_error: str | None = None
@@ -204,7 +209,7 @@ class ChampionModel:
             ModelUnavailable: no version could answer.
         """
         t0 = time.perf_counter()
-        rid = request_id or uuid.uuid4().hex
+        rid = request_id or f"{self._id_prefix}-{next(self._ids)}"
         plan: Plan = self.router.plan(self._fleet, rid)
         causes = [_Cause(role, f.version, "missing" if not f.version else "load", f.error)
                   for role, f in plan.skipped]  # fmt: skip
@@ -401,9 +406,15 @@ class ChampionModel:
             self._counts[key] += 1
 
     def _count_violations(self, violations: tuple[Violation, ...], version: str) -> None:
+        now = time.monotonic()
         with self._counts_lock:
             for v in violations:
                 self._counts["guardrail", v.rule, version] += 1
+            key = (violations[0].rule, version)
+            # Log the first violation of a kind, then at most one line per 10 s (all are counted).
+            if now - self._warned.get(key, -1e9) < 10.0:
+                return
+            self._warned[key] = now
         _log.warning("%s version %s: %s", self.name, version, "; ".join(map(str, violations)))
 
     def counts(self) -> dict[tuple[str, ...], int]:

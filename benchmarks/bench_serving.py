@@ -1,0 +1,347 @@
+"""Serving overhead, measured against baselines interleaved in one run. Not a test.
+
+Starts a local ``mlflow server`` (SQLite), logs two pyfunc models and registers them:
+
+- ``coxph``: a lifelines Cox model fitted on Rossi, returning ``risk`` plus four probability
+  buckets (the shape the pipeline produces);
+- ``constant``: returns constants - the cheapest possible model, so the *worst case* for the
+  relative overhead of our wrapper.
+
+Then measures:
+
+1. ``ChampionModel.predict`` against calling the same loaded pyfunc directly, on a 1,000-row batch
+   and on single rows, alternating call by call (ratio of medians; target <= 1.05 for the batch).
+   Guardrails on, and with / without the prediction log.
+2. The prediction log's enqueue cost (``PredictionLog.log``), p50/p99 (target p99 < 0.1 ms), with
+   the writer running, and on a full queue (the drop path).
+3. HTTP: ``mlflow-plugin serve`` against ``mlflow models serve --env-manager local`` on the same
+   model version and the same closed-loop load (keep-alive loopback clients, single-row
+   ``dataframe_split``), rounds alternating between the two: ratio of throughputs, p50/p99.
+4. p99 latency of requests sent while the server swaps champions (alias flipped, new version
+   loading in the background) against the p99 of the steady state around them.
+
+    .venv/bin/python benchmarks/bench_serving.py [--rounds 3] [--seconds 5] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import pickle
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlflow_plugin.registry import Registry
+from mlflow_plugin.serving import ChampionModel, PredictionLog, PredictionRecord
+from mlflow_plugin.testing import MlflowServer, free_port
+
+BIN = Path(sys.executable).parent
+MODEL_CODE = '''
+import pickle
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+HORIZONS = [13.0, 26.0, 52.0]
+
+
+class Model(PythonModel):
+    def load_context(self, context):
+        self.kind = (context.model_config or {}).get("kind", "coxph")
+        if self.kind == "coxph":
+            with open(context.artifacts["cph"], "rb") as f:
+                self.cph = pickle.load(f)
+
+    def predict(self, context, model_input, params=None):
+        n = len(model_input)
+        if self.kind == "constant":
+            return pd.DataFrame({"risk": np.full(n, 0.5), "p_event": 0.3, "p_none": 0.7})
+        risk = self.cph.predict_partial_hazard(model_input).to_numpy()
+        s = self.cph.predict_survival_function(model_input, times=HORIZONS).to_numpy().T
+        return pd.DataFrame({
+            "risk": risk, "p_0_13": 1 - s[:, 0], "p_13_26": s[:, 0] - s[:, 1],
+            "p_26_52": s[:, 1] - s[:, 2], "p_52_plus": s[:, 2],
+        })
+
+
+mlflow.models.set_model(Model())
+'''
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def rossi() -> pd.DataFrame:
+    from lifelines.datasets import load_rossi
+
+    return load_rossi()
+
+
+def log_models(uri: str, workdir: Path) -> dict[str, str]:
+    import mlflow
+    from lifelines import CoxPHFitter
+
+    data = rossi()
+    cph = CoxPHFitter(penalizer=0.01).fit(data, duration_col="week", event_col="arrest")
+    pkl = workdir / "cph.pkl"
+    pkl.write_bytes(pickle.dumps(cph))
+    code = workdir / "bench_model.py"
+    code.write_text(textwrap.dedent(MODEL_CODE))
+    features = data.drop(columns=["week", "arrest"]).astype(float)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("bench-serving")
+    out = {}
+    for kind in ("coxph", "constant"):
+        with mlflow.start_run(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(code), artifacts={"cph": str(pkl)},
+                model_config={"kind": kind}, input_example=features.head(3), pip_requirements=[],
+            )  # fmt: skip
+        out[kind] = str(info.model_uri)
+    return out
+
+
+# -- 1. in-process overhead ----------------------------------------------------------------
+def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int, log_uri: str | None) -> tuple[float, float, float]:
+    """(direct median, ours median, ratio) over ``calls`` alternating pairs."""
+    log = PredictionLog(log_uri, max_queue=100_000) if log_uri else None
+    champion = ChampionModel(model, tracking_uri=uri, prediction_log=log, watch=False)
+    pyfunc = champion._fleet.loaded["champion"].model
+    for _ in range(5):
+        pyfunc.predict(batch)
+        champion.predict(batch)
+    direct, ours = [], []
+    for i in range(calls):
+        # Alternate the order too, so neither side always runs on a warm cache.
+        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t0 = time.perf_counter()
+            if side == 0:
+                pyfunc.predict(batch)
+                direct.append(time.perf_counter() - t0)
+            else:
+                champion.predict(batch)
+                ours.append(time.perf_counter() - t0)
+    champion.close()
+    d, o = statistics.median(direct), statistics.median(ours)
+    return d, o, o / d
+
+
+# -- 2. enqueue cost -------------------------------------------------------------------------
+def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, float]:
+    out = pd.DataFrame({"risk": np.zeros(len(batch))})
+    record = PredictionRecord("r", time.time(), "m", "1", "champion", False, 0.001, batch, out)
+    results = {}
+    for label, max_queue, start in (("writer running", 1_000_000, True), ("queue full (drop)", 1, False)):
+        log = PredictionLog(f"sqlite:///{workdir / f'enqueue-{max_queue}.db'}", max_queue=max_queue,
+                            start=start)  # fmt: skip
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            log.log(record)
+            times.append(time.perf_counter() - t0)
+        stats = log.stats()
+        if start:
+            log.start()
+        log.close(timeout=120)
+        results[label] = (pct(times, 0.5) * 1e6, pct(times, 0.99) * 1e6, stats["dropped"])
+    return results
+
+
+# -- 3. and 4. HTTP --------------------------------------------------------------------------
+class Server:
+    def __init__(self, cmd: list[str], port: int, env: dict[str, str]) -> None:
+        self.port = port
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{cmd[0]} did not start")
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def closed_loop(port: int, body: str, threads: int, seconds: float) -> list[tuple[float, float, str]]:
+    """``threads`` keep-alive clients for ``seconds``: (sent, latency, version) per 200 answer."""
+    results: list[tuple[float, float, str]] = []
+    errors = [0]
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                mine.append((t0, time.monotonic() - t0, resp.getheader("X-Model-Version") or ""))
+            else:
+                errors[0] += 1
+        conn.close()
+        with lock:
+            results.extend(mine)
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors[0]:
+        print(f"    ({errors[0]} non-200 answers)")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP rounds per server")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one HTTP round")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--calls", type=int, default=300, help="in-process calls per side")
+    parser.add_argument("--swaps", type=int, default=6, help="champion swaps in part 4")
+    args = parser.parse_args()
+    os.environ["MLFLOW_PLUGIN_ACTOR"] = "bench"
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    summary: list[str] = []
+    with MlflowServer(workers=2) as server:
+        uri = server.uri
+        sources = log_models(uri, workdir)
+        registry = Registry(uri)
+        for kind, source in sources.items():
+            for _ in range(2):
+                registry.register_version(f"bench-{kind}", source, None)
+            registry.set_alias(f"bench-{kind}", "champion", "1")
+        data = rossi().drop(columns=["week", "arrest"]).astype(float)
+        batch = data.sample(1000, replace=True, random_state=0).reset_index(drop=True)
+        single = data.head(1)
+
+        print("1. ChampionModel.predict / direct pyfunc.predict (medians, alternating calls)")
+        for kind in ("coxph", "constant"):
+            for label, rows, calls in (("1000 rows", batch, args.calls), ("1 row", single, args.calls * 3)):
+                for log_label, log_uri in (("no log", None), ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}")):
+                    d, o, ratio = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
+                    line = (f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
+                            f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f}")  # fmt: skip
+                    print(line)
+                    summary.append(line)
+
+        print("2. PredictionLog.log enqueue cost (1000-row request)")
+        for label, (p50, p99, dropped) in enqueue_cost(workdir, batch, 20_000).items():
+            line = f"   {label:18s}: p50 {p50:6.2f} us, p99 {p99:6.2f} us (dropped {dropped})"
+            print(line)
+            summary.append(line)
+
+        print(f"3. HTTP, {args.threads} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each")
+        # `mlflow models serve` execs `uvicorn`: it must be on PATH, as in an activated venv.
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
+        body = json.dumps({"dataframe_split": single.to_dict(orient="split")})
+        ours_port, theirs_port = free_port(), free_port()
+        ours = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(ours_port),
+                       "--prediction-log", f"sqlite:///{workdir / 'http.db'}"], ours_port, env)  # fmt: skip
+        theirs = Server([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
+                         "--env-manager", "local", "-p", str(theirs_port), "-h", "127.0.0.1"],
+                        theirs_port, env)  # fmt: skip
+        try:
+            closed_loop(ours_port, body, args.threads, 1.0)  # warm up both
+            closed_loop(theirs_port, body, args.threads, 1.0)
+            got: dict[str, list[tuple[float, float, str]]] = {"ours": [], "theirs": []}
+            secs = {"ours": 0.0, "theirs": 0.0}
+            for r in range(args.rounds):
+                order = ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")
+                for who in order:
+                    port = ours_port if who == "ours" else theirs_port
+                    t0 = time.monotonic()
+                    got[who].extend(closed_loop(port, body, args.threads, args.seconds))
+                    secs[who] += time.monotonic() - t0
+            rps = {who: len(got[who]) / secs[who] for who in got}
+            for who, name in (("ours", "mlflow-plugin serve"), ("theirs", "mlflow models serve")):
+                lat = [x[1] for x in got[who]]
+                line = (f"   {name:20s}: {rps[who]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
+                        f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms")  # fmt: skip
+                print(line)
+                summary.append(line)
+            line = f"   throughput ratio (ours / mlflow models serve): {rps['ours'] / rps['theirs']:.3f}"
+            print(line)
+            summary.append(line)
+        finally:
+            theirs.stop()
+            ours.stop()
+
+        print(f"4. p99 latency while swapping ({args.swaps} swaps, poll 0.5s) vs steady state")
+        swap_port = free_port()
+        swapper = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(swap_port),
+                          "--poll-interval", "0.5", "--prediction-log", "none"], swap_port, env)  # fmt: skip
+        try:
+            windows: list[tuple[float, str]] = []
+            results: list[tuple[float, float, str]] = []
+            total = 4.0 * args.swaps + 3.0
+
+            def flip() -> None:
+                time.sleep(2.0)
+                for i in range(args.swaps):
+                    target = "2" if i % 2 == 0 else "1"
+                    registry.set_alias("bench-coxph", "champion", target)
+                    windows.append((time.monotonic(), target))
+                    time.sleep(4.0)
+
+            flipper = threading.Thread(target=flip)
+            flipper.start()
+            results = closed_loop(swap_port, body, args.threads, total)
+            flipper.join()
+            # A swap window runs from the alias change to the first answer by the new version.
+            spans = []
+            for start, target in windows:
+                first = min((s + lat for s, lat, v in results if v == target and s >= start), default=None)
+                if first is not None:
+                    spans.append((start, first))
+            during = [lat for s, lat, _ in results if any(a <= s <= b for a, b in spans)]
+            steady = [lat for s, lat, _ in results if not any(a - 0.5 <= s <= b + 0.5 for a, b in spans)]
+            p99_swap, p99_steady = pct(during, 0.99), pct(steady, 0.99)
+            took = statistics.median(b - a for a, b in spans) if spans else float("nan")
+            line = (f"   p99 during swap {p99_swap * 1e3:.2f} ms ({len(during)} requests), steady "
+                    f"{p99_steady * 1e3:.2f} ms ({len(steady)}), ratio {p99_swap / p99_steady:.2f}; "
+                    f"alias change -> new version answering: median {took:.2f}s")  # fmt: skip
+            print(line)
+            summary.append(line)
+        finally:
+            swapper.stop()
+    print("\nsummary")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()
