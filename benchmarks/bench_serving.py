@@ -26,6 +26,7 @@ Then measures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -121,8 +122,13 @@ def log_models(uri: str, workdir: Path) -> dict[str, str]:
 
 
 # -- 1. in-process overhead ----------------------------------------------------------------
-def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int, log_uri: str | None) -> tuple[float, float, float]:
-    """(direct median, ours median, ratio) over ``calls`` alternating pairs."""
+def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int,
+             log_uri: str | None) -> tuple[float, float, float, float]:  # fmt: skip
+    """Medians over ``calls`` adjacent pairs: direct, ours, ours/direct per pair, ours-direct.
+
+    Per-pair ratios: the two calls of a pair run within a millisecond of each other, so they
+    share whatever else the machine is doing; medians of whole series do not.
+    """
     log = PredictionLog(log_uri, max_queue=100_000) if log_uri else None
     champion = ChampionModel(model, tracking_uri=uri, prediction_log=log, watch=False)
     pyfunc = champion._fleet.loaded["champion"].model
@@ -141,16 +147,26 @@ def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int, log_uri: str
                 champion.predict(batch)
                 ours.append(time.perf_counter() - t0)
     champion.close()
-    d, o = statistics.median(direct), statistics.median(ours)
-    return d, o, o / d
+    ratios = [o / d for d, o in zip(direct, ours, strict=True)]
+    extra = [o - d for d, o in zip(direct, ours, strict=True)]
+    return statistics.median(direct), statistics.median(ours), statistics.median(ratios), statistics.median(extra)
 
 
 # -- 2. enqueue cost -------------------------------------------------------------------------
-def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, float]:
-    out = pd.DataFrame({"risk": np.zeros(len(batch))})
-    record = PredictionRecord("r", time.time(), "m", "1", "champion", False, 0.001, batch, out)
+def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, tuple[float, float, int]]:
+    """p50/p99 of ``PredictionLog.log`` in microseconds, and how many entries were dropped.
+
+    ``log`` queues references only, so its cost does not depend on the request's size; the
+    writer-running case uses one-row requests so that the writer can keep up and finish.
+    """
+
+    def make(rows: pd.DataFrame) -> PredictionRecord:
+        out = pd.DataFrame({"risk": np.zeros(len(rows))})
+        return PredictionRecord("r", time.time(), "m", "1", "champion", False, 0.001, rows, out)
+
     results = {}
-    for label, max_queue, start in (("writer running", 1_000_000, True), ("queue full (drop)", 1, False)):
+    cases = (("writer running", make(batch.head(1)), n, True), ("queue full (drop)", make(batch), 1, False))
+    for label, record, max_queue, start in cases:
         log = PredictionLog(f"sqlite:///{workdir / f'enqueue-{max_queue}.db'}", max_queue=max_queue,
                             start=start)  # fmt: skip
         times = []
@@ -159,9 +175,8 @@ def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, float]
             log.log(record)
             times.append(time.perf_counter() - t0)
         stats = log.stats()
-        if start:
-            log.start()
-        log.close(timeout=120)
+        log.start()
+        log.close(timeout=300)
         results[label] = (pct(times, 0.5) * 1e6, pct(times, 0.99) * 1e6, stats["dropped"])
     return results
 
@@ -170,26 +185,34 @@ def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, float]
 class Server:
     def __init__(self, cmd: list[str], port: int, env: dict[str, str]) -> None:
         self.port = port
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)  # fmt: skip
+        # Output to a file: a pipe nobody reads fills up and blocks the server.
+        self.log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"{cmd[0]} exited: {self.log.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.3)
+        self.stop()
         raise RuntimeError(f"{cmd[0]} did not start")
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            print(f"    (pid {self.proc.pid} ignored SIGTERM for 60s: killed)")
             os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
 
 
 def closed_loop(port: int, body: str, threads: int, seconds: float) -> list[tuple[float, float, str]]:
@@ -233,6 +256,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="in-process calls per side")
     parser.add_argument("--swaps", type=int, default=6, help="champion swaps in part 4")
     args = parser.parse_args()
+    # A SIGTERM unwinds the `with` blocks, so no server outlives the benchmark.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ["MLFLOW_PLUGIN_ACTOR"] = "bench"
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     summary: list[str] = []
@@ -248,13 +273,13 @@ def main() -> None:
         batch = data.sample(1000, replace=True, random_state=0).reset_index(drop=True)
         single = data.head(1)
 
-        print("1. ChampionModel.predict / direct pyfunc.predict (medians, alternating calls)")
+        print("1. ChampionModel.predict / direct pyfunc.predict (medians over adjacent call pairs)")
         for kind in ("coxph", "constant"):
             for label, rows, calls in (("1000 rows", batch, args.calls), ("1 row", single, args.calls * 3)):
                 for log_label, log_uri in (("no log", None), ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}")):
-                    d, o, ratio = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
+                    d, o, ratio, extra = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
                     line = (f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
-                            f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f}")  # fmt: skip
+                            f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f} (+{extra * 1e6:.0f} us)")  # fmt: skip
                     print(line)
                     summary.append(line)
 
@@ -270,12 +295,14 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
         body = json.dumps({"dataframe_split": single.to_dict(orient="split")})
         ours_port, theirs_port = free_port(), free_port()
-        ours = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(ours_port),
-                       "--prediction-log", f"sqlite:///{workdir / 'http.db'}"], ours_port, env)  # fmt: skip
-        theirs = Server([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
-                         "--env-manager", "local", "-p", str(theirs_port), "-h", "127.0.0.1"],
-                        theirs_port, env)  # fmt: skip
-        try:
+        with contextlib.ExitStack() as stack:
+            ours = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(ours_port),
+                           "--prediction-log", f"sqlite:///{workdir / 'http.db'}"], ours_port, env)  # fmt: skip
+            stack.callback(ours.stop)
+            theirs = Server([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
+                             "--env-manager", "local", "-p", str(theirs_port), "-h", "127.0.0.1"],
+                            theirs_port, env)  # fmt: skip
+            stack.callback(theirs.stop)
             closed_loop(ours_port, body, args.threads, 1.0)  # warm up both
             closed_loop(theirs_port, body, args.threads, 1.0)
             got: dict[str, list[tuple[float, float, str]]] = {"ours": [], "theirs": []}
@@ -297,9 +324,6 @@ def main() -> None:
             line = f"   throughput ratio (ours / mlflow models serve): {rps['ours'] / rps['theirs']:.3f}"
             print(line)
             summary.append(line)
-        finally:
-            theirs.stop()
-            ours.stop()
 
         print(f"4. p99 latency while swapping ({args.swaps} swaps, poll 0.5s) vs steady state")
         swap_port = free_port()

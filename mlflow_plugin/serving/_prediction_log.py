@@ -143,7 +143,7 @@ class PredictionLog:
         self.log_features = log_features
         self.key_column = key_column
         try:
-            self.engine = create_engine(uri, future=True)
+            self.engine = create_engine(_driver(uri))
             self.table = prediction_table(MetaData(), table)
             self.table.metadata.create_all(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
@@ -252,9 +252,9 @@ class PredictionLog:
             outputs = [_json_whole(record.output)] + [None] * (n - 1)
         keys = _key_values(record.features, self.key_column) if self.key_column else None
         ts = datetime.fromtimestamp(record.ts, tz=UTC)
-        flags = ",".join(record.flags)
+        flags = ",".join(record.flags)[:256]
         base = {
-            "request_id": record.request_id,
+            "request_id": record.request_id[:64],
             "ts": ts,
             "model_name": record.model_name,
             "model_version": record.model_version,
@@ -273,7 +273,7 @@ class PredictionLog:
                 "input_digest": hashlib.sha256(text.encode()).hexdigest() if text is not None else None,
                 "features": text if self.log_features else None,
                 "output": outputs[i] if i < len(outputs) else None,
-                "entity_key": keys[i] if keys is not None and i < len(keys) else None,
+                "entity_key": keys[i][:256] if keys is not None and i < len(keys) and keys[i] else None,
             })  # fmt: skip
         return out
 
@@ -323,6 +323,17 @@ def _key_values(features: Any, column: str) -> list[str | None] | None:
     if isinstance(features, pd.DataFrame) and column in features.columns:
         return [None if pd.isna(v) else str(v) for v in features[column].tolist()]
     return None
+
+
+def _driver(uri: str) -> str:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is here."""
+    if not uri.startswith("postgresql://"):
+        return uri
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
+    return uri
 
 
 def _redact(uri: str) -> str:

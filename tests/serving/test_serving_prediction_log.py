@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 
@@ -134,3 +135,21 @@ class TestQueue:
         """An unusable URI fails at construction with a one-line ConfigError."""
         with pytest.raises(ConfigError, match="prediction log"):
             PredictionLog("nosuchdb://x/y")
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES"), reason="needs MLFLOW_PLUGIN_TEST_POSTGRES")
+def test_postgresql_table():
+    """The same table and rows on PostgreSQL, from a plain postgresql:// URI."""
+    from mlflow_plugin.testing import postgres_database
+
+    with postgres_database(os.environ["MLFLOW_PLUGIN_TEST_POSTGRES"]) as uri:
+        plain = "postgresql://" + uri.split("://", 1)[1]
+        log = PredictionLog(plain, key_column="id")
+        log.log(record(rows=2, request_id="x" * 100))
+        log.close()
+        rows = table_rows(uri)
+        assert [(r["row_index"], r["entity_key"], len(r["request_id"])) for r in rows] == [
+            (0, "c0-0", 64), (1, "c0-1", 64),
+        ]  # fmt: skip
+        assert rows[0]["ts"].tzinfo is not None and rows[0]["fallback"] is False
