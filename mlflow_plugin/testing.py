@@ -46,6 +46,8 @@ class MlflowServer:
         backend_store_uri: SQLAlchemy URI; default an SQLite file in the temp dir.
         workers: number of server worker processes.
         startup_timeout: seconds to wait for ``/health``.
+        env: extra environment variables for the server process (e.g.
+            ``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true`` to deliver webhooks to loopback).
     """
 
     def __init__(
@@ -54,11 +56,13 @@ class MlflowServer:
         *,
         workers: int = 2,
         startup_timeout: float = 120.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.workers = workers
         self.startup_timeout = startup_timeout
+        self.env = dict(env or {})
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -77,6 +81,7 @@ class MlflowServer:
         ]  # fmt: skip
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
+        env.update(self.env)
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
                 cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
