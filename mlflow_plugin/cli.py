@@ -33,6 +33,7 @@ _LAZY_COMMANDS = {
     "backtest": "mlflow_plugin.flows._commands:backtest",
     "retrain": "mlflow_plugin.flows._commands:retrain",
     "serve": "mlflow_plugin.serving._commands:serve",
+    "webhook-receiver": "mlflow_plugin.webhooks:webhook_receiver",
 }
 
 

@@ -406,15 +406,14 @@ class Controller:
             written += self._record_stale(model, lock)
             info = self.registry.get_model(model)
             champion = info.aliases.get(CHAMPION)
-            history = self.champion_events(model)
-            recorded = history[-1].version if history else None
+            recorded = self._recorded_champion(model)
             interrupted = {s.intent.get("version") for s in getattr(lock, "stale", [])}
             if champion != recorded:
                 if champion is None:
                     written.append(self.ledger.record(
                         "config_change", model, version="", from_version=recorded or "",
                         message="champion alias removed outside the controller",
-                        who=REGISTRY_UI,
+                        who=REGISTRY_UI, extra={"champion_removed": "true"},
                     ))  # fmt: skip
                 else:
                     outside = champion not in interrupted
@@ -427,13 +426,13 @@ class Controller:
                         who=REGISTRY_UI if outside else None,
                         strategy="all_at_once", extra={"reconciled": "true"},
                     ))  # fmt: skip
-            if self.stage_mirror and champion is not None:
-                challenger = info.aliases.get(CHALLENGER)
-                changes = self._mirror(model, champion, None if challenger == champion else challenger)
+            if self.stage_mirror:
+                # No champion means nothing serves: no version stays in Production.
+                changes = self._mirror(model, champion, info.aliases.get(CHALLENGER))
                 if changes:
                     caused_by_us = bool(getattr(lock, "stale", []))
                     written.append(self.ledger.record(
-                        "config_change", model, version=champion, from_version=champion,
+                        "config_change", model, version=champion or "", from_version=champion or "",
                         message="stage mirror repaired: " + ", ".join(changes),
                         who=None if caused_by_us else REGISTRY_UI,
                         extra={"setting": "stage_mirror"},
@@ -491,11 +490,21 @@ class Controller:
                 prepared.abandon()
             raise
 
+    def _recorded_champion(self, model: str) -> str | None:
+        """The champion as the ledger last recorded it (None: never set, or removed)."""
+        events = self.ledger.events(model, event_types=(*_CHAMPION_EVENTS, "config_change"))
+        for event in reversed(events):
+            if event.event_type in _CHAMPION_EVENTS:
+                return event.version
+            if event.extra.get(TAG_PREFIX + "champion_removed") == "true":
+                return None
+        return None
+
     def _versions(self, model: str) -> dict[str, VersionInfo]:
         return {v.version: v for v in self.registry.list_versions(model)}
 
     def _mirror_plan(
-        self, versions: dict[str, VersionInfo], champion: str, challenger: str | None
+        self, versions: dict[str, VersionInfo], champion: str | None, challenger: str | None
     ) -> list[tuple[str, str, str]]:
         """Stage changes ``(version, from, to)`` that make stages follow the aliases."""
         if not self.stage_mirror:
@@ -526,7 +535,7 @@ class Controller:
             for version, _, want in self._mirror_plan(versions, champion, challenger)
         ]
 
-    def _mirror(self, model: str, champion: str, challenger: str | None) -> list[str]:
+    def _mirror(self, model: str, champion: str | None, challenger: str | None) -> list[str]:
         """Make stages follow aliases now; return the changes (``"v3 Production->Archived"``)."""
         plan = self._mirror_plan(self._versions(model), champion, challenger)
         _parallel(*(functools.partial(self.registry.set_stage, model, v, want) for v, _, want in plan))

@@ -163,3 +163,16 @@ class TestFallbackAndReconcile:
         assert registry.get_version("m", "2").stage == "Production"
         assert registry.get_version("m", "1").stage == "Archived"
         assert ctl.reconcile("m") == []
+
+    def test_reconcile_champion_deleted_by_hand(self, memory):
+        """Deleting champion in the UI is recorded and nothing stays in Production."""
+        registry, _, ctl = memory
+        _versions(registry, 1)
+        ctl.promote("m", "1")
+        registry.delete_alias("m", "champion")
+        written = ctl.reconcile("m")
+        assert [(e.event_type, e.actor) for e in written] == [
+            ("config_change", "registry-ui"), ("config_change", "registry-ui"),
+        ]
+        assert registry.get_version("m", "1").stage == "Archived"
+        assert ctl.reconcile("m") == []
