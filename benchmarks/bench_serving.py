@@ -16,7 +16,8 @@ Then measures:
    the writer running, and on a full queue (the drop path).
 3. HTTP: ``mlflow-plugin serve`` against ``mlflow models serve --env-manager local`` on the same
    model version and the same closed-loop load (keep-alive loopback clients, single-row
-   ``dataframe_split``), rounds alternating between the two: ratio of throughputs, p50/p99.
+   ``dataframe_split``), rounds rotating between them: ratio of throughputs, p50/p99. Ours runs
+   with its prediction log (the default) and again with it off, to show what the log costs.
 4. p99 latency of requests sent while the server swaps champions (alias flipped, new version
    loading in the background) against the p99 of the steady state around them.
 
@@ -294,34 +295,39 @@ def main() -> None:
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
         body = json.dumps({"dataframe_split": single.to_dict(orient="split")})
-        ours_port, theirs_port = free_port(), free_port()
+        plugin = [str(BIN / "mlflow-plugin"), "serve", "bench-coxph"]
+        commands = {
+            "mlflow-plugin serve": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http.db'}"],
+            "  same, log off": [*plugin, "--prediction-log", "none"],
+            "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
+                                    "--env-manager", "local", "-h", "127.0.0.1"],
+        }  # fmt: skip
         with contextlib.ExitStack() as stack:
-            ours = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(ours_port),
-                           "--prediction-log", f"sqlite:///{workdir / 'http.db'}"], ours_port, env)  # fmt: skip
-            stack.callback(ours.stop)
-            theirs = Server([str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
-                             "--env-manager", "local", "-p", str(theirs_port), "-h", "127.0.0.1"],
-                            theirs_port, env)  # fmt: skip
-            stack.callback(theirs.stop)
-            closed_loop(ours_port, body, args.threads, 1.0)  # warm up both
-            closed_loop(theirs_port, body, args.threads, 1.0)
-            got: dict[str, list[tuple[float, float, str]]] = {"ours": [], "theirs": []}
-            secs = {"ours": 0.0, "theirs": 0.0}
+            ports: dict[str, int] = {}
+            for name, cmd in commands.items():
+                ports[name] = free_port()
+                flag = "-p" if "models" in cmd else "--port"
+                server_ = Server([*cmd, flag, str(ports[name])], ports[name], env)
+                stack.callback(server_.stop)
+                closed_loop(ports[name], body, args.threads, 1.0)  # warm up
+            got: dict[str, list[tuple[float, float, str]]] = {name: [] for name in commands}
+            secs = dict.fromkeys(commands, 0.0)
+            names = list(commands)
             for r in range(args.rounds):
-                order = ("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")
-                for who in order:
-                    port = ours_port if who == "ours" else theirs_port
+                for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
                     t0 = time.monotonic()
-                    got[who].extend(closed_loop(port, body, args.threads, args.seconds))
-                    secs[who] += time.monotonic() - t0
-            rps = {who: len(got[who]) / secs[who] for who in got}
-            for who, name in (("ours", "mlflow-plugin serve"), ("theirs", "mlflow models serve")):
-                lat = [x[1] for x in got[who]]
-                line = (f"   {name:20s}: {rps[who]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
+                    got[name].extend(closed_loop(ports[name], body, args.threads, args.seconds))
+                    secs[name] += time.monotonic() - t0
+            rps = {name: len(got[name]) / secs[name] for name in got}
+            for name in names:
+                lat = [x[1] for x in got[name]]
+                line = (f"   {name:20s}: {rps[name]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
                         f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms")  # fmt: skip
                 print(line)
                 summary.append(line)
-            line = f"   throughput ratio (ours / mlflow models serve): {rps['ours'] / rps['theirs']:.3f}"
+            base = rps["mlflow models serve"]
+            line = (f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
+                    f"(log off: {rps['  same, log off'] / base:.3f})")  # fmt: skip
             print(line)
             summary.append(line)
 

@@ -288,7 +288,9 @@ def _json_rows(obj: Any) -> list[str]:
     if isinstance(obj, pd.DataFrame):
         if obj.shape[0] == 0:
             return []
-        frame = obj.reindex(sorted(obj.columns, key=str), axis=1)
+        columns = list(obj.columns)
+        ordered = sorted(columns, key=str)
+        frame = obj if columns == ordered else obj[ordered]
         text = frame.to_json(orient="records", lines=True, double_precision=15)
         return text.splitlines()
     if isinstance(obj, pd.Series):
