@@ -1,0 +1,275 @@
+"""Click commands of the steps.
+
+``validate``, ``backtest`` and ``retrain`` are subcommands of ``mlflow-plugin`` (loaded lazily by
+:mod:`mlflow_plugin.cli`); :data:`steps` groups every step (``train``, ``validate``,
+``backtest``, ``promote``, ``rollback``, ``main``) for the MLproject entry script
+``flows/run.py``. Options are named after the MLproject parameters; blank values (the
+MLproject's ``""`` defaults) mean "not given".
+
+Exit codes as everywhere: 0 ok, 2 bad input, 3 a gate failed or refused the promotion,
+4 tracking server unreachable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from mlflow_plugin._errors import GateFailed, MlflowPluginError
+from mlflow_plugin._types import STRATEGIES
+
+__all__ = ["backtest", "main", "promote", "retrain", "rollback", "steps", "train", "validate"]
+
+
+class _Whole(click.ParamType):
+    """An integer that also accepts ``4.0``: MLproject ``float`` parameters arrive that way."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not number.is_integer():
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        return int(number)
+
+
+WHOLE = _Whole()
+
+
+def _tracking_uri() -> str | None:
+    """``mlflow-plugin --tracking-uri`` when given; else MLflow's own resolution."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    return ctx.find_root().params.get("tracking_uri") or None
+
+
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(fn: Any) -> Any:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+_model_name = click.option("--model-name", "--model", "model_name", default="survival-model",
+                           show_default=True, help="Registered model name.")  # fmt: skip
+_data = click.option("--data", default="rossi", show_default=True,
+                     help="CSV/Parquet path or URI, or a lifelines dataset name.")  # fmt: skip
+_version = click.option("--version", default="challenger", show_default=True,
+                        help="Model version, or challenger.")  # fmt: skip
+_policy = click.option("--policy", default="default", show_default=True,
+                       help="Gate policy YAML; default: flows/policy.yaml, else built-in.")  # fmt: skip
+_horizon = click.option("--horizon", default="auto", show_default=True,
+                        help="Time point of the Brier score and of 'event within horizon'.")  # fmt: skip
+_time_col = click.option("--time-col", default="none", show_default=True,
+                         help="Time-order column (holdout, backtest).")  # fmt: skip
+_folds = click.option("--folds", type=WHOLE, default=4, show_default=True, help="Backtest folds.")
+_seed = click.option("--seed", type=WHOLE, default=0, show_default=True, help="Random seed.")
+_strategy = click.option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once",
+                         show_default=True)  # fmt: skip
+_train_options = _options(
+    _model_name,
+    _data,
+    click.option("--model-kind", type=click.Choice(["coxph", "classifier"]), default="coxph",
+                 show_default=True),  # fmt: skip
+    click.option("--duration-col", default="week", show_default=True),
+    click.option("--event-col", default="arrest", show_default=True),
+    _time_col,
+    click.option("--features", default="all", show_default=True,
+                 help="Comma-separated feature columns."),  # fmt: skip
+    click.option("--penalizer", type=float, default=0.1, show_default=True, help="L2 penalty."),
+    click.option("--holdout", type=float, default=0.2, show_default=True,
+                 help="Share of rows kept out of training for validate/backtest."),  # fmt: skip
+    _horizon,
+    click.option("--buckets", type=WHOLE, default=4, show_default=True,
+                 help="Time buckets up to the horizon in the predicted distribution."),  # fmt: skip
+    _seed,
+)
+
+
+def _train_params(**kw: Any) -> Any:
+    from mlflow_plugin.flows._params import Columns, TrainParams, optional_float
+
+    return TrainParams(
+        model_name=kw["model_name"],
+        data=kw["data"],
+        model_kind=kw["model_kind"],
+        columns=Columns.parse(kw["duration_col"], kw["event_col"], kw["time_col"], kw["features"]),
+        penalizer=kw["penalizer"],
+        holdout=kw["holdout"],
+        horizon=optional_float("horizon", kw["horizon"], positive=True),
+        buckets=kw["buckets"],
+        seed=kw["seed"],
+    )
+
+
+@click.command()
+@_train_options
+def train(**kw: Any) -> None:
+    """Fit a model, log it, register a version and make it the challenger."""
+    from mlflow_plugin.flows._train import run_train
+
+    run_train(_train_params(**kw), tracking_uri=_tracking_uri())
+
+
+@click.command()
+@_model_name
+@_version
+@_data
+@_policy
+@_horizon
+@click.option("--duration-col", default="auto", show_default=True,
+              help="auto: the version's training column.")  # fmt: skip
+@click.option("--event-col", default="auto", show_default=True,
+              help="auto: the version's training column.")  # fmt: skip
+def validate(model_name: str, version: str, data: str, policy: str, horizon: str,
+             duration_col: str, event_col: str) -> None:  # fmt: skip
+    """Validate a version: sanity gates, C-index and Brier vs the policy and the champion."""
+    from mlflow_plugin.flows._params import ValidateParams, given, optional_float, optional_version
+    from mlflow_plugin.flows._validate import run_validate
+
+    params = ValidateParams(
+        model_name=model_name, version=optional_version(version), data=data,
+        policy=given(policy, "default"), horizon=optional_float("horizon", horizon, positive=True),
+        duration_col=given(duration_col, "auto"), event_col=given(event_col, "auto"),
+    )  # fmt: skip
+    verdict = run_validate(params, tracking_uri=_tracking_uri())
+    _exit_on_failure(verdict)
+
+
+@click.command()
+@_model_name
+@_version
+@_data
+@_time_col
+@_horizon
+@_folds
+@_policy
+@_seed
+def backtest(model_name: str, version: str, data: str, time_col: str, horizon: str, folds: int,
+             policy: str, seed: int) -> None:  # fmt: skip
+    """Backtest a version's recipe: rolling origin over time_col, else seeded k-fold."""
+    from mlflow_plugin.flows._backtest import run_backtest
+    from mlflow_plugin.flows._params import (
+        BacktestParams,
+        given,
+        optional_float,
+        optional_version,
+    )
+
+    params = BacktestParams(
+        model_name=model_name, version=optional_version(version), data=data,
+        time_col=given(time_col, "none"), horizon=optional_float("horizon", horizon, positive=True),
+        folds=folds, policy=given(policy, "default"), seed=seed,
+    )  # fmt: skip
+    verdict = run_backtest(params, tracking_uri=_tracking_uri())
+    _exit_on_failure(verdict)
+
+
+def _exit_on_failure(verdict: Any) -> None:
+    if not verdict.passed:
+        raise GateFailed(
+            f"{verdict.step} of version {verdict.version} failed: "
+            + ", ".join(verdict.report.failed_gates),
+            list(verdict.report.failed_gates),
+        )
+
+
+@click.command()
+@_model_name
+@_version
+@_strategy
+def promote(model_name: str, version: str, strategy: str) -> None:
+    """Promote a version (default: the challenger) if every gate passed."""
+    from mlflow_plugin.flows._params import optional_version
+    from mlflow_plugin.flows._promote import run_promote
+
+    run_promote(model_name, optional_version(version), strategy, tracking_uri=_tracking_uri())
+
+
+@click.command()
+@_model_name
+@click.option("--to-version", default="last_good", show_default=True,
+              help="Target version, or last_good.")  # fmt: skip
+@click.option("--reason", required=True, help="Why (required; recorded in the ledger).")
+def rollback(model_name: str, to_version: str, reason: str) -> None:
+    """Move the champion back to the last known good version."""
+    from mlflow_plugin.flows._params import optional_version
+    from mlflow_plugin.flows._promote import run_rollback
+
+    run_rollback(model_name, reason, optional_version(to_version, what="to_version"),
+                 tracking_uri=_tracking_uri())  # fmt: skip
+
+
+@click.command()
+@_train_options
+@_folds
+@_policy
+@_strategy
+def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
+    """Train, validate, backtest and promote in one process (the ``main`` entry point)."""
+    from mlflow_plugin.flows._params import given
+    from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
+
+    params = PipelineParams(_train_params(**kw), folds=folds, policy=given(policy, "default"),
+                            strategy=strategy)  # fmt: skip
+    result = run_pipeline(params, tracking_uri=_tracking_uri())
+    if not result.promoted and result.outcome != "unchanged":
+        raise GateFailed(
+            f"{result.model} version {result.version} rejected: " + "; ".join(result.reasons),
+            [r.split(" (")[0] for r in result.reasons],
+        )
+
+
+class _Steps(click.Group):
+    """Turns our errors into one line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MlflowPluginError as exc:
+            _fail(ctx, exc, exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - last line of defence of an entry point
+            _fail(ctx, exc, 1, unexpected=True)
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = False) -> NoReturn:
+    debug = bool(ctx.find_root().params.get("debug"))
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if unexpected:
+        text = f"unexpected {type(exc).__name__}: {text}" + ("" if debug else " (--debug for details)")
+    click.echo(f"error: {text}", err=True)
+    sys.stdout.flush()
+    ctx.exit(code)
+    raise AssertionError("unreachable")
+
+
+@click.group(cls=_Steps, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def steps(debug: bool) -> None:
+    """The MLproject entry points (``mlflow run . -e <step>``)."""
+
+
+steps.add_command(train)
+steps.add_command(validate)
+steps.add_command(backtest)
+steps.add_command(promote)
+steps.add_command(rollback)
+steps.add_command(retrain, name="main")
+main = steps

@@ -1,0 +1,389 @@
+"""Loading and checking data sets: CSV/Parquet paths or URIs, or lifelines dataset names.
+
+Everything that can be wrong with the data is found here, before a model is fitted or
+registered, and reported as one :class:`~mlflow_plugin.DataError` line that names the source
+and the column: a missing file, an unknown dataset name, a missing column, a column of the wrong
+type, missing values, an empty data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlflow_plugin._errors import DataError
+from mlflow_plugin.flows._params import Columns
+
+__all__ = ["Dataset", "SurvivalData", "load_data", "prepare", "split_holdout"]
+
+_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".tsv")
+_PARQUET = (".parquet", ".pq", ".parq")
+# Schemes pandas reads itself (fsspec for the cloud ones, when installed).
+_PANDAS_SCHEMES = ("http", "https", "s3", "gs", "gcs", "abfs", "az", "hdfs")
+_MLFLOW_SCHEMES = ("runs", "models", "mlflow-artifacts", "dbfs")
+# A text column whose values are at least this share numbers is a numeric column with bad values.
+_NUMERIC_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded table and where it came from.
+
+    Attributes:
+        frame: the rows, as read.
+        source: what the user gave (path, URI or dataset name).
+        name: short name for runs and reports (file stem or dataset name).
+        lifelines_name: the lifelines dataset name, when it is one.
+    """
+
+    frame: pd.DataFrame
+    source: str
+    name: str
+    lifelines_name: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return frame_digest(self.frame)
+
+
+@dataclass(frozen=True)
+class SurvivalData:
+    """A checked data set: durations, events, optional time order, raw feature columns.
+
+    Attributes:
+        frame: every checked column (features raw, not encoded).
+        columns: the column roles; ``columns.features`` is always filled in here.
+        source: where the rows came from.
+        raw: the same rows with every column as read (other models, e.g. the champion, may
+            use features this one does not).
+    """
+
+    frame: pd.DataFrame
+    columns: Columns
+    source: str
+    raw: pd.DataFrame | None = None
+
+    @property
+    def inputs(self) -> pd.DataFrame:
+        """Model input, as a caller would send it: every column with the types it was read with
+        (a model's signature declares those; MLflow refuses e.g. int64 data for a double column).
+        """
+        return self.X if self.raw is None else self.raw
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        assert self.columns.features is not None
+        return self.columns.features
+
+    @property
+    def durations(self) -> np.ndarray:
+        return self.frame[self.columns.duration].to_numpy(dtype=float)
+
+    @property
+    def events(self) -> np.ndarray:
+        return self.frame[self.columns.event].to_numpy(dtype=float).astype(bool)
+
+    @property
+    def X(self) -> pd.DataFrame:
+        return self.frame.loc[:, list(self.features)]
+
+    def subset(self, index: np.ndarray | pd.Index) -> SurvivalData:
+        """The rows at positions ``index`` (a new frame; positions, not labels)."""
+        raw = None if self.raw is None else self.raw.iloc[index].reset_index(drop=True)
+        return SurvivalData(
+            self.frame.iloc[index].reset_index(drop=True), self.columns, self.source, raw
+        )
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's column names and values (row order matters, the index does not)."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def lifelines_datasets() -> list[str]:
+    """Names of the datasets lifelines ships (``rossi``, ``waltons``, ...)."""
+    import lifelines.datasets as ds
+
+    return sorted(n.removeprefix("load_") for n in dir(ds) if n.startswith("load_"))
+
+
+def _looks_like_name(text: str) -> bool:
+    return text.replace("_", "").isalnum() and not os.path.exists(text)
+
+
+def load_data(data: str) -> Dataset:
+    """Read ``data``: a CSV or Parquet path or URI, or the name of a lifelines dataset.
+
+    Raises:
+        DataError: the file does not exist or cannot be parsed, its format is unknown, or the
+            name is not a lifelines dataset.
+    """
+    text = str(data).strip()
+    if not text:
+        raise DataError("data: no data set given")
+    if _looks_like_name(text):
+        return _load_lifelines(text)
+    scheme = urllib.parse.urlparse(text).scheme.lower()
+    if scheme in _MLFLOW_SCHEMES:
+        local = _download(text)
+        return Dataset(_read(local, text), text, Path(local).stem.split(".")[0])
+    if scheme == "file":
+        path = urllib.parse.unquote(urllib.parse.urlparse(text).path)
+    elif scheme in _PANDAS_SCHEMES:
+        return Dataset(_read(text, text), text, _stem(urllib.parse.urlparse(text).path))
+    elif len(scheme) > 1:
+        raise DataError(f"data {text!r}: unsupported URI scheme {scheme!r}")
+    else:
+        path = text
+    if not os.path.exists(path):
+        raise DataError(f"data file not found: {path}")
+    if os.path.isdir(path):
+        raise DataError(f"data {path!r} is a directory; give a CSV or Parquet file")
+    return Dataset(_read(path, text), text, _stem(path))
+
+
+def _stem(path: str) -> str:
+    return Path(path).name.split(".")[0] or "data"
+
+
+def _load_lifelines(name: str) -> Dataset:
+    import lifelines.datasets as ds
+
+    loader = getattr(ds, f"load_{name}", None)
+    if loader is None:
+        known = ", ".join(lifelines_datasets())
+        raise DataError(
+            f"data {name!r}: no such file, and lifelines ships no dataset of that name "
+            f"(known: {known})"
+        )
+    return Dataset(loader(), name, name, lifelines_name=name)
+
+
+def _download(uri: str) -> str:
+    import mlflow
+
+    from mlflow_plugin.registry import wrap_mlflow_errors
+
+    try:
+        with wrap_mlflow_errors(f"download {uri}"):
+            return str(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:  # NotFound/BadInput/RegistryError: all "cannot get the data"
+        raise DataError(f"data {uri!r} could not be downloaded: {exc}") from exc
+
+
+def _read(path: str, source: str) -> pd.DataFrame:
+    lower = path.lower().split("?")[0]
+    try:
+        if lower.endswith(_PARQUET):
+            return pd.read_parquet(path)
+        if lower.endswith(_CSV):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+                return pd.read_csv(path, sep="\t" if lower.endswith(".tsv") else ",")
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {source}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data {source!r} is empty (no columns)") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"data {source!r} could not be read: {first}") from exc
+    raise DataError(
+        f"data {source!r}: unknown format; expected a .csv or .parquet file "
+        "or a lifelines dataset name"
+    )
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def prepare(dataset: Dataset, columns: Columns, *, min_rows: int = 1) -> SurvivalData:
+    """Check ``dataset`` against the column roles and return the usable columns.
+
+    Durations must be numeric, finite and >= 0; events 0/1 or boolean; the time column numeric
+    or a date/time; features numeric, boolean or text (text is one-hot encoded later); no
+    missing values in any of them.
+
+    Raises:
+        DataError: naming the data set and the first offending column.
+    """
+    frame = dataset.frame
+    src = dataset.source
+    if len(frame.columns) == 0 or len(frame) == 0:
+        raise DataError(f"data {src!r} is empty ({len(frame)} rows)")
+    if len(frame) < min_rows:
+        raise DataError(f"data {src!r} has {len(frame)} rows; at least {min_rows} are needed")
+    dupes = frame.columns[frame.columns.duplicated()]
+    if len(dupes):
+        raise DataError(f"data {src!r}: column {dupes[0]!r} appears twice")
+    out: dict[str, pd.Series] = {}
+    out[columns.duration] = _durations(frame, columns.duration, src)
+    out[columns.event] = _events(frame, columns.event, src)
+    if columns.time is not None:
+        out[columns.time] = _time(frame, columns.time, src)
+    taken = {columns.duration, columns.event, columns.time}
+    features = columns.features
+    if features is None:
+        features = tuple(str(c) for c in frame.columns if c not in taken)
+    if not features:
+        raise DataError(f"data {src!r}: no feature columns besides the duration/event/time columns")
+    for name in features:
+        out[name] = _feature(frame, name, src)
+    checked = pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+    resolved = Columns(columns.duration, columns.event, columns.time, tuple(features))
+    return SurvivalData(checked, resolved, src, frame.reset_index(drop=True))
+
+
+def _require(frame: pd.DataFrame, name: str, role: str, src: str) -> pd.Series:
+    if name not in frame.columns:
+        shown = ", ".join(map(str, list(frame.columns)[:20]))
+        more = ", ..." if len(frame.columns) > 20 else ""
+        raise DataError(f"{role} column {name!r} not found in {src!r} (columns: {shown}{more})")
+    return frame[name]
+
+
+def _no_missing(series: pd.Series, role: str, src: str) -> None:
+    missing = series.isna()
+    if missing.any():
+        first = int(np.argmax(missing.to_numpy()))
+        raise DataError(
+            f"{role} column {series.name!r} in {src!r} has {int(missing.sum())} missing "
+            f"value(s) (first in row {first})"
+        )
+
+
+def _numeric(series: pd.Series, role: str, src: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    if not pd.api.types.is_numeric_dtype(series):
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            first = int(np.argmax(bad.to_numpy()))
+            raise DataError(
+                f"{role} column {series.name!r} in {src!r} must be numeric, got "
+                f"{series.dtype} (value {series.iloc[first]!r} in row {first})"
+            )
+        series = values
+    return series.astype(float)
+
+
+def _durations(frame: pd.DataFrame, name: str, src: str) -> pd.Series:
+    raw = _require(frame, name, "duration", src)
+    _no_missing(raw, "duration", src)
+    values = _numeric(raw, "duration", src)
+    arr = values.to_numpy()
+    if not np.isfinite(arr).all():
+        raise DataError(f"duration column {name!r} in {src!r} has infinite values")
+    if (arr < 0).any():
+        first = int(np.argmax(arr < 0))
+        raise DataError(
+            f"duration column {name!r} in {src!r} has negative values ({arr[first]:g} in row {first})"
+        )
+    return values
+
+
+def _events(frame: pd.DataFrame, name: str, src: str) -> pd.Series:
+    raw = _require(frame, name, "event", src)
+    _no_missing(raw, "event", src)
+    values = _numeric(raw, "event", src)
+    arr = values.to_numpy()
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"event column {name!r} in {src!r} must hold 0/1 or booleans "
+            f"(value {raw.iloc[first]!r} in row {first})"
+        )
+    return values.astype(int)
+
+
+def _time(frame: pd.DataFrame, name: str, src: str) -> pd.Series:
+    raw = _require(frame, name, "time", src)
+    _no_missing(raw, "time", src)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        if getattr(raw.dt, "tz", None) is not None:  # compare instants, in UTC, as datetime64
+            return raw.dt.tz_convert("UTC").dt.tz_localize(None)
+        return raw
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        return raw.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        parsed = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
+    bad = parsed.isna()
+    if bad.any():
+        first = int(np.argmax(bad.to_numpy()))
+        raise DataError(
+            f"time column {name!r} in {src!r} must be numeric or a date/time, got "
+            f"{raw.dtype} (value {raw.iloc[first]!r} in row {first})"
+        )
+    return parsed
+
+
+def _feature(frame: pd.DataFrame, name: str, src: str) -> pd.Series:
+    raw = _require(frame, name, "feature", src)
+    _no_missing(raw, "feature", src)
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype(float)
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.astype(float)
+        if not np.isfinite(values.to_numpy()).all():
+            raise DataError(f"feature column {name!r} in {src!r} has infinite values")
+        return values
+    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw):
+        raise DataError(
+            f"feature column {name!r} in {src!r} has type {raw.dtype}; use it as time_col or "
+            "derive a numeric feature from it"
+        )
+    for value in raw.to_numpy():
+        if not isinstance(value, str | int | float | bool | np.generic):
+            raise DataError(
+                f"feature column {name!r} in {src!r} holds {type(value).__name__} values; "
+                "expected numbers or text"
+            )
+    numbers = pd.to_numeric(raw, errors="coerce")
+    if numbers.notna().all():  # numbers stored as text (e.g. a string-typed Parquet column)
+        return numbers.astype(float)
+    if numbers.notna().mean() >= _NUMERIC_SHARE:
+        # Mostly numbers: a stray word is a data error, not a category of its own.
+        first = int(np.argmax(numbers.isna().to_numpy()))
+        raise DataError(
+            f"feature column {name!r} in {src!r} must be numeric, got {raw.dtype} "
+            f"(value {raw.iloc[first]!r} in row {first})"
+        )
+    return raw.astype(str)
+
+
+def split_holdout(
+    data: SurvivalData, share: float, seed: int
+) -> tuple[SurvivalData, SurvivalData | None]:
+    """Keep ``share`` of the rows out of training: the last ones by time when there is a time
+    column, else a seeded random share. Returns ``(train, holdout)``; holdout None for 0.
+
+    Raises:
+        DataError: either part would be empty or hold no event.
+    """
+    n = len(data)
+    if share <= 0:
+        return data, None
+    k = int(round(n * share))
+    if k < 1 or k >= n:
+        raise DataError(f"holdout={share:g} of {n} rows leaves an empty training or holdout set")
+    if data.columns.time is not None:
+        order = np.argsort(data.frame[data.columns.time].to_numpy(), kind="stable")
+    else:
+        order = np.random.default_rng(seed).permutation(n)
+    train_idx, holdout_idx = np.sort(order[: n - k]), np.sort(order[n - k :])
+    return data.subset(train_idx), data.subset(holdout_idx)

@@ -1,0 +1,145 @@
+"""What ``validate`` and ``backtest`` share: which version, its recipe, the policy's share of
+gates per step, and how a verdict is recorded (run artifacts + version tags)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mlflow_plugin._errors import BadInput, ConfigError
+from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin._types import CHALLENGER, VersionInfo
+from mlflow_plugin.flows._tracking import CLOCK
+
+if TYPE_CHECKING:
+    from mlflow_plugin.gates import GateReport, Policy
+    from mlflow_plugin.registry import Registry
+
+__all__ = [
+    "BACKTEST_GATES",
+    "VALIDATE_GATES",
+    "StepVerdict",
+    "log_report",
+    "recipe_of",
+    "record_verdict",
+    "resolve_version",
+    "step_policy",
+]
+
+#: The metrics each step computes, hence the policy gates it applies.
+VALIDATE_GATES = ("c_index", "brier", "integrated_brier")
+BACKTEST_GATES = ("f1", "precision", "recall", "brier")
+RECIPE_TAG = TAG_PREFIX + "recipe"
+
+
+@dataclass(frozen=True)
+class StepVerdict:
+    """The outcome of a gate step.
+
+    Attributes:
+        step: ``validate`` or ``backtest``.
+        version: the version judged.
+        report: the gate report.
+        metrics: the candidate's metric values that could be computed.
+        run_id: the run holding the report.
+    """
+
+    step: str
+    version: str
+    report: GateReport
+    metrics: dict[str, float]
+    run_id: str
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+    def reasons(self) -> list[str]:
+        """One ``step: gate (reason)`` line per gate that did not pass."""
+        return [
+            f"{self.step}: {r.name} {r.status.value} ({r.reason})"
+            for r in self.report.gates
+            if not r.passed
+        ]
+
+
+def step_policy(policy: Policy, names: Iterable[str]) -> Policy:
+    """The gates of ``policy`` on the metrics ``names`` (policy order kept)."""
+    from mlflow_plugin.gates import Policy
+
+    wanted = set(names)
+    gates = tuple(spec for spec in policy.gates if spec.name in wanted)
+    return Policy(gates=gates, sanity=policy.sanity, horizon=policy.horizon)
+
+
+def resolve_version(registry: Registry, model: str, version: str | None) -> VersionInfo:
+    """``version`` of ``model``, or the one ``challenger`` points at.
+
+    Raises:
+        NotFound: no such model or version.
+        BadInput: no version given and no challenger.
+    """
+    with CLOCK("registry"):
+        if version is None:
+            aliases = registry.get_model(model).aliases
+            if CHALLENGER not in aliases:
+                raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass version")
+            version = aliases[CHALLENGER]
+        return registry.get_version(model, version)
+
+
+def recipe_of(version: VersionInfo) -> dict[str, Any]:
+    """The training recipe ``train`` stored on the version ({} for a version it did not make)."""
+    raw = version.tags.get(RECIPE_TAG)
+    if not raw:
+        return {}
+    try:
+        recipe = json.loads(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{version.name} version {version.version}: tag {RECIPE_TAG} is not JSON"
+        ) from None
+    return recipe if isinstance(recipe, dict) else {}
+
+
+def log_report(report: GateReport, title: str) -> None:
+    """The report as ``gate_report.json`` and ``gate_report.md`` of the active run."""
+    import mlflow
+
+    markdown = f"### {title}\n\n{report.to_markdown()}"
+    with CLOCK("tracking"):
+        mlflow.log_text(report.to_json(), "gate_report.json")
+        mlflow.log_text(markdown, "gate_report.md")
+        mlflow.set_tags({
+            TAG_PREFIX + "gates": "passed" if report.passed else "failed",
+            TAG_PREFIX + "failed_gates": ",".join(report.failed_gates),
+            "mlflow.note.content": markdown,
+        })  # fmt: skip
+
+
+def log_metrics(metrics: dict[str, Any], *, prefix: str = "", step: int | None = None) -> dict[str, float]:
+    """Log the finite values of ``metrics``; return them."""
+    import math
+
+    import mlflow
+
+    finite = {
+        f"{prefix}{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+    if finite:
+        with CLOCK("tracking"):
+            mlflow.log_metrics(finite, step=step)
+    return finite
+
+
+def record_verdict(registry: Registry, version: VersionInfo, step: str, passed: bool, run_id: str) -> None:
+    """Set ``mlflow_plugin.<validation|backtest>`` on the version, and link the report run."""
+    state_tag = TAG_PREFIX + ("validation" if step == "validate" else "backtest")
+    link_tag = TAG_PREFIX + ("gate_report" if step == "validate" else "backtest_report")
+    with CLOCK("registry"):
+        registry.set_version_tag(version.name, version.version, state_tag, "passed" if passed else "failed")
+        registry.set_version_tag(version.name, version.version, link_tag, run_id)

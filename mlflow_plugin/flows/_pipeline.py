@@ -1,0 +1,194 @@
+"""The ``main`` entry point: train -> validate -> backtest -> promote, in one process, as nested
+child runs of one parent run.
+
+One process means one interpreter start, one import of mlflow/lifelines/scikit-learn, one read
+of the data and one registry client for the four steps (``benchmarks/bench_pipeline.py``
+measures what that saves). Each step stays runnable on its own (``mlflow run -e <step>``) and
+its run is tagged the same way either way.
+
+The data and the policy are checked before anything is registered. A candidate that fails a
+gate is not promoted: the champion is untouched, a ``rejected`` event records the reasons, and
+the parent run says ``mlflow_plugin.outcome=rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mlflow_plugin._errors import GateFailed
+from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.flows._gating import StepVerdict, log_metrics
+from mlflow_plugin.flows._params import TrainParams, check_strategy, load_policy
+from mlflow_plugin.flows._promote import OUTCOME_TAG, promote_in_run
+from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run, warm_imports
+
+if TYPE_CHECKING:
+    from mlflow_plugin.controller import Controller
+
+__all__ = ["PipelineParams", "PipelineResult", "run_pipeline"]
+
+REASONS_TAG = TAG_PREFIX + "reasons"
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """``main``'s parameters: the training ones plus the gate and promotion ones.
+
+    Attributes:
+        train: data, model and holdout (see :class:`TrainParams`).
+        folds: backtest folds.
+        policy: gate policy file (None: ``flows/policy.yaml`` if present, else defaults).
+        strategy: deployment strategy recorded on promotion.
+    """
+
+    train: TrainParams
+    folds: int = 4
+    policy: str | None = None
+    strategy: str = "all_at_once"
+
+    def __post_init__(self) -> None:
+        check_strategy(self.strategy)
+        if not 2 <= self.folds <= 50:
+            from mlflow_plugin._errors import ConfigError
+
+            raise ConfigError(f"folds: must be between 2 and 50, got {self.folds!r}")
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What ``main`` did.
+
+    Attributes:
+        outcome: ``promoted``, ``unchanged`` (already champion) or ``rejected``.
+        model: the registered model.
+        version: the candidate version.
+        run_id: the parent run.
+        reasons: why it was rejected (one line per failed gate), empty otherwise.
+        validation: the validate step's verdict.
+        backtest: the backtest step's verdict.
+        timings: seconds per category (import, data, training, gates, registry, ...).
+    """
+
+    outcome: str
+    model: str
+    version: str
+    run_id: str
+    reasons: list[str]
+    validation: StepVerdict
+    backtest: StepVerdict
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome == "promoted"
+
+
+def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> PipelineResult:
+    """Run ``main``: every step in this process, each a child run of one parent run.
+
+    Raises:
+        BadInput: bad data, parameters or policy (before any model is registered).
+    """
+    from mlflow_plugin.controller import Controller
+    from mlflow_plugin.flows._backtest import backtest_in_run
+    from mlflow_plugin.flows._data import load_data, prepare, split_holdout
+    from mlflow_plugin.flows._train import log_params_once, train_in_run
+    from mlflow_plugin.flows._validate import validate_in_run
+    from mlflow_plugin.ledger import Ledger
+    from mlflow_plugin.registry import Registry
+
+    CLOCK.reset()  # one pipeline's figures (the demo runs two in one process)
+    warm_imports()
+    tp = params.train
+    model = tp.model_name
+    policy = load_policy(params.policy)  # a bad policy fails before anything is written
+    registry = Registry(tracking_uri)
+    controller = Controller(registry, Ledger(registry.uri))
+    with step_run("main", model) as parent:
+        log_params_once({**tp.recipe(), "model_name": model, "data": tp.data, "folds": params.folds,
+                         "policy": params.policy or "default", "strategy": params.strategy,
+                         "horizon": tp.horizon or "auto", "time_col": tp.columns.time or "none",
+                         "features": ",".join(tp.columns.features or ("all",))})  # fmt: skip
+        with CLOCK("data"):
+            dataset = load_data(tp.data)
+            data = prepare(dataset, tp.columns)
+            train, holdout = split_holdout(data, tp.holdout, tp.seed)
+        with step_run("train", model, nested=True):
+            trained = train_in_run(tp, dataset, train, holdout, registry)
+        version = trained.version
+        set_tags({VERSION_TAG: version.version})
+        try:
+            evaluation = holdout if holdout is not None else train
+            with step_run("validate", model, nested=True, tags={VERSION_TAG: version.version}):
+                validation = validate_in_run(
+                    registry, version, evaluation, policy, horizon=tp.horizon,
+                    data_name=f"{tp.data} ({'holdout' if holdout is not None else 'training rows'})",
+                    policy_path=params.policy, in_sample=holdout is None,
+                )  # fmt: skip
+            with step_run("backtest", model, nested=True, tags={VERSION_TAG: version.version}):
+                backtest = backtest_in_run(
+                    registry, version, data, policy, horizon=tp.horizon or trained.horizon,
+                    folds=params.folds, seed=tp.seed, data_name=tp.data, policy_path=params.policy,
+                )  # fmt: skip
+        except Exception as exc:
+            # The candidate stays un-promoted; say so in the ledger, not only in a failed run.
+            with CLOCK("registry"):
+                controller.reject(model, version.version, ["gates=error"],
+                                  f"gates could not be evaluated: {' '.join(str(exc).split())[:300]}")  # fmt: skip
+            raise
+        reasons = validation.reasons() + backtest.reasons()
+        with step_run("promote", model, nested=True, tags={VERSION_TAG: version.version}):
+            outcome = _promote(controller, model, version.version, params.strategy,
+                               [validation, backtest], parent.info.run_id)  # fmt: skip
+        log_metrics({**validation.metrics, **{k: v for k, v in backtest.metrics.items()
+                                               if k in ("f1", "precision", "recall")},
+                     "backtest_brier": backtest.metrics.get("brier")})  # fmt: skip
+        set_tags({OUTCOME_TAG: outcome, REASONS_TAG: "; ".join(reasons)[:5000] or None,
+                  "mlflow.note.content": _summary(model, version.version, outcome, reasons,
+                                                  validation, backtest)})  # fmt: skip
+        timings = CLOCK.summary()
+        import mlflow
+
+        mlflow.log_text(json.dumps(timings, indent=2), "timings.json")
+    result = PipelineResult(outcome, model, version.version, parent.info.run_id, reasons,
+                            validation, backtest, timings)  # fmt: skip
+    print(f"main: {model} version {version.version} {outcome}"
+          + "".join(f"\n  {r}" for r in reasons))  # fmt: skip
+    print(f"timings: {json.dumps(timings)}")
+    return result
+
+
+def _promote(
+    controller: Controller, model: str, version: str, strategy: str,
+    verdicts: list[StepVerdict], parent_run: str,
+) -> str:  # fmt: skip
+    """Promote when every gate passed; otherwise record the rejection with its reasons."""
+    reasons = [line for v in verdicts for line in v.reasons()]
+    if reasons:
+        failed = [f"{v.step}:{name}" for v in verdicts for name in v.report.failed_gates]
+        message = "rejected by main: " + "; ".join(reasons)
+        with CLOCK("registry"):
+            event = controller.reject(model, version, failed, message[:1000])
+        set_tags({OUTCOME_TAG: "rejected", TAG_PREFIX + "reason": message[:5000],
+                  VERSION_TAG: version, TAG_PREFIX + "event_run": event.run_id})  # fmt: skip
+        print(f"promote {model}: version {version} rejected")
+        return "rejected"
+    try:
+        done = promote_in_run(controller, model, version, strategy,
+                              reason=f"all gates passed (pipeline run {parent_run})")  # fmt: skip
+    except GateFailed:  # the tags changed under us; the controller recorded the rejection
+        return "rejected"
+    return done.outcome
+
+
+def _summary(
+    model: str, version: str, outcome: str, reasons: list[str], *verdicts: StepVerdict
+) -> str:
+    """The parent run's note (Markdown): the outcome, then each step's gate table."""
+    lines = [f"## {model} version {version}: **{outcome}**", ""]
+    lines += [f"- {r}" for r in reasons]
+    for verdict in verdicts:
+        lines += ["", f"### {verdict.step} (run `{verdict.run_id}`)", "", verdict.report.to_markdown()]
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Step runs and the stopwatch that says where a pipeline's time goes.
+
+Every step runs in an MLflow run tagged ``mlflow_plugin.step`` and ``mlflow_plugin.model``:
+alone (resuming the run ``mlflow run`` created, or a new one) or as a nested child of ``main``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from mlflow_plugin._errors import GateFailed
+from mlflow_plugin._settings import TAG_PREFIX
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+__all__ = ["CLOCK", "STEP_TAG", "Clock", "step_run", "warm_imports"]
+
+STEP_TAG = TAG_PREFIX + "step"
+MODEL_TAG = TAG_PREFIX + "model"
+VERSION_TAG = TAG_PREFIX + "version"
+ERROR_TAG = TAG_PREFIX + "error"
+_GENERATED_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")
+
+
+class Clock:
+    """Wall time per category (``import``, ``data``, ``training``, ``gates``, ``registry``...).
+
+    Categories do not nest: a ``with clock("registry")`` inside ``with clock("training")`` is
+    taken out of ``training``, so the parts add up to the whole.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._stack: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, category: str) -> Iterator[None]:
+        now = time.perf_counter()
+        if self._stack:  # pause the enclosing category
+            outer, since = self._stack[-1]
+            self.totals[outer] = self.totals.get(outer, 0.0) + now - since
+        self._stack.append((category, now))
+        try:
+            yield
+        finally:
+            end = time.perf_counter()
+            _, since = self._stack.pop()
+            self.totals[category] = self.totals.get(category, 0.0) + end - since
+            if self._stack:
+                outer, _ = self._stack[-1]
+                self._stack[-1] = (outer, end)
+
+    def reset(self) -> None:
+        self.totals.clear()
+        self._stack.clear()
+
+    def summary(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in sorted(self.totals.items(), key=lambda kv: -kv[1])}
+
+    def to_json(self) -> str:
+        return json.dumps(self.summary())
+
+
+#: The process-wide stopwatch (one pipeline per process).
+CLOCK = Clock()
+
+
+def warm_imports() -> None:
+    """Import the heavy libraries up front, under ``import``, so the steps' figures are clean."""
+    with CLOCK("import"):
+        import lifelines  # noqa: F401
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import mlflow  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sksurv.metrics  # noqa: F401
+
+        import mlflow_plugin.flows._model  # noqa: F401
+        import mlflow_plugin.gates._classification  # noqa: F401
+        import mlflow_plugin.gates._survival  # noqa: F401
+
+
+@contextlib.contextmanager
+def step_run(
+    step: str,
+    model: str,
+    *,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+) -> Iterator[Run]:
+    """An MLflow run for one step, tagged with the step and model.
+
+    Resumes the run ``mlflow run`` created (``MLFLOW_RUN_ID``) when there is no active run;
+    nested under the active run when ``nested``. A step that ends in :class:`GateFailed` did its
+    job (it recorded the refusal) and finishes normally; any other error marks the run
+    ``FAILED`` with the message in ``mlflow_plugin.error``.
+    """
+    import mlflow
+
+    all_tags = {STEP_TAG: step, MODEL_TAG: model, **(tags or {})}
+    with CLOCK("tracking"):
+        run = mlflow.start_run(nested=nested, tags=all_tags)
+        name = run.data.tags.get("mlflow.runName", "")
+        if not name or _GENERATED_NAME.match(name):
+            # Replace MLflow's generated name ("brave-fox-123") with one a person can scan.
+            mlflow.set_tag("mlflow.runName", step if nested else f"{step}-{model}")
+    try:
+        yield run
+    except GateFailed:
+        with CLOCK("tracking"):
+            mlflow.end_run("FINISHED")
+        raise
+    except BaseException as exc:
+        with CLOCK("tracking"), contextlib.suppress(Exception):
+            mlflow.set_tag(ERROR_TAG, " ".join(str(exc).split())[:5000] or type(exc).__name__)
+            mlflow.end_run("FAILED")
+        raise
+    else:
+        with CLOCK("tracking"):
+            mlflow.end_run("FINISHED")
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    import mlflow
+
+    with CLOCK("tracking"):
+        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})

@@ -1,0 +1,238 @@
+"""The ``train`` step: fit, log a pyfunc model, register a version, make it the challenger."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from mlflow_plugin._errors import DataError
+from mlflow_plugin._settings import TAG_PREFIX, stage_mirror_enabled
+from mlflow_plugin._types import CHALLENGER, VersionInfo
+from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
+from mlflow_plugin.flows._params import TrainParams
+from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run
+
+if TYPE_CHECKING:
+    from mlflow_plugin.flows._model import SurvivalModel
+    from mlflow_plugin.registry import Registry
+
+__all__ = ["RECIPE_TAG", "TrainResult", "log_params_once", "run_train", "train_in_run"]
+
+RECIPE_TAG = TAG_PREFIX + "recipe"
+TRAINING_RUN_TAG = TAG_PREFIX + "training_run"
+DATA_TAG = TAG_PREFIX + "data"
+DATA_DIGEST_TAG = TAG_PREFIX + "data_digest"
+_REQUIREMENTS = ("mlflow", "lifelines", "scikit-learn", "pandas", "numpy", "cloudpickle")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` produced.
+
+    Attributes:
+        version: the registered version (now the challenger).
+        run_id: the training run.
+        model_uri: the logged model (``models:/m-...``).
+        horizon: the horizon the model was fitted for (the end of its time grid).
+        train: the rows it was fitted on.
+        holdout: the rows kept out (None for ``holdout=0``).
+    """
+
+    version: VersionInfo
+    run_id: str
+    model_uri: str
+    horizon: float
+    train: SurvivalData
+    holdout: SurvivalData | None
+
+
+def run_train(params: TrainParams, *, tracking_uri: str | None = None) -> TrainResult:
+    """Load and check the data, then train in a run of its own (``mlflow run -e train``)."""
+    from mlflow_plugin.flows._data import split_holdout
+    from mlflow_plugin.registry import Registry
+
+    registry = Registry(tracking_uri)
+    with step_run("train", params.model_name):
+        with CLOCK("data"):
+            dataset = load_data(params.data)
+            data = prepare(dataset, params.columns)
+            train, holdout = split_holdout(data, params.holdout, params.seed)
+        return train_in_run(params, dataset, train, holdout, registry)
+
+
+def train_in_run(
+    params: TrainParams,
+    dataset: Dataset,
+    train: SurvivalData,
+    holdout: SurvivalData | None,
+    registry: Registry,
+) -> TrainResult:
+    """Fit on ``train``, log the model in the active run, register it as the challenger.
+
+    Raises:
+        DataError: the model cannot be fitted on these rows.
+    """
+    import mlflow
+
+    from mlflow_plugin.flows._model import default_horizon, fit_model
+
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    with CLOCK("training"):
+        try:
+            horizon = params.horizon or default_horizon(train.durations)
+            model = fit_model(
+                params.model_kind, train.frame, train.features, train.durations, train.events,
+                penalizer=params.penalizer, horizon=horizon, buckets=params.buckets,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise DataError(f"training on {params.data!r} failed: {exc}") from exc
+        train_c_index = _train_c_index(model, train)
+    digest = dataset.digest
+    recipe = {**params.recipe(), "horizon": model.horizon, "features": list(train.features)}
+    log_params_once({
+        "model_name": params.model_name, "data": params.data, "model_kind": params.model_kind,
+        "duration_col": params.columns.duration, "event_col": params.columns.event,
+        "time_col": params.columns.time or "none",
+        "features": ",".join(params.columns.features or ("all",)), "horizon": params.horizon or "auto",
+        "penalizer": params.penalizer, "holdout": params.holdout, "buckets": params.buckets,
+        "seed": params.seed,
+    })  # fmt: skip
+    with CLOCK("tracking"):
+        mlflow.log_params({
+            "resolved_horizon": model.horizon, "decision_threshold": round(model.decision_threshold, 6),
+            "n_train": len(train), "n_holdout": len(holdout) if holdout is not None else 0,
+            "data_digest": digest,
+        })  # fmt: skip
+        if train_c_index is not None:
+            mlflow.log_metric("train_c_index", train_c_index)
+        _log_dataset(dataset, train)
+    with CLOCK("model logging"):
+        model_uri = _log_model(model, train)
+    tags = {
+        TRAINING_RUN_TAG: run_id,
+        DATA_TAG: params.data[:5000],
+        DATA_DIGEST_TAG: digest,
+        RECIPE_TAG: json.dumps(recipe, sort_keys=True),
+        TAG_PREFIX + "model_kind": params.model_kind,
+        TAG_PREFIX + "horizon": f"{model.horizon:g}",
+    }
+    with CLOCK("registry"):
+        version = registry.register_version(params.model_name, model_uri, run_id, tags)
+        _make_challenger(registry, params.model_name, version.version)
+    set_tags({VERSION_TAG: version.version, "mlflow_plugin.model_uri": model_uri})
+    print(f"registered {params.model_name} version {version.version} (challenger) from run {run_id}")
+    return TrainResult(version, run_id, model_uri, model.horizon, train, holdout)
+
+
+def _train_c_index(model: SurvivalModel, train: SurvivalData) -> float | None:
+    from mlflow_plugin.gates import c_index_score
+
+    try:
+        risk = model.predict(None, train.X)["risk"].to_numpy()
+        return c_index_score(train.durations, train.events, risk)
+    except ValueError:  # undefined on these rows: the gates will say so on the evaluation data
+        return None
+
+
+def log_params_once(params: dict[str, Any]) -> None:
+    """Log parameters the run does not have yet (``mlflow run`` already logged its own, as text;
+    logging a key again with another spelling would be an error)."""
+    import mlflow
+
+    with CLOCK("tracking"):
+        run = mlflow.active_run()
+        assert run is not None
+        existing = mlflow.get_run(run.info.run_id).data.params
+        fresh = {k: str(v)[:6000] for k, v in params.items() if k not in existing}
+        if fresh:
+            mlflow.log_params(fresh)
+
+
+def _log_dataset(dataset: Dataset, train: SurvivalData) -> None:
+    """Show the training rows under "Datasets used" in the MLflow UI."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    source: Any = dataset.source
+    if dataset.lifelines_name:
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        source = CodeDatasetSource({"lifelines_dataset": dataset.lifelines_name})
+    with warnings.catch_warnings(), contextlib.suppress(Exception):
+        warnings.simplefilter("ignore")
+        ds = from_pandas(train.frame, source=source, name=dataset.name,
+                        digest=frame_digest(train.frame)[:8])  # fmt: skip
+        mlflow.log_input(ds, context="training")
+
+
+def _requirements() -> list[str]:
+    out = []
+    for name in _REQUIREMENTS:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def _log_model(model: SurvivalModel, train: SurvivalData) -> str:
+    """Log ``model`` as a pyfunc with signature and input example; return its ``models:/`` URI."""
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    from mlflow_plugin.flows._model import pickled_by_value
+
+    # The signature declares the features as they were read (ints as long, text as string), so
+    # predicting on the same kind of frame as the training data just works.
+    features = train.inputs.loc[:, list(train.features)]
+    example, typed = features.head(5), features.head(50)
+    with warnings.catch_warnings(), _quiet_logger("mlflow.pyfunc"), _quiet_logger("mlflow.models"):
+        # Pickling our own object is the point (and it is pickled by value, see _model), so
+        # MLflow's warning about pickled python_model objects only adds noise to every run.
+        warnings.simplefilter("ignore")
+        signature = infer_signature(typed, model.predict(None, typed))
+        with pickled_by_value():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+                metadata={
+                    "mlflow_plugin.model_kind": model.kind,
+                    "mlflow_plugin.horizon": model.horizon,
+                    "mlflow_plugin.decision_threshold": model.decision_threshold,
+                },
+            )
+    return str(info.model_uri)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _make_challenger(registry: Registry, name: str, version: str) -> None:
+    """Point ``challenger`` at ``version``; mirror it as ``Staging`` (and un-stage the previous
+    challenger), as the controller mirrors champion changes."""
+    previous = registry.get_model(name).aliases.get(CHALLENGER)
+    registry.set_alias(name, CHALLENGER, version)
+    if not stage_mirror_enabled():
+        return
+    registry.set_stage(name, version, "Staging")
+    if previous and previous != version:
+        old = registry.get_version(name, previous)
+        if old.stage == "Staging":
+            registry.set_stage(name, previous, "None")

@@ -1,0 +1,107 @@
+"""Every MLproject entry point end to end: ``mlflow run . -e NAME --env-manager local`` from the
+repository root against the real server (a few subprocesses; the logic is tested in-process)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import EXPERIMENT
+
+from mlflow_plugin.ledger import Ledger
+from mlflow_plugin.registry import Registry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+_RUN_ID = re.compile(r"Run \(ID '([0-9a-f]+)'\)")
+
+
+def mlflow_run(uri: str, entry: str, **params: object) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``mlflow run . -e entry -P k=v ...`` in the repository root; returns the process and
+    the run id it reported."""
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_EXPERIMENT_NAME": EXPERIMENT,
+        "MLFLOW_PLUGIN_ACTOR": "pytest",
+        # the entry point's `python` must be this environment's interpreter
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment() exports it in this process
+    cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", entry, "--env-manager", "local"]
+    for key, value in params.items():
+        cmd += ["-P", f"{key}={value}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    found = _RUN_ID.findall(proc.stdout + proc.stderr)
+    return proc, found[-1] if found else ""
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_every_entry_point(flows_uri, model_name):
+    """train -> validate (C-index 0.6403 on rossi) -> backtest -> promote -> main -> rollback,
+    each as its own `mlflow run`, each run tagged with its step and model."""
+    client = mlflow.MlflowClient()
+    registry = Registry(flows_uri)
+
+    proc, train_run = mlflow_run(flows_uri, "train", model_name=model_name, holdout=0, penalizer=0)
+    _ok(proc)
+    assert registry.get_model(model_name).aliases == {"challenger": "1"}
+
+    proc, validate_run = mlflow_run(flows_uri, "validate", model_name=model_name, data="rossi")
+    _ok(proc)
+    metrics = client.get_run(validate_run).data.metrics
+    assert round(metrics["c_index"], 4) == 0.6403
+
+    proc, backtest_run = mlflow_run(flows_uri, "backtest", model_name=model_name)
+    _ok(proc)
+    assert [m.step for m in client.get_metric_history(backtest_run, "f1")] == [1, 2, 3, 4]
+
+    proc, promote_run = mlflow_run(flows_uri, "promote", model_name=model_name)
+    _ok(proc)
+    assert registry.get_model(model_name).aliases["champion"] == "1"
+
+    # The same recipe through main: an identical candidate, at least as good, so promoted.
+    proc, main_run = mlflow_run(flows_uri, "main", model_name=model_name, holdout=0, penalizer=0)
+    _ok(proc)
+    assert registry.get_model(model_name).aliases["champion"] == "2"
+    children = client.search_runs([client.get_run(main_run).info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{main_run}'")  # fmt: skip
+    assert sorted(r.data.tags["mlflow_plugin.step"] for r in children) == [
+        "backtest", "promote", "train", "validate"
+    ]  # fmt: skip
+
+    proc, rollback_run = mlflow_run(flows_uri, "rollback", model_name=model_name,
+                                    reason="pytest: roll back")  # fmt: skip
+    _ok(proc)
+    assert registry.get_model(model_name).aliases["champion"] == "1"
+
+    steps = {
+        train_run: "train", validate_run: "validate", backtest_run: "backtest",
+        promote_run: "promote", main_run: "main", rollback_run: "rollback",
+    }  # fmt: skip
+    for run_id, step in steps.items():
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow_plugin.step"] == step
+        assert run.data.tags["mlflow_plugin.model"] == model_name
+    kinds = [(e.event_type, e.version) for e in Ledger(flows_uri).events(model_name)]
+    assert kinds == [("deployment", "1"), ("deployment", "2"), ("rollback", "1")]
+
+
+def test_bad_input_is_one_line_before_registering(flows_uri, model_name):
+    """A missing data file fails the entry point with one error line; nothing is registered."""
+    proc, _ = mlflow_run(flows_uri, "train", model_name=model_name, data="/no/such/file.csv")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: data file not found: /no/such/file.csv"]
+    assert "Traceback" not in proc.stderr.split("error: data file not found")[0]
+    assert not Registry(flows_uri).client.search_model_versions(f"name = '{model_name}'")
