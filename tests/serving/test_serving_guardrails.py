@@ -133,3 +133,16 @@ def test_never_raises_and_flags_every_non_finite(values):
     out = pd.DataFrame(values, columns=[f"p_{i}" for i in range(values.shape[1])])
     found = rules(Guardrails().check(out))
     assert ("non_finite" in found) == (not np.isfinite(values).all())
+
+
+def test_the_pipelines_output_contract():
+    """The pipeline's pyfunc output (risk + p_<lo>_<hi> ... p_gt_<t> buckets) is checked as one distribution."""
+    from mlflow_plugin.flows._model import bucket_columns
+
+    columns = bucket_columns([13.0, 26.0, 52.0])
+    probs = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    out = pd.DataFrame(probs, columns=columns)
+    out.insert(0, "risk", [1.3, 0.7])
+    assert Guardrails().check(out) == ()
+    out.iloc[1, 2] = 0.3
+    assert rules(Guardrails().check(out)) == ["distribution_sum"]

@@ -200,7 +200,7 @@ class TestUnderLoad:
         (v1,) = versions("r1")
         controller.promote(model_name, v1)
         uri = f"sqlite:///{tmp_path / 'predictions.db'}"
-        log = PredictionLog(uri, max_queue=16, batch_size=4)
+        log = PredictionLog(uri, max_queue=2, batch_size=1)  # small: drops are likely, and counted
         server = served(prediction_log=log)
         with Load(server.port, one_row, threads=4, max_requests=600, max_seconds=60) as load:
             load.wait_for(lambda rs: len(rs) >= 600, timeout=60)
