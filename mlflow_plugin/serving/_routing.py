@@ -13,8 +13,9 @@ reads one consistent snapshot. A :class:`Router` is the policy on top, in two ha
 :class:`ChampionRouter` is this release's policy: the champion answers, the fallback (when enabled)
 backs it up. A canary policy adds ``"canary"`` to ``wanted`` and sends a share of request ids to
 it with the champion as backup; blue-green shadow scoring adds ``"challenger"`` and returns it in
-:attr:`Plan.shadows`, which the loader scores off the request path. Neither needs the loader or
-the server to change.
+:attr:`Plan.shadows`. The loader, the fleet, the health report, the metrics and the prediction log
+are all keyed by role already, so neither needs them reshaped; the one missing piece is running
+``Plan.shadows`` off the request path (ChampionRouter returns none, so the loader ignores them).
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class Plan:
         routes: tried in order; the first that answers within the guardrails wins.
         skipped: roles the policy wanted first but that are not loaded, with the reason (they
             count as failures of that request: the answer comes from a backup).
-        shadows: scored off the request path, answers discarded (blue-green; unused so far).
+        shadows: to be scored off the request path with answers discarded (blue-green); not run
+            yet - no router in this release returns any.
     """
 
     routes: tuple[Route, ...]
