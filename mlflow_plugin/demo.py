@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     first = run_pipeline(PipelineParams(TrainParams(model_name=DEMO_MODEL, data="rossi")))
 
     _banner("2/3 a deliberately worse candidate (features race, mar only)")
-    weak = TrainParams(model_name=DEMO_MODEL, data="rossi", columns=Columns(features=("race", "mar")))
+    weak = TrainParams(
+        model_name=DEMO_MODEL, data="rossi", columns=Columns(features=("race", "mar"))
+    )
     second = run_pipeline(PipelineParams(weak))
 
     _banner("3/3 what the registry and the ledger say")
@@ -76,14 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     _cli("events", "--model", DEMO_MODEL)
 
     _banner("done")
-    print(f"version {first.version}: {first.outcome}; version {second.version}: {second.outcome} "
-          f"({time.perf_counter() - started:.0f}s)")  # fmt: skip
+    print(
+        f"version {first.version}: {first.outcome}; version {second.version}: {second.outcome} "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
     if local:
         print("Look at the evidence:  mlflow ui --backend-store-uri sqlite:///mlflow.db")
     else:
         print(f"Look at the evidence in the MLflow UI of {uri}")
-    print(f"  experiment {DEMO_EXPERIMENT!r}: the two pipeline runs, each with its train/validate/"
-          "backtest/promote child runs, gate reports and plots")  # fmt: skip
+    print(
+        f"  experiment {DEMO_EXPERIMENT!r}: the two pipeline runs, each with its train/validate/"
+        "backtest/promote child runs, gate reports and plots"
+    )
     print("  experiment 'mlflow_plugin-deployments': the deployment and rejected events")
     print(f"  Models > {DEMO_MODEL}: aliases champion/challenger, stages, gate tags per version")
     return 0

@@ -30,14 +30,21 @@ from mlflow_plugin.flows._gating import (
     step_policy,
 )
 from mlflow_plugin.flows._params import BacktestParams, Columns, load_policy
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run
-from mlflow_plugin.flows._train import log_params_once
+from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy
     from mlflow_plugin.registry import Registry
 
-__all__ = ["FOLD_METRICS", "Split", "kfold", "rolling_origin", "run_backtest", "backtest_in_run"]
+__all__ = [
+    "FOLD_METRICS",
+    "Split",
+    "backtest_in_run",
+    "kfold",
+    "rolling_origin",
+    "run_backtest",
+    "splits_for",
+]
 
 FOLD_METRICS = ("f1", "precision", "recall", "brier", "c_index")
 Split = tuple[np.ndarray, np.ndarray, str]
@@ -54,14 +61,25 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
     with step_run("backtest", params.model_name, tags={VERSION_TAG: version.version}):
         time_col = params.time_col or recipe.get("time_col") or None
         features = recipe.get("features") or None
-        columns = Columns(recipe["duration_col"], recipe["event_col"], time_col,
-                          tuple(features) if features else None)  # fmt: skip
+        columns = Columns(
+            recipe["duration_col"],
+            recipe["event_col"],
+            time_col,
+            tuple(features) if features else None,
+        )
         with CLOCK("data"):
             data = prepare(load_data(params.data), columns)
         return backtest_in_run(
-            registry, version, data, policy, horizon=params.horizon, folds=params.folds,
-            seed=params.seed, data_name=params.data, policy_path=params.policy,
-        )  # fmt: skip
+            registry,
+            version,
+            data,
+            policy,
+            horizon=params.horizon,
+            folds=params.folds,
+            seed=params.seed,
+            data_name=params.data,
+            policy_path=params.policy,
+        )
 
 
 def _recipe(version: VersionInfo) -> dict[str, Any]:
@@ -124,6 +142,25 @@ def kfold(n: int, folds: int, seed: int) -> list[Split]:
     ]
 
 
+def splits_for(data: SurvivalData, folds: int, seed: int) -> tuple[list[Split], str]:
+    """The backtest's folds for ``data`` and a sentence saying how they were made.
+
+    Raises:
+        DataError: too few rows or distinct times for ``folds``.
+    """
+    time_col = data.columns.time
+    if time_col is not None:
+        splits = rolling_origin(data.frame[time_col].to_numpy(), folds)
+        return splits, (
+            f"rolling origin over {time_col!r}, {len(splits)} folds (each trains on the past)"
+        )
+    splits = kfold(len(data), folds, seed)
+    return splits, (
+        f"no time column: seeded k-fold cross-validation ({folds} folds, seed {seed}); "
+        "folds are not ordered in time"
+    )
+
+
 def backtest_in_run(
     registry: Registry,
     version: VersionInfo,
@@ -147,48 +184,73 @@ def backtest_in_run(
     recipe = _recipe(version)
     horizon = horizon or policy.horizon or recipe.get("horizon") or default_horizon(data.durations)
     time_col = data.columns.time
-    if time_col is not None:
-        splits = rolling_origin(data.frame[time_col].to_numpy(), folds)
-        method = f"rolling origin over {time_col!r}, {len(splits)} folds (each trains on the past)"
-    else:
-        splits = kfold(len(data), folds, seed)
-        method = (f"no time column: seeded k-fold cross-validation ({folds} folds, seed {seed}); "
-                  "folds are not ordered in time")  # fmt: skip
+    splits, method = splits_for(data, folds, seed)
     fold_rows, pooled = [], _Pooled()
     for i, (train_idx, test_idx, window) in enumerate(splits, start=1):
-        row = _fold(i, recipe, data.subset(train_idx), data.subset(test_idx), float(horizon), pooled)
+        row = _fold(
+            i, recipe, data.subset(train_idx), data.subset(test_idx), float(horizon), pooled
+        )
         row["window"] = window
         fold_rows.append(row)
         log_metrics(row["metrics"], step=i)
     overall = pooled.metrics()
     with CLOCK("gates"):
         report = evaluate_policy(step_policy(policy, BACKTEST_GATES), overall)
-    log_params_once({"model_name": version.name, "version": version.version, "data": data_name,
-                     "time_col": time_col or "", "folds": folds, "seed": seed,
-                     "policy": policy_path or "default"})  # fmt: skip
+    log_params_once(
+        {
+            "model_name": version.name,
+            "version": version.version,
+            "data": data_name,
+            "time_col": time_col or "none",
+            "folds": folds,
+            "seed": seed,
+            "policy": policy_path or "default",
+        }
+    )
     metrics = log_metrics(overall, prefix="overall_")
-    set_tags({VERSION_TAG: version.version, TAG_PREFIX + "horizon": f"{float(horizon):g}",
-              TAG_PREFIX + "backtest_method": method})  # fmt: skip
-    verdict_line = "gates passed" if report.passed else "gates failed: " + ", ".join(report.failed_gates)
+    set_tags(
+        {
+            VERSION_TAG: version.version,
+            TAG_PREFIX + "horizon": f"{float(horizon):g}",
+            TAG_PREFIX + "backtest_method": method,
+        }
+    )
+    verdict_line = (
+        "gates passed" if report.passed else "gates failed: " + ", ".join(report.failed_gates)
+    )
     log_report(report, f"Backtest of {version.name} version {version.version}: {verdict_line}")
     with CLOCK("reports"):
         text = _reports.backtest_text(
-            model=version.name, version=version.version, method=method, horizon=float(horizon),
-            folds=fold_rows, overall=overall, metrics=FOLD_METRICS, verdict=verdict_line,
-        )  # fmt: skip
+            model=version.name,
+            version=version.version,
+            method=method,
+            horizon=float(horizon),
+            folds=fold_rows,
+            overall=overall,
+            metrics=FOLD_METRICS,
+            verdict=verdict_line,
+        )
         mlflow.log_text(text, "backtest_report.txt")
-        fig = _reports.backtest_figure(fold_rows, FOLD_METRICS,
-                                       f"Backtest per fold: {version.name} v{version.version}")  # fmt: skip
+        fig = _reports.backtest_figure(
+            fold_rows, FOLD_METRICS, f"Backtest per fold: {version.name} v{version.version}"
+        )
         _reports.log_figure(fig, "backtest_metrics.png")
     record_verdict(registry, version, "backtest", report.passed, run_id)
-    verdict = StepVerdict("backtest", version.version, report,
-                          {k.removeprefix("overall_"): v for k, v in metrics.items()}, run_id)  # fmt: skip
+    verdict = StepVerdict(
+        "backtest",
+        version.version,
+        report,
+        {k.removeprefix("overall_"): v for k, v in metrics.items()},
+        run_id,
+    )
     print(f"backtest {version.name} version {version.version}: {verdict_line}")
     return verdict
 
 
 class _Pooled:
-    """Every fold's test rows together: the overall values are computed on the pooled rows."""
+    """Every fold's test rows together: F1, precision, recall and Brier overall are computed on
+    the pooled rows (each fold's decisions at its own threshold); C-index is the folds' mean, as
+    risk scores of different models do not compare across folds."""
 
     def __init__(self) -> None:
         self.labels: list[np.ndarray] = []
@@ -219,8 +281,11 @@ def _classification(y: np.ndarray, probability: np.ndarray, decided: np.ndarray)
     from mlflow_plugin import gates
 
     out: dict[str, Any] = {}
-    for name, fn in (("f1", gates.f1_score), ("precision", gates.precision_score),
-                     ("recall", gates.recall_score)):  # fmt: skip
+    for name, fn in (
+        ("f1", gates.f1_score),
+        ("precision", gates.precision_score),
+        ("recall", gates.recall_score),
+    ):
         out[name] = _attempt(name, fn, y, decided, threshold=0.5)
     out["brier"] = _attempt("brier", gates.brier_loss, y, probability)
     return out
@@ -252,10 +317,15 @@ def _fold(
     with CLOCK("training"):
         try:
             model = fit_model(
-                recipe["model_kind"], train.frame, train.features, train.durations, train.events,
-                penalizer=float(recipe.get("penalizer", 0.0)), horizon=horizon,
+                recipe["model_kind"],
+                train.frame,
+                train.features,
+                train.durations,
+                train.events,
+                penalizer=float(recipe.get("penalizer", 0.0)),
+                horizon=horizon,
                 buckets=int(recipe.get("buckets", 4)),
-            )  # fmt: skip
+            )
         except (ValueError, np.linalg.LinAlgError) as exc:
             row["error"] = " ".join(str(exc).split())[:200]
             return row

@@ -3,8 +3,9 @@
 ``validate``, ``backtest`` and ``retrain`` are subcommands of ``mlflow-plugin`` (loaded lazily by
 :mod:`mlflow_plugin.cli`); :data:`steps` groups every step (``train``, ``validate``,
 ``backtest``, ``promote``, ``rollback``, ``main``) for the MLproject entry script
-``flows/run.py``. Options are named after the MLproject parameters; blank values (the
-MLproject's ``""`` defaults) mean "not given".
+``flows/run.py``. Options are named after the MLproject parameters; the self-describing
+defaults (``challenger``, ``auto``, ``none``, ``all``, ``default``, ``last_good``) and blank
+values mean "not given".
 
 Exit codes as everywhere: 0 ok, 2 bad input, 3 a gate failed or refused the promotion,
 4 tracking server unreachable.
@@ -21,7 +22,7 @@ import click
 from mlflow_plugin._errors import GateFailed, MlflowPluginError
 from mlflow_plugin._types import STRATEGIES
 
-__all__ = ["backtest", "main", "promote", "retrain", "rollback", "steps", "train", "validate"]
+__all__ = ["backtest", "promote", "retrain", "rollback", "steps", "train", "validate"]
 
 
 class _Whole(click.ParamType):
@@ -45,11 +46,16 @@ WHOLE = _Whole()
 
 
 def _tracking_uri() -> str | None:
-    """``mlflow-plugin --tracking-uri`` when given; else MLflow's own resolution."""
+    """``mlflow-plugin --tracking-uri`` when given (then also for the steps' fluent runs);
+    else None: MLflow's own resolution (``MLFLOW_TRACKING_URI``)."""
     ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return None
-    return ctx.find_root().params.get("tracking_uri") or None
+    uri = ctx.find_root().params.get("tracking_uri") if ctx is not None else None
+    if uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    return uri or None
 
 
 def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -61,38 +67,74 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return apply
 
 
-_model_name = click.option("--model-name", "--model", "model_name", default="survival-model",
-                           show_default=True, help="Registered model name.")  # fmt: skip
-_data = click.option("--data", default="rossi", show_default=True,
-                     help="CSV/Parquet path or URI, or a lifelines dataset name.")  # fmt: skip
-_version = click.option("--version", default="challenger", show_default=True,
-                        help="Model version, or challenger.")  # fmt: skip
-_policy = click.option("--policy", default="default", show_default=True,
-                       help="Gate policy YAML; default: flows/policy.yaml, else built-in.")  # fmt: skip
-_horizon = click.option("--horizon", default="auto", show_default=True,
-                        help="Time point of the Brier score and of 'event within horizon'.")  # fmt: skip
-_time_col = click.option("--time-col", default="none", show_default=True,
-                         help="Time-order column (holdout, backtest).")  # fmt: skip
+_model_name = click.option(
+    "--model-name",
+    "--model",
+    "model_name",
+    default="survival-model",
+    show_default=True,
+    help="Registered model name.",
+)
+_data = click.option(
+    "--data",
+    default="rossi",
+    show_default=True,
+    help="CSV/Parquet path or URI, or a lifelines dataset name.",
+)
+_version = click.option(
+    "--version", default="challenger", show_default=True, help="Model version, or challenger."
+)
+_policy = click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    help="Gate policy YAML; default: flows/policy.yaml, else built-in.",
+)
+_horizon = click.option(
+    "--horizon",
+    default="auto",
+    show_default=True,
+    help="Time point of the Brier score and of 'event within horizon'.",
+)
+_time_col = click.option(
+    "--time-col", default="none", show_default=True, help="Time-order column (holdout, backtest)."
+)
 _folds = click.option("--folds", type=WHOLE, default=4, show_default=True, help="Backtest folds.")
 _seed = click.option("--seed", type=WHOLE, default=0, show_default=True, help="Random seed.")
-_strategy = click.option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once",
-                         show_default=True)  # fmt: skip
+_strategy = click.option(
+    "--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True
+)
 _train_options = _options(
     _model_name,
     _data,
-    click.option("--model-kind", type=click.Choice(["coxph", "classifier"]), default="coxph",
-                 show_default=True),  # fmt: skip
+    click.option(
+        "--model-kind",
+        type=click.Choice(["coxph", "classifier"]),
+        default="coxph",
+        show_default=True,
+    ),
     click.option("--duration-col", default="week", show_default=True),
     click.option("--event-col", default="arrest", show_default=True),
     _time_col,
-    click.option("--features", default="all", show_default=True,
-                 help="Comma-separated feature columns."),  # fmt: skip
+    click.option(
+        "--features", default="all", show_default=True, help="Comma-separated feature columns."
+    ),
     click.option("--penalizer", type=float, default=0.1, show_default=True, help="L2 penalty."),
-    click.option("--holdout", type=float, default=0.2, show_default=True,
-                 help="Share of rows kept out of training for validate/backtest."),  # fmt: skip
+    click.option(
+        "--holdout",
+        type=float,
+        default=0.2,
+        show_default=True,
+        help="Share of rows kept out of training for validate/backtest.",
+    ),
     _horizon,
-    click.option("--buckets", type=WHOLE, default=4, show_default=True,
-                 help="Time buckets up to the horizon in the predicted distribution."),  # fmt: skip
+    click.option(
+        "--buckets",
+        type=WHOLE,
+        default=4,
+        show_default=True,
+        help="Time buckets up to the horizon in the predicted distribution.",
+    ),
     _seed,
 )
 
@@ -128,21 +170,34 @@ def train(**kw: Any) -> None:
 @_data
 @_policy
 @_horizon
-@click.option("--duration-col", default="auto", show_default=True,
-              help="auto: the version's training column.")  # fmt: skip
-@click.option("--event-col", default="auto", show_default=True,
-              help="auto: the version's training column.")  # fmt: skip
-def validate(model_name: str, version: str, data: str, policy: str, horizon: str,
-             duration_col: str, event_col: str) -> None:  # fmt: skip
+@click.option(
+    "--duration-col", default="auto", show_default=True, help="auto: the version's training column."
+)
+@click.option(
+    "--event-col", default="auto", show_default=True, help="auto: the version's training column."
+)
+def validate(
+    model_name: str,
+    version: str,
+    data: str,
+    policy: str,
+    horizon: str,
+    duration_col: str,
+    event_col: str,
+) -> None:
     """Validate a version: sanity gates, C-index and Brier vs the policy and the champion."""
     from mlflow_plugin.flows._params import ValidateParams, given, optional_float, optional_version
     from mlflow_plugin.flows._validate import run_validate
 
     params = ValidateParams(
-        model_name=model_name, version=optional_version(version), data=data,
-        policy=given(policy, "default"), horizon=optional_float("horizon", horizon, positive=True),
-        duration_col=given(duration_col, "auto"), event_col=given(event_col, "auto"),
-    )  # fmt: skip
+        model_name=model_name,
+        version=optional_version(version),
+        data=data,
+        policy=given(policy, "default"),
+        horizon=optional_float("horizon", horizon, positive=True),
+        duration_col=given(duration_col, "auto"),
+        event_col=given(event_col, "auto"),
+    )
     verdict = run_validate(params, tracking_uri=_tracking_uri())
     _exit_on_failure(verdict)
 
@@ -156,8 +211,16 @@ def validate(model_name: str, version: str, data: str, policy: str, horizon: str
 @_folds
 @_policy
 @_seed
-def backtest(model_name: str, version: str, data: str, time_col: str, horizon: str, folds: int,
-             policy: str, seed: int) -> None:  # fmt: skip
+def backtest(
+    model_name: str,
+    version: str,
+    data: str,
+    time_col: str,
+    horizon: str,
+    folds: int,
+    policy: str,
+    seed: int,
+) -> None:
     """Backtest a version's recipe: rolling origin over time_col, else seeded k-fold."""
     from mlflow_plugin.flows._backtest import run_backtest
     from mlflow_plugin.flows._params import (
@@ -168,10 +231,15 @@ def backtest(model_name: str, version: str, data: str, time_col: str, horizon: s
     )
 
     params = BacktestParams(
-        model_name=model_name, version=optional_version(version), data=data,
-        time_col=given(time_col, "none"), horizon=optional_float("horizon", horizon, positive=True),
-        folds=folds, policy=given(policy, "default"), seed=seed,
-    )  # fmt: skip
+        model_name=model_name,
+        version=optional_version(version),
+        data=data,
+        time_col=given(time_col, "none"),
+        horizon=optional_float("horizon", horizon, positive=True),
+        folds=folds,
+        policy=given(policy, "default"),
+        seed=seed,
+    )
     verdict = run_backtest(params, tracking_uri=_tracking_uri())
     _exit_on_failure(verdict)
 
@@ -199,16 +267,21 @@ def promote(model_name: str, version: str, strategy: str) -> None:
 
 @click.command()
 @_model_name
-@click.option("--to-version", default="last_good", show_default=True,
-              help="Target version, or last_good.")  # fmt: skip
+@click.option(
+    "--to-version", default="last_good", show_default=True, help="Target version, or last_good."
+)
 @click.option("--reason", required=True, help="Why (required; recorded in the ledger).")
 def rollback(model_name: str, to_version: str, reason: str) -> None:
     """Move the champion back to the last known good version."""
     from mlflow_plugin.flows._params import optional_version
     from mlflow_plugin.flows._promote import run_rollback
 
-    run_rollback(model_name, reason, optional_version(to_version, what="to_version"),
-                 tracking_uri=_tracking_uri())  # fmt: skip
+    run_rollback(
+        model_name,
+        reason,
+        optional_version(to_version, what="to_version"),
+        tracking_uri=_tracking_uri(),
+    )
 
 
 @click.command()
@@ -217,12 +290,13 @@ def rollback(model_name: str, to_version: str, reason: str) -> None:
 @_policy
 @_strategy
 def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
-    """Train, validate, backtest and promote in one process (the ``main`` entry point)."""
+    """Train, validate, backtest and promote in one process (the main entry point)."""
     from mlflow_plugin.flows._params import given
     from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
 
-    params = PipelineParams(_train_params(**kw), folds=folds, policy=given(policy, "default"),
-                            strategy=strategy)  # fmt: skip
+    params = PipelineParams(
+        _train_params(**kw), folds=folds, policy=given(policy, "default"), strategy=strategy
+    )
     result = run_pipeline(params, tracking_uri=_tracking_uri())
     if not result.promoted and result.outcome != "unchanged":
         raise GateFailed(
@@ -253,7 +327,9 @@ def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = 
         traceback.print_exception(exc)
     text = " ".join(str(exc).split()) or type(exc).__name__
     if unexpected:
-        text = f"unexpected {type(exc).__name__}: {text}" + ("" if debug else " (--debug for details)")
+        text = f"unexpected {type(exc).__name__}: {text}" + (
+            "" if debug else " (--debug for details)"
+        )
     click.echo(f"error: {text}", err=True)
     sys.stdout.flush()
     ctx.exit(code)
@@ -263,7 +339,7 @@ def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = 
 @click.group(cls=_Steps, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def steps(debug: bool) -> None:
-    """The MLproject entry points (``mlflow run . -e <step>``)."""
+    """The MLproject entry points: mlflow run . -e STEP --env-manager local."""
 
 
 steps.add_command(train)
@@ -272,4 +348,3 @@ steps.add_command(backtest)
 steps.add_command(promote)
 steps.add_command(rollback)
 steps.add_command(retrain, name="main")
-main = steps

@@ -112,14 +112,18 @@ def log_report(report: GateReport, title: str) -> None:
     with CLOCK("tracking"):
         mlflow.log_text(report.to_json(), "gate_report.json")
         mlflow.log_text(markdown, "gate_report.md")
-        mlflow.set_tags({
-            TAG_PREFIX + "gates": "passed" if report.passed else "failed",
-            TAG_PREFIX + "failed_gates": ",".join(report.failed_gates),
-            "mlflow.note.content": markdown,
-        })  # fmt: skip
+        mlflow.set_tags(
+            {
+                TAG_PREFIX + "gates": "passed" if report.passed else "failed",
+                TAG_PREFIX + "failed_gates": ",".join(report.failed_gates),
+                "mlflow.note.content": markdown,
+            }
+        )
 
 
-def log_metrics(metrics: dict[str, Any], *, prefix: str = "", step: int | None = None) -> dict[str, float]:
+def log_metrics(
+    metrics: dict[str, Any], *, prefix: str = "", step: int | None = None
+) -> dict[str, float]:
     """Log the finite values of ``metrics``; return them."""
     import math
 
@@ -136,10 +140,14 @@ def log_metrics(metrics: dict[str, Any], *, prefix: str = "", step: int | None =
     return finite
 
 
-def record_verdict(registry: Registry, version: VersionInfo, step: str, passed: bool, run_id: str) -> None:
+def record_verdict(
+    registry: Registry, version: VersionInfo, step: str, passed: bool, run_id: str
+) -> None:
     """Set ``mlflow_plugin.<validation|backtest>`` on the version, and link the report run."""
     state_tag = TAG_PREFIX + ("validation" if step == "validate" else "backtest")
     link_tag = TAG_PREFIX + ("gate_report" if step == "validate" else "backtest_report")
     with CLOCK("registry"):
-        registry.set_version_tag(version.name, version.version, state_tag, "passed" if passed else "failed")
+        registry.set_version_tag(
+            version.name, version.version, state_tag, "passed" if passed else "failed"
+        )
         registry.set_version_tag(version.name, version.version, link_tag, run_id)

@@ -216,7 +216,9 @@ class SurvivalModel(PythonModel):
     def columns(self) -> list[str]:
         return ["risk", *bucket_columns(self.grid)]
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:  # noqa: E501
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:  # noqa: E501
         """``risk`` and the bucket probabilities for each row of ``model_input``."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         X = self.encoder.transform(frame)
@@ -233,7 +235,9 @@ class SurvivalModel(PythonModel):
     def _predict(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "coxph":
             risk = np.asarray(self.estimator.predict_partial_hazard(X), dtype=float).reshape(-1)
-            surv = np.asarray(self.estimator.predict_survival_function(X, times=self.grid), dtype=float).T
+            surv = np.asarray(
+                self.estimator.predict_survival_function(X, times=self.grid), dtype=float
+            ).T
             cdf = np.clip(1.0 - surv, 0.0, 1.0)
         else:
             p_event = self.estimator.predict_proba(X.to_numpy())[:, 1]

@@ -17,12 +17,19 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlflow_plugin._errors import GateFailed
+from mlflow_plugin._errors import ConfigError, GateFailed
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin.flows._gating import StepVerdict, log_metrics
 from mlflow_plugin.flows._params import TrainParams, check_strategy, load_policy
 from mlflow_plugin.flows._promote import OUTCOME_TAG, promote_in_run
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run, warm_imports
+from mlflow_plugin.flows._tracking import (
+    CLOCK,
+    VERSION_TAG,
+    log_params_once,
+    set_tags,
+    step_run,
+    warm_imports,
+)
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller import Controller
@@ -51,8 +58,6 @@ class PipelineParams:
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
         if not 2 <= self.folds <= 50:
-            from mlflow_plugin._errors import ConfigError
-
             raise ConfigError(f"folds: must be between 2 and 50, got {self.folds!r}")
 
 
@@ -91,30 +96,42 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
     Raises:
         BadInput: bad data, parameters or policy (before any model is registered).
     """
-    from mlflow_plugin.controller import Controller
-    from mlflow_plugin.flows._backtest import backtest_in_run
-    from mlflow_plugin.flows._data import load_data, prepare, split_holdout
-    from mlflow_plugin.flows._train import log_params_once, train_in_run
-    from mlflow_plugin.flows._validate import validate_in_run
-    from mlflow_plugin.ledger import Ledger
-    from mlflow_plugin.registry import Registry
-
     CLOCK.reset()  # one pipeline's figures (the demo runs two in one process)
+    with CLOCK("import"):
+        from mlflow_plugin.controller import Controller
+        from mlflow_plugin.flows._backtest import backtest_in_run, splits_for
+        from mlflow_plugin.flows._data import load_data, prepare, split_holdout
+        from mlflow_plugin.flows._train import train_in_run
+        from mlflow_plugin.flows._validate import validate_in_run
+        from mlflow_plugin.ledger import Ledger
+        from mlflow_plugin.registry import Registry
     warm_imports()
     tp = params.train
     model = tp.model_name
-    policy = load_policy(params.policy)  # a bad policy fails before anything is written
-    registry = Registry(tracking_uri)
-    controller = Controller(registry, Ledger(registry.uri))
+    with CLOCK("data"):
+        policy = load_policy(params.policy)  # a bad policy fails before anything is written
+    with CLOCK("registry"):
+        registry = Registry(tracking_uri)
+        controller = Controller(registry, Ledger(registry.uri))
     with step_run("main", model) as parent:
-        log_params_once({**tp.recipe(), "model_name": model, "data": tp.data, "folds": params.folds,
-                         "policy": params.policy or "default", "strategy": params.strategy,
-                         "horizon": tp.horizon or "auto", "time_col": tp.columns.time or "none",
-                         "features": ",".join(tp.columns.features or ("all",))})  # fmt: skip
+        log_params_once(
+            {
+                **tp.recipe(),
+                "model_name": model,
+                "data": tp.data,
+                "folds": params.folds,
+                "policy": params.policy or "default",
+                "strategy": params.strategy,
+                "horizon": tp.horizon or "auto",
+                "time_col": tp.columns.time or "none",
+                "features": ",".join(tp.columns.features or ("all",)),
+            }
+        )
         with CLOCK("data"):
             dataset = load_data(tp.data)
             data = prepare(dataset, tp.columns)
             train, holdout = split_holdout(data, tp.holdout, tp.seed)
+            splits_for(data, params.folds, tp.seed)  # e.g. too few distinct times: fail now
         with step_run("train", model, nested=True):
             trained = train_in_run(tp, dataset, train, holdout, registry)
         version = trained.version
@@ -123,47 +140,85 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
             evaluation = holdout if holdout is not None else train
             with step_run("validate", model, nested=True, tags={VERSION_TAG: version.version}):
                 validation = validate_in_run(
-                    registry, version, evaluation, policy, horizon=tp.horizon,
+                    registry,
+                    version,
+                    evaluation,
+                    policy,
+                    horizon=tp.horizon,
                     data_name=f"{tp.data} ({'holdout' if holdout is not None else 'training rows'})",
-                    policy_path=params.policy, in_sample=holdout is None,
-                )  # fmt: skip
+                    policy_path=params.policy,
+                    in_sample=holdout is None,
+                )
             with step_run("backtest", model, nested=True, tags={VERSION_TAG: version.version}):
                 backtest = backtest_in_run(
-                    registry, version, data, policy, horizon=tp.horizon or trained.horizon,
-                    folds=params.folds, seed=tp.seed, data_name=tp.data, policy_path=params.policy,
-                )  # fmt: skip
+                    registry,
+                    version,
+                    data,
+                    policy,
+                    horizon=tp.horizon or trained.horizon,
+                    folds=params.folds,
+                    seed=tp.seed,
+                    data_name=tp.data,
+                    policy_path=params.policy,
+                )
         except Exception as exc:
             # The candidate stays un-promoted; say so in the ledger, not only in a failed run.
             with CLOCK("registry"):
-                controller.reject(model, version.version, ["gates=error"],
-                                  f"gates could not be evaluated: {' '.join(str(exc).split())[:300]}")  # fmt: skip
+                controller.reject(
+                    model,
+                    version.version,
+                    ["gates=error"],
+                    f"gates could not be evaluated: {' '.join(str(exc).split())[:300]}",
+                )
             raise
         reasons = validation.reasons() + backtest.reasons()
         with step_run("promote", model, nested=True, tags={VERSION_TAG: version.version}):
-            outcome = _promote(controller, model, version.version, params.strategy,
-                               [validation, backtest], parent.info.run_id)  # fmt: skip
-        log_metrics({**validation.metrics, **{k: v for k, v in backtest.metrics.items()
-                                               if k in ("f1", "precision", "recall")},
-                     "backtest_brier": backtest.metrics.get("brier")})  # fmt: skip
-        set_tags({OUTCOME_TAG: outcome, REASONS_TAG: "; ".join(reasons)[:5000] or None,
-                  "mlflow.note.content": _summary(model, version.version, outcome, reasons,
-                                                  validation, backtest)})  # fmt: skip
+            outcome = _promote(
+                controller,
+                model,
+                version.version,
+                params.strategy,
+                [validation, backtest],
+                parent.info.run_id,
+            )
+        log_metrics(
+            {
+                **validation.metrics,
+                **{k: v for k, v in backtest.metrics.items() if k in ("f1", "precision", "recall")},
+                "backtest_brier": backtest.metrics.get("brier"),
+            }
+        )
+        set_tags(
+            {
+                OUTCOME_TAG: outcome,
+                REASONS_TAG: "; ".join(reasons)[:5000] or None,
+                "mlflow.note.content": _summary(
+                    model, version.version, outcome, reasons, validation, backtest
+                ),
+            }
+        )
         timings = CLOCK.summary()
         import mlflow
 
         mlflow.log_text(json.dumps(timings, indent=2), "timings.json")
-    result = PipelineResult(outcome, model, version.version, parent.info.run_id, reasons,
-                            validation, backtest, timings)  # fmt: skip
-    print(f"main: {model} version {version.version} {outcome}"
-          + "".join(f"\n  {r}" for r in reasons))  # fmt: skip
+    result = PipelineResult(
+        outcome, model, version.version, parent.info.run_id, reasons, validation, backtest, timings
+    )
+    print(
+        f"main: {model} version {version.version} {outcome}" + "".join(f"\n  {r}" for r in reasons)
+    )
     print(f"timings: {json.dumps(timings)}")
     return result
 
 
 def _promote(
-    controller: Controller, model: str, version: str, strategy: str,
-    verdicts: list[StepVerdict], parent_run: str,
-) -> str:  # fmt: skip
+    controller: Controller,
+    model: str,
+    version: str,
+    strategy: str,
+    verdicts: list[StepVerdict],
+    parent_run: str,
+) -> str:
     """Promote when every gate passed; otherwise record the rejection with its reasons."""
     reasons = [line for v in verdicts for line in v.reasons()]
     if reasons:
@@ -171,13 +226,24 @@ def _promote(
         message = "rejected by main: " + "; ".join(reasons)
         with CLOCK("registry"):
             event = controller.reject(model, version, failed, message[:1000])
-        set_tags({OUTCOME_TAG: "rejected", TAG_PREFIX + "reason": message[:5000],
-                  VERSION_TAG: version, TAG_PREFIX + "event_run": event.run_id})  # fmt: skip
+        set_tags(
+            {
+                OUTCOME_TAG: "rejected",
+                TAG_PREFIX + "reason": message[:5000],
+                VERSION_TAG: version,
+                TAG_PREFIX + "event_run": event.run_id,
+            }
+        )
         print(f"promote {model}: version {version} rejected")
         return "rejected"
     try:
-        done = promote_in_run(controller, model, version, strategy,
-                              reason=f"all gates passed (pipeline run {parent_run})")  # fmt: skip
+        done = promote_in_run(
+            controller,
+            model,
+            version,
+            strategy,
+            reason=f"all gates passed (pipeline run {parent_run})",
+        )
     except GateFailed:  # the tags changed under us; the controller recorded the rejection
         return "rejected"
     return done.outcome
@@ -190,5 +256,10 @@ def _summary(
     lines = [f"## {model} version {version}: **{outcome}**", ""]
     lines += [f"- {r}" for r in reasons]
     for verdict in verdicts:
-        lines += ["", f"### {verdict.step} (run `{verdict.run_id}`)", "", verdict.report.to_markdown()]
+        lines += [
+            "",
+            f"### {verdict.step} (run `{verdict.run_id}`)",
+            "",
+            verdict.report.to_markdown(),
+        ]
     return "\n".join(lines)

@@ -63,20 +63,27 @@ def promote_in_run(
         try:
             result = controller.promote(model, version, strategy=strategy, reason=reason)
         except GateFailed as exc:
-            set_tags({OUTCOME_TAG: "rejected", TAG_PREFIX + "reason": exc.message,
-                      VERSION_TAG: version or ""})  # fmt: skip
+            set_tags(
+                {
+                    OUTCOME_TAG: "rejected",
+                    TAG_PREFIX + "reason": exc.message,
+                    VERSION_TAG: version or "",
+                }
+            )
             print(f"promote {model}: rejected: {exc.message}")
             raise
     event = result.event
     outcome = "promoted" if event is not None else "unchanged"
-    set_tags({
-        OUTCOME_TAG: outcome,
-        TAG_PREFIX + "reason": result.message,
-        TAG_PREFIX + "strategy": strategy,
-        VERSION_TAG: event.version if event else (version or ""),
-        TAG_PREFIX + "from_version": event.from_version if event else None,
-        TAG_PREFIX + "event_run": event.run_id if event else None,
-    })  # fmt: skip
+    set_tags(
+        {
+            OUTCOME_TAG: outcome,
+            TAG_PREFIX + "reason": result.message,
+            TAG_PREFIX + "strategy": strategy,
+            VERSION_TAG: event.version if event else (version or ""),
+            TAG_PREFIX + "from_version": event.from_version if event else None,
+            TAG_PREFIX + "event_run": event.run_id if event else None,
+        }
+    )
     print(f"promote {model}: {result.message}")
     return StepOutcome(outcome, result.message, event.run_id if event else "")
 
@@ -97,12 +104,14 @@ def run_rollback(
             result = controller.rollback(model, reason=reason, to_version=to_version, force=force)
         event = result.event
         assert event is not None
-        set_tags({
-            OUTCOME_TAG: "rolled_back",
-            TAG_PREFIX + "reason": reason,
-            VERSION_TAG: event.version,
-            TAG_PREFIX + "from_version": event.from_version,
-            TAG_PREFIX + "event_run": event.run_id,
-        })  # fmt: skip
+        set_tags(
+            {
+                OUTCOME_TAG: "rolled_back",
+                TAG_PREFIX + "reason": reason,
+                VERSION_TAG: event.version,
+                TAG_PREFIX + "from_version": event.from_version,
+                TAG_PREFIX + "event_run": event.run_id,
+            }
+        )
         print(result.message)
         return StepOutcome("rolled_back", result.message, event.run_id)

@@ -65,7 +65,9 @@ def calibration_figure(
     fig, ax = _figure()
     top = max(1e-6, max(predicted + observed)) * 1.1
     ax.plot([0, top], [0, top], color="0.6", linestyle="--", label="perfect calibration")
-    ax.plot(predicted, observed, marker="o", label=f"{len(sizes)} groups of ~{n // len(sizes)} rows")
+    ax.plot(
+        predicted, observed, marker="o", label=f"{len(sizes)} groups of ~{n // len(sizes)} rows"
+    )
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_xlabel(f"predicted P(event by {horizon:g})")
@@ -138,8 +140,15 @@ def backtest_text(
         cells = [str(fold["fold"]), str(fold["n_train"]), str(fold["n_test"]), fold["window"]]
         cells += [_cell(fold["metrics"].get(m)) for m in metrics]
         rows.append(cells if not fold.get("error") else [*cells[:4], f"failed: {fold['error']}"])
-    rows.append(["all", "", str(sum(f["n_test"] for f in folds)), "pooled",
-                 *[_cell(overall.get(m)) for m in metrics]])  # fmt: skip
+    rows.append(
+        [
+            "all",
+            "",
+            str(sum(f["n_test"] for f in folds)),
+            "pooled",
+            *[_cell(overall.get(m)) for m in metrics],
+        ]
+    )
     widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())

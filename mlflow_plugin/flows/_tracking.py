@@ -19,7 +19,15 @@ from mlflow_plugin._settings import TAG_PREFIX
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-__all__ = ["CLOCK", "STEP_TAG", "Clock", "step_run", "warm_imports"]
+__all__ = [
+    "CLOCK",
+    "STEP_TAG",
+    "Clock",
+    "log_params_once",
+    "set_tags",
+    "step_run",
+    "warm_imports",
+]
 
 STEP_TAG = TAG_PREFIX + "step"
 MODEL_TAG = TAG_PREFIX + "model"
@@ -97,8 +105,8 @@ def step_run(
 ) -> Iterator[Run]:
     """An MLflow run for one step, tagged with the step and model.
 
-    Resumes the run ``mlflow run`` created (``MLFLOW_RUN_ID``) when there is no active run;
-    nested under the active run when ``nested``. A step that ends in :class:`GateFailed` did its
+    Resumes the run ``mlflow run`` created (``MLFLOW_RUN_ID``) when there is no active run, and
+    is a child of the active run when there is one (``main``'s steps, or a caller's own run). A step that ends in :class:`GateFailed` did its
     job (it recorded the refusal) and finishes normally; any other error marks the run
     ``FAILED`` with the message in ``mlflow_plugin.error``.
     """
@@ -106,11 +114,14 @@ def step_run(
 
     all_tags = {STEP_TAG: step, MODEL_TAG: model, **(tags or {})}
     with CLOCK("tracking"):
-        run = mlflow.start_run(nested=nested, tags=all_tags)
-        name = run.data.tags.get("mlflow.runName", "")
-        if not name or _GENERATED_NAME.match(name):
-            # Replace MLflow's generated name ("brave-fox-123") with one a person can scan.
-            mlflow.set_tag("mlflow.runName", step if nested else f"{step}-{model}")
+        if nested or mlflow.active_run() is not None:  # called inside someone's run: a child
+            run = mlflow.start_run(run_name=step, nested=True, tags=all_tags)
+        else:
+            run = mlflow.start_run(tags=all_tags)
+            name = run.data.tags.get("mlflow.runName", "")
+            if not name or _GENERATED_NAME.match(name):
+                # Replace MLflow's generated name ("brave-fox-123") with one a person can scan.
+                mlflow.set_tag("mlflow.runName", f"{step}-{model}")
     try:
         yield run
     except GateFailed:
@@ -132,3 +143,17 @@ def set_tags(tags: dict[str, Any]) -> None:
 
     with CLOCK("tracking"):
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+
+def log_params_once(params: dict[str, Any]) -> None:
+    """Log the parameters the active run does not have yet: ``mlflow run`` logged its own (as
+    text) before the step started, and logging a key again with another spelling is an error."""
+    import mlflow
+
+    with CLOCK("tracking"):
+        run = mlflow.active_run()
+        assert run is not None
+        existing = run.data.params  # as of start_run(), which is after mlflow run's logging
+        fresh = {k: str(v)[:6000] for k, v in params.items() if k not in existing}
+        if fresh:
+            mlflow.log_params(fresh)

@@ -11,20 +11,22 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlflow_plugin._errors import DataError
 from mlflow_plugin._settings import TAG_PREFIX, stage_mirror_enabled
 from mlflow_plugin._types import CHALLENGER, VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
+from mlflow_plugin.flows._gating import RECIPE_TAG
 from mlflow_plugin.flows._params import TrainParams
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run
+from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
 
 if TYPE_CHECKING:
     from mlflow_plugin.flows._model import SurvivalModel
     from mlflow_plugin.registry import Registry
 
-__all__ = ["RECIPE_TAG", "TrainResult", "log_params_once", "run_train", "train_in_run"]
+__all__ = ["TrainResult", "run_train", "train_in_run"]
 
-RECIPE_TAG = TAG_PREFIX + "recipe"
 TRAINING_RUN_TAG = TAG_PREFIX + "training_run"
 DATA_TAG = TAG_PREFIX + "data"
 DATA_DIGEST_TAG = TAG_PREFIX + "data_digest"
@@ -87,28 +89,46 @@ def train_in_run(
         try:
             horizon = params.horizon or default_horizon(train.durations)
             model = fit_model(
-                params.model_kind, train.frame, train.features, train.durations, train.events,
-                penalizer=params.penalizer, horizon=horizon, buckets=params.buckets,
-            )  # fmt: skip
-        except ValueError as exc:
+                params.model_kind,
+                train.frame,
+                train.features,
+                train.durations,
+                train.events,
+                penalizer=params.penalizer,
+                horizon=horizon,
+                buckets=params.buckets,
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:  # incl. lifelines' ConvergenceError
             raise DataError(f"training on {params.data!r} failed: {exc}") from exc
         train_c_index = _train_c_index(model, train)
     digest = dataset.digest
     recipe = {**params.recipe(), "horizon": model.horizon, "features": list(train.features)}
-    log_params_once({
-        "model_name": params.model_name, "data": params.data, "model_kind": params.model_kind,
-        "duration_col": params.columns.duration, "event_col": params.columns.event,
-        "time_col": params.columns.time or "none",
-        "features": ",".join(params.columns.features or ("all",)), "horizon": params.horizon or "auto",
-        "penalizer": params.penalizer, "holdout": params.holdout, "buckets": params.buckets,
-        "seed": params.seed,
-    })  # fmt: skip
+    log_params_once(
+        {
+            "model_name": params.model_name,
+            "data": params.data,
+            "model_kind": params.model_kind,
+            "duration_col": params.columns.duration,
+            "event_col": params.columns.event,
+            "time_col": params.columns.time or "none",
+            "features": ",".join(params.columns.features or ("all",)),
+            "horizon": params.horizon or "auto",
+            "penalizer": params.penalizer,
+            "holdout": params.holdout,
+            "buckets": params.buckets,
+            "seed": params.seed,
+        }
+    )
     with CLOCK("tracking"):
-        mlflow.log_params({
-            "resolved_horizon": model.horizon, "decision_threshold": round(model.decision_threshold, 6),
-            "n_train": len(train), "n_holdout": len(holdout) if holdout is not None else 0,
-            "data_digest": digest,
-        })  # fmt: skip
+        mlflow.log_params(
+            {
+                "resolved_horizon": model.horizon,
+                "decision_threshold": round(model.decision_threshold, 6),
+                "n_train": len(train),
+                "n_holdout": len(holdout) if holdout is not None else 0,
+                "data_digest": digest,
+            }
+        )
         if train_c_index is not None:
             mlflow.log_metric("train_c_index", train_c_index)
         _log_dataset(dataset, train)
@@ -126,7 +146,9 @@ def train_in_run(
         version = registry.register_version(params.model_name, model_uri, run_id, tags)
         _make_challenger(registry, params.model_name, version.version)
     set_tags({VERSION_TAG: version.version, "mlflow_plugin.model_uri": model_uri})
-    print(f"registered {params.model_name} version {version.version} (challenger) from run {run_id}")
+    print(
+        f"registered {params.model_name} version {version.version} (challenger) from run {run_id}"
+    )
     return TrainResult(version, run_id, model_uri, model.horizon, train, holdout)
 
 
@@ -140,20 +162,6 @@ def _train_c_index(model: SurvivalModel, train: SurvivalData) -> float | None:
         return None
 
 
-def log_params_once(params: dict[str, Any]) -> None:
-    """Log parameters the run does not have yet (``mlflow run`` already logged its own, as text;
-    logging a key again with another spelling would be an error)."""
-    import mlflow
-
-    with CLOCK("tracking"):
-        run = mlflow.active_run()
-        assert run is not None
-        existing = mlflow.get_run(run.info.run_id).data.params
-        fresh = {k: str(v)[:6000] for k, v in params.items() if k not in existing}
-        if fresh:
-            mlflow.log_params(fresh)
-
-
 def _log_dataset(dataset: Dataset, train: SurvivalData) -> None:
     """Show the training rows under "Datasets used" in the MLflow UI."""
     import mlflow
@@ -164,10 +172,12 @@ def _log_dataset(dataset: Dataset, train: SurvivalData) -> None:
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
         source = CodeDatasetSource({"lifelines_dataset": dataset.lifelines_name})
+    # Cosmetic (the "Datasets used" panel): never fail a training run over it.
     with warnings.catch_warnings(), contextlib.suppress(Exception):
         warnings.simplefilter("ignore")
-        ds = from_pandas(train.frame, source=source, name=dataset.name,
-                        digest=frame_digest(train.frame)[:8])  # fmt: skip
+        ds = from_pandas(
+            train.frame, source=source, name=dataset.name, digest=frame_digest(train.frame)[:8]
+        )
         mlflow.log_input(ds, context="training")
 
 

@@ -4,6 +4,12 @@ the champion) on the same data, apply the policy, record the verdict on the vers
 Scoring reads only the pyfunc output contract (``risk`` and the ``p_<lo>_<hi>`` ...
 ``p_gt_<t>`` columns, see :mod:`mlflow_plugin.flows._model`), so any model that honours it can
 be validated, and a model that breaks it fails the ``loads`` gate instead of crashing the step.
+
+The Brier scores are IPCW estimates (scikit-survival) at the horizon: the ``horizon`` parameter,
+else the policy's, else the end of the candidate's own time grid; survival between grid times is
+interpolated linearly. The censoring distribution is estimated on the evaluation rows. A champion
+that cannot be scored on these rows (it needs columns they lack, say) is not compared against;
+the run's ``mlflow_plugin.champion_note`` tag says why.
 """
 
 from __future__ import annotations
@@ -29,8 +35,7 @@ from mlflow_plugin.flows._gating import (
     step_policy,
 )
 from mlflow_plugin.flows._params import Columns, ValidateParams, load_policy
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, set_tags, step_run
-from mlflow_plugin.flows._train import log_params_once
+from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy, SanityResult, UndefinedMetric
@@ -72,9 +77,14 @@ def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> 
         with CLOCK("data"):
             data = prepare(load_data(params.data), columns)
         return validate_in_run(
-            registry, version, data, policy, horizon=params.horizon, data_name=params.data,
+            registry,
+            version,
+            data,
+            policy,
+            horizon=params.horizon,
+            data_name=params.data,
             policy_path=params.policy,
-        )  # fmt: skip
+        )
 
 
 def _columns(params: ValidateParams, version: VersionInfo) -> Columns:
@@ -109,14 +119,19 @@ def validate_in_run(
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     name = version.name
     candidate = score_version(f"models:/{name}/{version.version}", data, policy, horizon)
-    champion_version = registry.get_model(name).aliases.get(CHAMPION)
+    used_horizon = _horizon(candidate, policy, horizon)
+    with CLOCK("registry"):
+        champion_version = registry.get_model(name).aliases.get(CHAMPION)
     champion: Scored | None = None
     note = ""
     if champion_version and champion_version != version.version:
-        champion = score_version(f"models:/{name}/{champion_version}", data, policy, horizon)
+        # The same rows and the same horizon, so the two sets of metrics compare.
+        champion = score_version(f"models:/{name}/{champion_version}", data, policy, used_horizon)
         if not champion.sane:
-            note = f"champion version {champion_version} could not be scored on this data: " + \
-                "; ".join(s.detail for s in champion.sanity if not s.passed)  # fmt: skip
+            note = (
+                f"champion version {champion_version} could not be scored on this data: "
+                + "; ".join(s.detail for s in champion.sanity if not s.passed)
+            )
             champion = None
     with CLOCK("gates"):
         report = evaluate_policy(
@@ -125,27 +140,38 @@ def validate_in_run(
             None if champion is None else champion.metrics,
             sanity=candidate.sanity,
         )
-    used_horizon = _horizon(candidate, policy, horizon)
-    log_params_once({"model_name": name, "version": version.version, "data": data_name,
-                     "policy": policy_path or "default"})  # fmt: skip
+    log_params_once(
+        {
+            "model_name": name,
+            "version": version.version,
+            "data": data_name,
+            "policy": policy_path or "default",
+        }
+    )
     metrics = log_metrics(candidate.metrics)
     if champion is not None:
         log_metrics(champion.metrics, prefix="champion_")
-    set_tags({
-        VERSION_TAG: version.version,
-        TAG_PREFIX + "champion_version": champion_version or "",
-        TAG_PREFIX + "horizon": f"{used_horizon:g}" if used_horizon else "",
-        TAG_PREFIX + "champion_note": note or None,
-        TAG_PREFIX + "in_sample": "true" if in_sample else None,
-    })  # fmt: skip
-    title = f"Validation of {name} version {version.version}: " + ("passed" if report.passed else "failed")
+    set_tags(
+        {
+            VERSION_TAG: version.version,
+            TAG_PREFIX + "champion_version": champion_version or "",
+            TAG_PREFIX + "horizon": f"{used_horizon:g}" if used_horizon else "",
+            TAG_PREFIX + "champion_note": note or None,
+            TAG_PREFIX + "in_sample": "true" if in_sample else None,
+        }
+    )
+    title = f"Validation of {name} version {version.version}: " + (
+        "passed" if report.passed else "failed"
+    )
     log_report(report, title)
     if candidate.sane and used_horizon is not None:
         _log_plots(candidate, data, used_horizon, f"{name} v{version.version}")
     record_verdict(registry, version, "validate", report.passed, run_id)
     verdict = StepVerdict("validate", version.version, report, metrics, run_id)
-    print(f"validate {name} version {version.version}: {'passed' if report.passed else 'failed'}"
-          + "".join(f"\n  {r}" for r in verdict.reasons()))  # fmt: skip
+    print(
+        f"validate {name} version {version.version}: {'passed' if report.passed else 'failed'}"
+        + "".join(f"\n  {r}" for r in verdict.reasons())
+    )
     return verdict
 
 
@@ -201,7 +227,9 @@ def score_predictions(
 
     if not isinstance(predictions, pd.DataFrame) or "risk" not in predictions.columns:
         kind = type(predictions).__name__
-        return Scored([SanityResult("loads", False, 1, f"predict returned {kind} without a 'risk' column")])
+        return Scored(
+            [SanityResult("loads", False, 1, f"predict returned {kind} without a 'risk' column")]
+        )
     if len(predictions) != len(data):
         detail = f"predict returned {len(predictions)} rows for {len(data)} inputs"
         return Scored([SanityResult("loads", False, 1, detail)])
@@ -232,7 +260,9 @@ def survival_at(survival: np.ndarray, grid: np.ndarray, horizon: float) -> np.nd
         ValueError: ``horizon`` lies beyond the model's grid.
     """
     if horizon > grid[-1] * (1 + 1e-9):
-        raise ValueError(f"horizon {horizon:g} lies beyond the model's time grid (ends at {grid[-1]:g})")
+        raise ValueError(
+            f"horizon {horizon:g} lies beyond the model's time grid (ends at {grid[-1]:g})"
+        )
     times = np.concatenate([[0.0], grid])
     curve = np.column_stack([np.ones(len(survival)), survival])
     j = int(np.clip(np.searchsorted(times, horizon, side="left"), 1, len(times) - 1))
@@ -259,15 +289,30 @@ def _metrics(
     attempt("c_index", gates.c_index_score, d, e, risk)
     try:
         s_h = np.clip(survival_at(survival, grid, horizon), 0.0, 1.0)
-        attempt("brier", gates.survival_brier_loss, d, e, s_h, horizon,
-                train_durations=d, train_events=e)  # fmt: skip
+        attempt(
+            "brier",
+            gates.survival_brier_loss,
+            d,
+            e,
+            s_h,
+            horizon,
+            train_durations=d,
+            train_events=e,
+        )
     except ValueError as exc:
         out["brier"] = gates.UndefinedMetric("brier", str(exc))
     inside = (grid >= d.min()) & (grid < d.max())
     if inside.sum() >= 2:
-        attempt("integrated_brier", gates.integrated_brier_loss, d, e,
-                np.clip(survival[:, inside], 0.0, 1.0), grid[inside],
-                train_durations=d, train_events=e)  # fmt: skip
+        attempt(
+            "integrated_brier",
+            gates.integrated_brier_loss,
+            d,
+            e,
+            np.clip(survival[:, inside], 0.0, 1.0),
+            grid[inside],
+            train_durations=d,
+            train_events=e,
+        )
     else:
         out["integrated_brier"] = gates.UndefinedMetric(
             "integrated_brier", "fewer than two grid times lie within the follow-up of the data"
@@ -285,9 +330,19 @@ def _log_plots(scored: Scored, data: SurvivalData, horizon: float, label: str) -
         except ValueError:
             s_h = None
         if s_h is not None:
-            fig = _reports.calibration_figure(1.0 - s_h, data.durations, data.events, horizon,
-                                              f"Calibration at {horizon:g}: {label}")  # fmt: skip
+            fig = _reports.calibration_figure(
+                1.0 - s_h,
+                data.durations,
+                data.events,
+                horizon,
+                f"Calibration at {horizon:g}: {label}",
+            )
             _reports.log_figure(fig, "calibration.png")
-        fig = _reports.survival_figure(scored.survival, scored.grid, data.durations, data.events,
-                                       f"Predicted vs Kaplan-Meier survival: {label}")  # fmt: skip
+        fig = _reports.survival_figure(
+            scored.survival,
+            scored.grid,
+            data.durations,
+            data.events,
+            f"Predicted vs Kaplan-Meier survival: {label}",
+        )
         _reports.log_figure(fig, "survival_curves.png")

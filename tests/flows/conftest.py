@@ -18,6 +18,8 @@ def flows_uri(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     import mlflow
 
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    # set_experiment exports MLFLOW_EXPERIMENT_ID; let monkeypatch put the old value back.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     mlflow.set_experiment(EXPERIMENT)
     yield tracking_uri
     while mlflow.active_run() is not None:  # a failed test must not leak an open run

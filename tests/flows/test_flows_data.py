@@ -89,7 +89,10 @@ class TestPrepare:
             (Columns("weeks", "arrest"), "duration column 'weeks' not found"),
             (Columns("week", "arrested"), "event column 'arrested' not found"),
             (Columns("week", "arrest", time="enrolled"), "time column 'enrolled' not found"),
-            (Columns("week", "arrest", features=("age", "height")), "feature column 'height' not found"),
+            (
+                Columns("week", "arrest", features=("age", "height")),
+                "feature column 'height' not found",
+            ),
         ],
     )
     def test_missing_columns(self, columns, message):
@@ -118,7 +121,9 @@ class TestPrepare:
         """Missing values and negative durations are refused with the first row."""
         frame = load_rossi().astype({"age": float})
         frame.loc[5, "age"] = np.nan
-        with pytest.raises(DataError, match=r"feature column 'age' .* 1 missing value\(s\) \(first in row 5\)"):
+        with pytest.raises(
+            DataError, match=r"feature column 'age' .* 1 missing value\(s\) \(first in row 5\)"
+        ):
             prepare(_ds(frame), ROSSI)
         with pytest.raises(DataError, match="negative"):
             prepare(_ds(load_rossi().assign(week=-1)), ROSSI)
@@ -168,21 +173,27 @@ class TestSplitHoldout:
 
 
 _cells = st.one_of(
-    st.none(), st.integers(-5, 60), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=3), st.booleans(),
+    st.none(),
+    st.integers(-5, 60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.booleans(),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.integers(0, 6),
-    columns=st.lists(st.sampled_from(["week", "arrest", "age", "t", "x"]), min_size=0, max_size=5,
-                     unique=True),
+    columns=st.lists(
+        st.sampled_from(["week", "arrest", "age", "t", "x"]), min_size=0, max_size=5, unique=True
+    ),
     data=st.data(),
 )
 def test_prepare_never_fails_with_anything_but_data_error(rows, columns, data):
     """Whatever the frame holds, prepare either succeeds or raises DataError."""
-    frame = pd.DataFrame({c: data.draw(st.lists(_cells, min_size=rows, max_size=rows)) for c in columns})
+    frame = pd.DataFrame(
+        {c: data.draw(st.lists(_cells, min_size=rows, max_size=rows)) for c in columns}
+    )
     try:
         out = prepare(_ds(frame), Columns("week", "arrest", time="t" if "t" in columns else None))
     except DataError as exc:

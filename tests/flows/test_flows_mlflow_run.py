@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 _RUN_ID = re.compile(r"Run \(ID '([0-9a-f]+)'\)")
 
 
-def mlflow_run(uri: str, entry: str, **params: object) -> tuple[subprocess.CompletedProcess[str], str]:
+def mlflow_run(
+    uri: str, entry: str, **params: object
+) -> tuple[subprocess.CompletedProcess[str], str]:
     """``mlflow run . -e entry -P k=v ...`` in the repository root; returns the process and
     the run id it reported."""
     env = {
@@ -73,21 +75,30 @@ def test_every_entry_point(flows_uri, model_name):
     proc, main_run = mlflow_run(flows_uri, "main", model_name=model_name, holdout=0, penalizer=0)
     _ok(proc)
     assert registry.get_model(model_name).aliases["champion"] == "2"
-    children = client.search_runs([client.get_run(main_run).info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{main_run}'")  # fmt: skip
+    children = client.search_runs(
+        [client.get_run(main_run).info.experiment_id], f"tags.`mlflow.parentRunId` = '{main_run}'"
+    )
     assert sorted(r.data.tags["mlflow_plugin.step"] for r in children) == [
-        "backtest", "promote", "train", "validate"
-    ]  # fmt: skip
+        "backtest",
+        "promote",
+        "train",
+        "validate",
+    ]
 
-    proc, rollback_run = mlflow_run(flows_uri, "rollback", model_name=model_name,
-                                    reason="pytest: roll back")  # fmt: skip
+    proc, rollback_run = mlflow_run(
+        flows_uri, "rollback", model_name=model_name, reason="pytest: roll back"
+    )
     _ok(proc)
     assert registry.get_model(model_name).aliases["champion"] == "1"
 
     steps = {
-        train_run: "train", validate_run: "validate", backtest_run: "backtest",
-        promote_run: "promote", main_run: "main", rollback_run: "rollback",
-    }  # fmt: skip
+        train_run: "train",
+        validate_run: "validate",
+        backtest_run: "backtest",
+        promote_run: "promote",
+        main_run: "main",
+        rollback_run: "rollback",
+    }
     for run_id, step in steps.items():
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
@@ -97,11 +108,14 @@ def test_every_entry_point(flows_uri, model_name):
     assert kinds == [("deployment", "1"), ("deployment", "2"), ("rollback", "1")]
 
 
-def test_bad_input_is_one_line_before_registering(flows_uri, model_name):
-    """A missing data file fails the entry point with one error line; nothing is registered."""
-    proc, _ = mlflow_run(flows_uri, "train", model_name=model_name, data="/no/such/file.csv")
-    assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: data file not found: /no/such/file.csv"]
-    assert "Traceback" not in proc.stderr.split("error: data file not found")[0]
+def test_entry_script_bad_input_is_one_line_before_registering(flows_uri, model_name):
+    """What `mlflow run -e train` executes, with a missing data file: exit 2, one error line,
+    no traceback, nothing registered."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": flows_uri}
+    cmd = [sys.executable, "flows/run.py", "train", "--model-name", model_name, "--data",
+           "/no/such/file.csv"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: data file not found: /no/such/file.csv"
+    assert "Traceback" not in proc.stderr
     assert not Registry(flows_uri).client.search_model_versions(f"name = '{model_name}'")

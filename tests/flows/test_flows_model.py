@@ -31,8 +31,16 @@ def rossi():
 
 
 def _fit(data, kind="coxph", penalizer=0.0, **kw):
-    return fit_model(kind, data.frame, data.features, data.durations, data.events,
-                     penalizer=penalizer, horizon=kw.pop("horizon", 50.0), buckets=kw.pop("buckets", 4))
+    return fit_model(
+        kind,
+        data.frame,
+        data.features,
+        data.durations,
+        data.events,
+        penalizer=penalizer,
+        horizon=kw.pop("horizon", 50.0),
+        buckets=kw.pop("buckets", 4),
+    )
 
 
 class TestBuckets:
@@ -43,8 +51,9 @@ class TestBuckets:
         parsed, grid = bucket_edges(["risk", *names])
         assert parsed == names and list(grid) == [12.5, 25.0, 50.0]
 
-    @pytest.mark.parametrize("columns", [["risk"], ["p_0_1", "p_1_2"], ["p_0_2", "p_2_1", "p_gt_1"],
-                                         ["p_0_1", "p_gt_3"]])
+    @pytest.mark.parametrize(
+        "columns", [["risk"], ["p_0_1", "p_1_2"], ["p_0_2", "p_2_1", "p_gt_1"], ["p_0_1", "p_gt_3"]]
+    )
     def test_broken_contracts_are_refused(self, columns):
         """Columns that do not describe an increasing grid are a ValueError."""
         with pytest.raises(ValueError):
@@ -109,6 +118,8 @@ class TestSurvivalModel:
             "from lifelines.datasets import load_rossi\n"
             "print(m.predict(None, load_rossi().head(3)).shape)\n"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "(3, 6)"

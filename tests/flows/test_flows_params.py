@@ -71,7 +71,12 @@ class TestPolicy:
     def test_default_is_the_project_file_else_built_in(self, tmp_path, monkeypatch):
         """Without a path: flows/policy.yaml in the working directory, else the defaults."""
         monkeypatch.chdir(tmp_path)
-        assert {g.name for g in load_policy("default").gates} == {"c_index", "f1", "precision", "brier"}
+        assert {g.name for g in load_policy("default").gates} == {
+            "c_index",
+            "f1",
+            "precision",
+            "brier",
+        }
         (tmp_path / "flows").mkdir()
         (tmp_path / "flows" / "policy.yaml").write_text("gates:\n  f1: {threshold: 0.9}\n")
         assert [g.name for g in load_policy(None).gates] == ["f1"]

@@ -56,7 +56,9 @@ class TestTrain:
         """train logs a pyfunc with signature and example, registers it as challenger/Staging,
         and tags the version with its run, data digest and recipe."""
         first = run_train(TrainParams(model_name=model_name), tracking_uri=flows_uri)
-        second = run_train(TrainParams(model_name=model_name, penalizer=0.5), tracking_uri=flows_uri)
+        second = run_train(
+            TrainParams(model_name=model_name, penalizer=0.5), tracking_uri=flows_uri
+        )
         registry = Registry(flows_uri)
         assert registry.get_model(model_name).aliases == {"challenger": second.version.version}
         assert registry.get_version(model_name, first.version.version).stage == "None"
@@ -79,8 +81,9 @@ class TestTrain:
 
     def test_classifier_kind(self, flows_uri, model_name):
         """model_kind=classifier registers a two-bucket model (event by the horizon or not)."""
-        result = run_train(TrainParams(model_name=model_name, model_kind="classifier"),
-                           tracking_uri=flows_uri)  # fmt: skip
+        result = run_train(
+            TrainParams(model_name=model_name, model_kind="classifier"), tracking_uri=flows_uri
+        )
         loaded = mlflow.pyfunc.load_model(result.model_uri)
         assert list(loaded.predict(load_rossi().head(3)).columns) == ["risk", "p_0_50", "p_gt_50"]
 
@@ -103,8 +106,16 @@ class _Corrupt(PythonModel):
 @pytest.fixture(scope="module")
 def fitted_rossi():
     data = prepare(load_data("rossi"), Columns())
-    return fit_model("coxph", data.frame, data.features, data.durations, data.events,
-                     penalizer=0.1, horizon=50.0, buckets=4)  # fmt: skip
+    return fit_model(
+        "coxph",
+        data.frame,
+        data.features,
+        data.durations,
+        data.events,
+        penalizer=0.1,
+        horizon=50.0,
+        buckets=4,
+    )
 
 
 def _register(model_name: str, python_model: PythonModel) -> str:
@@ -118,19 +129,35 @@ class TestValidate:
     def test_broken_predictions_fail(self, flows_uri, model_name, fitted_rossi, how, gate):
         """NaN predictions, or rows not summing to 1, fail validate (exit 3 from the CLI)."""
         version = _register(model_name, _Corrupt(fitted_rossi, how))
-        params = ValidateParams(model_name, version=version, duration_col="week", event_col="arrest")
+        params = ValidateParams(
+            model_name, version=version, duration_col="week", event_col="arrest"
+        )
         verdict = run_validate(params, tracking_uri=flows_uri)
         assert not verdict.passed and gate in verdict.report.failed_gates
         tags = Registry(flows_uri).get_version(model_name, version).tags
         assert tags["mlflow_plugin.validation"] == "failed"
         assert tags["mlflow_plugin.gate_report"] == verdict.run_id
         assert {"gate_report.json", "gate_report.md"} <= _artifacts(verdict.run_id)
-        result = CliRunner().invoke(cli, [
-            "--tracking-uri", flows_uri, "validate", "--model-name", model_name, "--version",
-            version, "--duration-col", "week", "--event-col", "arrest",
-        ])  # fmt: skip
+        result = CliRunner().invoke(
+            cli,
+            [
+                "--tracking-uri",
+                flows_uri,
+                "validate",
+                "--model-name",
+                model_name,
+                "--version",
+                version,
+                "--duration-col",
+                "week",
+                "--event-col",
+                "arrest",
+            ],
+        )
         assert result.exit_code == 3, result.output
-        assert result.stderr.strip().startswith("error: validate of version") and gate in result.stderr
+        assert (
+            result.stderr.strip().startswith("error: validate of version") and gate in result.stderr
+        )
 
     def test_foreign_version_needs_its_columns(self, flows_uri, model_name, fitted_rossi):
         """A version not trained here has no recipe: validate asks for the columns."""
@@ -147,18 +174,25 @@ class TestBacktest:
         load_rossi().assign(enrolled=pd.date_range("2020-01-01", periods=432, freq="D")).to_csv(
             path, index=False
         )
-        trained = run_train(TrainParams(model_name, data=str(path), holdout=0,
-                                        columns=Columns(time="enrolled")), tracking_uri=flows_uri)  # fmt: skip
-        verdict = run_backtest(BacktestParams(model_name, data=str(path), folds=3),
-                               tracking_uri=flows_uri)  # fmt: skip
+        trained = run_train(
+            TrainParams(model_name, data=str(path), holdout=0, columns=Columns(time="enrolled")),
+            tracking_uri=flows_uri,
+        )
+        verdict = run_backtest(
+            BacktestParams(model_name, data=str(path), folds=3), tracking_uri=flows_uri
+        )
         client = mlflow.MlflowClient()
         history = client.get_metric_history(verdict.run_id, "f1")
         assert [m.step for m in history] == [1, 2, 3]
         run = _run(verdict.run_id)
-        assert {"overall_f1", "overall_precision", "overall_recall", "overall_brier"} <= set(run.data.metrics)
+        assert {"overall_f1", "overall_precision", "overall_recall", "overall_brier"} <= set(
+            run.data.metrics
+        )
         assert run.data.tags[STEP] == "backtest"
         assert "rolling origin over 'enrolled'" in run.data.tags["mlflow_plugin.backtest_method"]
-        assert {"backtest_report.txt", "backtest_metrics.png", "gate_report.json"} <= _artifacts(verdict.run_id)
+        assert {"backtest_report.txt", "backtest_metrics.png", "gate_report.json"} <= _artifacts(
+            verdict.run_id
+        )
         report = mlflow.artifacts.load_text(f"runs:/{verdict.run_id}/backtest_report.txt")
         assert "rolling origin" in report and "[2020-" in report
         tags = Registry(flows_uri).get_version(model_name, trained.version.version).tags
@@ -177,7 +211,9 @@ class TestMain:
         children = _children(first.run_id)
         assert set(children) == {"train", "validate", "backtest", "promote"}
         assert all(r.data.tags["mlflow_plugin.model"] == model_name for r in children.values())
-        assert {"calibration.png", "survival_curves.png"} <= _artifacts(children["validate"].info.run_id)
+        assert {"calibration.png", "survival_curves.png"} <= _artifacts(
+            children["validate"].info.run_id
+        )
         method = children["backtest"].data.tags["mlflow_plugin.backtest_method"]
         assert method.startswith("no time column: seeded k-fold")
         assert {"c_index", "f1", "precision", "recall"} <= set(parent.data.metrics)
@@ -190,27 +226,46 @@ class TestMain:
         assert any(r.startswith("validate: c_index failed") for r in second.reasons), second.reasons
         registry = Registry(flows_uri)
         assert registry.get_model(model_name).aliases["champion"] == first.version
-        assert registry.get_version(model_name, second.version).tags["mlflow_plugin.validation"] == "failed"
+        assert (
+            registry.get_version(model_name, second.version).tags["mlflow_plugin.validation"]
+            == "failed"
+        )
         last = Ledger(flows_uri).events(model_name)[-1]
-        assert (last.event_type, last.version, last.from_version) == ("rejected", second.version, first.version)
+        assert (last.event_type, last.version, last.from_version) == (
+            "rejected",
+            second.version,
+            first.version,
+        )
         assert "c_index" in last.message
         tags = _run(second.run_id).data.tags
-        assert tags["mlflow_plugin.outcome"] == "rejected" and "c_index" in tags["mlflow_plugin.reasons"]
+        assert (
+            tags["mlflow_plugin.outcome"] == "rejected"
+            and "c_index" in tags["mlflow_plugin.reasons"]
+        )
 
     @pytest.mark.parametrize(
         ("change", "error", "message"),
         [
             ({"data": "/no/such/file.csv"}, DataError, "data file not found"),
             ({"data": "no_such_dataset"}, DataError, "lifelines ships no dataset"),
-            ({"columns": Columns("weeks", "arrest")}, DataError, "duration column 'weeks' not found"),
-            ({"columns": Columns("week", "arrest", time="t")}, DataError, "time column 't' not found"),
+            (
+                {"columns": Columns("weeks", "arrest")},
+                DataError,
+                "duration column 'weeks' not found",
+            ),
+            (
+                {"columns": Columns("week", "arrest", time="t")},
+                DataError,
+                "time column 't' not found",
+            ),
             ({"data": "WRONG_TYPE"}, DataError, "feature column 'age' .* must be numeric"),
             ({"data": "EMPTY"}, DataError, "is empty"),
             ({"policy": "BAD_POLICY"}, ConfigError, r"gates\.f1\.thresold: unknown key"),
         ],
     )
-    def test_bad_input_fails_before_registering(self, flows_uri, model_name, tmp_path, change,
-                                                error, message):  # fmt: skip
+    def test_bad_input_fails_before_registering(
+        self, flows_uri, model_name, tmp_path, change, error, message
+    ):
         """Each bad input fails main with one clear line, and no version is registered."""
         frame = load_rossi()
         files = {
@@ -224,18 +279,33 @@ class TestMain:
         bad_policy.write_text("gates:\n  f1: {threshold: 0.4, thresold: 0.5}\n")
         files["BAD_POLICY"] = str(bad_policy)
         policy = files.get(change.get("policy", ""))
-        train_kw = {k: files.get(v, v) if isinstance(v, str) else v for k, v in change.items()
-                    if k != "policy"}  # fmt: skip
+        train_kw = {
+            k: files.get(v, v) if isinstance(v, str) else v
+            for k, v in change.items()
+            if k != "policy"
+        }
         with pytest.raises(error, match=message) as exc:
-            run_pipeline(PipelineParams(TrainParams(model_name, **train_kw), policy=policy),
-                         tracking_uri=flows_uri)  # fmt: skip
+            run_pipeline(
+                PipelineParams(TrainParams(model_name, **train_kw), policy=policy),
+                tracking_uri=flows_uri,
+            )
         assert "\n" not in str(exc.value)
         with pytest.raises(NotFound):
             Registry(flows_uri).get_model(model_name)
 
     def test_cli_retrain_bad_input_is_one_line_exit_2(self, flows_uri, model_name):
         """mlflow-plugin retrain with a missing file: exit 2, one line on stderr."""
-        result = CliRunner().invoke(cli, ["--tracking-uri", flows_uri, "retrain", "--model-name",
-                                          model_name, "--data", "/no/such.csv"])  # fmt: skip
+        result = CliRunner().invoke(
+            cli,
+            [
+                "--tracking-uri",
+                flows_uri,
+                "retrain",
+                "--model-name",
+                model_name,
+                "--data",
+                "/no/such.csv",
+            ],
+        )
         assert result.exit_code == 2
         assert result.stderr.strip().splitlines() == ["error: data file not found: /no/such.csv"]
