@@ -35,7 +35,7 @@ CHAIN = ("train", "validate", "backtest", "promote")
 LABELS = {
     "launcher": "mlflow run launcher, interpreter start and exit",
     "import": "imports (mlflow, lifelines, scikit-learn, ...)",
-    "data": "data loading and checks",
+    "data": "data and policy: loading and checks",
     "training": "training (fits, incl. backtest folds)",
     "model logging": "model logging (pickle, signature, upload)",
     "model loading": "model loading from the registry",
