@@ -255,15 +255,39 @@ class Controller:
             )  # fmt: skip
         return Outcome(event, f"{model} version {target.version} is champion (was {current or 'none'})")
 
+    def set_challenger(self, model: str, version: str | int) -> None:
+        """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
+        ``Staging``; the previous challenger leaves ``Staging``."""
+        v = check_version(version)
+        with self.registry.lock(model, intent={"op": "set_challenger", "version": v, "actor": actor()}) as lock:  # fmt: skip
+            self._record_stale(model, lock)
+            info, versions = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model)
+            )
+            if v not in versions:
+                raise NotFound(f"{model!r} has no version {v}")
+            self.registry.set_alias(model, CHALLENGER, v)
+            _parallel(*self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v))
+
     def reject(self, model: str, version: str, failed: list[str], message: str = "") -> Event:
-        """Record that ``version`` was refused by the gates ``failed`` (champion untouched)."""
-        info = self.registry.get_model(model)
-        return self.ledger.record(
-            "rejected", model, version=check_version(version),
-            from_version=info.aliases.get(CHAMPION, ""),
-            message=message or f"rejected: {', '.join(failed)}",
-            extra={"failed_gates": ",".join(failed)},
-        )  # fmt: skip
+        """Record that ``version`` was refused by the gates ``failed``. The champion is
+        untouched; the version stops being the challenger (and leaves ``Staging``)."""
+        v = check_version(version)
+        with self.registry.lock(model, intent={"op": "reject", "version": v, "actor": actor()}) as lock:  # fmt: skip
+            self._record_stale(model, lock)
+            info, versions = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model)
+            )
+            champion = info.aliases.get(CHAMPION)
+            if info.aliases.get(CHALLENGER) == v:
+                self.registry.delete_alias(model, CHALLENGER)
+                if v in versions and versions[v].stage == "Staging" and self.stage_mirror:
+                    self.registry.set_stage(model, v, "None")
+            return self.ledger.record(
+                "rejected", model, version=v, from_version=champion or "",
+                message=message or f"rejected: {', '.join(failed)}",
+                extra={"failed_gates": ",".join(failed)},
+            )  # fmt: skip
 
     def rollback(
         self,
@@ -528,8 +552,9 @@ class Controller:
         return plan
 
     def _mirror_writes(
-        self, model: str, versions: dict[str, VersionInfo], champion: str, challenger: str | None
-    ) -> list[Callable[[], object]]:
+        self, model: str, versions: dict[str, VersionInfo], champion: str | None,
+        challenger: str | None,
+    ) -> list[Callable[[], object]]:  # fmt: skip
         return [
             functools.partial(self.registry.set_stage, model, version, want)
             for version, _, want in self._mirror_plan(versions, champion, challenger)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlflow_plugin._errors import DataError
-from mlflow_plugin._settings import TAG_PREFIX, stage_mirror_enabled
-from mlflow_plugin._types import CHALLENGER, VersionInfo
+from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
 from mlflow_plugin.flows._params import TrainParams
@@ -235,14 +235,9 @@ def _quiet_logger(name: str) -> Iterator[None]:
 
 
 def _make_challenger(registry: Registry, name: str, version: str) -> None:
-    """Point ``challenger`` at ``version``; mirror it as ``Staging`` (and un-stage the previous
-    challenger), as the controller mirrors champion changes."""
-    previous = registry.get_model(name).aliases.get(CHALLENGER)
-    registry.set_alias(name, CHALLENGER, version)
-    if not stage_mirror_enabled():
-        return
-    registry.set_stage(name, version, "Staging")
-    if previous and previous != version:
-        old = registry.get_version(name, previous)
-        if old.stage == "Staging":
-            registry.set_stage(name, previous, "None")
+    """Point ``challenger`` at ``version`` through the controller (under the model's lock, with
+    the stage mirror: ``Staging`` for it, the previous challenger un-staged)."""
+    from mlflow_plugin.controller import Controller
+    from mlflow_plugin.ledger import Ledger
+
+    Controller(registry, Ledger(registry.uri)).set_challenger(name, version)

@@ -176,3 +176,27 @@ class TestFallbackAndReconcile:
         ]
         assert registry.get_version("m", "1").stage == "Archived"
         assert ctl.reconcile("m") == []
+
+
+class TestChallenger:
+    def test_set_challenger_mirrors_staging(self, memory):
+        """A new challenger is Staging; the previous one leaves Staging."""
+        registry, _, ctl = memory
+        _versions(registry, 3)
+        ctl.promote("m", "1")
+        ctl.set_challenger("m", "2")
+        ctl.set_challenger("m", "3")
+        assert registry.get_model("m").aliases["challenger"] == "3"
+        assert [v.stage for v in registry.list_versions("m")] == ["Production", "None", "Staging"]
+
+    def test_reject_clears_challenger(self, memory):
+        """A rejected challenger loses the alias and Staging; the champion is untouched."""
+        registry, ledger, ctl = memory
+        _versions(registry, 2)
+        ctl.promote("m", "1")
+        ctl.set_challenger("m", "2")
+        ctl.reject("m", "2", ["c_index"], "worse than champion")
+        assert registry.get_model("m").aliases == {"champion": "1"}
+        assert registry.get_version("m", "2").stage == "None"
+        (event,) = ledger.events("m", "rejected")
+        assert (event.version, event.from_version, event.message) == ("2", "1", "worse than champion")
