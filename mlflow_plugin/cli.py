@@ -12,11 +12,12 @@ import io
 import json
 import sys
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
-from mlflow_plugin._errors import BadInput, MlflowPluginError
+from mlflow_plugin._click import ErrorHandlingGroup
+from mlflow_plugin._errors import BadInput
 from mlflow_plugin._types import EVENT_TYPES, STRATEGIES
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ _LAZY_COMMANDS = {
 }
 
 
-class _Group(click.Group):
+class _Group(ErrorHandlingGroup):
     """A group that imports lazy subcommands on demand and turns our errors into exit codes."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -51,32 +52,6 @@ class _Group(click.Group):
             except ImportError:
                 return None
         return super().get_command(ctx, cmd_name)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except MlflowPluginError as exc:
-            _fail(ctx, exc, exc.exit_code)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-            _fail(ctx, exc, 1, unexpected=True)
-
-
-def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = False) -> NoReturn:
-    debug = bool(ctx.find_root().params.get("debug"))
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if unexpected:
-        text = f"unexpected {type(exc).__name__}: {text}" + ("" if debug else " (--debug for details)")
-    click.echo(f"error: {text}", err=True)
-    ctx.exit(code)
-    raise AssertionError("unreachable")
 
 
 class AppContext:

@@ -13,13 +13,13 @@ Exit codes as everywhere: 0 ok, 2 bad input, 3 a gate failed or refused the prom
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from mlflow_plugin._errors import GateFailed, MlflowPluginError
+from mlflow_plugin._click import ErrorHandlingGroup
+from mlflow_plugin._errors import GateFailed
 from mlflow_plugin._types import STRATEGIES
 
 __all__ = ["backtest", "promote", "retrain", "rollback", "steps", "train", "validate"]
@@ -305,38 +305,7 @@ def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
         )
 
 
-class _Steps(click.Group):
-    """Turns our errors into one line on stderr and the documented exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except MlflowPluginError as exc:
-            _fail(ctx, exc, exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - last line of defence of an entry point
-            _fail(ctx, exc, 1, unexpected=True)
-
-
-def _fail(ctx: click.Context, exc: BaseException, code: int, unexpected: bool = False) -> NoReturn:
-    debug = bool(ctx.find_root().params.get("debug"))
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc)
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if unexpected:
-        text = f"unexpected {type(exc).__name__}: {text}" + (
-            "" if debug else " (--debug for details)"
-        )
-    click.echo(f"error: {text}", err=True)
-    sys.stdout.flush()
-    ctx.exit(code)
-    raise AssertionError("unreachable")
-
-
-@click.group(cls=_Steps, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def steps(debug: bool) -> None:
     """The MLproject entry points: mlflow run . -e STEP --env-manager local."""
