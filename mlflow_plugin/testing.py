@@ -14,16 +14,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mlflow_plugin._memory import InMemoryLedger, InMemoryRegistry
 
 __all__ = [
+    "AppServer",
     "InMemoryLedger",
     "InMemoryRegistry",
     "MlflowServer",
@@ -150,3 +153,48 @@ def postgres_database(admin_uri: str) -> Iterator[str]:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         conn.close()
+
+
+class AppServer:
+    """An ASGI app (the serving app, the webhook receiver) on uvicorn in a thread, on a free
+    loopback port; a context manager."""
+
+    def __init__(self, app: Any, *, startup_timeout: float = 30.0) -> None:
+        import uvicorn
+
+        self.app = app
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout = startup_timeout
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, lifespan="on")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def __enter__(self) -> AppServer:
+        self.thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(self.startup_timeout)
+
+    def raw_request(
+        self, method: str, path: str, body: bytes | str | None = None,
+        headers: dict[str, str] | None = None, timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        """One HTTP request on a fresh connection: status, lower-cased headers, body."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()

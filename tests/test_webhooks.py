@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from mlflow_plugin import BadInput
 from mlflow_plugin._types import Event
 from mlflow_plugin.registry import LOCK_PREFIX
-from mlflow_plugin.testing import MlflowServer, free_port
+from mlflow_plugin.testing import AppServer, MlflowServer
 from mlflow_plugin.webhooks import (
     DELIVERY_ID_HEADER,
     EVENTS,
@@ -72,42 +71,17 @@ class Recorder:
         return [Event("deployment", model, version="2", actor="registry-ui")]
 
 
-class LiveReceiver:
-    """The receiver app on uvicorn in a thread, on a free loopback port."""
+class LiveReceiver(AppServer):
+    """The receiver app on uvicorn in a thread; ``url`` is its webhook endpoint."""
 
     def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/webhook"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
-
-    def __enter__(self) -> LiveReceiver:
-        self.thread.start()
-        deadline = time.monotonic() + DEADLINE
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(DEADLINE)
+        super().__init__(app, startup_timeout=DEADLINE)
+        self.url = f"{self.base_url}/webhook"
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"null")
-        finally:
-            conn.close()
+        status, _, raw = self.raw_request(method, path, body, headers, timeout=DEADLINE)
+        return status, json.loads(raw or b"null")
 
     def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
         return self.request("POST", "/webhook", body, headers)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_plugin.registry import Registry
-from mlflow_plugin.testing import free_port
+from mlflow_plugin.testing import AppServer
 
 MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 PASSED = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed"}
@@ -53,42 +53,17 @@ def register(tracking_uri: str, model: str, source: str) -> str:
     return Registry(tracking_uri).register_version(model, source, None, dict(PASSED)).version
 
 
-class LiveServer:
-    """A FastAPI app on uvicorn in a thread, on a free loopback port."""
+class LiveServer(AppServer):
+    """The serving app on uvicorn in a thread; ``url`` is its base URL."""
 
     def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")  # fmt: skip
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
+        super().__init__(app)
+        self.url = self.base_url
 
     def request(self, method: str, path: str, body: bytes | str | None = None,
                 content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:  # fmt: skip
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            headers = {"Content-Type": content_type} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
+        headers = {"Content-Type": content_type} if body is not None else {}
+        return self.raw_request(method, path, body, headers)
 
     def json(self, method: str, path: str, payload: Any = None) -> tuple[int, dict[str, str], Any]:
         body = None if payload is None else json.dumps(payload)
