@@ -6,8 +6,7 @@ The public surface is re-exported here. Everything but the errors is imported on
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlflow_plugin._errors import (
     BadInput,
@@ -21,6 +20,7 @@ from mlflow_plugin._errors import (
     RegistryError,
     RegistryUnavailable,
 )
+from mlflow_plugin._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from mlflow_plugin._types import Event, ModelInfo, VersionInfo
@@ -84,14 +84,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# PEP 562: the members' modules are imported on first use.
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY, __all__)

@@ -238,9 +238,5 @@ def _managed_models(app: AppContext) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def run() -> None:  # pragma: no cover - console entry point alias
-    main(prog_name="mlflow-plugin")
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main(prog_name="mlflow-plugin"))

@@ -463,12 +463,6 @@ class Controller:
                     ))  # fmt: skip
         return written
 
-    def reconcile_all(self, models: list[str]) -> list[Event]:
-        out: list[Event] = []
-        for name in models:
-            out += self.reconcile(name)
-        return out
-
     # -- internals -----------------------------------------------------------------------
     def _record_stale(self, model: str, lock: Any) -> list[Event]:
         """An ``error`` event for each dead holder whose lock we had to break."""

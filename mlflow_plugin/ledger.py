@@ -192,7 +192,7 @@ class Ledger:
                 token = page.token
                 if not token:
                     break
-        out.sort(key=lambda e: (e.timestamp_ms, e.extra.get(TAG_PREFIX + "seq", "")))
+        out.sort(key=lambda e: e.timestamp_ms)  # stable: ties keep the server's order
         return out
 
 

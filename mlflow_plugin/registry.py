@@ -94,15 +94,12 @@ class Registry:
         check_model_name(name)
         from mlflow.exceptions import MlflowException
 
-        try:
-            with wrap_mlflow_errors(f"create model {name!r}", self.uri):
-                try:
-                    self.client.create_registered_model(name, description=description)
-                except MlflowException as exc:
-                    if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                        raise
-        except RegistryError:
-            raise
+        with wrap_mlflow_errors(f"create model {name!r}", self.uri):
+            try:
+                self.client.create_registered_model(name, description=description)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
 
     def set_model_tag(self, name: str, key: str, value: str) -> None:
         self._do(f"tag model {name!r}", self.client.set_registered_model_tag, name, key, value)

@@ -16,9 +16,9 @@ CLI, the controller and :mod:`mlflow_plugin.evaluation` only need the types.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mlflow_plugin._lazy import lazy_attributes
 from mlflow_plugin.gates._policy import GATE_DIRECTIONS, GateSpec, Policy, SanityPolicy
 from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
 from mlflow_plugin.gates._scalar import UndefinedMetric
@@ -71,14 +71,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: import the heavy modules on first use
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# PEP 562: the members' modules are imported on first use.
+__getattr__, __dir__ = lazy_attributes(globals(), {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__)
