@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.gates import (
+    ChampionComparison,
+    ChampionTest,
     GateReport,
     GateResult,
     GateSpec,
@@ -42,6 +44,7 @@ def evaluate_policy(
     champion_metrics: Mapping[str, MetricValue] | None = None,
     *,
     sanity: Sequence[SanityResult] = (),
+    comparisons: Mapping[str, ChampionComparison | UndefinedMetric] | None = None,
 ) -> GateReport:
     """Evaluate every gate of ``policy`` on the candidate's metrics.
 
@@ -68,6 +71,16 @@ def evaluate_policy(
       the gate is ``undefined`` too (MLflow fails such a comparison as "missing baseline"),
       unless the absolute threshold already failed. With ``champion_metrics=None`` (no champion
       yet) only the absolute threshold applies.
+    - **Above the trivial baseline** (``above_baseline: true``): the candidate must also beat
+      ``candidate_metrics["<name>_baseline"]`` (what predicting everyone positive, or the
+      event share for everyone, gets), strictly; a missing baseline makes the gate undefined.
+    - **The champion test** (``policy.champion_test``) uses ``comparisons[name]``, candidate
+      minus champion on rows the champion never saw with its paired-bootstrap interval
+      ``[lo, hi]``. ``point`` decides on the point values as above and reports the interval;
+      ``non_inferiority`` passes when the interval's worse end is no worse than ``-margin``
+      (``lo >= -margin``, ``hi <= margin`` for a loss); ``superiority`` when it is better than
+      ``+margin`` (``lo > margin``, ``hi < -margin``). An :class:`UndefinedMetric` there (too
+      few unseen rows) makes a gate that compares with the champion undefined.
     - The report passes when every gate, including each ``sanity`` result, passed.
 
     Args:
@@ -76,6 +89,8 @@ def evaluate_policy(
         champion_metrics: the same for the current champion, or ``None`` when there is none.
         sanity: results of :func:`~mlflow_plugin.gates.check_finite` and
             :func:`~mlflow_plugin.gates.check_probability_rows`, appended as report rows.
+        comparisons: metric name to candidate-minus-champion with its interval (or why it is
+            undefined), from :func:`~mlflow_plugin.gates.paired_bootstrap`.
 
     Returns:
         One :class:`~mlflow_plugin.gates.GateResult` per policy gate (policy order), then one
@@ -92,8 +107,16 @@ def evaluate_policy(
     for i, result in enumerate(sanity):
         if not isinstance(result, SanityResult):
             raise ValueError(f"sanity[{i}]: expected a SanityResult, got {type(result).__name__}")
+    compared = dict(comparisons or {})
+    for key, value in compared.items():
+        if not isinstance(value, ChampionComparison | UndefinedMetric):
+            kind = type(value).__name__
+            raise ValueError(f"comparisons.{key}: expected a ChampionComparison, got {kind}")
     with _quiet_mlflow_validation():
-        rows = [_evaluate_gate(spec, candidate, champion) for spec in policy.gates]
+        rows = [
+            _evaluate_gate(spec, candidate, champion, compared.get(spec.name), policy.champion_test)
+            for spec in policy.gates
+        ]
     rows += [_sanity_row(result) for result in sanity]
     return GateReport(tuple(rows))
 
@@ -185,10 +208,51 @@ def _champion_threshold(spec: GateSpec, champion: float) -> tuple[MetricThreshol
     return MetricThreshold(**kwargs), need
 
 
+def _baseline(
+    spec: GateSpec, value: float, candidate: Mapping[str, float | str]
+) -> tuple[GateStatus, str]:
+    """PASSED with a phrase when ``value`` beats the trivial predictor's, else why not."""
+    from mlflow.models import MetricThreshold
+
+    base = candidate.get(f"{spec.name}_baseline", "no baseline value was computed")
+    if isinstance(base, str):
+        return GateStatus.UNDEFINED, f"cannot compare with the trivial baseline: {base}"
+    op = ">" if spec.higher_is_better else "<"
+    bound = math.nextafter(base, math.inf if spec.higher_is_better else -math.inf)
+    threshold = MetricThreshold(threshold=bound, greater_is_better=spec.higher_is_better)
+    if _passes(spec.name, threshold, value):
+        return GateStatus.PASSED, f"{op} trivial baseline {base:.4g}"
+    return GateStatus.FAILED, f"{value:.6g} is not {op} the trivial baseline {base:.4g}"
+
+
+def _interval_rule(
+    spec: GateSpec, comparison: ChampionComparison, test: ChampionTest
+) -> tuple[bool, str]:
+    """The non-inferiority / superiority decision on the interval's worse end (via MLflow)."""
+    from mlflow.models import MetricThreshold
+
+    higher = spec.higher_is_better
+    worse_end = comparison.ci_low if higher else comparison.ci_high
+    sign = 1.0 if higher else -1.0
+    bound = sign * (-test.margin if test.method == "non_inferiority" else test.margin)
+    if test.method == "superiority":  # strictly better than the margin
+        bound = math.nextafter(bound, math.inf if higher else -math.inf)
+    ok = _passes(spec.name, MetricThreshold(threshold=bound, greater_is_better=higher), worse_end)
+    end = "lower" if higher else "upper"
+    op = ">=" if higher else "<="
+    shown = sign * (-test.margin if test.method == "non_inferiority" else test.margin)
+    rule = f"{test.method.replace('_', '-')}: interval {end} end {worse_end:+.4g}"
+    if test.method == "superiority":
+        op = op[0]
+    return ok, f"{rule} {'' if ok else 'not '}{op} {shown:+.4g}"
+
+
 def _evaluate_gate(
     spec: GateSpec,
     candidate: Mapping[str, float | str],
     champion: Mapping[str, float | str] | None,
+    comparison: ChampionComparison | UndefinedMetric | None = None,
+    test: ChampionTest | None = None,
 ) -> GateResult:
     name, op = spec.name, spec.comparator
     champion_value = None if champion is None else champion.get(name, "missing")
@@ -207,10 +271,28 @@ def _evaluate_gate(
         reason = f"{value:.6g} is not {op} {spec.threshold:g}"
         return GateResult(status=GateStatus.FAILED, reason=reason, **row)
     reason = f"{value:.6g} {op} {spec.threshold:g}"
+    if spec.above_baseline:
+        status, phrase = _baseline(spec, value, candidate)
+        if status is not GateStatus.PASSED:
+            return GateResult(status=status, reason=phrase, **row)
+        reason = f"{reason}, {phrase}"
     if not spec.compares_with_champion:
         return GateResult(status=GateStatus.PASSED, reason=reason, **row)
-    if champion_value is None:
+    if champion_value is None and comparison is None:
         return GateResult(status=GateStatus.PASSED, reason=f"{reason}; no champion yet", **row)
+    if isinstance(comparison, UndefinedMetric):
+        reason = f"{reason}; cannot compare with the champion: {comparison.reason}"
+        return GateResult(status=GateStatus.UNDEFINED, reason=reason, **row)
+    test = test or ChampionTest()
+    interval = "" if comparison is None else f" [{comparison.describe()}]"
+    if test.method != "point":
+        if comparison is None:
+            reason = f"{reason}; cannot compare with the champion: no interval was computed"
+            return GateResult(status=GateStatus.UNDEFINED, reason=reason, **row)
+        ok, rule = _interval_rule(spec, comparison, test)
+        status = GateStatus.PASSED if ok else GateStatus.FAILED
+        text = f"{reason} and {rule}" if ok else rule
+        return GateResult(status=status, reason=text + interval, **row)
     if known_champion is None:
         reason = f"{reason}; cannot compare with the champion: {champion_value}"
         return GateResult(status=GateStatus.UNDEFINED, reason=reason, **row)
@@ -220,7 +302,7 @@ def _evaluate_gate(
         status, reason = GateStatus.PASSED, f"{reason} and {versus}"
     else:
         status, reason = GateStatus.FAILED, f"{value:.6g} is not {versus}"
-    return GateResult(status=status, champion_bound=need, reason=reason, **row)
+    return GateResult(status=status, champion_bound=need, reason=reason + interval, **row)
 
 
 def _sanity_row(result: SanityResult) -> GateResult:

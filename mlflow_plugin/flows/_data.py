@@ -14,6 +14,7 @@ import urllib.parse
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,18 @@ import pandas as pd
 from mlflow_plugin._errors import DataError
 from mlflow_plugin.flows._params import Columns
 
-__all__ = ["Dataset", "SurvivalData", "load_data", "prepare", "split_holdout"]
+__all__ = [
+    "MISSING_POLICIES",
+    "Dataset",
+    "SurvivalData",
+    "load_data",
+    "prepare",
+    "row_hashes",
+    "split_holdout",
+]
+
+#: What ``prepare`` does with missing values in the columns it uses.
+MISSING_POLICIES = ("fail", "drop")
 
 _CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".tsv")
 _PARQUET = (".parquet", ".pq", ".parq")
@@ -69,6 +81,7 @@ class SurvivalData:
     columns: Columns
     source: str
     raw: pd.DataFrame | None = None
+    dropped: int = 0
 
     @property
     def inputs(self) -> pd.DataFrame:
@@ -101,6 +114,26 @@ class SurvivalData:
             self.frame.iloc[index].reset_index(drop=True), self.columns, self.source, raw
         )
 
+    def censored_at(self, cut: Any, scale: float = 1.0) -> SurvivalData:
+        """The rows as they were known at calendar time ``cut`` of the time column: follow-up
+        past the cut is administratively censored (duration ``min(T, (cut - t) * scale)``, no
+        event after it). ``scale`` is duration units per unit of the time column (days for a
+        date/time column)."""
+        time_col = self.columns.time
+        assert time_col is not None
+        start = self.frame[time_col]
+        if pd.api.types.is_datetime64_any_dtype(start):
+            known = (pd.Timestamp(cut) - start).dt.total_seconds().to_numpy() / 86400.0
+        else:
+            known = float(cut) - start.to_numpy(dtype=float)
+        known = known * float(scale)
+        durations = self.durations
+        events = self.events & (durations <= known)
+        frame = self.frame.copy()
+        frame[self.columns.duration] = np.minimum(durations, np.maximum(known, 0.0))
+        frame[self.columns.event] = events.astype(int)
+        return SurvivalData(frame, self.columns, self.source, self.raw)
+
     def __len__(self) -> int:
         return len(self.frame)
 
@@ -111,6 +144,21 @@ def frame_digest(frame: pd.DataFrame) -> str:
     h.update("\x1f".join(map(str, frame.columns)).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> np.ndarray:
+    """One 64-bit hash per row of ``columns`` (``pandas.util.hash_pandas_object``), with
+    numbers as float64 and everything else as text, so a row hashes the same whether it was
+    read from CSV, Parquet or a lifelines loader. Raises KeyError for a missing column."""
+    parts: dict[str, pd.Series] = {}
+    for name in columns:
+        col = frame[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            parts[name] = col.astype(float)
+        else:
+            parts[name] = col.astype(str)
+    table = pd.DataFrame(parts, index=frame.index)
+    return np.asarray(pd.util.hash_pandas_object(table, index=False).to_numpy(), dtype=np.uint64)
 
 
 def lifelines_datasets() -> list[str]:
@@ -190,9 +238,15 @@ def _read(path: str, source: str) -> pd.DataFrame:
         if lower.endswith(_PARQUET):
             return pd.read_parquet(path)
         if lower.endswith(_CSV):
+            sep = "\t" if lower.endswith(".tsv") else ","
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-                return pd.read_csv(path, sep="\t" if lower.endswith(".tsv") else ",")
+                header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str)
+                names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if dupes:
+                    raise DataError(f"data {source!r}: column {dupes[0]!r} appears twice")
+                return pd.read_csv(path, sep=sep)
     except FileNotFoundError:
         raise DataError(f"data file not found: {source}") from None
     except pd.errors.EmptyDataError:
@@ -209,12 +263,15 @@ def _read(path: str, source: str) -> pd.DataFrame:
 # -- checks ------------------------------------------------------------------------------------
 
 
-def prepare(dataset: Dataset, columns: Columns, *, min_rows: int = 1) -> SurvivalData:
+def prepare(
+    dataset: Dataset, columns: Columns, *, min_rows: int = 1, missing: str = "fail"
+) -> SurvivalData:
     """Check ``dataset`` against the column roles and return the usable columns.
 
     Durations must be numeric, finite and >= 0; events 0/1 or boolean; the time column numeric
     or a date/time; features numeric, boolean or text (text is one-hot encoded later); no
-    missing values in any of them.
+    missing values in any of them: ``missing="drop"`` drops the rows that have some (and says
+    how many), ``"fail"`` (the default) refuses the data.
 
     Raises:
         DataError: naming the data set and the first offending column.
@@ -228,6 +285,21 @@ def prepare(dataset: Dataset, columns: Columns, *, min_rows: int = 1) -> Surviva
     dupes = frame.columns[frame.columns.duplicated()]
     if len(dupes):
         raise DataError(f"data {src!r}: column {dupes[0]!r} appears twice")
+    if missing not in MISSING_POLICIES:
+        raise DataError(f"missing: expected one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
+    dropped = 0
+    if missing == "drop":
+        used = [columns.duration, columns.event, columns.time]
+        taken0 = {columns.duration, columns.event, columns.time}
+        used += list(columns.features or (c for c in frame.columns if c not in taken0))
+        present = [c for c in used if c is not None and c in frame.columns]
+        keep = frame[present].notna().all(axis=1).to_numpy()
+        dropped = int((~keep).sum())
+        if dropped:
+            frame = frame.loc[keep]
+            print(f"data {src!r}: dropped {dropped} of {len(keep)} rows with missing values")
+            if len(frame) == 0:
+                raise DataError(f"data {src!r}: every row has a missing value")
     out: dict[str, pd.Series] = {}
     out[columns.duration] = _durations(frame, columns.duration, src)
     out[columns.event] = _events(frame, columns.event, src)
@@ -243,7 +315,7 @@ def prepare(dataset: Dataset, columns: Columns, *, min_rows: int = 1) -> Surviva
         out[name] = _feature(frame, name, src)
     checked = pd.DataFrame(out, index=frame.index).reset_index(drop=True)
     resolved = Columns(columns.duration, columns.event, columns.time, tuple(features))
-    return SurvivalData(checked, resolved, src, frame.reset_index(drop=True))
+    return SurvivalData(checked, resolved, src, frame.reset_index(drop=True), dropped)
 
 
 def _require(frame: pd.DataFrame, name: str, role: str, src: str) -> pd.Series:
@@ -370,7 +442,9 @@ def split_holdout(
     data: SurvivalData, share: float, seed: int
 ) -> tuple[SurvivalData, SurvivalData | None]:
     """Keep ``share`` of the rows out of training: the last ones by time when there is a time
-    column, else a seeded random share. Returns ``(train, holdout)``; holdout None for 0.
+    column (rows with the same time stay together: the holdout starts at a time value, so it
+    may hold a few rows more or fewer than ``share``), else a seeded random share. Returns
+    ``(train, holdout)``; holdout None for 0.
 
     Raises:
         DataError: either part would be empty or hold no event.
@@ -382,8 +456,21 @@ def split_holdout(
     if k < 1 or k >= n:
         raise DataError(f"holdout={share:g} of {n} rows leaves an empty training or holdout set")
     if data.columns.time is not None:
-        order = np.argsort(data.frame[data.columns.time].to_numpy(), kind="stable")
-    else:
-        order = np.random.default_rng(seed).permutation(n)
+        times = data.frame[data.columns.time].to_numpy()
+        ordered = np.sort(times, kind="stable")
+        boundary = ordered[n - k]
+        holdout_mask = times >= boundary
+        if holdout_mask.all():  # the boundary value is the earliest: cut after it instead
+            holdout_mask = times > boundary
+        if not holdout_mask.any() or holdout_mask.all():
+            raise DataError(
+                f"holdout={share:g}: the time column {data.columns.time!r} has too few "
+                "distinct values to keep the latest rows out"
+            )
+        return (
+            data.subset(np.flatnonzero(~holdout_mask)),
+            data.subset(np.flatnonzero(holdout_mask)),
+        )
+    order = np.random.default_rng(seed).permutation(n)
     train_idx, holdout_idx = np.sort(order[: n - k]), np.sort(order[n - k :])
     return data.subset(train_idx), data.subset(holdout_idx)

@@ -71,7 +71,12 @@ def step_policy(policy: Policy, names: Iterable[str]) -> Policy:
 
     wanted = set(names)
     gates = tuple(spec for spec in policy.gates if spec.name in wanted)
-    return Policy(gates=gates, sanity=policy.sanity, horizon=policy.horizon)
+    return Policy(
+        gates=gates,
+        sanity=policy.sanity,
+        horizon=policy.horizon,
+        champion_test=policy.champion_test,
+    )
 
 
 def resolve_version(registry: Registry, model: str, version: str | None) -> VersionInfo:

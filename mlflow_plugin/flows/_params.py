@@ -28,7 +28,9 @@ __all__ = [
     "ValidateParams",
     "load_policy",
     "optional_float",
+    "check_missing",
     "check_strategy",
+    "check_time_scale",
     "given",
     "optional_version",
     "parse_features",
@@ -150,6 +152,7 @@ class TrainParams:
         horizon: time point of "event within horizon"; None picks one from the data.
         buckets: number of time buckets before the horizon in the predicted distribution.
         seed: seeds the random holdout and the backtest folds.
+        missing: ``fail`` (refuse data with missing values) or ``drop`` (drop those rows).
     """
 
     model_name: str
@@ -161,6 +164,7 @@ class TrainParams:
     horizon: float | None = None
     buckets: int = 4
     seed: int = 0
+    missing: str = "fail"
 
     def __post_init__(self) -> None:
         _check_name(self.model_name)
@@ -178,6 +182,7 @@ class TrainParams:
             raise ConfigError(f"horizon: must be > 0, got {self.horizon!r}")
         if not 1 <= self.buckets <= 50:
             raise ConfigError(f"buckets: must be between 1 and 50, got {self.buckets!r}")
+        check_missing(self.missing)
 
     def recipe(self) -> dict[str, object]:
         """What a backtest needs to refit this model: stored as a version tag (JSON)."""
@@ -192,6 +197,7 @@ class TrainParams:
             "horizon": self.horizon,
             "buckets": self.buckets,
             "seed": self.seed,
+            "missing": self.missing,
         }
 
 
@@ -207,6 +213,7 @@ class ValidateParams:
         horizon: Brier time point; None: the policy's, else the model's own horizon.
         duration_col: override of the model's duration column (None: from the version's recipe).
         event_col: override of the model's event column.
+        missing: ``fail`` or ``drop`` rows with missing values.
     """
 
     model_name: str
@@ -216,11 +223,13 @@ class ValidateParams:
     horizon: float | None = None
     duration_col: str | None = None
     event_col: str | None = None
+    missing: str = "fail"
 
     def __post_init__(self) -> None:
         _check_name(self.model_name)
         if _blank(self.data):
             raise ConfigError("data: required")
+        check_missing(self.missing)
 
 
 @dataclass(frozen=True)
@@ -236,6 +245,9 @@ class BacktestParams:
         folds: number of folds (>= 2).
         policy: gate policy file (as for validate).
         seed: k-fold seed when there is no time column.
+        missing: ``fail`` or ``drop`` rows with missing values.
+        time_scale: duration units per unit of the time column (days per unit for a date/time
+            column), to censor training follow-up at each rolling-origin cut.
     """
 
     model_name: str
@@ -246,13 +258,31 @@ class BacktestParams:
     folds: int = 4
     policy: str | None = None
     seed: int = 0
+    missing: str = "fail"
+    time_scale: float | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.model_name)
         if _blank(self.data):
             raise ConfigError("data: required")
+        check_missing(self.missing)
+        check_time_scale(self.time_scale)
         if not 2 <= self.folds <= 50:
             raise ConfigError(f"folds: must be between 2 and 50, got {self.folds!r}")
+
+
+def check_missing(value: str) -> str:
+    """``fail`` or ``drop``."""
+    if value not in ("fail", "drop"):
+        raise ConfigError(f"missing: expected fail or drop, got {value!r}")
+    return value
+
+
+def check_time_scale(value: float | None) -> float | None:
+    """None (the recipe's, else 1) or a positive finite number."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"time_scale: must be > 0, got {value!r}")
+    return value
 
 
 def check_strategy(value: str) -> str:

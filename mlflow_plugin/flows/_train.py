@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     from mlflow_plugin.flows._model import SurvivalModel
     from mlflow_plugin.registry import Registry
 
-__all__ = ["TrainResult", "run_train", "train_in_run"]
+__all__ = [
+    "FINGERPRINT_ARTIFACT",
+    "TrainResult",
+    "fingerprint_columns",
+    "run_train",
+    "train_in_run",
+]
+
+#: Artifact of the training run: one 64-bit hash per training row (and the rows' durations
+#: and events, the censoring distribution validate weighs with). See docs/ARCHITECTURE.md.
+FINGERPRINT_ARTIFACT = "training_rows.npz"
 
 TRAINING_RUN_TAG = TAG_PREFIX + "training_run"
 DATA_TAG = TAG_PREFIX + "data"
@@ -63,7 +73,7 @@ def run_train(params: TrainParams, *, tracking_uri: str | None = None) -> TrainR
     with step_run("train", params.model_name):
         with CLOCK("data"):
             dataset = load_data(params.data)
-            data = prepare(dataset, params.columns)
+            data = prepare(dataset, params.columns, missing=params.missing)
             train, holdout = split_holdout(data, params.holdout, params.seed)
         return train_in_run(params, dataset, train, holdout, registry)
 
@@ -87,7 +97,7 @@ def train_in_run(
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     with CLOCK("training"):
         try:
-            horizon = params.horizon or default_horizon(train.durations)
+            horizon = params.horizon or _auto_horizon(train, holdout)
             model = fit_model(
                 params.model_kind,
                 train.frame,
@@ -115,6 +125,7 @@ def train_in_run(
             "horizon": params.horizon or "auto",
             "penalizer": params.penalizer,
             "holdout": params.holdout,
+            "missing": params.missing,
             "buckets": params.buckets,
             "seed": params.seed,
         }
@@ -132,6 +143,7 @@ def train_in_run(
         if train_c_index is not None:
             mlflow.log_metric("train_c_index", train_c_index)
         _log_dataset(dataset, train)
+        _log_fingerprint(train)
     with CLOCK("model logging"):
         model_uri = _log_model(model, train)
     tags = {
@@ -150,6 +162,42 @@ def train_in_run(
         f"registered {params.model_name} version {version.version} (challenger) from run {run_id}"
     )
     return TrainResult(version, run_id, model_uri, model.horizon, train, holdout)
+
+
+def _auto_horizon(train: SurvivalData, holdout: SurvivalData | None) -> float:
+    """Inside the holdout's follow-up too, when there is one (see gates.auto_horizon)."""
+    from mlflow_plugin.gates import auto_horizon
+
+    return auto_horizon(train.durations, [] if holdout is None else [holdout.durations])
+
+
+def fingerprint_columns(data: SurvivalData) -> list[str]:
+    """The columns a row is identified by: duration, event, time and feature columns."""
+    cols = data.columns
+    return [c for c in (cols.duration, cols.event, cols.time, *data.features) if c is not None]
+
+
+def _log_fingerprint(train: SurvivalData) -> None:
+    """``training_rows.npz``: the training rows' 64-bit hashes, durations and events."""
+    import os
+    import tempfile
+
+    import mlflow
+
+    from mlflow_plugin.flows._data import row_hashes
+
+    columns = fingerprint_columns(train)
+    source = train.raw if train.raw is not None else train.frame
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, FINGERPRINT_ARTIFACT)
+        np.savez_compressed(
+            path,
+            hashes=row_hashes(source, columns),
+            durations=train.durations,
+            events=train.events,
+            columns=np.array(columns, dtype=str),
+        )
+        mlflow.log_artifact(path)
 
 
 def _train_c_index(model: SurvivalModel, train: SurvivalData) -> float | None:

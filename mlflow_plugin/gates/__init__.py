@@ -19,7 +19,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlflow_plugin._lazy import lazy_attributes
-from mlflow_plugin.gates._policy import GATE_DIRECTIONS, GateSpec, Policy, SanityPolicy
+from mlflow_plugin.gates._interval import ChampionComparison
+from mlflow_plugin.gates._policy import (
+    CHAMPION_TEST_METHODS,
+    GATE_DIRECTIONS,
+    ChampionTest,
+    GateSpec,
+    Policy,
+    SanityPolicy,
+)
 from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
 from mlflow_plugin.gates._scalar import UndefinedMetric
 
@@ -30,6 +38,15 @@ if TYPE_CHECKING:
         precision_score,
         recall_score,
     )
+    from mlflow_plugin.gates._censored import (
+        AtHorizon,
+        at_horizon,
+        auto_horizon,
+        check_horizon,
+        horizon_range,
+        km_event_share,
+    )
+    from mlflow_plugin.gates._compare import concordance_contributions, paired_bootstrap
     from mlflow_plugin.gates._sanity import check_finite, check_probability_rows
     from mlflow_plugin.gates._survival import (
         c_index_score,
@@ -38,7 +55,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CHAMPION_TEST_METHODS",
     "GATE_DIRECTIONS",
+    "AtHorizon",
+    "ChampionComparison",
+    "ChampionTest",
     "GateReport",
     "GateResult",
     "GateSpec",
@@ -47,18 +68,33 @@ __all__ = [
     "SanityPolicy",
     "SanityResult",
     "UndefinedMetric",
+    "at_horizon",
+    "auto_horizon",
     "brier_loss",
     "c_index_score",
+    "check_horizon",
+    "concordance_contributions",
     "check_finite",
     "check_probability_rows",
     "f1_score",
+    "horizon_range",
     "integrated_brier_loss",
+    "km_event_share",
+    "paired_bootstrap",
     "precision_score",
     "recall_score",
     "survival_brier_loss",
 ]
 
 _LAZY = {
+    "AtHorizon": "_censored",
+    "at_horizon": "_censored",
+    "auto_horizon": "_censored",
+    "check_horizon": "_censored",
+    "horizon_range": "_censored",
+    "km_event_share": "_censored",
+    "concordance_contributions": "_compare",
+    "paired_bootstrap": "_compare",
     "brier_loss": "_classification",
     "f1_score": "_classification",
     "precision_score": "_classification",

@@ -9,7 +9,14 @@ The file (``flows/policy.yaml`` is the default, with comments)::
         inclusive: false         # optional (false): may the value equal the threshold?
         min_delta_vs_champion: 0.0            # optional: candidate >= champion + delta
         min_relative_change_vs_champion: 0.05 # optional, in [0, 1]: MLflow's relative change
+        above_baseline: false    # optional: must also beat a trivial predictor's value
       f1: {threshold: 0.4}
+    champion_test:               # optional: how "not worse than the champion" is decided
+      method: point              # point | non_inferiority | superiority
+      margin: 0.0                # tolerated (non_inferiority) or required (superiority) gap
+      confidence: 0.95           # of the paired-bootstrap interval
+      resamples: 200
+      seed: 0
     sanity:                      # optional
       probability_atol: 1.0e-6   # tolerance on probability row sums
     horizon: 52                  # optional: time point of the survival Brier score
@@ -32,7 +39,7 @@ import yaml
 from mlflow_plugin._errors import ConfigError
 from mlflow_plugin.gates._scalar import as_number
 
-__all__ = ["GATE_DIRECTIONS", "GateSpec", "Policy", "SanityPolicy"]
+__all__ = ["CHAMPION_TEST_METHODS", "GATE_DIRECTIONS", "ChampionTest", "GateSpec", "Policy", "SanityPolicy"]
 
 #: The metrics a gate may be set on, and whether higher is better (``*_score`` vs ``*_loss``).
 GATE_DIRECTIONS: Mapping[str, bool] = {
@@ -52,8 +59,12 @@ _GATE_KEYS = (
     "inclusive",
     "min_delta_vs_champion",
     "min_relative_change_vs_champion",
+    "above_baseline",
 )
-_TOP_KEYS = ("gates", "sanity", "horizon")
+_TOP_KEYS = ("gates", "sanity", "horizon", "champion_test")
+_CHAMPION_TEST_KEYS = ("method", "margin", "confidence", "resamples", "seed")
+#: How the candidate-minus-champion interval decides a champion comparison.
+CHAMPION_TEST_METHODS = ("point", "non_inferiority", "superiority")
 _SANITY_KEYS = ("probability_atol",)
 
 _DEFAULTS: dict[str, Any] = {
@@ -90,6 +101,7 @@ class GateSpec:
     inclusive: bool = False
     min_delta_vs_champion: float | None = None
     min_relative_change_vs_champion: float | None = None
+    above_baseline: bool = False
 
     @property
     def comparator(self) -> str:
@@ -113,6 +125,7 @@ class GateSpec:
             "inclusive": self.inclusive,
             "min_delta_vs_champion": self.min_delta_vs_champion,
             "min_relative_change_vs_champion": self.min_relative_change_vs_champion,
+            "above_baseline": self.above_baseline,
         }
 
 
@@ -125,6 +138,37 @@ class SanityPolicy:
     """
 
     probability_atol: float = 1e-6
+
+
+@dataclass(frozen=True)
+class ChampionTest:
+    """How a gate that compares with the champion decides, from candidate minus champion
+    (``delta``) and its paired-bootstrap interval ``[low, high]`` on rows the champion never saw.
+
+    Attributes:
+        method: ``point``: the point values with ``min_delta_vs_champion`` (the interval is
+            reported, not used); ``non_inferiority``: the interval's worse end is no worse than
+            ``-margin``; ``superiority``: the interval's worse end is better than ``+margin``.
+        margin: the tolerated (non-inferiority) or required (superiority) difference, >= 0.
+        confidence: the interval's level.
+        resamples: bootstrap resamples.
+        seed: seeds the resampling.
+    """
+
+    method: str = "point"
+    margin: float = 0.0
+    confidence: float = 0.95
+    resamples: int = 200
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "margin": self.margin,
+            "confidence": self.confidence,
+            "resamples": self.resamples,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -141,6 +185,7 @@ class Policy:
     gates: tuple[GateSpec, ...]
     sanity: SanityPolicy = field(default_factory=SanityPolicy)
     horizon: float | None = None
+    champion_test: ChampionTest = field(default_factory=ChampionTest)
 
     @classmethod
     def default(cls) -> Policy:
@@ -197,6 +242,7 @@ class Policy:
             "gates": {spec.name: spec.to_dict() for spec in self.gates},
             "sanity": {"probability_atol": self.sanity.probability_atol},
             "horizon": self.horizon,
+            "champion_test": self.champion_test.to_dict(),
         }
 
 
@@ -278,7 +324,33 @@ class _Loader:
                 )
                 sanity = SanityPolicy(probability_atol=atol)
         horizon = self.optional_number("horizon", doc.get("horizon"), lo=0.0, lo_inclusive=False)
-        return Policy(gates=gates, sanity=sanity, horizon=horizon)
+        test = ChampionTest()
+        if doc.get("champion_test") is not None:
+            test = self.champion_test(doc["champion_test"])
+        return Policy(gates=gates, sanity=sanity, horizon=horizon, champion_test=test)
+
+    def champion_test(self, value: object) -> ChampionTest:
+        doc = self.mapping("champion_test", value, _CHAMPION_TEST_KEYS)
+        method = doc.get("method", "point")
+        if method not in CHAMPION_TEST_METHODS:
+            self.fail(
+                "champion_test.method",
+                f"expected one of {', '.join(CHAMPION_TEST_METHODS)}, got {_kind(method)}",
+            )
+        resamples = self.number("champion_test.resamples", doc.get("resamples", 200), lo=20, hi=100000)
+        seed = self.number("champion_test.seed", doc.get("seed", 0), lo=0)
+        for key, number in (("resamples", resamples), ("seed", seed)):
+            if not float(number).is_integer():
+                self.fail(f"champion_test.{key}", f"expected a whole number, got {number:g}")
+        return ChampionTest(
+            method=str(method),
+            margin=self.number("champion_test.margin", doc.get("margin", 0.0), lo=0.0),
+            confidence=self.number(
+                "champion_test.confidence", doc.get("confidence", 0.95), lo=0.5, hi=0.999
+            ),
+            resamples=int(resamples),
+            seed=int(seed),
+        )
 
     def gate(self, name: str, value: object) -> GateSpec:
         path = f"gates.{name}"
@@ -307,6 +379,9 @@ class _Loader:
                 spec.get("min_relative_change_vs_champion"),
                 lo=0.0,
                 hi=1.0,
+            ),
+            above_baseline=self.boolean(
+                f"{path}.above_baseline", spec.get("above_baseline", False)
             ),
         )
 
