@@ -293,6 +293,23 @@ def _evaluate_gate(
         status = GateStatus.PASSED if ok else GateStatus.FAILED
         text = f"{reason} and {rule}" if ok else rule
         return GateResult(status=status, reason=text + interval, **row)
+    if comparison is not None and spec.min_delta_vs_champion is not None:
+        # Point rule on the rows both were scored on: candidate - champion >= d (<= -d).
+        from mlflow.models import MetricThreshold
+
+        higher = spec.higher_is_better
+        bound = (1.0 if higher else -1.0) * spec.min_delta_vs_champion
+        ok = _passes(
+            name, MetricThreshold(threshold=bound, greater_is_better=higher), comparison.delta
+        )
+        rule = (
+            f"candidate - champion {comparison.delta:+.4g} {'>=' if higher else '<='} {bound:+.4g}"
+        )
+        if not ok:
+            rule = f"candidate - champion {comparison.delta:+.4g} is not {'>=' if higher else '<='} {bound:+.4g}"
+        status = GateStatus.PASSED if ok else GateStatus.FAILED
+        text = f"{reason} and {rule}" if ok else rule
+        return GateResult(status=status, reason=text + interval, **row)
     if known_champion is None:
         reason = f"{reason}; cannot compare with the champion: {champion_value}"
         return GateResult(status=GateStatus.UNDEFINED, reason=reason, **row)

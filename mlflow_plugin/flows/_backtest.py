@@ -1,12 +1,18 @@
 """The ``backtest`` step: refit a version's training recipe fold by fold and score each fold on
 data it did not see.
 
-With a time column the folds are rolling-origin: the rows are cut at ``folds`` points in time;
-fold ``i`` trains on every row before cut ``i`` and scores the rows up to the next cut, so no
-row from the future is ever trained on. Without one, seeded k-fold cross-validation (the report
-says so). The task scored is "event within ``horizon``": F1, precision and recall at the fold
-model's own decision threshold (chosen on its training rows), the Brier score of its
-probability, and the C-index of its risk score.
+With a time column the folds are rolling-origin: the rows are cut at ``folds`` points in time
+(rows with the same time always fall on one side); fold ``i`` trains on every row before cut
+``i``, with their follow-up censored at the cut (only what was known then), and scores the
+rows up to the next cut. Without one, seeded k-fold cross-validation (the report says so).
+
+The task scored is "event by ``horizon``", the horizon inside every fold's follow-up. Each
+fold's test rows are weighted by the inverse probability of censoring, the censoring
+distribution estimated on the fold's training rows (:func:`mlflow_plugin.gates.at_horizon`):
+F1, precision and recall from the weighted confusion counts at the fold model's own decision
+threshold (the F1-best threshold on its training rows), the IPCW Brier score of its
+probability, the C-index of its risk score, and what a trivial predictor gets. A metric that
+cannot be estimated on a fold is ``undefined`` there.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
             tuple(features) if features else None,
         )
         with CLOCK("data"):
-            data = prepare(load_data(params.data), columns)
+            data = prepare(load_data(params.data), columns, missing=params.missing)
         return backtest_in_run(
             registry,
             version,
@@ -79,6 +85,7 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
             seed=params.seed,
             data_name=params.data,
             policy_path=params.policy,
+            time_scale=params.time_scale,
         )
 
 
@@ -161,6 +168,34 @@ def splits_for(data: SurvivalData, folds: int, seed: int) -> tuple[list[Split], 
     )
 
 
+def fold_horizon(
+    splits: list[Split], data: SurvivalData, horizon: float | None, recipe_horizon: float | None
+) -> tuple[float, str]:
+    """The horizon of every fold and how it was chosen.
+
+    An explicit ``horizon`` must lie inside the follow-up of every fold's test rows; the
+    automatic one is placed there (docs/ARCHITECTURE.md, "Statistics of the gates").
+
+    Raises:
+        DataError: the explicit horizon is outside that range (the message names it).
+    """
+    from mlflow_plugin.gates import auto_horizon, check_horizon
+
+    evaluated = [data.durations[test] for _, test, _ in splits]
+    if horizon is not None:
+        try:
+            return check_horizon(horizon, evaluated), "given"
+        except ValueError as exc:
+            raise DataError(f"{exc} (every backtest fold's test rows)") from None
+    try:
+        auto = auto_horizon(data.durations, evaluated)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if recipe_horizon is not None and recipe_horizon < auto:
+        return float(recipe_horizon), "the version's own horizon (inside every fold's follow-up)"
+    return auto, "automatic: inside the follow-up of every fold's test rows"
+
+
 def backtest_in_run(
     registry: Registry,
     version: VersionInfo,
@@ -172,24 +207,45 @@ def backtest_in_run(
     seed: int = 0,
     data_name: str = "",
     policy_path: str | None = None,
+    time_scale: float | None = None,
 ) -> StepVerdict:
-    """Backtest ``version``'s recipe on ``data`` in the active run; tag the version."""
+    """Backtest ``version``'s recipe on ``data`` in the active run; tag the version.
+
+    ``horizon`` is the explicit one (parameter or policy); None chooses it inside every fold's
+    follow-up, no later than the version's own.
+    """
     import mlflow
 
     from mlflow_plugin.evaluation import evaluate_policy
     from mlflow_plugin.flows import _reports
-    from mlflow_plugin.flows._model import default_horizon
 
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     recipe = _recipe(version)
-    horizon = horizon or policy.horizon or recipe.get("horizon") or default_horizon(data.durations)
     time_col = data.columns.time
+    scale = float(time_scale or recipe.get("time_scale") or 1.0)
     splits, method = splits_for(data, folds, seed)
-    fold_rows, pooled = [], _Pooled()
-    for i, (train_idx, test_idx, window) in enumerate(splits, start=1):
-        row = _fold(
-            i, recipe, data.subset(train_idx), data.subset(test_idx), float(horizon), pooled
+    recipe_h = recipe.get("horizon")
+    used_h, how = fold_horizon(
+        splits,
+        data,
+        horizon if horizon is not None else policy.horizon,
+        float(recipe_h) if recipe_h else None,
+    )
+    shortfall = ""
+    if len(splits) < folds:
+        shortfall = (
+            f"only {len(splits)} of the {folds} requested folds could be made "
+            f"(too few distinct values of {time_col!r})"
         )
+        print(f"backtest: {shortfall}")
+    fold_rows, pooled = [], _Pooled(used_h)
+    for i, (train_idx, test_idx, window) in enumerate(splits, start=1):
+        train = data.subset(train_idx)
+        test = data.subset(test_idx)
+        if time_col is not None:
+            cut = data.frame[time_col].to_numpy()[test_idx].min()
+            train = train.censored_at(cut, scale)
+        row = _fold(i, recipe, train, test, used_h, pooled)
         row["window"] = window
         fold_rows.append(row)
         log_metrics(row["metrics"], step=i)
@@ -211,8 +267,10 @@ def backtest_in_run(
     set_tags(
         {
             VERSION_TAG: version.version,
-            TAG_PREFIX + "horizon": f"{float(horizon):g}",
+            TAG_PREFIX + "horizon": f"{float(used_h):g}",
+            TAG_PREFIX + "horizon_choice": how,
             TAG_PREFIX + "backtest_method": method,
+            TAG_PREFIX + "folds_note": shortfall or None,
         }
     )
     verdict_line = (
@@ -224,15 +282,22 @@ def backtest_in_run(
             model=version.name,
             version=version.version,
             method=method,
-            horizon=float(horizon),
+            horizon=float(used_h),
+            horizon_choice=how,
             folds=fold_rows,
             overall=overall,
             metrics=FOLD_METRICS,
             verdict=verdict_line,
+            notes=[shortfall] if shortfall else [],
         )
         mlflow.log_text(text, "backtest_report.txt")
+        gated = {s.name: s.threshold for s in step_policy(policy, BACKTEST_GATES).gates}
         fig = _reports.backtest_figure(
-            fold_rows, FOLD_METRICS, f"Backtest per fold: {version.name} v{version.version}"
+            fold_rows,
+            FOLD_METRICS,
+            f"Backtest per fold: {version.name} v{version.version} (horizon {used_h:g})",
+            thresholds=gated,
+            pooled=overall,
         )
         _reports.log_figure(fig, "backtest_metrics.png")
     record_verdict(registry, version, "backtest", report.passed, run_id)
@@ -248,46 +313,63 @@ def backtest_in_run(
 
 
 class _Pooled:
-    """Every fold's test rows together: F1, precision, recall and Brier overall are computed on
-    the pooled rows (each fold's decisions at its own threshold); C-index is the folds' mean, as
-    risk scores of different models do not compare across folds."""
+    """Every fold's test rows together: F1, precision, recall and Brier overall come from the
+    pooled rows with their own fold's censoring weights (each fold's decisions at its own
+    threshold); the C-index is the folds' mean, as risk scores of different models do not
+    compare across folds."""
 
-    def __init__(self) -> None:
+    def __init__(self, horizon: float) -> None:
+        self.horizon = horizon
         self.labels: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.durations: list[np.ndarray] = []
+        self.events: list[np.ndarray] = []
         self.probability: list[np.ndarray] = []
         self.decisions: list[np.ndarray] = []
         self.c_index: list[float] = []
 
-    def add(self, labels: np.ndarray, probability: np.ndarray, threshold: float) -> None:
-        self.labels.append(labels)
+    def add(self, at: Any, test: SurvivalData, probability: np.ndarray, threshold: float) -> None:
+        self.labels.append(at.labels)
+        self.weights.append(at.weights)
+        self.durations.append(test.durations)
+        self.events.append(test.events)
         self.probability.append(probability)
-        self.decisions.append((probability >= threshold).astype(float))
+        self.decisions.append((probability >= threshold).astype(int))
 
     def metrics(self) -> dict[str, Any]:
         from mlflow_plugin import gates
 
-        if not self.labels:
+        out: dict[str, Any] = {}
+        if self.labels:
+            at = gates.AtHorizon(
+                self.horizon,
+                np.concatenate(self.labels),
+                np.concatenate(self.weights),
+                gates.km_event_share(
+                    np.concatenate(self.durations), np.concatenate(self.events), self.horizon
+                ),
+            )
+            out = _scores(at, np.concatenate(self.probability), np.concatenate(self.decisions))
+        else:
             why = gates.UndefinedMetric("backtest", "no fold could be trained and scored")
-            return dict.fromkeys(FOLD_METRICS, why)
-        y = np.concatenate(self.labels)
-        decided = np.concatenate(self.decisions)
-        out = _classification(y, np.concatenate(self.probability), decided)
-        out["c_index"] = float(np.mean(self.c_index)) if self.c_index else None
+            out = dict.fromkeys(("f1", "precision", "recall", "brier"), why)
+        out["c_index"] = (
+            float(np.mean(self.c_index))
+            if self.c_index
+            else gates.UndefinedMetric("c_index", "no fold has a C-index")
+        )
         return out
 
 
-def _classification(y: np.ndarray, probability: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
-    """F1/precision/recall of the 0/1 decisions, Brier of the probabilities."""
-    from mlflow_plugin import gates
-
-    out: dict[str, Any] = {}
-    for name, fn in (
-        ("f1", gates.f1_score),
-        ("precision", gates.precision_score),
-        ("recall", gates.recall_score),
-    ):
-        out[name] = _attempt(name, fn, y, decided, threshold=0.5)
-    out["brier"] = _attempt("brier", gates.brier_loss, y, probability)
+def _scores(at: Any, probability: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
+    """Weighted F1/precision/recall, IPCW Brier, the trivial baselines and the row counts."""
+    out: dict[str, Any] = dict(at.classification(decided))
+    out["brier"] = at.brier(probability)
+    for name, value in at.baselines().items():
+        out[f"{name}_baseline"] = value
+    out["rows_used"] = float(at.n_used)
+    out["rows_censored"] = float(at.n_censored)
+    out["km_event_share"] = at.km_event_share
     return out
 
 
@@ -311,9 +393,15 @@ def _fold(
     pooled: _Pooled,
 ) -> dict[str, Any]:
     from mlflow_plugin import gates
-    from mlflow_plugin.flows._model import event_labels, fit_model
+    from mlflow_plugin.flows._model import fit_model
 
-    row: dict[str, Any] = {"fold": index, "n_train": len(train), "n_test": len(test), "metrics": {}}
+    row: dict[str, Any] = {
+        "fold": index,
+        "n_train": len(train),
+        "n_test": len(test),
+        "metrics": {},
+        "undefined": {},
+    }
     with CLOCK("training"):
         try:
             model = fit_model(
@@ -329,17 +417,31 @@ def _fold(
         except (ValueError, np.linalg.LinAlgError) as exc:
             row["error"] = " ".join(str(exc).split())[:200]
             return row
+    row["threshold"] = model.decision_threshold
     with CLOCK("gates"):
-        labels, known = event_labels(test.durations, test.events, horizon)
-        if known.any():
-            probability = model.event_probability(test.frame.loc[known])
-            pooled.add(labels[known], probability, model.decision_threshold)
-            decided = (probability >= model.decision_threshold).astype(float)
-            row["metrics"] = _classification(labels[known], probability, decided)
+        values: dict[str, Any] = {}
+        try:
+            at = gates.at_horizon(
+                test.durations,
+                test.events,
+                horizon,
+                train_durations=train.durations,
+                train_events=train.events,
+            )
+        except gates.UndefinedMetric as exc:
+            for name in ("f1", "precision", "recall", "brier"):
+                values[name] = gates.UndefinedMetric(name, exc.reason)
+        else:
+            probability = np.clip(model.event_probability(test.frame), 0.0, 1.0)
+            pooled.add(at, test, probability, model.decision_threshold)
+            values = _scores(at, probability, probability >= model.decision_threshold)
         risk = model.predict(None, test.X)["risk"].to_numpy()
         c_index = _attempt("c_index", gates.c_index_score, test.durations, test.events, risk)
-        row["metrics"]["c_index"] = c_index
+        values["c_index"] = c_index
         if isinstance(c_index, float):
             pooled.c_index.append(c_index)
-        row["metrics"] = {k: v for k, v in row["metrics"].items() if isinstance(v, float)}
+        row["metrics"] = {k: v for k, v in values.items() if isinstance(v, float)}
+        row["undefined"] = {
+            k: v.reason for k, v in values.items() if isinstance(v, gates.UndefinedMetric)
+        }
     return row

@@ -101,6 +101,20 @@ _time_col = click.option(
 )
 _folds = click.option("--folds", type=WHOLE, default=4, show_default=True, help="Backtest folds.")
 _seed = click.option("--seed", type=WHOLE, default=0, show_default=True, help="Random seed.")
+_missing = click.option(
+    "--missing",
+    type=click.Choice(["fail", "drop"]),
+    default="fail",
+    show_default=True,
+    help="Rows with missing values: fail (refuse the data) or drop them (says how many).",
+)
+_time_scale = click.option(
+    "--time-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Duration units per unit of time_col (per day for dates); rolling-origin censoring.",
+)
 _strategy = click.option(
     "--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True
 )
@@ -136,6 +150,8 @@ _train_options = _options(
         help="Time buckets up to the horizon in the predicted distribution.",
     ),
     _seed,
+    _missing,
+    _time_scale,
 )
 
 
@@ -152,6 +168,8 @@ def _train_params(**kw: Any) -> Any:
         horizon=optional_float("horizon", kw["horizon"], positive=True),
         buckets=kw["buckets"],
         seed=kw["seed"],
+        missing=kw["missing"],
+        time_scale=kw["time_scale"],
     )
 
 
@@ -176,6 +194,7 @@ def train(**kw: Any) -> None:
 @click.option(
     "--event-col", default="auto", show_default=True, help="auto: the version's training column."
 )
+@_missing
 def validate(
     model_name: str,
     version: str,
@@ -184,6 +203,7 @@ def validate(
     horizon: str,
     duration_col: str,
     event_col: str,
+    missing: str,
 ) -> None:
     """Validate a version: sanity gates, C-index and Brier vs the policy and the champion."""
     from mlflow_plugin.flows._params import ValidateParams, given, optional_float, optional_version
@@ -197,6 +217,7 @@ def validate(
         horizon=optional_float("horizon", horizon, positive=True),
         duration_col=given(duration_col, "auto"),
         event_col=given(event_col, "auto"),
+        missing=missing,
     )
     verdict = run_validate(params, tracking_uri=_tracking_uri())
     _exit_on_failure(verdict)
@@ -211,6 +232,13 @@ def validate(
 @_folds
 @_policy
 @_seed
+@_missing
+@click.option(
+    "--time-scale",
+    default="auto",
+    show_default=True,
+    help="Duration units per unit of time_col; auto: the version's recipe, else 1.",
+)
 def backtest(
     model_name: str,
     version: str,
@@ -220,6 +248,8 @@ def backtest(
     folds: int,
     policy: str,
     seed: int,
+    missing: str,
+    time_scale: str,
 ) -> None:
     """Backtest a version's recipe: rolling origin over time_col, else seeded k-fold."""
     from mlflow_plugin.flows._backtest import run_backtest
@@ -239,6 +269,8 @@ def backtest(
         folds=folds,
         policy=given(policy, "default"),
         seed=seed,
+        missing=missing,
+        time_scale=optional_float("time_scale", time_scale, positive=True),
     )
     verdict = run_backtest(params, tracking_uri=_tracking_uri())
     _exit_on_failure(verdict)

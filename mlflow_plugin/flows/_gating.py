@@ -109,11 +109,12 @@ def recipe_of(version: VersionInfo) -> dict[str, Any]:
     return recipe if isinstance(recipe, dict) else {}
 
 
-def log_report(report: GateReport, title: str) -> None:
-    """The report as ``gate_report.json`` and ``gate_report.md`` of the active run."""
+def log_report(report: GateReport, title: str, *, extra: str = "") -> None:
+    """The report as ``gate_report.json`` and ``gate_report.md`` of the active run; ``extra``
+    (Markdown, e.g. the candidate-minus-champion table) goes under the gate table."""
     import mlflow
 
-    markdown = f"### {title}\n\n{report.to_markdown()}"
+    markdown = f"### {title}\n\n{report.to_markdown()}" + (f"\n\n{extra}" if extra else "")
     with CLOCK("tracking"):
         mlflow.log_text(report.to_json(), "gate_report.json")
         mlflow.log_text(markdown, "gate_report.md")

@@ -153,6 +153,8 @@ class TrainParams:
         buckets: number of time buckets before the horizon in the predicted distribution.
         seed: seeds the random holdout and the backtest folds.
         missing: ``fail`` (refuse data with missing values) or ``drop`` (drop those rows).
+        time_scale: duration units per unit of the time column (days per unit for a date/time
+            column): the backtest censors training follow-up at each rolling-origin cut.
     """
 
     model_name: str
@@ -165,11 +167,13 @@ class TrainParams:
     buckets: int = 4
     seed: int = 0
     missing: str = "fail"
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check_name(self.model_name)
         if _blank(self.data):
             raise ConfigError("data: required (a CSV/Parquet path or URI, or a lifelines dataset)")
+        check_time_scale(self.time_scale)
         if self.model_kind not in MODEL_KINDS:
             raise ConfigError(
                 f"model_kind: expected one of {', '.join(MODEL_KINDS)}, got {self.model_kind!r}"
@@ -198,6 +202,7 @@ class TrainParams:
             "buckets": self.buckets,
             "seed": self.seed,
             "missing": self.missing,
+            "time_scale": self.time_scale,
         }
 
 

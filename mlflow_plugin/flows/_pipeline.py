@@ -13,11 +13,12 @@ the parent run says ``mlflow_plugin.outcome=rejected``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlflow_plugin._errors import ConfigError, GateFailed
+from mlflow_plugin._errors import ConfigError, DataError, GateFailed
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin.flows._gating import StepVerdict, log_metrics
 from mlflow_plugin.flows._params import TrainParams, check_strategy, load_policy
@@ -33,6 +34,8 @@ from mlflow_plugin.flows._tracking import (
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller import Controller
+    from mlflow_plugin.flows._data import SurvivalData
+    from mlflow_plugin.gates import Policy
 
 __all__ = ["PipelineParams", "PipelineResult", "run_pipeline"]
 
@@ -99,7 +102,7 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
     CLOCK.reset()  # one pipeline's figures (the demo runs two in one process)
     with CLOCK("import"):
         from mlflow_plugin.controller import Controller
-        from mlflow_plugin.flows._backtest import backtest_in_run, splits_for
+        from mlflow_plugin.flows._backtest import backtest_in_run
         from mlflow_plugin.flows._data import load_data, prepare, split_holdout
         from mlflow_plugin.flows._train import train_in_run
         from mlflow_plugin.flows._validate import validate_in_run
@@ -129,11 +132,14 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
         )
         with CLOCK("data"):
             dataset = load_data(tp.data)
-            data = prepare(dataset, tp.columns)
+            data = prepare(dataset, tp.columns, missing=tp.missing)
             train, holdout = split_holdout(data, tp.holdout, tp.seed)
-            splits_for(data, params.folds, tp.seed)  # e.g. too few distinct times: fail now
+            # e.g. too few distinct times, or a horizon outside the follow-up: fail now
+            horizon = _horizon(tp, policy, data, train, holdout, params.folds)
         with step_run("train", model, nested=True):
-            trained = train_in_run(tp, dataset, train, holdout, registry)
+            trained = train_in_run(
+                dataclasses.replace(tp, horizon=horizon), dataset, train, holdout, registry
+            )
         version = trained.version
         set_tags({VERSION_TAG: version.version})
         try:
@@ -148,6 +154,7 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
                     data_name=f"{tp.data} ({'holdout' if holdout is not None else 'training rows'})",
                     policy_path=params.policy,
                     in_sample=holdout is None,
+                    train_rows=train,
                 )
             with step_run("backtest", model, nested=True, tags={VERSION_TAG: version.version}):
                 backtest = backtest_in_run(
@@ -155,11 +162,12 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
                     version,
                     data,
                     policy,
-                    horizon=tp.horizon or trained.horizon,
+                    horizon=tp.horizon,
                     folds=params.folds,
                     seed=tp.seed,
                     data_name=tp.data,
                     policy_path=params.policy,
+                    time_scale=tp.time_scale,
                 )
         except Exception as exc:
             # The candidate stays un-promoted; say so in the ledger, not only in a failed run.
@@ -209,6 +217,37 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
     )
     print(f"timings: {json.dumps(timings)}")
     return result
+
+
+def _horizon(
+    tp: TrainParams,
+    policy: Policy,
+    data: SurvivalData,
+    train: SurvivalData,
+    holdout: SurvivalData | None,
+    folds: int,
+) -> float:
+    """The horizon of all three steps, fixed before anything is registered: the explicit one
+    (parameter, else policy) checked against the follow-up of the holdout and of every
+    backtest fold, else chosen inside it (docs/ARCHITECTURE.md, "Statistics of the gates").
+
+    Raises:
+        DataError: too few distinct times for the folds, or a horizon outside the follow-up.
+    """
+    from mlflow_plugin.flows._backtest import splits_for
+    from mlflow_plugin.gates import auto_horizon, check_horizon
+
+    splits, _ = splits_for(data, folds, tp.seed)
+    evaluated = [data.durations[test] for _, test, _ in splits]
+    if holdout is not None:
+        evaluated.insert(0, holdout.durations)
+    explicit = tp.horizon if tp.horizon is not None else policy.horizon
+    try:
+        if explicit is not None:
+            return check_horizon(explicit, evaluated)
+        return auto_horizon(train.durations, evaluated)
+    except ValueError as exc:
+        raise DataError(f"{exc} (the holdout and every backtest fold)") from None
 
 
 def _promote(

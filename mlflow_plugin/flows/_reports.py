@@ -53,7 +53,7 @@ def calibration_figure(
     """Predicted vs observed (Kaplan-Meier) probability of the event by ``horizon``, per
     quantile group of the prediction; a calibrated model lies on the diagonal."""
     n = len(p_event)
-    groups = max(2, min(10, n // 25))
+    groups = max(2, min(10, n // 10))  # deciles from 100 rows on
     order = np.argsort(p_event, kind="stable")
     predicted, observed, sizes = [], [], []
     for idx in np.array_split(order, groups):
@@ -100,19 +100,34 @@ def survival_figure(
     return fig
 
 
-def backtest_figure(folds: Sequence[dict[str, Any]], metrics: Sequence[str], title: str) -> Figure:
-    """One line per metric across the folds."""
-    fig, ax = _figure()
+def backtest_figure(
+    folds: Sequence[dict[str, Any]],
+    metrics: Sequence[str],
+    title: str,
+    *,
+    thresholds: dict[str, float] | None = None,
+    pooled: dict[str, Any] | None = None,
+) -> Figure:
+    """One line per metric across the folds, the pooled value at "all" (a larger marker) and
+    each gated metric's threshold as a dashed line of the same colour."""
+    fig, ax = _figure(7.0, 4.5)
     xs = [f["fold"] for f in folds]
-    for name in metrics:
+    x_all = (max(xs) if xs else 0) + 1
+    for k, name in enumerate(metrics):
+        color = f"C{k}"
         ys = [f["metrics"].get(name, np.nan) for f in folds]
-        ax.plot(xs, ys, marker="o", label=name)
-    ax.set_xticks(xs)
-    ax.set_xlabel("fold")
+        ax.plot(xs, ys, marker="o", color=color, label=name)
+        value = (pooled or {}).get(name)
+        if isinstance(value, float) and np.isfinite(value):
+            ax.plot([x_all], [value], marker="D", markersize=9, color=color, linestyle="none")
+        if thresholds and name in thresholds:
+            ax.axhline(thresholds[name], color=color, linestyle="--", linewidth=1, alpha=0.7)
+    ax.set_xticks([*xs, x_all], [*map(str, xs), "pooled"])
+    ax.set_xlabel("fold (dashed: gate thresholds)")
     ax.set_ylabel("value")
     ax.set_ylim(0, 1)
     ax.set_title(title)
-    ax.legend(loc="best")
+    ax.legend(loc="best", fontsize="small")
     return fig
 
 
@@ -123,40 +138,84 @@ def backtest_text(
     method: str,
     horizon: float,
     folds: Sequence[dict[str, Any]],
-    overall: dict[str, float],
+    overall: dict[str, Any],
     metrics: Sequence[str],
     verdict: str,
+    horizon_choice: str = "",
+    notes: Sequence[str] = (),
 ) -> str:
-    """The plain-text report: method, one row per fold, the pooled values and the verdict."""
+    """The plain-text report: method, horizon, one row per fold (rows used and censored before
+    the horizon, Kaplan-Meier event share, decision threshold, metrics), the pooled values,
+    the trivial predictor's values, why any metric is undefined, and the verdict."""
     lines = [
         f"Backtest of {model} version {version}",
-        f"method:  {method}",
-        f"horizon: event within {horizon:g} (rows censored earlier have no label and are skipped)",
+        f"method:    {method}",
+        f"horizon:   event by {horizon:g}" + (f" ({horizon_choice})" if horizon_choice else ""),
+        "weights:   inverse probability of censoring (Kaplan-Meier of each fold's training rows);",
+        "           rows censored before the horizon have no label and count for nothing",
+        "threshold: each fold model predicts 'event' when P(event by horizon) >= its threshold,",
+        "           the F1-best threshold on its own training rows",
+        *[f"note:      {n}" for n in notes],
         "",
     ]
-    header = ["fold", "train", "test", "window", *metrics]
+    header = ["fold", "train", "test", "used", "cens", "km", "thr", "window", *metrics]
     rows = []
     for fold in folds:
-        cells = [str(fold["fold"]), str(fold["n_train"]), str(fold["n_test"]), fold["window"]]
-        cells += [_cell(fold["metrics"].get(m)) for m in metrics]
-        rows.append(cells if not fold.get("error") else [*cells[:4], f"failed: {fold['error']}"])
+        m = fold["metrics"]
+        cells = [
+            str(fold["fold"]),
+            str(fold["n_train"]),
+            str(fold["n_test"]),
+            _int(m.get("rows_used")),
+            _int(m.get("rows_censored")),
+            _cell(m.get("km_event_share")),
+            _cell(fold.get("threshold")),
+            fold["window"],
+        ]
+        cells += [_cell(m.get(name)) for name in metrics]
+        rows.append(cells if not fold.get("error") else [*cells[:8], f"failed: {fold['error']}"])
     rows.append(
         [
             "all",
             "",
             str(sum(f["n_test"] for f in folds)),
+            _int(overall.get("rows_used")),
+            _int(overall.get("rows_censored")),
+            _cell(overall.get("km_event_share")),
+            "",
             "pooled",
-            *[_cell(overall.get(m)) for m in metrics],
+            *[_cell(overall.get(name)) for name in metrics],
         ]
+    )
+    rows.append(
+        ["trivial", "", "", "", "", "", "", "baseline"]
+        + [_cell(overall.get(f"{name}_baseline")) for name in metrics]
     )
     widths = [max(len(r[i]) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
     for row in [header, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+    lines += [
+        "",
+        "trivial baseline: f1/precision/recall of predicting every row positive, brier of "
+        "predicting the Kaplan-Meier event share for every row",
+    ]
+    for fold in folds:
+        for name, why in (fold.get("undefined") or {}).items():
+            if name in metrics:
+                lines.append(f"fold {fold['fold']}: {name} undefined ({why})")
+    for name in metrics:
+        value = overall.get(name)
+        if value is not None and not isinstance(value, int | float):
+            lines.append(f"pooled: {name} undefined ({getattr(value, 'reason', value)})")
     lines += ["", verdict, ""]
     return "\n".join(lines)
 
 
+def _int(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else str(int(value))
+
+
 def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    if value is None or not isinstance(value, int | float) or not np.isfinite(value):
         return "-"
     return f"{value:.4f}"

@@ -92,7 +92,7 @@ def train_in_run(
     """
     import mlflow
 
-    from mlflow_plugin.flows._model import default_horizon, fit_model
+    from mlflow_plugin.flows._model import fit_model
 
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     with CLOCK("training"):

@@ -6,10 +6,18 @@ Scoring reads only the pyfunc output contract (``risk`` and the ``p_<lo>_<hi>`` 
 be validated, and a model that breaks it fails the ``loads`` gate instead of crashing the step.
 
 The Brier scores are IPCW estimates (scikit-survival) at the horizon: the ``horizon`` parameter,
-else the policy's, else the end of the candidate's own time grid; survival between grid times is
-interpolated linearly. The censoring distribution is estimated on the evaluation rows. A champion
-that cannot be scored on these rows (it needs columns they lack, say) is not compared against;
-the run's ``mlflow_plugin.champion_note`` tag says why.
+else the policy's (either must lie inside the evaluation rows' follow-up: bad input otherwise),
+else the candidate's own horizon lowered into that follow-up; survival between grid times is
+interpolated linearly. The censoring distribution is estimated on the rows the candidate was
+fitted on (its ``training_rows.npz`` artifact; the evaluation rows, with a note, for a version
+without one).
+
+The champion is scored only on the evaluation rows it was not trained on (its training-row
+fingerprint). Candidate minus champion on those rows comes with a paired-bootstrap interval
+(``c_index_vs_champion``, ``..._ci_low``, ``..._ci_high``, the same for ``brier``); the policy's
+``champion_test`` decides with it. Too few unseen rows make the comparison ``undefined``. A
+champion that cannot be scored on these rows (it needs columns they lack, say) is not compared
+against; the run's ``mlflow_plugin.champion_note`` tag says why.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlflow_plugin._errors import ConfigError
+from mlflow_plugin._errors import ConfigError, DataError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, VersionInfo
 from mlflow_plugin.flows._data import SurvivalData, load_data, prepare
@@ -41,7 +49,17 @@ if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy, SanityResult, UndefinedMetric
     from mlflow_plugin.registry import Registry
 
-__all__ = ["Scored", "run_validate", "score_predictions", "survival_at", "validate_in_run"]
+__all__ = [
+    "MIN_UNSEEN_ROWS",
+    "Scored",
+    "run_validate",
+    "score_predictions",
+    "survival_at",
+    "validate_in_run",
+]
+
+#: Fewer evaluation rows the champion never saw than this: the comparison is undefined.
+MIN_UNSEEN_ROWS = 20
 
 
 @dataclass
@@ -59,6 +77,9 @@ class Scored:
     metrics: dict[str, float | UndefinedMetric] = field(default_factory=dict)
     survival: np.ndarray | None = None
     grid: np.ndarray | None = None
+    risk: np.ndarray | None = None
+    p_event: np.ndarray | None = None
+    horizon: float | None = None
 
     @property
     def sane(self) -> bool:
@@ -75,7 +96,7 @@ def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> 
     with step_run("validate", params.model_name, tags={VERSION_TAG: version.version}):
         columns = _columns(params, version)
         with CLOCK("data"):
-            data = prepare(load_data(params.data), columns)
+            data = prepare(load_data(params.data), columns, missing=params.missing)
         return validate_in_run(
             registry,
             version,
@@ -100,6 +121,77 @@ def _columns(params: ValidateParams, version: VersionInfo) -> Columns:
     return Columns(duration, event, None, tuple(features) if features else None)
 
 
+@dataclass(frozen=True)
+class _Censoring:
+    """Durations and events of the rows the censoring distribution is estimated on."""
+
+    durations: np.ndarray
+    events: np.ndarray
+    note: str = ""
+
+
+def _fingerprint(version: VersionInfo) -> dict[str, np.ndarray] | None:
+    """The version's ``training_rows.npz`` (hashes, durations, events, columns), if it has one."""
+    import mlflow
+
+    from mlflow_plugin.flows._train import FINGERPRINT_ARTIFACT, TRAINING_RUN_TAG
+
+    run_id = version.tags.get(TRAINING_RUN_TAG) or version.run_id
+    if not run_id:
+        return None
+    with CLOCK("registry"):
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=FINGERPRINT_ARTIFACT
+            )
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except Exception:  # noqa: BLE001 - no fingerprint (an older or foreign version)
+            return None
+
+
+def _censoring(
+    version: VersionInfo, data: SurvivalData, train_rows: SurvivalData | None
+) -> _Censoring:
+    if train_rows is not None:
+        return _Censoring(train_rows.durations, train_rows.events)
+    fp = _fingerprint(version)
+    if fp is not None and "durations" in fp:
+        return _Censoring(fp["durations"].astype(float), fp["events"].astype(bool))
+    return _Censoring(
+        data.durations,
+        data.events,
+        f"version {version.version} has no training-row record: the censoring distribution "
+        "is estimated on the evaluation rows",
+    )
+
+
+def _unseen(version: VersionInfo, data: SurvivalData) -> tuple[np.ndarray, str]:
+    """Positions of the evaluation rows ``version`` was not trained on, and a note."""
+    from mlflow_plugin.flows._data import row_hashes
+
+    everything = np.arange(len(data))
+    fp = _fingerprint(version)
+    if fp is None or "hashes" not in fp:
+        return everything, (
+            f"champion version {version.version} has no training-row fingerprint: "
+            "it is compared on every evaluation row"
+        )
+    columns = [str(c) for c in fp["columns"]]
+    source = data.raw if data.raw is not None else data.frame
+    try:
+        hashes = row_hashes(source, columns)
+    except KeyError:  # the rows lack a column it was trained on: none of them is its row
+        return everything, ""
+    seen = np.isin(hashes, fp["hashes"])
+    return np.flatnonzero(~seen), (
+        f"{int(seen.sum())} of {len(data)} evaluation rows were in champion version "
+        f"{version.version}'s training data and are left out of the comparison"
+        if seen.any()
+        else ""
+    )
+
+
 def validate_in_run(
     registry: Registry,
     version: VersionInfo,
@@ -110,35 +202,69 @@ def validate_in_run(
     data_name: str = "",
     policy_path: str | None = None,
     in_sample: bool = False,
+    train_rows: SurvivalData | None = None,
 ) -> StepVerdict:
-    """Validate ``version`` on ``data`` in the active run and tag the version with the verdict."""
+    """Validate ``version`` on ``data`` in the active run and tag the version with the verdict.
+
+    ``train_rows`` are the rows the version was fitted on, when the caller has them (``main``);
+    else they come from the version's ``training_rows.npz``.
+
+    Raises:
+        DataError: an explicit horizon (parameter or policy) outside the rows' follow-up.
+    """
     import mlflow
 
     from mlflow_plugin.evaluation import evaluate_policy
+    from mlflow_plugin.gates import check_horizon
 
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     name = version.name
-    candidate = score_version(f"models:/{name}/{version.version}", data, policy, horizon)
-    used_horizon = _horizon(candidate, policy, horizon)
+    explicit = horizon if horizon is not None else policy.horizon
+    if explicit is not None:
+        try:
+            check_horizon(explicit, [data.durations])
+        except ValueError as exc:
+            raise DataError(f"{exc} (the validation rows)") from None
+    censoring = _censoring(version, data, train_rows)
+    candidate = score_version(
+        f"models:/{name}/{version.version}", data, policy, explicit, censoring
+    )
+    used_horizon = candidate.horizon
     with CLOCK("registry"):
         champion_version = registry.get_model(name).aliases.get(CHAMPION)
     champion: Scored | None = None
-    note = ""
+    champion_metrics: dict[str, Any] | None = None
+    comparisons: dict[str, Any] = {}
+    notes = [censoring.note] if censoring.note else []
+    n_unseen = 0
     if champion_version and champion_version != version.version:
         # The same rows and the same horizon, so the two sets of metrics compare.
-        champion = score_version(f"models:/{name}/{champion_version}", data, policy, used_horizon)
+        champion = score_version(
+            f"models:/{name}/{champion_version}", data, policy, used_horizon, censoring
+        )
         if not champion.sane:
-            note = (
+            notes.append(
                 f"champion version {champion_version} could not be scored on this data: "
                 + "; ".join(s.detail for s in champion.sanity if not s.passed)
             )
             champion = None
+        elif candidate.sane:
+            with CLOCK("registry"):
+                champion_info = registry.get_version(name, champion_version)
+            unseen, note = _unseen(champion_info, data)
+            if note:
+                notes.append(note)
+            n_unseen = len(unseen)
+            champion_metrics, comparisons = _compare(
+                candidate, champion, data, unseen, censoring, policy
+            )
     with CLOCK("gates"):
         report = evaluate_policy(
             step_policy(policy, VALIDATE_GATES),
             candidate.metrics,
-            None if champion is None else champion.metrics,
+            champion_metrics,
             sanity=candidate.sanity,
+            comparisons=comparisons or None,
         )
     log_params_once(
         {
@@ -149,21 +275,29 @@ def validate_in_run(
         }
     )
     metrics = log_metrics(candidate.metrics)
-    if champion is not None:
-        log_metrics(champion.metrics, prefix="champion_")
+    if champion_metrics is not None:
+        log_metrics(champion_metrics, prefix="champion_")
+    compared = {
+        k: v for c in comparisons.values() if hasattr(c, "metrics") for k, v in c.metrics().items()
+    }
+    if champion_metrics is not None:
+        compared["champion_rows"] = float(n_unseen)
+    metrics.update(log_metrics(compared))
+    note = "; ".join(notes)
     set_tags(
         {
             VERSION_TAG: version.version,
             TAG_PREFIX + "champion_version": champion_version or "",
             TAG_PREFIX + "horizon": f"{used_horizon:g}" if used_horizon else "",
-            TAG_PREFIX + "champion_note": note or None,
+            TAG_PREFIX + "champion_note": note[:5000] or None,
+            TAG_PREFIX + "champion_test": policy.champion_test.method,
             TAG_PREFIX + "in_sample": "true" if in_sample else None,
         }
     )
     title = f"Validation of {name} version {version.version}: " + (
         "passed" if report.passed else "failed"
     )
-    log_report(report, title)
+    log_report(report, title, extra=_comparison_markdown(comparisons, policy, notes))
     if candidate.sane and used_horizon is not None:
         _log_plots(candidate, data, used_horizon, f"{name} v{version.version}")
     record_verdict(registry, version, "validate", report.passed, run_id)
@@ -171,19 +305,112 @@ def validate_in_run(
     print(
         f"validate {name} version {version.version}: {'passed' if report.passed else 'failed'}"
         + "".join(f"\n  {r}" for r in verdict.reasons())
+        + "".join(
+            f"\n  {c.describe()} ({c.metric})"
+            for c in comparisons.values()
+            if hasattr(c, "describe")
+        )
     )
     return verdict
 
 
-def _horizon(scored: Scored, policy: Policy, horizon: float | None) -> float | None:
-    if horizon is not None:
-        return horizon
-    if policy.horizon is not None:
-        return policy.horizon
-    return None if scored.grid is None else float(scored.grid[-1])
+def _compare(
+    candidate: Scored,
+    champion: Scored,
+    data: SurvivalData,
+    unseen: np.ndarray,
+    censoring: _Censoring,
+    policy: Policy,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The champion's metrics on the unseen rows and candidate minus champion there."""
+    from mlflow_plugin import gates
+
+    keys = ("c_index", "brier")
+    if len(unseen) < MIN_UNSEEN_ROWS:
+        why = (
+            f"only {len(unseen)} evaluation rows were not in the champion's training data "
+            f"(at least {MIN_UNSEEN_ROWS} are needed)"
+        )
+        return {}, {k: gates.UndefinedMetric(f"{k}_vs_champion", why) for k in keys}
+    assert candidate.risk is not None and champion.risk is not None
+    d, e = data.durations[unseen], data.events[unseen]
+    champion_metrics: dict[str, Any] = {}
+    try:
+        champion_metrics["c_index"] = gates.c_index_score(d, e, champion.risk[unseen])
+    except ValueError as exc:
+        champion_metrics["c_index"] = gates.UndefinedMetric("c_index", str(exc))
+    terms: tuple[np.ndarray, np.ndarray] | None = None
+    brier_why = ""
+    h = candidate.horizon
+    if h is not None and candidate.p_event is not None and champion.p_event is not None:
+        try:
+            at = gates.at_horizon(
+                d, e, h, train_durations=censoring.durations, train_events=censoring.events
+            )
+            terms = (
+                at.brier_terms(candidate.p_event[unseen]),
+                at.brier_terms(champion.p_event[unseen]),
+            )
+            champion_metrics["brier"] = float(np.mean(terms[1]))
+        except ValueError as exc:
+            brier_why = getattr(exc, "reason", str(exc))
+    test = policy.champion_test
+    with CLOCK("gates"):
+        comparisons: dict[str, Any] = dict(
+            gates.paired_bootstrap(
+                d,
+                e,
+                candidate.risk[unseen],
+                champion.risk[unseen],
+                candidate_brier_terms=None if terms is None else terms[0],
+                champion_brier_terms=None if terms is None else terms[1],
+                confidence=test.confidence,
+                resamples=test.resamples,
+                seed=test.seed,
+            )
+        )
+    if terms is None:
+        comparisons["brier"] = gates.UndefinedMetric(
+            "brier_vs_champion", brier_why or "the Brier score has no value on these rows"
+        )
+    return champion_metrics, comparisons
 
 
-def score_version(uri: str, data: SurvivalData, policy: Policy, horizon: float | None) -> Scored:
+def _comparison_markdown(comparisons: dict[str, Any], policy: Policy, notes: list[str]) -> str:
+    """The candidate-minus-champion table under the gate table."""
+    if not comparisons and not notes:
+        return ""
+    test = policy.champion_test
+    lines = []
+    if comparisons:
+        rule = test.method.replace("_", "-") + (
+            f", margin {test.margin:g}" if test.method != "point" else ""
+        )
+        lines += [
+            f"**Candidate − champion** (paired bootstrap, {test.resamples} resamples, "
+            f"seed {test.seed}; champion test: {rule})",
+            "",
+            "| metric | Δ | CI low | CI high | rows |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, c in comparisons.items():
+            if hasattr(c, "delta"):
+                lines.append(
+                    f"| {name} | {c.delta:+.4f} | {c.ci_low:+.4f} | {c.ci_high:+.4f} | {c.n_rows} |"
+                )
+            else:
+                lines.append(f"| {name} | undefined: {c.reason} | | | |")
+    lines += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(lines)
+
+
+def score_version(
+    uri: str,
+    data: SurvivalData,
+    policy: Policy,
+    horizon: float | None,
+    censoring: _Censoring | None = None,
+) -> Scored:
     """Load ``uri`` with ``mlflow.pyfunc``, predict on ``data`` and score the predictions."""
     import mlflow.pyfunc
 
@@ -199,7 +426,7 @@ def score_version(uri: str, data: SurvivalData, policy: Policy, horizon: float |
             predictions = model.predict(_model_input(model, data))
         except Exception as exc:  # noqa: BLE001
             return Scored([SanityResult("loads", False, 1, f"{uri} cannot predict: {_line(exc)}")])
-        return score_predictions(predictions, data, policy, horizon)
+        return score_predictions(predictions, data, policy, horizon, censoring)
 
 
 def _model_input(model: Any, data: SurvivalData) -> pd.DataFrame:
@@ -219,9 +446,14 @@ def _line(exc: BaseException) -> str:
 
 
 def score_predictions(
-    predictions: Any, data: SurvivalData, policy: Policy, horizon: float | None
+    predictions: Any,
+    data: SurvivalData,
+    policy: Policy,
+    horizon: float | None,
+    censoring: _Censoring | None = None,
 ) -> Scored:
-    """Sanity gates and metrics for a model's predictions on ``data``."""
+    """Sanity gates and metrics for a model's predictions on ``data`` (censoring weights from
+    ``censoring``, the evaluation rows when None)."""
     from mlflow_plugin.flows._model import bucket_edges
     from mlflow_plugin.gates import SanityResult, check_finite, check_probability_rows
 
@@ -246,11 +478,28 @@ def score_predictions(
     ]
     # S(t_j) = 1 - P(event by t_j); a lone p_gt_<t> column is S(t) itself.
     survival = 1.0 - np.cumsum(probs[:, :-1], axis=1) if probs.shape[1] > 1 else probs[:, :1]
-    scored = Scored(sanity, {}, survival, grid)
-    h = _horizon(scored, policy, horizon)
-    assert h is not None
-    scored.metrics = _metrics(values[:, 0], survival, grid, data, h)
+    scored = Scored(sanity, {}, survival, grid, risk=values[:, 0])
+    h = _horizon(scored, data, policy, horizon)
+    scored.horizon = h
+    cens = censoring or _Censoring(data.durations, data.events)
+    scored.metrics, scored.p_event = _metrics(values[:, 0], survival, grid, data, h, cens)
     return scored
+
+
+def _horizon(scored: Scored, data: SurvivalData, policy: Policy, horizon: float | None) -> float:
+    """The explicit horizon, else the model's own lowered into the rows' follow-up."""
+    from mlflow_plugin.gates import auto_horizon
+
+    if horizon is not None:
+        return horizon
+    if policy.horizon is not None:
+        return policy.horizon
+    assert scored.grid is not None
+    own = float(scored.grid[-1])
+    try:
+        return min(own, auto_horizon(data.durations, [data.durations]))
+    except ValueError:
+        return own
 
 
 def survival_at(survival: np.ndarray, grid: np.ndarray, horizon: float) -> np.ndarray:
@@ -271,8 +520,14 @@ def survival_at(survival: np.ndarray, grid: np.ndarray, horizon: float) -> np.nd
 
 
 def _metrics(
-    risk: np.ndarray, survival: np.ndarray, grid: np.ndarray, data: SurvivalData, horizon: float
-) -> dict[str, float | UndefinedMetric]:
+    risk: np.ndarray,
+    survival: np.ndarray,
+    grid: np.ndarray,
+    data: SurvivalData,
+    horizon: float,
+    censoring: _Censoring,
+) -> tuple[dict[str, float | UndefinedMetric], np.ndarray | None]:
+    """The metrics, and P(event by the horizon) per row (None when the horizon is off-grid)."""
     from mlflow_plugin import gates
 
     d, e = data.durations, data.events
@@ -287,37 +542,36 @@ def _metrics(
             out[name] = gates.UndefinedMetric(name, str(exc))
 
     attempt("c_index", gates.c_index_score, d, e, risk)
+    p_event = None
     try:
-        s_h = np.clip(survival_at(survival, grid, horizon), 0.0, 1.0)
-        attempt(
-            "brier",
-            gates.survival_brier_loss,
-            d,
-            e,
-            s_h,
-            horizon,
-            train_durations=d,
-            train_events=e,
+        p_event = 1.0 - np.clip(survival_at(survival, grid, horizon), 0.0, 1.0)
+        at = gates.at_horizon(
+            d, e, horizon, train_durations=censoring.durations, train_events=censoring.events
         )
+        out["brier"] = at.brier(p_event)
+        out["brier_baseline"] = at.baselines()["brier"]
+    except gates.UndefinedMetric as exc:
+        out["brier"] = gates.UndefinedMetric("brier", exc.reason)
     except ValueError as exc:
         out["brier"] = gates.UndefinedMetric("brier", str(exc))
-    inside = (grid >= d.min()) & (grid < d.max())
+    end = min(float(d.max()), float(censoring.durations.max()))
+    inside = (grid >= d.min()) & (grid < end)
     if inside.sum() >= 2:
         attempt(
             "integrated_brier",
             gates.integrated_brier_loss,
-            d,
-            e,
+            np.minimum(d, end),
+            e & (d <= end),
             np.clip(survival[:, inside], 0.0, 1.0),
             grid[inside],
-            train_durations=d,
-            train_events=e,
+            train_durations=censoring.durations,
+            train_events=censoring.events,
         )
     else:
         out["integrated_brier"] = gates.UndefinedMetric(
             "integrated_brier", "fewer than two grid times lie within the follow-up of the data"
         )
-    return out
+    return out, p_event
 
 
 def _log_plots(scored: Scored, data: SurvivalData, horizon: float, label: str) -> None:

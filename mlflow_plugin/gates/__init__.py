@@ -32,12 +32,6 @@ from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, Sani
 from mlflow_plugin.gates._scalar import UndefinedMetric
 
 if TYPE_CHECKING:
-    from mlflow_plugin.gates._classification import (
-        brier_loss,
-        f1_score,
-        precision_score,
-        recall_score,
-    )
     from mlflow_plugin.gates._censored import (
         AtHorizon,
         at_horizon,
@@ -45,6 +39,12 @@ if TYPE_CHECKING:
         check_horizon,
         horizon_range,
         km_event_share,
+    )
+    from mlflow_plugin.gates._classification import (
+        brier_loss,
+        f1_score,
+        precision_score,
+        recall_score,
     )
     from mlflow_plugin.gates._compare import concordance_contributions, paired_bootstrap
     from mlflow_plugin.gates._sanity import check_finite, check_probability_rows
@@ -108,4 +108,6 @@ _LAZY = {
 
 
 # PEP 562: the members' modules are imported on first use.
-__getattr__, __dir__ = lazy_attributes(globals(), {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    globals(), {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__
+)

@@ -181,7 +181,9 @@ class AtHorizon:
             return "no row has a known outcome at the horizon"
         if y.min() == y.max():
             kind = "an event by" if y[0] == 1 else "no event by"
-            return f"one class: every row with a known outcome had {kind} the horizon {self.horizon:g}"
+            return (
+                f"one class: every row with a known outcome had {kind} the horizon {self.horizon:g}"
+            )
         return ""
 
     def event_share(self) -> float:

@@ -20,7 +20,6 @@ fixed), so its bootstrap is exact at every size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -240,7 +239,9 @@ def paired_bootstrap(
             c_samples[:] = np.nan
         for start in range(0, b, _CHUNK):
             stop = min(b, start + _CHUNK)
-            k = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(start, stop)]).astype(float)
+            k = np.stack(
+                [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(start, stop)]
+            ).astype(float)
             if d0 > 0:
                 d = np.einsum("bi,ij,bj->b", k, adm, k)
                 n1 = np.einsum("bi,ij,bj->b", k, h1, k)
@@ -249,7 +250,7 @@ def paired_bootstrap(
                     c_samples[start:stop] = (n1 - n2) / d
             if brier is not None:
                 b_samples[start:stop] = k @ (brier[0] - brier[1]) / k.sum(axis=1)
-        point_c = float(((h1.sum() - h2.sum()) / d0)) if d0 > 0 else float("nan")
+        point_c = float((h1.sum() - h2.sum()) / d0) if d0 > 0 else float("nan")
         method = "exact paired bootstrap"
     else:
         conc1, adm1 = concordance_contributions(times, observed, r1)

@@ -39,7 +39,14 @@ import yaml
 from mlflow_plugin._errors import ConfigError
 from mlflow_plugin.gates._scalar import as_number
 
-__all__ = ["CHAMPION_TEST_METHODS", "GATE_DIRECTIONS", "ChampionTest", "GateSpec", "Policy", "SanityPolicy"]
+__all__ = [
+    "CHAMPION_TEST_METHODS",
+    "GATE_DIRECTIONS",
+    "ChampionTest",
+    "GateSpec",
+    "Policy",
+    "SanityPolicy",
+]
 
 #: The metrics a gate may be set on, and whether higher is better (``*_score`` vs ``*_loss``).
 GATE_DIRECTIONS: Mapping[str, bool] = {
@@ -337,7 +344,9 @@ class _Loader:
                 "champion_test.method",
                 f"expected one of {', '.join(CHAMPION_TEST_METHODS)}, got {_kind(method)}",
             )
-        resamples = self.number("champion_test.resamples", doc.get("resamples", 200), lo=20, hi=100000)
+        resamples = self.number(
+            "champion_test.resamples", doc.get("resamples", 200), lo=20, hi=100000
+        )
         seed = self.number("champion_test.seed", doc.get("seed", 0), lo=0)
         for key, number in (("resamples", resamples), ("seed", seed)):
             if not float(number).is_integer():

@@ -68,13 +68,13 @@ class TestTrain:
         assert len(v2.tags["mlflow_plugin.data_digest"]) == 64
         recipe = json.loads(v2.tags["mlflow_plugin.recipe"])
         assert recipe["model_kind"] == "coxph" and recipe["penalizer"] == 0.5
-        assert recipe["horizon"] == 50.0 and "age" in recipe["features"]
+        assert recipe["horizon"] == 48.0 and "age" in recipe["features"]  # inside the holdout's follow-up
         run = _run(second.run_id)
         assert run.data.tags[STEP] == "train" and run.data.tags["mlflow_plugin.model"] == model_name
         assert run.data.params["n_holdout"] == "86"
         info = mlflow.models.get_model_info(second.model_uri)
         assert info.signature is not None and info.saved_input_example_info is not None
-        assert info.signature.outputs.input_names()[:2] == ["risk", "p_0_12.5"]
+        assert info.signature.outputs.input_names()[:2] == ["risk", "p_0_12"]
         loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{second.version.version}")
         out = loaded.predict(load_rossi())  # the training frame's own dtypes pass the schema
         assert np.allclose(out.drop(columns="risk").sum(axis=1), 1.0)
@@ -85,7 +85,7 @@ class TestTrain:
             TrainParams(model_name=model_name, model_kind="classifier"), tracking_uri=flows_uri
         )
         loaded = mlflow.pyfunc.load_model(result.model_uri)
-        assert list(loaded.predict(load_rossi().head(3)).columns) == ["risk", "p_0_50", "p_gt_50"]
+        assert list(loaded.predict(load_rossi().head(3)).columns) == ["risk", "p_0_48", "p_gt_48"]
 
 
 class _Corrupt(PythonModel):
