@@ -17,6 +17,7 @@ cannot be estimated on a fold is ``undefined`` there.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,8 +45,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FOLD_METRICS",
+    "FoldData",
     "Split",
     "backtest_in_run",
+    "fold_data",
+    "fold_horizon",
+    "horizon_sets",
     "kfold",
     "rolling_origin",
     "run_backtest",
@@ -168,32 +173,74 @@ def splits_for(data: SurvivalData, folds: int, seed: int) -> tuple[list[Split], 
     )
 
 
+@dataclass(frozen=True)
+class FoldData:
+    """One fold's rows.
+
+    Attributes:
+        fit: the training rows as known at the cut (rolling origin: follow-up censored at the
+            cut); the fold model is fitted on these.
+        train: the same rows as followed up today: the censoring distribution of the IPCW
+            weights is estimated on them (the evaluation is made today).
+        test: the rows scored.
+        window: which rows the fold scores, for the report.
+    """
+
+    fit: SurvivalData
+    train: SurvivalData
+    test: SurvivalData
+    window: str
+
+
+def fold_data(data: SurvivalData, splits: list[Split], time_scale: float = 1.0) -> list[FoldData]:
+    """Each split's rows; with a time column, training follow-up censored at the cut."""
+    out = []
+    time_col = data.columns.time
+    for train_idx, test_idx, window in splits:
+        train, test = data.subset(train_idx), data.subset(test_idx)
+        fit = train
+        if time_col is not None:
+            fit = train.censored_at(data.frame[time_col].to_numpy()[test_idx].min(), time_scale)
+        out.append(FoldData(fit, train, test, window))
+    return out
+
+
+def horizon_sets(folds: list[FoldData]) -> list[np.ndarray]:
+    """The durations a horizon must lie inside: every fold's test rows and its training rows
+    as known at the cut (beyond those a fold model would extrapolate)."""
+    return [f.test.durations for f in folds] + [f.fit.durations for f in folds]
+
+
 def fold_horizon(
-    splits: list[Split], data: SurvivalData, horizon: float | None, recipe_horizon: float | None
+    folds: list[FoldData],
+    data: SurvivalData,
+    horizon: float | None,
+    recipe_horizon: float | None,
 ) -> tuple[float, str]:
     """The horizon of every fold and how it was chosen.
 
-    An explicit ``horizon`` must lie inside the follow-up of every fold's test rows; the
-    automatic one is placed there (docs/ARCHITECTURE.md, "Statistics of the gates").
+    An explicit ``horizon`` must lie inside the follow-up of every fold (test rows, and
+    training rows as known at the cut); the automatic one is placed there
+    (docs/ARCHITECTURE.md, "Statistics of the gates").
 
     Raises:
         DataError: the explicit horizon is outside that range (the message names it).
     """
     from mlflow_plugin.gates import auto_horizon, check_horizon
 
-    evaluated = [data.durations[test] for _, test, _ in splits]
+    evaluated = horizon_sets(folds)
     if horizon is not None:
         try:
             return check_horizon(horizon, evaluated), "given"
         except ValueError as exc:
-            raise DataError(f"{exc} (every backtest fold's test rows)") from None
+            raise DataError(f"{exc} (every backtest fold)") from None
     try:
         auto = auto_horizon(data.durations, evaluated)
     except ValueError as exc:
         raise DataError(str(exc)) from None
     if recipe_horizon is not None and recipe_horizon < auto:
         return float(recipe_horizon), "the version's own horizon (inside every fold's follow-up)"
-    return auto, "automatic: inside the follow-up of every fold's test rows"
+    return auto, "automatic: inside the follow-up of every fold"
 
 
 def backtest_in_run(
@@ -224,9 +271,10 @@ def backtest_in_run(
     time_col = data.columns.time
     scale = float(time_scale or recipe.get("time_scale") or 1.0)
     splits, method = splits_for(data, folds, seed)
+    parts = fold_data(data, splits, scale)
     recipe_h = recipe.get("horizon")
     used_h, how = fold_horizon(
-        splits,
+        parts,
         data,
         horizon if horizon is not None else policy.horizon,
         float(recipe_h) if recipe_h else None,
@@ -239,14 +287,9 @@ def backtest_in_run(
         )
         print(f"backtest: {shortfall}")
     fold_rows, pooled = [], _Pooled(used_h)
-    for i, (train_idx, test_idx, window) in enumerate(splits, start=1):
-        train = data.subset(train_idx)
-        test = data.subset(test_idx)
-        if time_col is not None:
-            cut = data.frame[time_col].to_numpy()[test_idx].min()
-            train = train.censored_at(cut, scale)
-        row = _fold(i, recipe, train, test, used_h, pooled)
-        row["window"] = window
+    for i, part in enumerate(parts, start=1):
+        row = _fold(i, recipe, part, used_h, pooled)
+        row["window"] = part.window
         fold_rows.append(row)
         log_metrics(row["metrics"], step=i)
     overall = pooled.metrics()
@@ -385,16 +428,12 @@ def _attempt(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _fold(
-    index: int,
-    recipe: dict[str, Any],
-    train: SurvivalData,
-    test: SurvivalData,
-    horizon: float,
-    pooled: _Pooled,
+    index: int, recipe: dict[str, Any], part: FoldData, horizon: float, pooled: _Pooled
 ) -> dict[str, Any]:
     from mlflow_plugin import gates
     from mlflow_plugin.flows._model import fit_model
 
+    train, test = part.fit, part.test
     row: dict[str, Any] = {
         "fold": index,
         "n_train": len(train),
@@ -425,8 +464,8 @@ def _fold(
                 test.durations,
                 test.events,
                 horizon,
-                train_durations=train.durations,
-                train_events=train.events,
+                train_durations=part.train.durations,
+                train_events=part.train.events,
             )
         except gates.UndefinedMetric as exc:
             for name in ("f1", "precision", "recall", "brier"):

@@ -234,11 +234,11 @@ def _horizon(
     Raises:
         DataError: too few distinct times for the folds, or a horizon outside the follow-up.
     """
-    from mlflow_plugin.flows._backtest import splits_for
+    from mlflow_plugin.flows._backtest import fold_data, horizon_sets, splits_for
     from mlflow_plugin.gates import auto_horizon, check_horizon
 
     splits, _ = splits_for(data, folds, tp.seed)
-    evaluated = [data.durations[test] for _, test, _ in splits]
+    evaluated = horizon_sets(fold_data(data, splits, tp.time_scale))
     if holdout is not None:
         evaluated.insert(0, holdout.durations)
     explicit = tp.horizon if tp.horizon is not None else policy.horizon
