@@ -245,6 +245,8 @@ def at_horizon(
             f"horizon {h:g} is beyond the follow-up of the training rows ({train_end:g}): "
             "the censoring distribution is unknown there",
         )
+    if not train_observed.any():
+        raise UndefinedMetric("brier", "every training row is censored")
     cens = CensoringDistributionEstimator().fit(Surv.from_arrays(train_observed, train_times))
     case = observed & (times <= h)
     control = times > h
