@@ -5,8 +5,6 @@ gates"), on data nobody here wrote: lifelines' ``dd`` and ``rossi``, scikit-surv
 from __future__ import annotations
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 from lifelines.datasets import load_dd, load_rossi
 

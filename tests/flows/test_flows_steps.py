@@ -68,7 +68,9 @@ class TestTrain:
         assert len(v2.tags["mlflow_plugin.data_digest"]) == 64
         recipe = json.loads(v2.tags["mlflow_plugin.recipe"])
         assert recipe["model_kind"] == "coxph" and recipe["penalizer"] == 0.5
-        assert recipe["horizon"] == 48.0 and "age" in recipe["features"]  # inside the holdout's follow-up
+        assert (
+            recipe["horizon"] == 48.0 and "age" in recipe["features"]
+        )  # inside the holdout's follow-up
         run = _run(second.run_id)
         assert run.data.tags[STEP] == "train" and run.data.tags["mlflow_plugin.model"] == model_name
         assert run.data.params["n_holdout"] == "86"
