@@ -6,6 +6,11 @@ against the direct library call a user would otherwise write, interleaved in one
 caches), and the medians are compared. The target is ours / direct <= 1.10. Then the wall time
 of the whole gate set (every metric, both sanity checks and the policy evaluation) is printed.
 
+Then the champion comparison (:func:`mlflow_plugin.gates.paired_bootstrap`: candidate minus
+champion C-index and IPCW Brier with a 200-resample paired-bootstrap interval) on 1e5 and 1e6
+rows (``--compare-rows``), timed against one plain C-index of the same rows (lifelines'
+``concordance_index``) in the same run. Target: <= 3x one C-index, never > 60 s on 1e6 rows.
+
 Run: ``.venv/bin/python benchmarks/bench_gates.py [--rows N] [--repeats R]``.
 lifelines' ``concordance_index`` takes seconds per million rows, hence its own repeat count.
 """
@@ -40,6 +45,8 @@ from mlflow_plugin.gates._checks import (
 from mlflow_plugin.gates._survival import _check_within_follow_up, _survival_data
 
 TARGET = 1.10
+COMPARE_TARGET = 3.0
+COMPARE_LIMIT_S = 60.0
 T = TypeVar("T")
 
 
@@ -142,12 +149,66 @@ def gate_set(data: Data, policy: gates.Policy) -> gates.GateReport:
     return evaluate_policy(policy, metrics, sanity=sanity)
 
 
+def bench_comparison(rows: int) -> tuple[float, float]:
+    """Wall seconds of the champion comparison and of one lifelines C-index on ``rows`` rows;
+    prints one line."""
+    data = make_data(rows, seed=1)
+    rng = np.random.default_rng(2)
+    champion_risk = data.risk + rng.normal(size=rows)
+    at = gates.at_horizon(
+        data.durations,
+        data.events,
+        data.horizon,
+        train_durations=data.durations,
+        train_events=data.events,
+    )
+    p_candidate = 1.0 - data.survival
+    p_champion = np.clip(p_candidate + rng.normal(0, 0.05, rows), 0, 1)
+    # numba compiles the concordance sweep on first use (then caches it): not part of the timing
+    gates.concordance_contributions(data.durations[:100], data.events[:100], data.risk[:100])
+    one_c, _, _ = timed(lambda: concordance_index(data.durations, -data.risk, data.events))
+    cmp_s, _, out = timed(
+        lambda: gates.paired_bootstrap(
+            data.durations,
+            data.events,
+            data.risk,
+            champion_risk,
+            candidate_brier_terms=at.brier_terms(p_candidate),
+            champion_brier_terms=at.brier_terms(p_champion),
+            resamples=200,
+        )
+    )
+    c = out["c_index"]
+    ratio = cmp_s / one_c
+    ok = ratio <= COMPARE_TARGET and cmp_s <= COMPARE_LIMIT_S
+    print(
+        f"champion comparison on {rows:>9,} rows: {cmp_s:6.2f} s wall vs one C-index "
+        f"{one_c:6.2f} s = {ratio:4.2f}x  {'ok' if ok else 'OVER TARGET'}  "
+        f"(ΔC {c.delta:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], {c.method})"
+    )
+    return cmp_s, one_c
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=7, help="for Brier and F1")
     parser.add_argument("--c-index-repeats", type=int, default=3)
+    parser.add_argument(
+        "--compare-rows",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000],
+        help="row counts of the champion-comparison benchmark",
+    )
+    parser.add_argument(
+        "--only-compare", action="store_true", help="run only the champion comparison"
+    )
     args = parser.parse_args(argv)
+    if args.only_compare:
+        for rows in args.compare_rows:
+            bench_comparison(rows)
+        return 0
 
     data = make_data(args.rows)
     import mlflow  # noqa: F401  (evaluate_policy imports it on first use: keep it out of timings)
@@ -212,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     worst = max(ratios, key=ratios.__getitem__)
     print(f"worst CPU ratio: {worst} {ratios[worst]:.3f} (target <= {TARGET})")
+    print(f"champion comparison (target <= {COMPARE_TARGET}x one C-index, <= {COMPARE_LIMIT_S} s):")
+    for rows in args.compare_rows:
+        bench_comparison(rows)
     return 0
 
 

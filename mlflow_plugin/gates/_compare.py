@@ -10,8 +10,8 @@ pairs it belongs to. Their sums are ``2N`` and ``2D``, so ``N / D`` is lifelines
 The paired bootstrap resamples rows with replacement, the same rows for both models. On up to
 :data:`EXACT_MAX_ROWS` rows it recomputes both C-indices on every resample exactly
 (``k' H k`` with the pair matrices). Beyond, it uses the first-order (Hajek) expansion of the
-resampled U-statistics, ``N* = N + sum_i (k_i - 1) a_i`` and likewise ``D*`` (Poisson(1)
-resampling weights), which differs from the exact resample by ``O(1/n)`` and whose spread is
+resampled U-statistics, ``N* = N + sum_i (k_i - 1) a_i`` and likewise ``D*`` (``k`` the
+multinomial resample counts), which differs from the exact resample by ``O(1/n)`` and whose spread is
 the U-statistic variance of Kang et al. (2015), "Comparing correlated C indices with
 right-censored survival outcome: a one-shot nonparametric approach" (R package compareC).
 The IPCW Brier difference is a mean of per-row terms (weights from the training rows are held
@@ -261,16 +261,15 @@ def paired_bootstrap(
         if brier is not None:
             columns.append(brier[0] - brier[1])
         v = np.column_stack(columns)
-        for start in range(0, b, _CHUNK):
-            stop = min(b, start + _CHUNK)
-            k = rng.poisson(1.0, size=(stop - start, n)).astype(np.float32)
-            s = (k @ v.astype(np.float32)).astype(float) - v.sum(axis=0)  # sum (k_i - 1) v_i
-            with np.errstate(invalid="ignore", divide="ignore"):
-                c_samples[start:stop] = (n1 + s[:, 0]) / (d0 + s[:, 2]) - (n2 + s[:, 1]) / (
-                    d0 + s[:, 2]
-                )
-            if brier is not None:
-                b_samples[start:stop] = (v[:, 4].sum() + s[:, 4]) / (n + s[:, 3])
+        totals = v.sum(axis=0)
+        s = np.empty((b, v.shape[1]))
+        for j in range(b):  # multinomial resample counts k; s = sum_i (k_i - 1) v_i
+            k = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+            s[j] = k @ v - totals
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c_samples[:] = (n1 + s[:, 0]) / (d0 + s[:, 2]) - (n2 + s[:, 1]) / (d0 + s[:, 2])
+        if brier is not None:
+            b_samples[:] = (totals[4] + s[:, 4]) / (n + s[:, 3])
         method = "first-order paired bootstrap"
     if d0 > 0 and np.isfinite(c_samples).sum() >= b // 2:
         lo, hi = _interval(c_samples[np.isfinite(c_samples)], level)

@@ -49,19 +49,19 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_every_entry_point(flows_uri, model_name):
-    """train -> validate (C-index 0.6403 on rossi) -> backtest -> promote -> main -> rollback,
-    each as its own `mlflow run`, each run tagged with its step and model."""
+    """train -> validate -> backtest -> promote -> main -> rollback, each as its own
+    `mlflow run`, each run tagged with its step and model."""
     client = mlflow.MlflowClient()
     registry = Registry(flows_uri)
 
-    proc, train_run = mlflow_run(flows_uri, "train", model_name=model_name, holdout=0, penalizer=0)
+    proc, train_run = mlflow_run(flows_uri, "train", model_name=model_name, penalizer=0)
     _ok(proc)
     assert registry.get_model(model_name).aliases == {"challenger": "1"}
 
     proc, validate_run = mlflow_run(flows_uri, "validate", model_name=model_name, data="rossi")
     _ok(proc)
     metrics = client.get_run(validate_run).data.metrics
-    assert round(metrics["c_index"], 4) == 0.6403
+    assert 0.6 < metrics["c_index"] < 0.7  # rossi: the training rows and the holdout
 
     proc, backtest_run = mlflow_run(flows_uri, "backtest", model_name=model_name)
     _ok(proc)
@@ -71,8 +71,9 @@ def test_every_entry_point(flows_uri, model_name):
     _ok(proc)
     assert registry.get_model(model_name).aliases["champion"] == "1"
 
-    # The same recipe through main: an identical candidate, at least as good, so promoted.
-    proc, main_run = mlflow_run(flows_uri, "main", model_name=model_name, holdout=0, penalizer=0)
+    # The same recipe through main: an identical candidate, scored against the champion on the
+    # holdout neither was trained on (candidate - champion = 0), at least as good: promoted.
+    proc, main_run = mlflow_run(flows_uri, "main", model_name=model_name, penalizer=0)
     _ok(proc)
     assert registry.get_model(model_name).aliases["champion"] == "2"
     children = client.search_runs(
