@@ -55,7 +55,8 @@ def km_event_share(durations: ArrayLike, events: ArrayLike, horizon: float) -> f
 def horizon_range(evaluated: Sequence[ArrayLike]) -> tuple[float, float]:
     """``(0, end)``: a horizon must lie strictly below ``end``, the earliest end of follow-up
     among the evaluated row sets (the holdout, or every backtest fold)."""
-    ends = [float(np.max(np.asarray(d, dtype=float))) for d in evaluated if len(d)]
+    arrays = [np.asarray(d, dtype=float) for d in evaluated]
+    ends = [float(a.max()) for a in arrays if a.size]
     if not ends:
         raise ValueError("horizon: no evaluated rows")
     return 0.0, min(ends)
@@ -87,9 +88,8 @@ def auto_horizon(
     Raises:
         ValueError: no horizon fits (every duration of a set is the same or not positive).
     """
-    candidates = [np.asarray(train_durations, dtype=float)] + [
-        np.asarray(d, dtype=float) for d in evaluated if len(d)
-    ]
+    arrays = [np.asarray(d, dtype=float) for d in evaluated]
+    candidates = [np.asarray(train_durations, dtype=float)] + [a for a in arrays if a.size]
     horizon = float("inf")
     for values in candidates:
         end = float(values.max())
