@@ -55,11 +55,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CHAMPION_TEST_METHODS",
-    "GATE_DIRECTIONS",
     "AtHorizon",
+    "CHAMPION_TEST_METHODS",
     "ChampionComparison",
     "ChampionTest",
+    "GATE_DIRECTIONS",
     "GateReport",
     "GateResult",
     "GateSpec",
@@ -72,10 +72,10 @@ __all__ = [
     "auto_horizon",
     "brier_loss",
     "c_index_score",
-    "check_horizon",
-    "concordance_contributions",
     "check_finite",
+    "check_horizon",
     "check_probability_rows",
+    "concordance_contributions",
     "f1_score",
     "horizon_range",
     "integrated_brier_loss",

@@ -41,8 +41,8 @@ from mlflow_plugin.gates._scalar import as_number
 
 __all__ = [
     "CHAMPION_TEST_METHODS",
-    "GATE_DIRECTIONS",
     "ChampionTest",
+    "GATE_DIRECTIONS",
     "GateSpec",
     "Policy",
     "SanityPolicy",
