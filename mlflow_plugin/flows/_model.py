@@ -31,6 +31,7 @@ __all__ = [
     "SurvivalModel",
     "bucket_columns",
     "bucket_edges",
+    "censoring_weights",
     "default_horizon",
     "event_labels",
     "f1_threshold",
@@ -118,8 +119,30 @@ def event_labels(
     return label.astype(int), known
 
 
-def f1_threshold(labels: np.ndarray, probability: np.ndarray) -> float:
-    """The decision threshold (predict positive when ``p >= t``) with the best F1 on these rows.
+def censoring_weights(
+    durations: np.ndarray, events: np.ndarray, horizon: float, known: np.ndarray
+) -> np.ndarray:
+    """Inverse probability of censoring weights of the ``known`` rows at ``horizon``
+    (``1/G(T)`` for an event by the horizon, ``1/G(horizon)`` for a row followed past it; ``G``
+    the Kaplan-Meier estimate of the censoring distribution on these rows), as the gates
+    weigh them (docs/ARCHITECTURE.md, "Statistics of the gates")."""
+    from lifelines import KaplanMeierFitter
+
+    d = np.asarray(durations, dtype=float)
+    e = np.asarray(events).astype(bool)
+    if e.all():
+        return np.ones(int(np.asarray(known).sum()))
+    km = KaplanMeierFitter().fit(d, ~e)
+    at = np.where(e & (d <= horizon), d, horizon)[known]
+    g = np.asarray(km.survival_function_at_times(at), dtype=float)
+    return np.where(g > 0, 1.0 / np.where(g > 0, g, 1.0), 0.0)
+
+
+def f1_threshold(
+    labels: np.ndarray, probability: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """The decision threshold (predict positive when ``p >= t``) with the best F1 on these rows
+    (weighted by ``weights``, the censoring weights, when given).
 
     Chosen on the training rows, as scikit-learn's ``TunedThresholdClassifierCV`` would; a
     plain 0.5 cut makes no sense for a rare event.
@@ -129,7 +152,7 @@ def f1_threshold(labels: np.ndarray, probability: np.ndarray) -> float:
     y = np.asarray(labels).astype(int)
     if y.min() == y.max():
         return 0.5
-    precision, recall, thresholds = precision_recall_curve(y, probability)
+    precision, recall, thresholds = precision_recall_curve(y, probability, sample_weight=weights)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return float(thresholds[int(np.argmax(f1[:-1]))])
@@ -302,7 +325,8 @@ def fit_model(
         grid = [float(_fmt(horizon))]
     model = SurvivalModel(kind, estimator, encoder, grid, 0.5)
     p_event = model.event_probability(frame.loc[known])
-    model.decision_threshold = f1_threshold(labels[known], p_event)
+    weights = censoring_weights(durations, events, horizon, known)
+    model.decision_threshold = f1_threshold(labels[known], p_event, weights)
     return model
 
 

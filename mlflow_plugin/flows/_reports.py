@@ -154,7 +154,7 @@ def backtest_text(
         "weights:   inverse probability of censoring (Kaplan-Meier of each fold's training rows);",
         "           rows censored before the horizon have no label and count for nothing",
         "threshold: each fold model predicts 'event' when P(event by horizon) >= its threshold,",
-        "           the F1-best threshold on its own training rows",
+        "           the F1-best threshold on its own training rows (censoring-weighted)",
         *[f"note:      {n}" for n in notes],
         "",
     ]
