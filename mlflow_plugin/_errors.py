@@ -8,6 +8,7 @@ The tree::
     │   ├── DataError            a data set is missing, empty or has the wrong columns/types
     │   └── NotFound             an unknown model, version or alias
     ├── GateFailed               exit 3: a gate refused the promotion
+    ├── IntegrityError           exit 5: artifact files do not match their recorded digest
     ├── RegistryError            exit 1: MLflow refused an operation
     │   ├── PromotionConflict    another promotion holds the model's lock
     │   └── RegistryUnavailable  exit 4: the tracking server could not be reached
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "GateFailed",
+    "IntegrityError",
     "MlflowPluginError",
     "ModelUnavailable",
     "NotFound",
@@ -71,6 +73,17 @@ class GateFailed(MlflowPluginError):
     def __init__(self, message: str, failed: list[str] | None = None) -> None:
         super().__init__(message)
         self.failed = list(failed or [])
+
+
+class IntegrityError(MlflowPluginError):
+    """Artifact files do not match the digest recorded for them (or a required one is missing);
+    ``problems`` names each offending file."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
 
 
 class RegistryError(MlflowPluginError):

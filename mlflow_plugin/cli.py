@@ -1,7 +1,7 @@
 """``mlflow-plugin``: the command line (click). Honours ``MLFLOW_TRACKING_URI``.
 
 Exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 a gate refused, 4 tracking server
-unreachable. Errors are one line on stderr; ``--debug`` shows the traceback.
+unreachable, 5 an integrity check failed. Errors are one line on stderr; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ _LAZY_COMMANDS = {
     "backtest": "mlflow_plugin.flows._commands:backtest",
     "retrain": "mlflow_plugin.flows._commands:retrain",
     "serve": "mlflow_plugin.serving._commands:serve",
+    "sign": "mlflow_plugin._cli_integrity:sign",
+    "verify": "mlflow_plugin._cli_integrity:verify",
     "webhook-receiver": "mlflow_plugin.webhooks:webhook_receiver",
 }
 

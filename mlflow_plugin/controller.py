@@ -128,6 +128,18 @@ class Outcome:
     message: str
 
 
+class IntegrityHook(Protocol):
+    """Checks a version's artifacts before an alias points at it (see
+    :class:`mlflow_plugin.integrity.VersionVerifier`): returns tags for the event, raises
+    :class:`~mlflow_plugin.IntegrityError` to refuse."""
+
+    def __call__(self, model: str, version: str, *, force: bool = False) -> dict[str, str]: ...
+
+
+def _no_integrity_check(model: str, version: str, *, force: bool = False) -> dict[str, str]:
+    return {}
+
+
 class Controller:
     """Promotion, rollback and reconciliation for models in one registry.
 
@@ -135,22 +147,27 @@ class Controller:
         registry: the registry adapter (or :class:`mlflow_plugin.testing.InMemoryRegistry`).
         ledger: where events are written (or :class:`mlflow_plugin.testing.InMemoryLedger`).
         stage_mirror: mirror aliases to stages; default ``$MLFLOW_PLUGIN_STAGE_MIRROR`` (true).
+        integrity: verifies a version's artifacts before ``promote``/``rollback`` moves the
+            champion to it (:meth:`from_uri` wires the SHA-256 check; default: none).
     """
 
     def __init__(
-        self, registry: RegistryLike, ledger: LedgerLike, *, stage_mirror: bool | None = None
-    ) -> None:
+        self, registry: RegistryLike, ledger: LedgerLike, *, stage_mirror: bool | None = None,
+        integrity: IntegrityHook | None = None,
+    ) -> None:  # fmt: skip
         self.registry = registry
         self.ledger = ledger
         self.stage_mirror = stage_mirror_enabled() if stage_mirror is None else stage_mirror
+        self.integrity: IntegrityHook = integrity or _no_integrity_check
 
     @classmethod
     def from_uri(cls, tracking_uri: str | None = None) -> Controller:
+        from mlflow_plugin.integrity import VersionVerifier
         from mlflow_plugin.ledger import Ledger
         from mlflow_plugin.registry import Registry
 
         registry = Registry(tracking_uri)
-        return cls(registry, Ledger(registry.uri))
+        return cls(registry, Ledger(registry.uri), integrity=VersionVerifier(registry))
 
     # -- reading -------------------------------------------------------------------------
     def champion_events(self, model: str) -> list[Event]:
@@ -238,6 +255,7 @@ class Controller:
             extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
             if force:
                 extra.update(forced="true", forced_gates=",".join(failed))
+            extra.update(self.integrity(model, target.version, force=force))
             alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
             if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
                 alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
@@ -344,6 +362,7 @@ class Controller:
                 elif FALLBACK in info.aliases:
                     alias_writes.append(lambda: self.registry.delete_alias(model, FALLBACK))
             extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
+            extra.update(self.integrity(model, target.version, force=force))
             event = self._apply(
                 alias_writes,
                 self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlflow_plugin._errors import DataError
+from mlflow_plugin._ranges import FEATURE_RANGES_KEY, feature_ranges
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
 from mlflow_plugin.flows._params import TrainParams
 from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
+from mlflow_plugin.integrity import record_digest
 
 if TYPE_CHECKING:
     from mlflow_plugin.flows._model import SurvivalModel
@@ -156,6 +158,7 @@ def train_in_run(
     }
     with CLOCK("registry"):
         version = registry.register_version(params.model_name, model_uri, run_id, tags)
+        record_digest(registry, params.model_name, version.version)
         _make_challenger(registry, params.model_name, version.version)
     set_tags({VERSION_TAG: version.version, "mlflow_plugin.model_uri": model_uri})
     print(
@@ -266,6 +269,7 @@ def _log_model(model: SurvivalModel, train: SurvivalData) -> str:
                     "mlflow_plugin.model_kind": model.kind,
                     "mlflow_plugin.horizon": model.horizon,
                     "mlflow_plugin.decision_threshold": model.decision_threshold,
+                    FEATURE_RANGES_KEY: feature_ranges(features),
                 },
             )
     return str(info.model_uri)
