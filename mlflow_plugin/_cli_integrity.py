@@ -34,7 +34,9 @@ def sign(ctx: click.Context, model: str, version: str, force: bool, reason: str)
     v = check_version(version, what="--version")
     registry = _registry(ctx)
     manifest, _ = sign_version(registry, Ledger(registry.uri), model, v, force=force, reason=reason)
-    click.echo(f"signed {model} version {v}: sha256 {manifest.digest} ({len(manifest.files)} files)")
+    click.echo(
+        f"signed {model} version {v}: sha256 {manifest.digest} ({len(manifest.files)} files)"
+    )
 
 
 @click.command()

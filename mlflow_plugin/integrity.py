@@ -143,7 +143,9 @@ def manifest_of(root: str) -> Manifest:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             if os.path.islink(full):
-                raise IntegrityError(f"artifact {rel} is a symbolic link", [f"{rel}: symbolic link"])
+                raise IntegrityError(
+                    f"artifact {rel} is a symbolic link", [f"{rel}: symbolic link"]
+                )
             entries.append(FileEntry(rel, os.path.getsize(full), _sha256(full)))
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
@@ -201,8 +203,10 @@ def download_version(tracking_uri: str, model: str, version: str, dst: str) -> s
 
     return str(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model}/{version}", dst_path=dst,
-            tracking_uri=tracking_uri or None, registry_uri=tracking_uri or None,
+            artifact_uri=f"models:/{model}/{version}",
+            dst_path=dst,
+            tracking_uri=tracking_uri or None,
+            registry_uri=tracking_uri or None,
         )  # fmt: skip
     )
 

@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mlflow_plugin._errors import BadInput, MlflowPluginError
+from mlflow_plugin._http import BodyLimit, max_body_option, mb_to_bytes
 from mlflow_plugin._types import Event
 from mlflow_plugin.registry import LOCK_PREFIX
 
@@ -79,7 +80,8 @@ SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 _SIGNATURE_VERSION = "v1"
-_MAX_BODY_BYTES = 64 * 1024  # MLflow's registry payloads are a few hundred bytes
+# MLflow's registry payloads are a few hundred bytes: 64 KiB is plenty.
+DEFAULT_MAX_BODY_MB = 0.0625
 
 
 class SignatureError(BadInput):
@@ -336,6 +338,7 @@ def create_app(
     *,
     max_age: float = MAX_AGE_SECONDS,
     threads: int = 2,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
 ) -> FastAPI:
     """The receiver as a FastAPI app; the reconcile workers live as long as the app runs.
 
@@ -344,6 +347,8 @@ def create_app(
         reconcile: called with a model name in a background thread.
         max_age: replay window in seconds for ``X-MLflow-Timestamp``.
         threads: reconcile worker threads.
+        max_body_mb: larger bodies get 413, enforced while reading (chunked too), without
+            buffering the rest.
 
     Raises:
         BadInput: the secret is empty.
@@ -362,6 +367,7 @@ def create_app(
 
     app = FastAPI(title="mlflow-plugin webhook receiver", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app.add_middleware(BodyLimit, max_bytes=mb_to_bytes(max_body_mb))
     app.state.queue = queue
 
     def reply(code: int, /, **payload: Any) -> JSONResponse:
@@ -369,12 +375,7 @@ def create_app(
 
     @app.post("/webhook")
     async def webhook(request: Request) -> JSONResponse:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
-            return reply(413, error=f"body larger than {_MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > _MAX_BODY_BYTES:
-            return reply(413, error=f"body larger than {_MAX_BODY_BYTES} bytes")
+        body = await request.body()  # BodyLimit answers 413 while reading an oversized one
         headers = request.headers
         try:
             verify_signature(
@@ -458,13 +459,15 @@ def register_webhook(
 @click.option("--port", default=5002, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--secret-env", default=SECRET_ENV, show_default=True,
               help="Environment variable that holds the shared secret (never a CLI argument).")  # fmt: skip
+@max_body_option(DEFAULT_MAX_BODY_MB)
 @click.option("--register", "register_url", default=None, metavar="URL",
               help="First create/update the webhook on the tracking server, delivering to URL "
                    "(this receiver's /webhook as the server reaches it).")  # fmt: skip
 @click.pass_context
 def webhook_receiver(
-    ctx: click.Context, host: str, port: int, secret_env: str, register_url: str | None
-) -> None:
+    ctx: click.Context, host: str, port: int, secret_env: str, max_body_mb: float,
+    register_url: str | None,
+) -> None:  # fmt: skip
     """Reconcile models when MLflow's registry webhooks say an alias or tag changed.
 
     POST /webhook takes MLflow's model_version_alias.created/deleted and model_version_tag.set
@@ -476,13 +479,17 @@ def webhook_receiver(
 
     secret = os.environ.get(secret_env, "")
     if not secret.strip():
-        raise BadInput(f"no webhook secret: set ${secret_env} (it is never taken on the command line)")
+        raise BadInput(
+            f"no webhook secret: set ${secret_env} (it is never taken on the command line)"
+        )
     tracking_uri = getattr(ctx.obj, "tracking_uri", None)
     controller = Controller.from_uri(tracking_uri)
     uri = controller.registry.uri
     if register_url:
         hook_id = register_webhook(uri, register_url, secret)
-        click.echo(f"webhook {WEBHOOK_NAME} ({hook_id}) on {uri} delivers to {register_url}", err=True)
+        click.echo(
+            f"webhook {WEBHOOK_NAME} ({hook_id}) on {uri} delivers to {register_url}", err=True
+        )
     if not _log.handlers:  # say what each reconcile recorded, as the `reconcile` command does
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -490,5 +497,5 @@ def webhook_receiver(
         _log.setLevel(logging.INFO)
     click.echo(f"receiving MLflow webhooks on http://{host}:{port}/webhook; reconciling on {uri}",
                err=True)  # fmt: skip
-    app = create_app(secret, controller.reconcile)
+    app = create_app(secret, controller.reconcile, max_body_mb=max_body_mb)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

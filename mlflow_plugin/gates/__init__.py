@@ -47,7 +47,11 @@ if TYPE_CHECKING:
         recall_score,
     )
     from mlflow_plugin.gates._compare import concordance_contributions, paired_bootstrap
-    from mlflow_plugin.gates._sanity import check_finite, check_probability_rows
+    from mlflow_plugin.gates._sanity import (
+        check_finite,
+        check_probability_range,
+        check_probability_rows,
+    )
     from mlflow_plugin.gates._survival import (
         c_index_score,
         integrated_brier_loss,
@@ -74,6 +78,7 @@ __all__ = [
     "c_index_score",
     "check_finite",
     "check_horizon",
+    "check_probability_range",
     "check_probability_rows",
     "concordance_contributions",
     "f1_score",
@@ -100,6 +105,7 @@ _LAZY = {
     "precision_score": "_classification",
     "recall_score": "_classification",
     "check_finite": "_sanity",
+    "check_probability_range": "_sanity",
     "check_probability_rows": "_sanity",
     "c_index_score": "_survival",
     "integrated_brier_loss": "_survival",

@@ -15,7 +15,7 @@ from mlflow_plugin.gates._checks import as_array
 from mlflow_plugin.gates._report import SanityResult
 from mlflow_plugin.gates._scalar import as_number
 
-__all__ = ["check_finite", "check_probability_rows"]
+__all__ = ["check_finite", "check_probability_range", "check_probability_rows"]
 
 
 def check_finite(predictions: ArrayLike) -> SanityResult:
@@ -45,6 +45,39 @@ def check_finite(predictions: ArrayLike) -> SanityResult:
         False,
         n_bad,
         f"{n_bad} of {arr.size} predictions are NaN or infinite (first at index {where})",
+    )
+
+
+def check_probability_range(probs: ArrayLike) -> SanityResult:
+    """Check that every probability lies in ``[0, 1]`` (NaN offends).
+
+    Args:
+        probs: probabilities of any shape.
+
+    Returns:
+        A :class:`SanityResult` named ``probability_range``; ``n_bad`` counts offending values.
+
+    Raises:
+        ValueError: ``probs`` is empty or not numeric.
+    """
+    arr = as_array("probs", probs)
+    if arr.size == 0:
+        raise ValueError("probs: is empty")
+    lo, hi = arr.min(), arr.max()
+    if lo >= 0 and hi <= 1:  # NaN fails both comparisons
+        return SanityResult(
+            "probability_range", True, 0, f"all {arr.size} probabilities lie in [0, 1]"
+        )
+    with np.errstate(invalid="ignore"):
+        bad = ~((arr >= 0) & (arr <= 1))
+    n_bad = int(np.count_nonzero(bad))
+    first = np.unravel_index(int(np.argmax(bad)), arr.shape)
+    where = int(first[0]) if arr.ndim == 1 else tuple(int(i) for i in first)
+    return SanityResult(
+        "probability_range",
+        False,
+        n_bad,
+        f"{n_bad} of {arr.size} probabilities are outside [0, 1] (first at index {where})",
     )
 
 

@@ -23,6 +23,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # FastAPI reads the handlers' annotations from this module's globals: import at module level
@@ -30,11 +31,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mlflow_plugin._errors import BadInput, ModelUnavailable
+from mlflow_plugin._errors import BadInput, ConfigError, ModelUnavailable
+from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
+from mlflow_plugin.serving._batching import Batcher
 from mlflow_plugin.serving._metrics import ServingMetrics
 
 if TYPE_CHECKING:
-    from mlflow_plugin.serving._loader import ChampionModel
+    from mlflow_plugin.serving._loader import ChampionModel, Prediction
 
 __all__ = ["create_app"]
 
@@ -60,39 +63,103 @@ def _error(status: int, code: str, message: str, reason: str, request_id: str) -
     return _Reply(status, body, headers={"X-Request-Id": request_id}, reason=reason)
 
 
-def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request_id: str) -> _Reply:
-    """Parse, score and encode one request (runs on a worker thread, like MLflow's)."""
+@dataclass
+class _Parsed:
+    data: Any
+    params: Any
+    unified: bool
+    flags: tuple[str, ...]
+
+
+def _parse(
+    model: ChampionModel, body: bytes, content_type: str | None, request_id: str
+) -> _Parsed | _Reply:
+    """Parse a request and apply the input guardrails to the raw values.
+
+    The guardrails look at the values as sent, before MLflow's schema cast (which would turn
+    ``null`` into a conversion error without a row, and ``1e308`` in a ``long`` column into
+    ``-9223372036854775808``); the cast follows when they pass.
+    """
     from mlflow.pyfunc import scoring_server as ss
 
     mime, _, rest = (content_type or ss.CONTENT_TYPE_JSON).partition(";")
     mime = mime.strip().lower()
     charset = rest.strip().lower().removeprefix("charset=").strip() if rest else "utf-8"
     if charset not in ("utf-8", "utf8"):
-        return _error(415, "BAD_REQUEST", "only UTF-8 bodies are supported", "unsupported_media_type", request_id)
+        return _error(
+            415,
+            "BAD_REQUEST",
+            "only UTF-8 bodies are supported",
+            "unsupported_media_type",
+            request_id,
+        )
     metadata = model.metadata
     schema = metadata.get_input_schema() if metadata is not None else None
     unified = False
     params = None
+    guarded = model.input_guard.mode != "off"
+    raw_schema = None if guarded else schema
     try:
         if mime == ss.CONTENT_TYPE_JSON:
-            parsed = ss._parse_json_data(body, metadata, schema)
+            parsed = ss._parse_json_data(body, metadata, raw_schema)
             data, params, unified = parsed.data, parsed.params, parsed.is_unified_llm_input
         elif mime == ss.CONTENT_TYPE_CSV:
-            data = ss.parse_csv_input(io.StringIO(body.decode("utf-8")), schema=schema)  # type: ignore[arg-type]
+            data = ss.parse_csv_input(io.StringIO(body.decode("utf-8")), schema=raw_schema)  # type: ignore[arg-type]
         elif mime == ss.CONTENT_TYPE_PARQUET:
             data = ss.parse_parquet_input(io.BytesIO(body))
         else:
             return _error(415, "BAD_REQUEST", f"unsupported content type {mime!r}; use one of "
                           f"{', '.join(ss.CONTENT_TYPES)}", "unsupported_media_type", request_id)  # fmt: skip
+        flags: tuple[str, ...] = ()
+        if guarded:
+            flags = model.check_input(data)
+            if schema is not None:
+                data = _cast(ss, body, mime, metadata, schema, data)
+    except BadInput as exc:
+        return _error(400, "BAD_REQUEST", str(exc), "bad_request", request_id)
     except Exception as exc:  # noqa: BLE001 - whatever the parser raises, the request is bad
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return _error(400, "BAD_REQUEST", f"bad request: {message}", "bad_request", request_id)
+    return _Parsed(data, params, unified, flags)
+
+
+def _cast(ss: Any, body: bytes, mime: str, metadata: Any, schema: Any, data: Any) -> Any:
+    """Apply the signature's types to checked raw data, as MLflow's parser would have."""
+    import pandas as pd
+    from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
+
+    if isinstance(data, pd.DataFrame) and mime != ss.CONTENT_TYPE_PARQUET:
+        if schema.is_tensor_spec() or not schema.has_input_names():
+            return (
+                ss._parse_json_data(body, metadata, schema).data
+                if mime == ss.CONTENT_TYPE_JSON
+                else data
+            )
+        return cast_df_types_according_to_schema(data, schema)
+    if mime == ss.CONTENT_TYPE_JSON:
+        return ss._parse_json_data(body, metadata, schema).data
+    return data
+
+
+def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request_id: str) -> _Reply:
+    """Parse, score and encode one request (runs on a worker thread, like MLflow's)."""
+    parsed = _parse(model, body, content_type, request_id)
+    if isinstance(parsed, _Reply):
+        return parsed
     try:
-        prediction = model.score(data, params, request_id=request_id)
+        prediction = model.score(
+            parsed.data, parsed.params, request_id=request_id, input_flags=parsed.flags
+        )
     except BadInput as exc:
         return _error(400, "BAD_REQUEST", str(exc), "bad_request", request_id)
     except ModelUnavailable as exc:
         return _error(503, "TEMPORARILY_UNAVAILABLE", str(exc), "unavailable", request_id)
+    return _encode(prediction, parsed.unified, request_id)
+
+
+def _encode(prediction: Prediction, unified: bool, request_id: str) -> _Reply:
+    from mlflow.pyfunc import scoring_server as ss
+
     out = io.StringIO()
     try:
         if unified:
@@ -100,7 +167,9 @@ def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request
         else:
             ss.predictions_to_json(prediction.output, out)
     except Exception as exc:  # noqa: BLE001
-        return _error(500, "INTERNAL_ERROR", f"output could not be encoded: {exc}", "internal", request_id)
+        return _error(
+            500, "INTERNAL_ERROR", f"output could not be encoded: {exc}", "internal", request_id
+        )
     headers = {
         "X-Model-Version": prediction.version,
         "X-Model-Role": prediction.role,
@@ -112,7 +181,15 @@ def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request
 
 
 def create_app(
-    model: ChampionModel, *, metrics: ServingMetrics | None = None, close_model: bool = True
+    model: ChampionModel,
+    *,
+    metrics: ServingMetrics | None = None,
+    close_model: bool = True,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    request_timeout: float | None = 60.0,
+    max_batch_rows: int = 256,
+    max_batch_wait_ms: float = 0.0,
+    docs: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving ``model``.
 
@@ -120,22 +197,72 @@ def create_app(
         model: what answers.
         metrics: the server's metrics (default a new :class:`ServingMetrics`).
         close_model: close ``model`` (flush the prediction log) when the server shuts down.
+        max_body_mb: request bodies larger than this get 413, enforced while reading.
+        request_timeout: seconds from the first byte to the answer before a 503 (None: none).
+        max_batch_rows: adaptive batching stops gathering at this many rows.
+        max_batch_wait_ms: adaptive batching waits at most this long for more requests; 0 turns
+            batching off (each request is its own ``predict`` call).
+        docs: serve ``/docs`` and ``/openapi.json`` (off by default).
     """
     from mlflow.version import VERSION as MLFLOW_VERSION
 
     from mlflow_plugin import __version__
 
+    if not max_body_mb > 0:
+        raise ConfigError(f"--max-body-mb must be > 0, got {max_body_mb}")
+    if request_timeout is not None and not request_timeout > 0:
+        raise ConfigError(f"--request-timeout must be > 0, got {request_timeout}")
     meter = metrics or ServingMetrics(model)
+    batcher = (
+        Batcher(model, max_rows=max_batch_rows, max_wait_ms=max_batch_wait_ms)
+        if max_batch_wait_ms > 0 else None
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if batcher is not None:
+            await batcher.close()
         if close_model:
             await asyncio.to_thread(model.close)
 
-    app = FastAPI(title=f"mlflow-plugin serve {model.name}", lifespan=lifespan)
+    app = FastAPI(
+        title=f"mlflow-plugin serve {model.name}", lifespan=lifespan,
+        docs_url="/docs" if docs else None, redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )  # fmt: skip
+    app.add_middleware(BodyLimit, max_bytes=mb_to_bytes(max_body_mb))
     app.state.model = model
     app.state.metrics = meter
+    app.state.batcher = batcher
+
+    async def answer(request: Request, request_id: str) -> _Reply:
+        body = await request.body()
+        content_type = request.headers.get("content-type")
+        if batcher is None:
+            return await asyncio.to_thread(_invoke, model, body, content_type, request_id)
+        t0 = time.perf_counter()
+        parsed = await asyncio.to_thread(_parse, model, body, content_type, request_id)
+        if isinstance(parsed, _Reply):
+            return parsed
+        if parsed.params or not _batchable(parsed.data):
+            try:
+                prediction = await asyncio.to_thread(
+                    model.score, parsed.data, parsed.params, request_id=request_id,
+                    input_flags=parsed.flags,
+                )  # fmt: skip
+            except BadInput as exc:
+                return _error(400, "BAD_REQUEST", str(exc), "bad_request", request_id)
+            except ModelUnavailable as exc:
+                return _error(503, "TEMPORARILY_UNAVAILABLE", str(exc), "unavailable", request_id)
+        else:
+            try:
+                prediction = await batcher.submit(parsed.data, request_id, t0, parsed.flags)
+            except BadInput as exc:
+                return _error(400, "BAD_REQUEST", str(exc), "bad_request", request_id)
+            except ModelUnavailable as exc:
+                return _error(503, "TEMPORARILY_UNAVAILABLE", str(exc), "unavailable", request_id)
+        return _encode(prediction, parsed.unified, request_id)
 
     def _json(payload: Any, status: int = 200) -> Response:
         return Response(json.dumps(payload), status_code=status, media_type=_JSON)
@@ -143,12 +270,13 @@ def create_app(
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         t0 = time.perf_counter()
-        body = await request.body()
         # A caller's id is kept (it joins our log to theirs), within the log's column width.
         request_id = (request.headers.get("x-request-id") or "")[:64] or uuid.uuid4().hex
-        reply = await asyncio.to_thread(
-            _invoke, model, body, request.headers.get("content-type"), request_id
-        )
+        try:
+            reply = await asyncio.wait_for(answer(request, request_id), request_timeout)
+        except TimeoutError:
+            reply = _error(503, "TEMPORARILY_UNAVAILABLE",
+                           f"request timed out after {request_timeout:g}s", "timeout", request_id)  # fmt: skip
         meter.observe(reply.status, time.perf_counter() - t0, reply.reason)
         return Response(reply.body, status_code=reply.status, media_type=reply.media_type,
                         headers=reply.headers)  # fmt: skip
@@ -181,3 +309,9 @@ def create_app(
         return _json({"status": "scheduled"}, 202)
 
     return app
+
+
+def _batchable(data: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(data, pd.DataFrame) and len(data) > 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, max_body_option
+from mlflow_plugin.serving._inputs import INPUT_MODES
 from mlflow_plugin.serving._prediction_log import DEFAULT_URI
 
 __all__ = ["serve"]
@@ -33,6 +35,20 @@ __all__ = ["serve"]
               help="Flag (and count) answers slower than this.")  # fmt: skip
 @click.option("--event-interval", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds between two ledger events of the same kind.")  # fmt: skip
+@click.option("--input-guardrails", "input_mode", type=click.Choice(INPUT_MODES), default="enforce",
+              show_default=True,
+              help="enforce: a value far outside the feature's training range is a 400; observe: "
+                   "counted and flagged; off: no input checks at all (nulls reach the model).")  # fmt: skip
+@max_body_option(DEFAULT_MAX_BODY_MB)
+@click.option("--request-timeout", default=60.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds from the first byte to the answer before a 503.")  # fmt: skip
+@click.option("--max-batch-rows", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Adaptive batching: stop gathering requests at this many rows.")  # fmt: skip
+@click.option("--max-batch-wait-ms", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Adaptive batching: longest wait for more requests; 0 turns batching off.")  # fmt: skip
+@click.option("--docs/--no-docs", default=False, show_default=True,
+              help="Serve /docs and /openapi.json.")  # fmt: skip
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.pass_context
 def serve(
@@ -49,6 +65,12 @@ def serve(
     probability_columns: str | None,
     latency_budget_ms: float | None,
     event_interval: float,
+    input_mode: str,
+    max_body_mb: float,
+    request_timeout: float,
+    max_batch_rows: int,
+    max_batch_wait_ms: float,
+    docs: bool,
     access_log: bool,
 ) -> None:
     """Serve models:/MODEL@champion; swap on promotion, fall back on failure.
@@ -56,10 +78,13 @@ def serve(
     POST /invocations speaks MLflow's scoring protocol. GET /ping, /health, /version, /metrics.
     POST /refresh checks the registry at once (for webhooks).
     """
+    import logging
+
     import uvicorn
 
     from mlflow_plugin.serving._app import create_app
     from mlflow_plugin.serving._guardrails import Guardrails, parse_columns
+    from mlflow_plugin.serving._inputs import InputGuard
     from mlflow_plugin.serving._loader import ChampionModel
     from mlflow_plugin.serving._prediction_log import PredictionLog
 
@@ -71,6 +96,13 @@ def serve(
             latency_budget_ms=latency_budget_ms,
             enforce=guard_mode == "enforce",
         )
+    # The serve log: one timestamped line per swap, fallback, recovery and load failure.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    serving_log = logging.getLogger("mlflow_plugin.serving")
+    serving_log.addHandler(handler)
+    serving_log.setLevel(logging.INFO)
+    serving_log.propagate = False
     tracking_uri = getattr(ctx.obj, "tracking_uri", None)
     prediction_log = None
     if log_uri.strip().lower() not in ("none", "off", ""):
@@ -80,6 +112,7 @@ def serve(
         champion = ChampionModel(
             model, tracking_uri=tracking_uri, poll_interval=poll_interval, guardrails=guardrails,
             prediction_log=prediction_log, event_interval=event_interval,
+            input_guard=InputGuard(input_mode),
         )  # fmt: skip
     except BaseException:
         if prediction_log is not None:
@@ -91,5 +124,8 @@ def serve(
         f"serving {model} version {serving['version']} ({serving['role']}) on http://{host}:{port}"
         f" - polling every {poll_interval:g}s", err=True,
     )  # fmt: skip
-    app = create_app(champion)
+    app = create_app(
+        champion, max_body_mb=max_body_mb, request_timeout=request_timeout,
+        max_batch_rows=max_batch_rows, max_batch_wait_ms=max_batch_wait_ms, docs=docs,
+    )  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)

@@ -6,8 +6,11 @@ columns are the ones named in :attr:`Guardrails.probability_columns`, or by defa
 whose name starts with ``p_``; when there are two or more they are taken to form one distribution
 whose rows must sum to 1, unless :attr:`Guardrails.distributions` says otherwise.
 
-The happy path is a handful of NumPy reductions over one array (no per-row Python), because it
-runs on every request.
+The rules are the gates' own sanity checks (:func:`mlflow_plugin.gates.check_finite`,
+:func:`~mlflow_plugin.gates.check_probability_range`,
+:func:`~mlflow_plugin.gates.check_probability_rows`), called on the output block, not a copy of
+them; their happy path is a few NumPy reductions (no per-row Python), because it runs on every
+request.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from typing import Any
 import numpy as np
 
 from mlflow_plugin._errors import ConfigError
+from mlflow_plugin.gates._report import SanityResult
+from mlflow_plugin.gates._sanity import (
+    check_finite,
+    check_probability_range,
+    check_probability_rows,
+)
 
 __all__ = ["RULES", "Guardrails", "Violation"]
 
@@ -73,7 +82,9 @@ class Guardrails:
 
     def __post_init__(self) -> None:
         if not (self.tolerance >= 0 and math.isfinite(self.tolerance)):
-            raise ConfigError(f"guardrails: tolerance must be a finite number >= 0, got {self.tolerance!r}")
+            raise ConfigError(
+                f"guardrails: tolerance must be a finite number >= 0, got {self.tolerance!r}"
+            )
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
             raise ConfigError(
                 f"guardrails: latency_budget_ms must be > 0, got {self.latency_budget_ms!r}"
@@ -85,7 +96,9 @@ class Guardrails:
             groups = tuple(tuple(g) for g in self.distributions)
             for group in groups:
                 if len(group) < 2:
-                    raise ConfigError(f"guardrails: a distribution needs two or more columns: {group!r}")
+                    raise ConfigError(
+                        f"guardrails: a distribution needs two or more columns: {group!r}"
+                    )
             object.__setattr__(self, "distributions", groups)
 
     @classmethod
@@ -146,19 +159,13 @@ class Guardrails:
             return ()
         out: list[Violation] = []
         if self.finite:
-            bad = _non_finite(values)
-            if bad:
-                out.append(Violation(NON_FINITE, f"{bad} of {values.size} output values are NaN or infinite"))
+            _add(out, NON_FINITE, check_finite(values))
         if layout.probabilities is not None:
-            bad = _out_of_unit(values[:, layout.probabilities])
-            if bad:
-                out.append(Violation(
-                    PROBABILITY_RANGE, f"{bad} values of {layout.probability_names} outside [0, 1]"
-                ))  # fmt: skip
+            _add(out, PROBABILITY_RANGE, check_probability_range(values[:, layout.probabilities]),
+                 layout.probability_names)  # fmt: skip
         for columns, names in layout.groups:
-            bad = _bad_sums(values[:, columns], self.tolerance)
-            if bad:
-                out.append(Violation(DISTRIBUTION_SUM, f"{bad} rows where {names} != 1"))
+            _add(out, DISTRIBUTION_SUM, check_probability_rows(values[:, columns], atol=self.tolerance),
+                 names)  # fmt: skip
         return tuple(out)
 
     def _check_array(self, output: Any, probabilities: bool = False) -> tuple[Violation, ...]:
@@ -170,18 +177,12 @@ class Guardrails:
             return ()
         out: list[Violation] = []
         if self.finite:
-            bad = _non_finite(values)
-            if bad:
-                out.append(Violation(NON_FINITE, f"{bad} of {values.size} output values are NaN or infinite"))
+            _add(out, NON_FINITE, check_finite(values))
         as_distribution = self.array_probabilities and values.ndim == 2 and values.shape[1] >= 2
         if probabilities or as_distribution:
-            bad = _out_of_unit(values)
-            if bad:
-                out.append(Violation(PROBABILITY_RANGE, f"{bad} probabilities outside [0, 1]"))
+            _add(out, PROBABILITY_RANGE, check_probability_range(values))
         if as_distribution:
-            bad = _bad_sums(values, self.tolerance)
-            if bad:
-                out.append(Violation(DISTRIBUTION_SUM, f"{bad} rows do not sum to 1"))
+            _add(out, DISTRIBUTION_SUM, check_probability_rows(values, atol=self.tolerance))
         return tuple(out)
 
 
@@ -203,7 +204,9 @@ def _layout(rails: Guardrails, names: tuple[str, ...]) -> _Layout:
         # A configured distribution is checked when its columns are present; a model that
         # does not return them is not this guardrail's business (the gates check shapes).
         groups = [
-            [index[c] for c in group] for group in rails.distributions if all(c in index for c in group)
+            [index[c] for c in group]
+            for group in rails.distributions
+            if all(c in index for c in group)
         ]
     return _Layout(
         _as_slice(probs) if probs else None,
@@ -219,26 +222,10 @@ def _as_slice(positions: list[int]) -> slice | list[int]:
     return positions
 
 
-# The happy path of each check is one or two reductions with no temporaries; counting happens
-# only when something is wrong. Callers silence NumPy's floating-point warnings (NaN, inf - inf).
-def _non_finite(values: np.ndarray) -> int:
-    if values.dtype.kind != "f" or math.isfinite(float(np.add.reduce(values, axis=None))):
-        return 0
-    return int(values.size - np.count_nonzero(np.isfinite(values)))
-
-
-def _out_of_unit(values: np.ndarray) -> int:
-    if values.size == 0 or (values.min() >= 0 and values.max() <= 1):
-        return 0
-    return int(np.count_nonzero(~((values >= 0) & (values <= 1))))
-
-
-def _bad_sums(values: np.ndarray, tolerance: float) -> int:
-    sums = np.add.reduce(values, axis=1, dtype=float)
-    sums -= 1.0
-    if np.abs(sums, out=sums).max() <= tolerance:  # NaN fails the comparison: slow path
-        return 0
-    return int(np.count_nonzero(~(sums <= tolerance)))
+def _add(out: list[Violation], rule: str, result: SanityResult, columns: str = "") -> None:
+    """Turn a failed gate check (the gates' own functions: one rule, one home) into a violation."""
+    if not result.passed:
+        out.append(Violation(rule, f"{columns}: {result.detail}" if columns else result.detail))
 
 
 def parse_columns(text: str | None) -> tuple[str, ...] | None:

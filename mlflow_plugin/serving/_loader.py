@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_plugin._errors import BadInput, MlflowPluginError, ModelUnavailable
+from mlflow_plugin._errors import BadInput, IntegrityError, MlflowPluginError, ModelUnavailable
 from mlflow_plugin._types import CHAMPION, FALLBACK, check_model_name
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
 from mlflow_plugin.serving._events import EventReporter
 from mlflow_plugin.serving._guardrails import Guardrails, Violation
+from mlflow_plugin.serving._inputs import InputGuard, ModelInputs
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
 from mlflow_plugin.serving._routing import (
     ChampionRouter,
@@ -112,6 +113,10 @@ class ChampionModel:
             and ``mlflow.pyfunc.load_model`` it).
         watch: start the background watcher.
         require_ready: raise at construction when no version can answer.
+        input_guard: input rules (default :class:`InputGuard()`: refuse nulls, non-finite,
+            non-numeric and far-out-of-range values with :class:`BadInput`).
+        verify: check the downloaded files against the version's ``mlflow_plugin.sha256``
+            before loading them (the default loader only; see :mod:`mlflow_plugin.integrity`).
 
     Raises:
         ModelUnavailable: ``require_ready`` and neither champion nor fallback could be loaded.
@@ -135,6 +140,8 @@ class ChampionModel:
         loader: Loader | None = None,
         watch: bool = True,
         require_ready: bool = True,
+        input_guard: InputGuard | None = None,
+        verify: bool = True,
     ) -> None:
         self.name = check_model_name(model_name)
         if not poll_interval > 0:
@@ -149,6 +156,9 @@ class ChampionModel:
         self.retry_interval = float(retry_interval)
         self.guardrails = guardrails if guardrails is not None else Guardrails()
         self.prediction_log = prediction_log
+        self.input_guard = input_guard if input_guard is not None else InputGuard()
+        self.verify = verify
+        self._degraded = False  # a backup route answered last: logged once per change
         self.router: Router = router if router is not None else ChampionRouter()
         self.events = EventReporter(
             self.name, ledger=ledger, tracking_uri=self.tracking_uri, interval=event_interval
@@ -178,7 +188,9 @@ class ChampionModel:
             raise
         self._thread: threading.Thread | None = None
         if watch:
-            self._thread = threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._watch, name=f"watch-{self.name}", daemon=True
+            )
             self._thread.start()
 
     # -- answering -----------------------------------------------------------------------
@@ -198,25 +210,71 @@ class ChampionModel:
         """Like ``PyFuncModel.predict``: the output of whichever version answers."""
         return self.score(data, params).output
 
-    def score(
-        self, data: Any, params: dict[str, Any] | None = None, *, request_id: str | None = None
-    ) -> Prediction:
-        """Answer one request and say who answered.
+    def check_input(self, data: Any) -> tuple[str, ...]:
+        """Apply the input guardrails for the version that would answer now.
+
+        Returns:
+            Flags of tolerated problems (``out_of_range`` when guardrails only observe).
 
         Raises:
-            BadInput: the input does not match the model's signature (no fallback is tried:
-                another version would refuse it too).
+            BadInput: a value the model cannot score, naming its column and row.
+        """
+        if self.input_guard.mode == "off":
+            return ()
+        routes = self.router.plan(self._fleet, "").routes
+        inputs = routes[0].deployment.inputs if routes else None
+        if inputs is None:
+            inputs = _NO_INPUTS
+        try:
+            flags = self.input_guard.check(data, inputs)
+        except BadInput:
+            self._count("bad_input")
+            raise
+        for flag in flags:
+            self._count("input_guardrail", flag)
+        return flags
+
+    def new_request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
+
+    def score(
+        self, data: Any, params: dict[str, Any] | None = None, *, request_id: str | None = None,
+        input_flags: tuple[str, ...] | None = None,
+    ) -> Prediction:  # fmt: skip
+        """Answer one request and say who answered.
+
+        Args:
+            data: the model input.
+            params: inference parameters.
+            request_id: the request's id (default a new one).
+            input_flags: the result of :meth:`check_input` when the caller already applied the
+                input guardrails (the HTTP server checks the raw request); None checks here.
+
+        Raises:
+            BadInput: the input breaks an input guardrail or does not match the model's
+                signature (no fallback is tried: another version would refuse it too).
             ModelUnavailable: no version could answer.
         """
         t0 = time.perf_counter()
-        rid = request_id or f"{self._id_prefix}-{next(self._ids)}"
+        rid = request_id or self.new_request_id()
+        in_flags = self.check_input(data) if input_flags is None else input_flags
+        return self._score(data, params, rid, t0, in_flags)
+
+    def _score(
+        self, data: Any, params: dict[str, Any] | None, rid: str, t0: float,
+        in_flags: tuple[str, ...],
+    ) -> Prediction:  # fmt: skip
         plan: Plan = self.router.plan(self._fleet, rid)
         causes = [_Cause(role, f.version, "missing" if not f.version else "load", f.error)
                   for role, f in plan.skipped]  # fmt: skip
         for route in plan.routes:
             deployment = route.deployment
             try:
-                output = deployment.model.predict(data, params) if params else deployment.model.predict(data)
+                output = (
+                    deployment.model.predict(data, params)
+                    if params
+                    else deployment.model.predict(data)
+                )
             except Exception as exc:  # noqa: BLE001 - any model failure is a reason to fall back
                 if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
                     self._count("bad_input")
@@ -230,22 +288,8 @@ class ChampionModel:
                     detail = "; ".join(str(v) for v in violations)
                     causes.append(_Cause(route.role, deployment.version, "guardrail", detail))
                     continue
-            latency = time.perf_counter() - t0
-            slow = self.guardrails.check_latency(latency)
-            if slow is not None:
-                self._count_violations((slow,), deployment.version)
-            flags = tuple(v.rule for v in violations) + ((slow.rule,) if slow else ())
-            fell_back = bool(causes)
-            if fell_back:
-                self._on_fallback(causes, route.role, deployment.version)
-            with self._counts_lock:
-                self._counts["predictions", deployment.version, route.role] += 1
-            if self.prediction_log is not None:
-                self.prediction_log.log(PredictionRecord(
-                    rid, time.time(), self.name, deployment.version, route.role, fell_back,
-                    latency, data, output, None, flags,
-                ))  # fmt: skip
-            return Prediction(output, deployment.version, route.role, rid, latency, fell_back, flags)
+            return self._answer(data, output, rid, t0, route.role, deployment.version, violations,
+                                in_flags, causes)  # fmt: skip
         message = self._unavailable_message(causes)
         self._count("unavailable")
         for cause in causes:
@@ -256,6 +300,81 @@ class ChampionModel:
                 data, None, message, tuple(c.kind for c in causes),
             ))  # fmt: skip
         raise ModelUnavailable(message)
+
+    def _answer(
+        self, data: Any, output: Any, rid: str, t0: float, role: str, version: str,
+        violations: tuple[Violation, ...], in_flags: tuple[str, ...], causes: list[_Cause],
+    ) -> Prediction:  # fmt: skip
+        """Count, log and wrap one request's answer."""
+        latency = time.perf_counter() - t0
+        slow = self.guardrails.check_latency(latency)
+        if slow is not None:
+            self._count_violations((slow,), version)
+        flags = in_flags + tuple(v.rule for v in violations) + ((slow.rule,) if slow else ())
+        fell_back = bool(causes)
+        if fell_back:
+            self._on_fallback(causes, role, version)
+        elif self._degraded and role == CHAMPION:
+            self._degraded = False
+            _log.warning("%s: recovered: champion version %s answers again", self.name, version)
+        with self._counts_lock:
+            self._counts["predictions", version, role] += 1
+        if self.prediction_log is not None:
+            self.prediction_log.log(PredictionRecord(
+                rid, time.time(), self.name, version, role, fell_back, latency, data, output,
+                None, flags,
+            ))  # fmt: skip
+        return Prediction(output, version, role, rid, latency, fell_back, flags)
+
+    def score_batch(self, requests: list[tuple[Any, str, float, tuple[str, ...]]]) -> list[Any]:
+        """Answer several requests with one ``predict`` call (adaptive batching).
+
+        Each request is ``(frame, request_id, t0, input_flags)`` with its input guardrails
+        already applied. The frames are concatenated, scored once by the primary route and the
+        output is split back by row counts; each request is then guardrailed, counted and
+        logged on its own rows. Whatever cannot be settled in the batch (the model raises on
+        the batch, the output is not row-aligned, a request's rows break a guardrail, no
+        primary route) is scored alone, so a bad request affects only itself.
+
+        Returns:
+            One :class:`Prediction` or exception (``BadInput``/``ModelUnavailable``) per request,
+            in order.
+        """
+        import pandas as pd
+
+        def alone(item: tuple[Any, str, float, tuple[str, ...]]) -> Any:
+            try:
+                return self._score(item[0], None, item[1], item[2], item[3])
+            except MlflowPluginError as exc:
+                return exc
+
+        plan = self.router.plan(self._fleet, "")
+        if len(requests) == 1 or not plan.routes or plan.skipped:
+            return [alone(r) for r in requests]
+        route = plan.routes[0]
+        sizes = [len(r[0]) for r in requests]
+        try:
+            combined = pd.concat([r[0] for r in requests], ignore_index=True)
+            parts = _split(route.deployment.model.predict(combined), sizes)
+        except Exception:  # noqa: BLE001 - a request in the batch may be what breaks it
+            parts = None
+        if parts is None:
+            self._count("batch_splits")
+            return [alone(r) for r in requests]
+        with self._counts_lock:
+            self._counts[("batches",)] += 1
+            self._counts[("batched_requests",)] += len(requests)
+        out: list[Any] = []
+        for item, part in zip(requests, parts, strict=True):
+            violations: tuple[Violation, ...] = self.guardrails.check(part)
+            if violations:
+                self._count_violations(violations, route.deployment.version)
+                if self.guardrails.enforce:
+                    out.append(alone(item))
+                    continue
+            out.append(self._answer(item[0], part, item[1], item[2], route.role,
+                                    route.deployment.version, violations, item[3], []))  # fmt: skip
+        return out
 
     # -- following the registry ----------------------------------------------------------
     def trigger(self) -> None:
@@ -306,7 +425,9 @@ class ChampionModel:
                     loaded.pop(role, None)
                     failed[role] = result
                     self._report_error(_Cause(role, version, "load", result.error))
-                changed = self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled)) or changed
+                changed = (
+                    self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled)) or changed
+                )
             return changed
 
     def _publish(self, fleet: Fleet) -> bool:
@@ -321,7 +442,8 @@ class ChampionModel:
                 "load_seconds": round(loaded.load_seconds, 3),
             }  # fmt: skip
             self._count("swaps")
-            _log.info("%s: champion %s -> %s", self.name, before.get(CHAMPION), after[CHAMPION])
+            _log.info("%s: swap: champion %s -> %s (loaded in %.2fs)", self.name,
+                      before.get(CHAMPION), after[CHAMPION], loaded.load_seconds)  # fmt: skip
         kept = {d.version for d in fleet.loaded.values()}
         for deployment in old.loaded.values():
             if deployment.version not in kept:
@@ -336,17 +458,34 @@ class ChampionModel:
             self._count("load_failures")
             _log.warning("%s version %s could not be loaded: %s", self.name, version, exc)
             return LoadFailure(version, _one_line(exc), time.time())
-        return Deployment(version, model, time.time(), time.perf_counter() - t0)
+        try:
+            inputs = ModelInputs.of(getattr(model, "metadata", None))
+        except Exception:  # noqa: BLE001 - no usable schema: only the generic checks apply
+            inputs = _NO_INPUTS
+        return Deployment(version, model, time.time(), time.perf_counter() - t0, inputs)
 
     def _load_pyfunc(self, name: str, version: str) -> Any:
-        import mlflow.artifacts
         import mlflow.pyfunc
 
+        from mlflow_plugin.integrity import (
+            DIGEST_TAG,
+            REQUIRE_SIGNED_TAG,
+            download_version,
+            verify_files,
+        )
+
         target = f"{self._workdir}/v{version}-{uuid.uuid4().hex[:6]}"
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=target,
-            tracking_uri=self.tracking_uri or None, registry_uri=self.tracking_uri or None,
-        )  # fmt: skip
+        local = download_version(self.tracking_uri, name, version, target)
+        if self.verify:
+            # Before anything is unpickled: load_model below is the first to open a pickle.
+            info = self.registry.get_version(name, version)
+            required = self.registry.get_model(name).tags.get(REQUIRE_SIGNED_TAG, "") == "true"
+            report = verify_files(local, dict(info.tags), require_signed=required)
+            if not report.ok:
+                raise IntegrityError(f"integrity check failed: {report.summary()}", report.problems)
+            if report.trusted_on_first_use:
+                _log.warning("%s version %s has no %s: loaded unverified (trust on first use)",
+                             name, version, DIGEST_TAG)  # fmt: skip
         return mlflow.pyfunc.load_model(local)
 
     def _discard(self, version: str) -> None:
@@ -369,6 +508,10 @@ class ChampionModel:
     def _on_fallback(self, causes: list[_Cause], role: str, version: str) -> None:
         first = causes[0]
         self._count("fallbacks", first.kind)
+        if not self._degraded:
+            self._degraded = True
+            _log.warning("%s: fallback: %s version %s answers because %s", self.name, role,
+                         version, first.describe())  # fmt: skip
         for cause in causes:
             self._report_error(cause)
         self.events.report(
@@ -390,12 +533,19 @@ class ChampionModel:
             return f"{self.name}: {self._why_unavailable(self._fleet)}"
         fleet = self._fleet
         tail = "" if FALLBACK in fleet.wanted else "; no fallback enabled"
-        return f"{self.name}: no version could answer: " + "; ".join(c.describe() for c in causes) + tail
+        return (
+            f"{self.name}: no version could answer: "
+            + "; ".join(c.describe() for c in causes)
+            + tail
+        )
 
     def _why_unavailable(self, fleet: Fleet) -> str:
         if CHAMPION not in fleet.wanted and not fleet.wanted:
             return "no champion alias and no enabled fallback"
-        parts = [f"{role} version {f.version} could not be loaded: {f.error}" for role, f in fleet.failed.items()]
+        parts = [
+            f"{role} version {f.version} could not be loaded: {f.error}"
+            for role, f in fleet.failed.items()
+        ]
         if FALLBACK not in fleet.wanted:
             parts.append("no fallback enabled")
         return "; ".join(parts) or "no version is loaded"
@@ -443,7 +593,9 @@ class ChampionModel:
         return {
             "model": self.name,
             "status": "unavailable" if serving is None else ("degraded" if degraded else "ok"),
-            "serving": {"version": serving.deployment.version, "role": serving.role} if serving else None,
+            "serving": {"version": serving.deployment.version, "role": serving.role}
+            if serving
+            else None,
             "champion": roles.get(CHAMPION),
             "fallback": {"enabled": fleet.fallback_enabled, **(roles.get(FALLBACK) or {})},
             "roles": roles,
@@ -480,6 +632,29 @@ class ChampionModel:
         return f"ChampionModel({self.name!r}, version={self.version!r})"
 
 
+_NO_INPUTS = ModelInputs((), {})
+
+
+def _split(output: Any, sizes: list[int]) -> list[Any] | None:
+    """Split a batch's output back into per-request parts by row counts (None: not row-aligned)."""
+    import numpy as np
+    import pandas as pd
+
+    total = sum(sizes)
+    bounds = np.cumsum([0, *sizes])
+    if isinstance(output, pd.DataFrame | pd.Series):
+        if len(output) != total:
+            return None
+        return [output.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(bounds)]
+    if isinstance(output, np.ndarray):
+        if output.ndim == 0 or output.shape[0] != total:
+            return None
+        return [output[a:b] for a, b in itertools.pairwise(bounds)]
+    if isinstance(output, list) and len(output) == total:
+        return [output[a:b] for a, b in itertools.pairwise(bounds)]
+    return None
+
+
 def _find(loaded: dict[str, Deployment], version: str) -> Deployment | None:
     return next((d for d in loaded.values() if d.version == version), None)
 
@@ -492,7 +667,9 @@ def _glob(root: str, pattern: str) -> list[str]:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def _one_line(exc: BaseException) -> str:

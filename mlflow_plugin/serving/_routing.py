@@ -40,12 +40,15 @@ class Deployment:
             ``metadata``).
         loaded_at: epoch seconds when the load finished.
         load_seconds: how long loading took.
+        inputs: what the version declares about its inputs (numeric columns, training
+            ranges), a :class:`~mlflow_plugin.serving._inputs.ModelInputs`.
     """
 
     version: str
     model: Any
     loaded_at: float
     load_seconds: float
+    inputs: Any = None
 
     @property
     def metadata(self) -> Any:

@@ -36,8 +36,12 @@ class TestFrames:
         assert "2 of 15" in violation.detail
 
     def test_probability_outside_unit_interval(self):
-        """A p_* value below 0 or above 1 breaks probability_range (and the sum)."""
-        assert rules(Guardrails().check(frame(low=1.2, high=-0.2))) == ["probability_range"]
+        """A p_* value below 0 or above 1 breaks probability_range, and the gates' row check
+        (a distribution row holds probabilities) even though the row sums to 1."""
+        assert rules(Guardrails().check(frame(low=1.2, high=-0.2))) == [
+            "probability_range",
+            "distribution_sum",
+        ]
 
     def test_rows_must_sum_to_one(self):
         """p_* columns form a distribution; a row summing to 1.1 breaks distribution_sum."""
