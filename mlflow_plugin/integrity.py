@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlflow_plugin._errors import BadInput, IntegrityError
+from mlflow_plugin._errors import BadInput, IntegrityError, MlflowPluginError
 from mlflow_plugin._settings import TAG_PREFIX
 
 __all__ = [
@@ -319,8 +319,14 @@ class VersionVerifier:
     def __call__(self, model: str, version: str, *, force: bool = False) -> dict[str, str]:
         info = self.registry.get_version(model, version)
         required = _require_signed(self.registry, model)
-        with _downloaded(self.registry, model, version) as root:
-            report = verify_files(root, dict(info.tags), require_signed=required)
+        try:
+            with _downloaded(self.registry, model, version) as root:
+                report = verify_files(root, dict(info.tags), require_signed=required)
+        except MlflowPluginError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - files that cannot be read cannot be verified
+            problem = f"artifacts could not be downloaded: {type(exc).__name__}: {exc}"
+            report = IntegrityReport(False, info.tags.get(DIGEST_TAG), [problem[:1000]])
         if not report.ok:
             if not force:
                 raise IntegrityError(

@@ -1,8 +1,9 @@
 """A pyfunc model logged "from code" by the serving tests: its ``model_config`` sets what it does.
 
 - ``risk``: the constant it returns (so each logged model is recognisable in a response);
-- ``mode``: ``ok``, ``raise`` (predict fails), ``nan`` (output breaks the finite guardrail) or
-  ``badprob`` (probabilities that do not sum to 1).
+- ``mode``: ``ok``, ``raise`` (predict fails), ``nan`` (output breaks the finite guardrail),
+  ``badprob`` (probabilities that do not sum to 1) or ``echo`` (``risk`` is each row's ``age``,
+  so a client can tell its rows from others'; a row with ``age == -1`` makes predict raise).
 
 The output has the pipeline's shape: a ``risk`` column and probability bucket columns ``p_*``.
 """
@@ -30,6 +31,12 @@ class ConstantRisk(PythonModel):
             risk[:] = np.nan
         if self.mode == "badprob":
             high = high + 0.5
+        if self.mode == "echo":
+            risk = model_input["age"].to_numpy(dtype=float)
+            if (risk == -1).any():
+                raise RuntimeError("poisoned row")
+            low = np.full(n, 0.5)
+            high = np.full(n, 0.5)
         return pd.DataFrame({"risk": risk, "p_low": low, "p_high": high})
 
 

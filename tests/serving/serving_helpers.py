@@ -18,7 +18,7 @@ MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 PASSED = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed"}
 # Models every integration test can share: name -> model_config of tests/serving/model_code.py.
 SHARED = {"r1": {"risk": 0.1}, "r2": {"risk": 0.2}, "raise": {"risk": 0.9, "mode": "raise"},
-          "nan": {"risk": 0.8, "mode": "nan"}}  # fmt: skip
+          "nan": {"risk": 0.8, "mode": "nan"}, "echo": {"mode": "echo"}}  # fmt: skip
 
 
 @functools.cache
@@ -29,7 +29,9 @@ def features() -> Any:
     return load_rossi().drop(columns=["week", "arrest"])
 
 
-def log_model(tracking_uri: str, config: dict[str, Any]) -> str:
+def log_model(
+    tracking_uri: str, config: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> str:
     """Log one ``model_code.py`` pyfunc with ``config`` and a signature; return its URI."""
     import mlflow
 
@@ -38,9 +40,17 @@ def log_model(tracking_uri: str, config: dict[str, Any]) -> str:
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
             name="model", python_model=MODEL_CODE, model_config=config,
-            input_example=features().head(3), pip_requirements=[],
+            input_example=features().head(3), pip_requirements=[], metadata=metadata,
         )  # fmt: skip
     return str(info.model_uri)
+
+
+@functools.cache
+def ranged_model(tracking_uri: str) -> str:
+    """A model whose MLmodel records the training range of each feature, as the pipeline's do."""
+    from mlflow_plugin._ranges import FEATURE_RANGES_KEY, feature_ranges
+
+    return log_model(tracking_uri, {"risk": 0.4}, {FEATURE_RANGES_KEY: feature_ranges(features())})
 
 
 @functools.cache

@@ -177,7 +177,8 @@ class TestUnderLoad:
         with Load(server.port, one_row, threads=2, max_requests=3000, max_seconds=90) as load:
             assert load.wait_for(lambda rs: len(rs) >= 10)
             controller.fallback_enable(model_name, good)
-            controller.promote(model_name, bad)
+            # Promotion verifies the files first: broken ones take --force.
+            controller.promote(model_name, bad, force=True, reason="test: broken artifacts")
             assert load.wait_for(lambda rs: sum(r.role == "fallback" for r in rs) >= 30, timeout=60)
             responses = load.stop()
         assert [r for r in responses if r.status != 200] == []
