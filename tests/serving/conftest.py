@@ -28,15 +28,16 @@ def one_row() -> str:
 
 @pytest.fixture()
 def served(tracking_uri: str, model_name: str) -> Iterator[Any]:
-    """``served(**ChampionModel kwargs)`` -> a LiveServer around a new ChampionModel (closed after)."""
+    """``served(app_kwargs=None, **ChampionModel kwargs)`` -> a LiveServer around a new
+    ChampionModel (closed after); ``app_kwargs`` go to ``create_app``."""
     from mlflow_plugin.serving import ChampionModel, create_app
 
     stack: list[LiveServer] = []
 
-    def start(**kwargs: Any) -> LiveServer:
+    def start(app_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> LiveServer:
         kwargs.setdefault("poll_interval", 0.5)
         model = ChampionModel(model_name, tracking_uri=tracking_uri, **kwargs)
-        server = LiveServer(create_app(model)).__enter__()
+        server = LiveServer(create_app(model, **(app_kwargs or {}))).__enter__()
         server.model = model  # type: ignore[attr-defined]
         stack.append(server)
         return server

@@ -1,0 +1,257 @@
+"""Serving a client cannot hurt: input problems are 400s, body limits, verified loads, batching.
+
+Against the real ``mlflow server``; loads are bounded and no test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from pickled_model import artifact_dir, booby_trap, log_pickled
+from serving_helpers import PASSED, features, ranged_model, register, shared_model
+
+from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+from mlflow_plugin.integrity import record_digest
+from mlflow_plugin.ledger import Ledger
+from mlflow_plugin.registry import Registry
+from mlflow_plugin.serving import ChampionModel, create_app
+from mlflow_plugin.testing import AppServer
+from mlflow_plugin.webhooks import create_app as webhook_app
+
+pytestmark = [pytest.mark.integration]
+
+
+def records(**changes) -> str:
+    """Five Rossi rows as ``dataframe_records``; ``changes`` = {column: (row, value)}."""
+    rows = features().head(5).to_dict(orient="records")
+    for column, (row, value) in changes.items():
+        rows[row][column] = value
+    return json.dumps({"dataframe_records": rows})
+
+
+def oversized(port: int, path: str, total: int, *, chunked: bool) -> bytes:
+    """POST ``total`` bytes, with a Content-Length or chunked; the raw answer (status line first).
+
+    Sending stops quietly when the server closes: it answered without reading the rest.
+    """
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
+        )
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < total:
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:
+            pass
+        return answer
+    finally:
+        sock.close()
+
+
+def set_champion(tracking_uri: str, model: str, champion: str, fallback: str | None = None) -> None:
+    """Point the aliases directly, as a person in the registry UI would (no controller checks)."""
+    registry = Registry(tracking_uri)
+    registry.set_alias(model, "champion", champion)
+    if fallback is not None:
+        registry.set_alias(model, "fallback", fallback)
+        registry.set_model_tag(model, FALLBACK_ENABLED_TAG, "true")
+
+
+class TestInputProblems:
+    @pytest.fixture()
+    def server(self, served, model_name, tracking_uri):
+        version = register(tracking_uri, model_name, ranged_model(tracking_uri))
+        set_champion(tracking_uri, model_name, version)
+        return served(event_interval=0.0)
+
+    @pytest.mark.parametrize(
+        ("body", "where", "what"),
+        [
+            (records(age=(2, None)), "column 'age', row 2", "null"),
+            (records(prio=(4, float("nan"))), "column 'prio', row 4", "null"),
+            (records(age=(1, 1e308)), "column 'age', row 1", "outside the training range"),
+            (records(age=(3, float("inf"))), "column 'age', row 3", "not finite"),
+            (records(fin=(0, "abc")), "column 'fin', row 0", "'abc' is not a number"),
+        ],
+        ids=["null", "nan", "1e308", "inf", "wrong-type"],
+    )
+    def test_bad_values_are_400_naming_column_and_row(self, server, tracking_uri, model_name,
+                                                      body, where, what):  # fmt: skip
+        """null / NaN / 1e308 / inf / text: 400 with one line naming column and row; no ledger event."""
+        status, _, raw = server.request("POST", "/invocations", body)
+        payload = json.loads(raw)
+        assert status == 400, payload
+        assert where in payload["message"] and what in payload["message"]
+        assert "\n" not in payload["message"]
+        assert server.request("POST", "/invocations", records())[0] == 200
+        server.model.events.flush(30)
+        assert Ledger(tracking_uri).events(model_name, "error") == []
+        assert Ledger(tracking_uri).events(model_name, "recovery") == []
+        _, _, metrics = server.request("GET", "/metrics")
+        assert b'mlflow_plugin_serving_requests_total{code="400"} 1.0' in metrics
+
+    def test_observe_flags_out_of_range(self, served, model_name, tracking_uri):
+        """--input-guardrails observe: a far-out value is answered, flagged and counted."""
+        from mlflow_plugin.serving._inputs import InputGuard
+
+        version = register(tracking_uri, model_name, ranged_model(tracking_uri))
+        set_champion(tracking_uri, model_name, version)
+        server = served(input_guard=InputGuard("observe"))
+        status, headers, _ = server.request("POST", "/invocations", records(age=(1, 1e6)))
+        assert status == 200 and "out_of_range" in headers["x-guardrail-flags"]
+        assert server.model.counts()[("input_guardrail", "out_of_range")] == 1
+        # Nulls are refused in observe mode too: the model cannot score them.
+        assert server.request("POST", "/invocations", records(age=(0, None)))[0] == 400
+
+
+class TestModelFaults:
+    def test_model_that_raises_falls_back_with_an_error_event(self, served, model_name, tracking_uri, one_row):
+        """A champion that raises: the fallback answers, an error event blames the champion."""
+        bad = register(tracking_uri, model_name, shared_model(tracking_uri, "raise"))
+        good = register(tracking_uri, model_name, shared_model(tracking_uri, "r1"))
+        set_champion(tracking_uri, model_name, bad, fallback=good)
+        server = served(event_interval=0.0)
+        status, headers, _ = server.request("POST", "/invocations", one_row)
+        assert status == 200 and headers["x-model-version"] == good
+        assert headers["x-model-role"] == "fallback"
+        server.model.events.flush(30)
+        errors = Ledger(tracking_uri).events(model_name, "error")
+        assert any(e.version == bad and "raised in predict" in e.message for e in errors)
+
+    def test_tampered_pickle_is_never_unpickled(self, model_name, tracking_uri, mlflow_server, tmp_path, one_row):
+        """serve: the champion's changed pickle fails verification; the fallback answers; an error
+        event names the file; the pickle's __reduce__ never ran."""
+        registry = Registry(tracking_uri)
+        good = register(tracking_uri, model_name, shared_model(tracking_uri, "r1"))
+        uri = log_pickled(tracking_uri, 0.7)
+        bad = registry.register_version(model_name, uri, None, dict(PASSED)).version
+        record_digest(registry, model_name, bad)
+        marker = tmp_path / "pwned"
+        (artifact_dir(str(mlflow_server.workdir), uri) / "python_model.pkl").write_bytes(booby_trap(str(marker)))
+        set_champion(tracking_uri, model_name, bad, fallback=good)
+        model = ChampionModel(model_name, tracking_uri=tracking_uri, event_interval=0.0, watch=False)
+        try:
+            with AppServer(create_app(model, close_model=False)) as server:
+                status, headers, _ = server.raw_request(
+                    "POST", "/invocations", one_row, {"Content-Type": "application/json"}
+                )
+            assert status == 200 and headers["x-model-version"] == good
+            assert "python_model.pkl" in model.status()["champion"]["error"]
+            model.events.flush(30)
+        finally:
+            model.close()
+        errors = Ledger(tracking_uri).events(model_name, "error")
+        assert any(e.version == bad and "python_model.pkl" in e.message for e in errors)
+        assert not marker.exists()
+
+
+class TestLimits:
+    @pytest.fixture()
+    def server(self, served, versions, model_name, tracking_uri):
+        (v1,) = versions("r1")
+        set_champion(tracking_uri, model_name, v1)
+        return served(app_kwargs={"max_body_mb": 0.25})
+
+    def test_serve_body_limit_plain_and_chunked(self, server, one_row):
+        """413 for a declared 1 MB body and for a chunked one, read no further; small chunked bodies work."""
+        for chunked in (False, True):
+            answer = oversized(server.port, "/invocations", 8 << 20, chunked=chunked)
+            assert answer.startswith(b"HTTP/1.1 413"), (chunked, answer[:200])
+        assert server.request("POST", "/invocations", one_row)[0] == 200
+
+    def test_docs_are_off(self, server):
+        """/docs and /openapi.json are not served unless asked for."""
+        assert server.request("GET", "/docs")[0] == 404
+        assert server.request("GET", "/openapi.json")[0] == 404
+
+    def test_webhook_body_limit_plain_and_chunked(self):
+        """The webhook receiver answers 413 while reading, chunked or not."""
+        app = webhook_app("secret", lambda model: [])
+        with AppServer(app) as server:
+            for chunked in (False, True):
+                answer = oversized(server.port, "/webhook", 8 << 20, chunked=chunked)
+                assert answer.startswith(b"HTTP/1.1 413"), (chunked, answer[:200])
+            status, _, _ = server.raw_request("POST", "/webhook", b"{}", {"Content-Type": "application/json"})
+            assert status == 401  # small bodies still reach the signature check
+
+
+class TestBatching:
+    def test_each_request_gets_its_own_rows_under_32_clients(self, served, model_name, tracking_uri):
+        """32 concurrent clients, batched: every request gets exactly its rows, in order; a request
+        with a null and one that makes predict raise fail alone."""
+        version = register(tracking_uri, model_name, shared_model(tracking_uri, "echo"))
+        set_champion(tracking_uri, model_name, version)
+        server = served(app_kwargs={"max_batch_wait_ms": 5.0, "max_batch_rows": 64}, event_interval=0.0)
+        base = features().head(3)
+        failures: list[str] = []
+        statuses: dict[str, int] = {"ok": 0, "null": 0, "poison": 0}
+        lock = threading.Lock()
+
+        def client(i: int) -> None:
+            import http.client
+
+            rnd = random.Random(i)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            for j in range(12):
+                n = rnd.randint(1, 3)
+                rows = base.head(n).copy()
+                ages = [1000 * i + 10 * j + k for k in range(n)]
+                rows["age"] = ages
+                kind = "ok"
+                if i == 5 and j % 3 == 1:
+                    kind = "null"
+                elif i == 7 and j % 3 == 2:
+                    kind = "poison"
+                records = rows.to_dict(orient="records")
+                if kind == "null":
+                    records[0]["age"] = None
+                if kind == "poison":
+                    records[-1]["age"] = -1
+                conn.request("POST", "/invocations", json.dumps({"dataframe_records": records}),
+                             {"Content-Type": "application/json"})  # fmt: skip
+                resp = conn.getresponse()
+                body = resp.read()
+                with lock:
+                    if kind == "ok":
+                        got = [p["risk"] for p in json.loads(body)["predictions"]] if resp.status == 200 else body
+                        if resp.status != 200 or got != [float(a) for a in ages]:
+                            failures.append(f"client {i} request {j}: {resp.status} {got!r} != {ages}")
+                        else:
+                            statuses["ok"] += 1
+                    elif kind == "null" and resp.status == 400:
+                        statuses["null"] += 1
+                    elif kind == "poison" and resp.status == 503:
+                        statuses["poison"] += 1
+                    else:
+                        failures.append(f"client {i} {kind}: {resp.status} {body[:200]!r}")
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert failures == []
+        assert statuses == {"ok": 32 * 12 - 8, "null": 4, "poison": 4}
+        counts = server.model.counts()
+        assert counts.get(("batches",), 0) >= 1
+        assert counts[("batched_requests",)] > counts[("batches",)]  # some batches held several
