@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import PASSED
 from pickled_model import artifact_dir, booby_trap, log_pickled
 
 from mlflow_plugin.cli import main
@@ -26,6 +25,8 @@ from mlflow_plugin.integrity import (
 )
 from mlflow_plugin.ledger import Ledger
 from mlflow_plugin.registry import Registry
+
+from helpers import PASSED
 
 
 def invoke(*args: str):

@@ -18,7 +18,9 @@ def rules(violations) -> list[str]:
 
 
 def frame(risk=0.3, low=0.6, high=0.4, n=5) -> pd.DataFrame:
-    return pd.DataFrame({"risk": np.full(n, risk), "p_low": np.full(n, low), "p_high": np.full(n, high)})
+    return pd.DataFrame(
+        {"risk": np.full(n, risk), "p_low": np.full(n, low), "p_high": np.full(n, high)}
+    )
 
 
 class TestFrames:

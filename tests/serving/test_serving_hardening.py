@@ -9,7 +9,6 @@ import json
 import random
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 from pickled_model import artifact_dir, booby_trap, log_pickled
@@ -124,7 +123,9 @@ class TestInputProblems:
 
 
 class TestModelFaults:
-    def test_model_that_raises_falls_back_with_an_error_event(self, served, model_name, tracking_uri, one_row):
+    def test_model_that_raises_falls_back_with_an_error_event(
+        self, served, model_name, tracking_uri, one_row
+    ):
         """A champion that raises: the fallback answers, an error event blames the champion."""
         bad = register(tracking_uri, model_name, shared_model(tracking_uri, "raise"))
         good = register(tracking_uri, model_name, shared_model(tracking_uri, "r1"))
@@ -137,7 +138,9 @@ class TestModelFaults:
         errors = Ledger(tracking_uri).events(model_name, "error")
         assert any(e.version == bad and "raised in predict" in e.message for e in errors)
 
-    def test_tampered_pickle_is_never_unpickled(self, model_name, tracking_uri, mlflow_server, tmp_path, one_row):
+    def test_tampered_pickle_is_never_unpickled(
+        self, model_name, tracking_uri, mlflow_server, tmp_path, one_row
+    ):
         """serve: the champion's changed pickle fails verification; the fallback answers; an error
         event names the file; the pickle's __reduce__ never ran."""
         registry = Registry(tracking_uri)
@@ -146,9 +149,13 @@ class TestModelFaults:
         bad = registry.register_version(model_name, uri, None, dict(PASSED)).version
         record_digest(registry, model_name, bad)
         marker = tmp_path / "pwned"
-        (artifact_dir(str(mlflow_server.workdir), uri) / "python_model.pkl").write_bytes(booby_trap(str(marker)))
+        (artifact_dir(str(mlflow_server.workdir), uri) / "python_model.pkl").write_bytes(
+            booby_trap(str(marker))
+        )
         set_champion(tracking_uri, model_name, bad, fallback=good)
-        model = ChampionModel(model_name, tracking_uri=tracking_uri, event_interval=0.0, watch=False)
+        model = ChampionModel(
+            model_name, tracking_uri=tracking_uri, event_interval=0.0, watch=False
+        )
         try:
             with AppServer(create_app(model, close_model=False)) as server:
                 status, headers, _ = server.raw_request(
@@ -190,17 +197,23 @@ class TestLimits:
             for chunked in (False, True):
                 answer = oversized(server.port, "/webhook", 8 << 20, chunked=chunked)
                 assert answer.startswith(b"HTTP/1.1 413"), (chunked, answer[:200])
-            status, _, _ = server.raw_request("POST", "/webhook", b"{}", {"Content-Type": "application/json"})
+            status, _, _ = server.raw_request(
+                "POST", "/webhook", b"{}", {"Content-Type": "application/json"}
+            )
             assert status == 401  # small bodies still reach the signature check
 
 
 class TestBatching:
-    def test_each_request_gets_its_own_rows_under_32_clients(self, served, model_name, tracking_uri):
+    def test_each_request_gets_its_own_rows_under_32_clients(
+        self, served, model_name, tracking_uri
+    ):
         """32 concurrent clients, batched: every request gets exactly its rows, in order; a request
         with a null and one that makes predict raise fail alone."""
         version = register(tracking_uri, model_name, shared_model(tracking_uri, "echo"))
         set_champion(tracking_uri, model_name, version)
-        server = served(app_kwargs={"max_batch_wait_ms": 5.0, "max_batch_rows": 64}, event_interval=0.0)
+        server = served(
+            app_kwargs={"max_batch_wait_ms": 5.0, "max_batch_rows": 64}, event_interval=0.0
+        )
         base = features().head(3)
         failures: list[str] = []
         statuses: dict[str, int] = {"ok": 0, "null": 0, "poison": 0}
@@ -232,9 +245,15 @@ class TestBatching:
                 body = resp.read()
                 with lock:
                     if kind == "ok":
-                        got = [p["risk"] for p in json.loads(body)["predictions"]] if resp.status == 200 else body
+                        got = (
+                            [p["risk"] for p in json.loads(body)["predictions"]]
+                            if resp.status == 200
+                            else body
+                        )
                         if resp.status != 200 or got != [float(a) for a in ages]:
-                            failures.append(f"client {i} request {j}: {resp.status} {got!r} != {ages}")
+                            failures.append(
+                                f"client {i} request {j}: {resp.status} {got!r} != {ages}"
+                            )
                         else:
                             statuses["ok"] += 1
                     elif kind == "null" and resp.status == 400:

@@ -49,7 +49,9 @@ def ledger_events(tracking_uri: str, model: str, event_type: str) -> list:
 
 
 class TestProtocol:
-    def test_scoring_formats_of_mlflow_models_serve(self, served, versions, model_name, tracking_uri):
+    def test_scoring_formats_of_mlflow_models_serve(
+        self, served, versions, model_name, tracking_uri
+    ):
         """dataframe_split, dataframe_records, instances, inputs and CSV all score, headers say who."""
         (v1,) = versions("r1")
         Registry(tracking_uri).set_alias(model_name, "champion", v1)
@@ -66,7 +68,9 @@ class TestProtocol:
             assert status == 200, (name, body)
             assert [p["risk"] for p in body["predictions"]] == [0.1, 0.1], name
             assert headers["x-model-version"] == v1 and headers["x-model-role"] == "champion"
-        status, headers, raw = server.request("POST", "/invocations", rows.to_csv(index=False), "text/csv")
+        status, headers, raw = server.request(
+            "POST", "/invocations", rows.to_csv(index=False), "text/csv"
+        )
         assert status == 200 and json.loads(raw)["predictions"][0]["p_low"] == pytest.approx(0.9)
 
     def test_bad_requests_get_a_one_line_400(self, served, versions, model_name, tracking_uri):
@@ -130,7 +134,9 @@ class TestProtocol:
 
 
 class TestUnderLoad:
-    def test_rollback_under_load(self, served, versions, controller, model_name, one_row, tracking_uri):
+    def test_rollback_under_load(
+        self, served, versions, controller, model_name, one_row, tracking_uri
+    ):
         """Rollback during load: no failed request, old or new answers only, the new one sticks."""
         v1, v2 = versions("r1", "r2")
         controller.promote(model_name, v1)
@@ -196,7 +202,9 @@ class TestUnderLoad:
         # Rate-limited: hundreds of fallbacks, a handful of audit runs.
         assert len(errors) + len(recoveries) <= 4
 
-    def test_prediction_log_under_load(self, served, versions, controller, model_name, one_row, tmp_path):
+    def test_prediction_log_under_load(
+        self, served, versions, controller, model_name, one_row, tmp_path
+    ):
         """Under load the log never blocks: rows written == requests answered - dropped."""
         (v1,) = versions("r1")
         controller.promote(model_name, v1)
@@ -212,7 +220,9 @@ class TestUnderLoad:
         stats = log.stats()
         engine = sa.create_engine(uri)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT request_id) FROM predictions")).one()
+            rows = conn.execute(
+                sa.text("SELECT count(*), count(DISTINCT request_id) FROM predictions")
+            ).one()
         engine.dispose()
         assert rows[0] == rows[1] == stats["written_rows"] == len(responses) - stats["dropped"]
         assert stats["failed_requests"] == 0
@@ -222,7 +232,9 @@ class TestUnderLoad:
 
 
 class TestCommand:
-    def test_mlflow_plugin_serve(self, versions, controller, model_name, tracking_uri, tmp_path, one_row):
+    def test_mlflow_plugin_serve(
+        self, versions, controller, model_name, tracking_uri, tmp_path, one_row
+    ):
         """`mlflow-plugin serve` answers, logs to the given database and flushes it on SIGTERM."""
         (v1,) = versions("r1")
         controller.promote(model_name, v1)
@@ -268,5 +280,6 @@ class TestCommand:
         proc = subprocess.run([str(exe), "--tracking-uri", tracking_uri, "serve", "no-such-model",
                                "--prediction-log", "none"], capture_output=True, text=True, timeout=120)  # fmt: skip
         assert proc.returncode == 2
-        assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
-
+        assert (
+            proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+        )
