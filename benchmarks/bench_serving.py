@@ -11,17 +11,20 @@ Then measures:
 
 1. ``ChampionModel.predict`` against calling the same loaded pyfunc directly, on a 1,000-row batch
    and on single rows, alternating call by call (ratio of medians; target <= 1.05 for the batch).
-   Guardrails on, and with / without the prediction log.
+   Guardrails and input guardrails on, artifact verification on (the versions carry a recorded
+   ``mlflow_plugin.sha256``; digests are checked at load, so the load time is shown with and
+   without it), and with / without the prediction log.
 2. The prediction log's enqueue cost (``PredictionLog.log``), p50/p99 (target p99 < 0.1 ms), with
    the writer running, and on a full queue (the drop path).
 3. HTTP: ``mlflow-plugin serve`` against ``mlflow models serve --env-manager local`` on the same
-   model version and the same closed-loop load (keep-alive loopback clients, single-row
-   ``dataframe_split``), rounds rotating between them: ratio of throughputs, p50/p99. Ours runs
-   with its prediction log (the default) and again with it off, to show what the log costs.
+   model version and the same closed-loop load (32 keep-alive loopback clients by default,
+   single-row ``dataframe_split``), rounds rotating between them: ratio of throughputs, p50/p99.
+   Ours runs with its defaults (adaptive batching, prediction log, verification) and again with
+   batching off (``--max-batch-wait-ms 0``). Target: throughput >= 3x, p99 no worse.
 4. p99 latency of requests sent while the server swaps champions (alias flipped, new version
    loading in the background) against the p99 of the steady state around them.
 
-    .venv/bin/python benchmarks/bench_serving.py [--rounds 3] [--seconds 5] [--threads 4]
+    .venv/bin/python benchmarks/bench_serving.py [--rounds 3] [--seconds 5] [--clients 32]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlflow_plugin.integrity import record_digest
 from mlflow_plugin.registry import Registry
 from mlflow_plugin.serving import ChampionModel, PredictionLog, PredictionRecord
 from mlflow_plugin.testing import MlflowServer, free_port
@@ -253,7 +257,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3, help="alternating HTTP rounds per server")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one HTTP round")
-    parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (part 3)")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients (part 4)")
     parser.add_argument("--calls", type=int, default=300, help="in-process calls per side")
     parser.add_argument("--swaps", type=int, default=6, help="champion swaps in part 4")
     args = parser.parse_args()
@@ -268,7 +273,8 @@ def main() -> None:
         registry = Registry(uri)
         for kind, source in sources.items():
             for _ in range(2):
-                registry.register_version(f"bench-{kind}", source, None)
+                version = registry.register_version(f"bench-{kind}", source, None).version
+                record_digest(registry, f"bench-{kind}", version)  # as the pipeline does
             registry.set_alias(f"bench-{kind}", "champion", "1")
         data = rossi().drop(columns=["week", "arrest"]).astype(float)
         batch = data.sample(1000, replace=True, random_state=0).reset_index(drop=True)
@@ -284,13 +290,23 @@ def main() -> None:
                     print(line)
                     summary.append(line)
 
+        for verify in (False, True, False, True):
+            t0 = time.perf_counter()
+            ChampionModel("bench-coxph", tracking_uri=uri, watch=False, verify=verify).close()
+            if verify:
+                line = f"   load of bench-coxph v1 with digest verification: {time.perf_counter() - t0:.3f} s"
+            else:
+                line = f"   load of bench-coxph v1 without verification:    {time.perf_counter() - t0:.3f} s"
+            print(line)
+            summary.append(line)
+
         print("2. PredictionLog.log enqueue cost (1000-row request)")
         for label, (p50, p99, dropped) in enqueue_cost(workdir, batch, 20_000).items():
             line = f"   {label:18s}: p50 {p50:6.2f} us, p99 {p99:6.2f} us (dropped {dropped})"
             print(line)
             summary.append(line)
 
-        print(f"3. HTTP, {args.threads} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each")
+        print(f"3. HTTP, {args.clients} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each")
         # `mlflow models serve` execs `uvicorn`: it must be on PATH, as in an activated venv.
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
@@ -298,7 +314,8 @@ def main() -> None:
         plugin = [str(BIN / "mlflow-plugin"), "serve", "bench-coxph"]
         commands = {
             "mlflow-plugin serve": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http.db'}"],
-            "  same, log off": [*plugin, "--prediction-log", "none"],
+            "  same, batching off": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http2.db'}",
+                                     "--max-batch-wait-ms", "0"],
             "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
                                     "--env-manager", "local", "-h", "127.0.0.1"],
         }  # fmt: skip
@@ -309,14 +326,14 @@ def main() -> None:
                 flag = "-p" if "models" in cmd else "--port"
                 server_ = Server([*cmd, flag, str(ports[name])], ports[name], env)
                 stack.callback(server_.stop)
-                closed_loop(ports[name], body, args.threads, 1.0)  # warm up
+                closed_loop(ports[name], body, args.clients, 1.0)  # warm up
             got: dict[str, list[tuple[float, float, str]]] = {name: [] for name in commands}
             secs = dict.fromkeys(commands, 0.0)
             names = list(commands)
             for r in range(args.rounds):
                 for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
                     t0 = time.monotonic()
-                    got[name].extend(closed_loop(ports[name], body, args.threads, args.seconds))
+                    got[name].extend(closed_loop(ports[name], body, args.clients, args.seconds))
                     secs[name] += time.monotonic() - t0
             rps = {name: len(got[name]) / secs[name] for name in got}
             for name in names:
@@ -326,8 +343,10 @@ def main() -> None:
                 print(line)
                 summary.append(line)
             base = rps["mlflow models serve"]
+            p99 = {name: pct([x[1] for x in got[name]], 0.99) for name in names}
             line = (f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
-                    f"(log off: {rps['  same, log off'] / base:.3f})")  # fmt: skip
+                    f"(batching off: {rps['  same, batching off'] / base:.3f}); p99 ratio "
+                    f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}")  # fmt: skip
             print(line)
             summary.append(line)
 

@@ -60,6 +60,7 @@ _MAX_MANIFEST_CHARS = 90_000
 
 
 class _RegistryLike(Protocol):
+    def artifact_uri(self, name: str, version: str | int) -> str: ...
     def get_model(self, name: str) -> Any: ...
     def get_version(self, name: str, version: str | int) -> Any: ...
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None: ...
@@ -197,17 +198,21 @@ def verify_files(
     return IntegrityReport(False, digest, problems, False, actual.digest, require_signed, actual)
 
 
-def download_version(tracking_uri: str, model: str, version: str, dst: str) -> str:
-    """Download ``models:/MODEL/VERSION`` into ``dst`` (nothing is deserialised); its local path."""
+def download_version(registry: Any, model: str, version: str, dst: str) -> str:
+    """Download a version's files into ``dst`` (nothing is deserialised); their local path.
+
+    The files are fetched from the location the registry reports for the version, on the
+    registry's own server (not through ``models:/``, which resolves against the process-wide
+    registry URI).
+    """
     import mlflow.artifacts
 
+    uri = getattr(registry, "uri", "") or None
+    source = registry.artifact_uri(model, version)
     return str(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model}/{version}",
-            dst_path=dst,
-            tracking_uri=tracking_uri or None,
-            registry_uri=tracking_uri or None,
-        )  # fmt: skip
+            artifact_uri=source, dst_path=dst, tracking_uri=uri, registry_uri=uri
+        )
     )
 
 
@@ -215,7 +220,7 @@ def download_version(tracking_uri: str, model: str, version: str, dst: str) -> s
 def _downloaded(registry: _RegistryLike, model: str, version: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix="mlflow-plugin-verify-")
     try:
-        yield download_version(getattr(registry, "uri", ""), model, version, tmp)
+        yield download_version(registry, model, version, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

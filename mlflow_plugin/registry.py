@@ -134,6 +134,13 @@ class Registry:
             raise NotFound(f"{name!r} has no version {v}") from None
         return _version_info(mv)
 
+    def artifact_uri(self, name: str, version: str | int) -> str:
+        """Where the version's files are (e.g. ``mlflow-artifacts:/1/models/m-…/artifacts``)."""
+        v = check_version(version)
+        return str(self._do(
+            f"{name!r} version {v}", self.client.get_model_version_download_uri, name, v
+        ))  # fmt: skip
+
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first (aliases are not filled in here)."""
         check_model_name(name)

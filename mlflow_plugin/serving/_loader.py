@@ -475,7 +475,7 @@ class ChampionModel:
         )
 
         target = f"{self._workdir}/v{version}-{uuid.uuid4().hex[:6]}"
-        local = download_version(self.tracking_uri, name, version, target)
+        local = download_version(self.registry, name, version, target)
         if self.verify:
             # Before anything is unpickled: load_model below is the first to open a pickle.
             info = self.registry.get_version(name, version)

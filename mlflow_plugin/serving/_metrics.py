@@ -106,9 +106,7 @@ class _LoaderCollector:
         yield from (predictions, fallbacks, violations, *singles.values())
 
         loaded = GaugeMetricFamily(
-            f"{_PREFIX}_model_loaded",
-            "1 for each loaded version, by role.",
-            labels=["role", "version"],
+            f"{_PREFIX}_model_loaded", "1 for each loaded version, by role.", labels=["role", "version"]
         )
         fleet = self.model._fleet
         for role, deployment in fleet.loaded.items():
@@ -126,16 +124,12 @@ class _LoaderCollector:
                 family = CounterMetricFamily(f"{_PREFIX}_prediction_log_{name}", help_text)
                 family.add_metric([], stats[name])
                 yield family
-            queued = GaugeMetricFamily(
-                f"{_PREFIX}_prediction_log_queued", "Entries waiting to be written."
-            )
+            queued = GaugeMetricFamily(f"{_PREFIX}_prediction_log_queued", "Entries waiting to be written.")
             queued.add_metric([], stats["queued"])
             yield queued
         events = self.model.events.stats()
         ledger = CounterMetricFamily(
-            f"{_PREFIX}_ledger_events",
-            "Serving events for the ledger, by outcome.",
-            labels=["outcome"],
+            f"{_PREFIX}_ledger_events", "Serving events for the ledger, by outcome.", labels=["outcome"]
         )
         for outcome, n in events.items():
             ledger.add_metric([outcome], n)

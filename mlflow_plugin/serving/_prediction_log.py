@@ -88,9 +88,7 @@ def prediction_table(metadata: Any, name: str = "predictions") -> Any:
         name,
         metadata,
         # SQLite only auto-increments INTEGER PRIMARY KEY.
-        Column(
-            "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
         Column("request_id", String(64), nullable=False, index=True),
         Column("row_index", Integer, nullable=False),
         Column("ts", DateTime(timezone=True), nullable=False),
@@ -380,10 +378,7 @@ def _driver(uri: str) -> str:
         return uri
     import importlib.util
 
-    if (
-        importlib.util.find_spec("psycopg") is None
-        and importlib.util.find_spec("psycopg2") is not None
-    ):
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
         return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
     return uri
 

@@ -18,7 +18,7 @@ MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 PASSED = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed"}
 # Models every integration test can share: name -> model_config of tests/serving/model_code.py.
 SHARED = {"r1": {"risk": 0.1}, "r2": {"risk": 0.2}, "raise": {"risk": 0.9, "mode": "raise"},
-          "nan": {"risk": 0.8, "mode": "nan"}, "echo": {"mode": "echo"}}  # fmt: skip
+          "nan": {"risk": 0.8, "mode": "nan"}, "echo": {"risk": 0.0, "mode": "echo"}}  # fmt: skip
 
 
 @functools.cache

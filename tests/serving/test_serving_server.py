@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -84,7 +85,7 @@ class TestProtocol:
             "missing-column": (json.dumps({"dataframe_split": {"columns": ["fin"], "data": [[1]]}}),
                                "application/json", "missing inputs"),
             "wrong-type": (json.dumps({"dataframe_records": [{**row, "age": "old"}]}),
-                           "application/json", "bad request"),
+                           "application/json", "column 'age', row 0: 'old' is not a number"),
             "unknown-format": (json.dumps({"rows": []}), "application/json",
                                "exactly one of the input fields"),
             "content-type": ("a,b\n1,2", "text/plain", "unsupported content type"),
@@ -235,8 +236,9 @@ class TestCommand:
     def test_mlflow_plugin_serve(
         self, versions, controller, model_name, tracking_uri, tmp_path, one_row
     ):
-        """`mlflow-plugin serve` answers, logs to the given database and flushes it on SIGTERM."""
-        (v1,) = versions("r1")
+        """`mlflow-plugin serve` answers, logs to the given database and flushes it on SIGTERM;
+        its log has a timestamped line for the swap."""
+        v1, v2 = versions("r1", "r2")
         controller.promote(model_name, v1)
         port = free_port()
         db = tmp_path / "p.db"
@@ -265,14 +267,23 @@ class TestCommand:
                 with urllib.request.urlopen(req, timeout=10) as r:
                     assert r.headers["X-Model-Version"] == v1
                     assert json.loads(r.read())["predictions"][0]["risk"] == RISK["r1"]
+            controller.promote(model_name, v2)
+
+            def swapped() -> bool:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return bool(r.headers["X-Model-Version"] == v2)
+
+            assert wait_until(swapped, timeout=60, step=0.2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
         # uvicorn shuts down gracefully, then re-raises SIGTERM (exit -15), as servers should.
         assert proc.returncode in (0, -signal.SIGTERM), err
         assert f"serving {model_name} version {v1} (champion)" in err
+        swap = rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO \S+: {model_name}: swap: champion {v1} -> {v2}"
+        assert re.search(swap, err, re.MULTILINE), err
         frame = pd.read_sql("SELECT * FROM predictions", sa.create_engine(f"sqlite:///{db}"))
-        assert len(frame) == 5 and set(frame["model_version"]) == {v1}
+        assert len(frame) >= 6 and set(frame["model_version"]) == {v1, v2}
 
     def test_serve_unknown_model_exits_2(self, tracking_uri):
         """An unknown model is a one-line error and exit code 2."""
