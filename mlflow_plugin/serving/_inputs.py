@@ -16,6 +16,7 @@ The happy path is one float conversion of the numeric block and four reductions.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,7 @@ class InputProblem:
         return f"column {self.column!r}, row {self.row}: {self.detail}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: it keys a cache of bounds
 class ModelInputs:
     """What one loaded version declares about its inputs (computed once per load)."""
 
@@ -118,20 +119,25 @@ class InputGuard:
         columns = [c for c in frame.columns if str(c) in declared or frame[c].dtype.kind in "iuf"]
         if not columns:
             return []
-        block = frame[columns]
+        # All columns numeric (the usual case): no selection copy.
+        block = frame if len(columns) == frame.shape[1] else frame[columns]
         try:
             values = block.to_numpy(dtype=np.float64)
         except (TypeError, ValueError):
             return self._slow(block, model)
         with np.errstate(invalid="ignore", over="ignore"):
-            if (
-                math.isfinite(float(np.add.reduce(values, axis=None)))
-                and not self._outside(values, columns, model).any()
-            ):
-                return []
+            if math.isfinite(float(np.add.reduce(values, axis=None))):
+                if not model.ranges:
+                    return []
+                lo, hi = self._bounds(tuple(columns), model)
+                if (values.min(axis=0) >= lo).all() and (values.max(axis=0) <= hi).all():
+                    return []
         return self._slow(block, model)
 
-    def _bounds(self, columns: list[Any], model: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - a few (guard, columns, model) combinations
+    def _bounds(
+        self, columns: tuple[Any, ...], model: ModelInputs
+    ) -> tuple[np.ndarray, np.ndarray]:
         lo = np.full(len(columns), -np.inf)
         hi = np.full(len(columns), np.inf)
         for i, c in enumerate(columns):
@@ -141,18 +147,12 @@ class InputGuard:
                 lo[i], hi[i] = r[0] - self.margin * width, r[1] + self.margin * width
         return lo, hi
 
-    def _outside(self, values: np.ndarray, columns: list[Any], model: ModelInputs) -> np.ndarray:
-        if not model.ranges:
-            return np.zeros(len(columns), dtype=bool)
-        lo, hi = self._bounds(columns, model)
-        return (values.min(axis=0) < lo) | (values.max(axis=0) > hi)
-
     def _slow(self, block: Any, model: ModelInputs) -> list[InputProblem]:
         import pandas as pd
 
         out: list[InputProblem] = []
         columns = list(block.columns)
-        lo, hi = self._bounds(columns, model)
+        lo, hi = self._bounds(tuple(columns), model)
         for i, c in enumerate(columns):
             raw = block[c]
             numbers = pd.to_numeric(raw, errors="coerce")
