@@ -20,7 +20,8 @@ Then measures:
    model version and the same closed-loop load (32 keep-alive loopback clients by default,
    single-row ``dataframe_split``), rounds rotating between them: ratio of throughputs, p50/p99.
    Ours runs with its defaults (adaptive batching, prediction log, verification) and again with
-   batching off (``--max-batch-wait-ms 0``). Target: throughput >= 3x, p99 no worse.
+   batching off (``--max-batch-wait-ms 0``) and with the prediction log off. Target: throughput
+   >= 3x, p99 no worse.
 4. p99 latency of requests sent while the server swaps champions (alias flipped, new version
    loading in the background) against the p99 of the steady state around them.
 
@@ -316,6 +317,7 @@ def main() -> None:
             "mlflow-plugin serve": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http.db'}"],
             "  same, batching off": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http2.db'}",
                                      "--max-batch-wait-ms", "0"],
+            "  same, log off": [*plugin, "--prediction-log", "none"],
             "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
                                     "--env-manager", "local", "-h", "127.0.0.1"],
         }  # fmt: skip
@@ -345,7 +347,8 @@ def main() -> None:
             base = rps["mlflow models serve"]
             p99 = {name: pct([x[1] for x in got[name]], 0.99) for name in names}
             line = (f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
-                    f"(batching off: {rps['  same, batching off'] / base:.3f}); p99 ratio "
+                    f"(batching off: {rps['  same, batching off'] / base:.3f}, log off: "
+                    f"{rps['  same, log off'] / base:.3f}); p99 ratio "
                     f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}")  # fmt: skip
             print(line)
             summary.append(line)
