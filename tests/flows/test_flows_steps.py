@@ -80,6 +80,17 @@ class TestTrain:
         loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{second.version.version}")
         out = loaded.predict(load_rossi())  # the training frame's own dtypes pass the schema
         assert np.allclose(out.drop(columns="risk").sum(axis=1), 1.0)
+        # Integrity and input guardrails: the digest of the files, the training range per feature.
+        from mlflow_plugin.integrity import verify_version
+
+        report = verify_version(registry, model_name, second.version.version)
+        assert (
+            report.ok
+            and not report.trusted_on_first_use
+            and report.digest == v2.tags["mlflow_plugin.sha256"]
+        )
+        ranges = info.metadata["mlflow_plugin.feature_ranges"]
+        assert ranges["age"] == [17.0, 44.0]
 
     def test_classifier_kind(self, flows_uri, model_name):
         """model_kind=classifier registers a two-bucket model (event by the horizon or not)."""
