@@ -20,7 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
+from mlflow_plugin._client import (
+    configure_http_defaults,
+    make_client,
+    resolve_tracking_uri,
+    wrap_mlflow_errors,
+)
 from mlflow_plugin._errors import (
     BadInput,
     NotFound,
@@ -46,6 +51,7 @@ _LOCK_OWNER = TAG_PREFIX + "lock_owner"
 _LOCK_EXPIRES = TAG_PREFIX + "lock_expires"
 _LOCK_INTENT = TAG_PREFIX + "lock_intent"
 
+
 def _version_info(mv: Any) -> VersionInfo:
     return VersionInfo(
         name=mv.name,
@@ -68,10 +74,8 @@ class Registry:
 
     def __init__(self, tracking_uri: str | None = None) -> None:
         configure_http_defaults()
-        from mlflow import MlflowClient
-
         self.uri = resolve_tracking_uri(tracking_uri)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = make_client(self.uri, self.uri)
 
     def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with wrap_mlflow_errors(what, self.uri):

@@ -27,12 +27,27 @@ from mlflow_plugin._memory import InMemoryLedger, InMemoryRegistry
 
 __all__ = [
     "AppServer",
+    "HttpCalls",
     "InMemoryLedger",
     "InMemoryRegistry",
+    "SERVER_UVICORN_OPTS",
     "MlflowServer",
+    "count_http_calls",
+    "endpoint_of",
     "free_port",
     "postgres_database",
 ]
+
+
+def _server_uvicorn_opts() -> str:
+    import importlib.util
+
+    return "--loop uvloop" if importlib.util.find_spec("uvloop") is not None else ""
+
+
+#: What a team should pass to ``mlflow server`` (with ``uvloop`` installed next to it):
+#: ``--uvicorn-opts "--loop uvloop"``. Empty where uvloop is not installed (e.g. Windows).
+SERVER_UVICORN_OPTS = _server_uvicorn_opts()
 
 
 def free_port() -> int:
@@ -51,6 +66,11 @@ class MlflowServer:
         startup_timeout: seconds to wait for ``/health``.
         env: extra environment variables for the server process (e.g.
             ``MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true`` to deliver webhooks to loopback).
+        uvicorn_opts: ``mlflow server --uvicorn-opts``; default :data:`SERVER_UVICORN_OPTS`
+            (the uvloop event loop, which sets ``TCP_NODELAY`` on every connection; without
+            it a kept-alive request to a multi-worker server pays a ~40 ms Nagle/delayed-ACK
+            stall: docs/ARCHITECTURE.md, "HTTP round trips and the tracking server"). Pass
+            ``""`` for uvicorn's own default.
     """
 
     def __init__(
@@ -60,12 +80,14 @@ class MlflowServer:
         workers: int = 2,
         startup_timeout: float = 120.0,
         env: dict[str, str] | None = None,
+        uvicorn_opts: str | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.workers = workers
         self.startup_timeout = startup_timeout
         self.env = dict(env or {})
+        self.uvicorn_opts = SERVER_UVICORN_OPTS if uvicorn_opts is None else uvicorn_opts
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -82,6 +104,8 @@ class MlflowServer:
             "--port", str(self.port),
             "--workers", str(self.workers),
         ]  # fmt: skip
+        if self.uvicorn_opts:
+            cmd += ["--uvicorn-opts", self.uvicorn_opts]
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
         env.update(self.env)
@@ -148,7 +172,9 @@ def postgres_database(admin_uri: str) -> Iterator[str]:
         with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the test extra ships psycopg2.
-        yield url.set(drivername="postgresql+psycopg2", database=name).render_as_string(hide_password=False)
+        yield url.set(drivername="postgresql+psycopg2", database=name).render_as_string(
+            hide_password=False
+        )
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -198,3 +224,98 @@ class AppServer:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
             conn.close()
+
+
+class HttpCalls:
+    """What :func:`count_http_calls` saw: requests per endpoint and the time spent in them."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.by_endpoint: Counter[str] = Counter()
+        self.seconds_by_endpoint: Counter[str] = Counter()
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    def count(self, fragment: str) -> int:
+        """Calls whose endpoint contains ``fragment`` (e.g. ``"registered-models/get"``)."""
+        return sum(n for key, n in self.by_endpoint.items() if fragment in key)
+
+    def record(self, endpoint: str, seconds: float) -> None:
+        with self._lock:
+            self.by_endpoint[endpoint] += 1
+            self.seconds_by_endpoint[endpoint] += seconds
+            self.seconds += seconds
+
+    def summary(self) -> str:
+        """One line per endpoint (calls, milliseconds per call), most frequent first."""
+        return "\n".join(
+            f"{n:4d}  {1000 * self.seconds_by_endpoint[key] / n:6.1f} ms  {key}"
+            for key, n in self.by_endpoint.most_common()
+        )
+
+
+def endpoint_of(method: str, url: str) -> str:
+    """``"GET registered-models/get"``, ``"PUT artifacts"``: a request's endpoint, without host,
+    API prefix, query or the artifact path."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path
+    for prefix in ("/ajax-api/2.0/mlflow/", "/api/2.0/mlflow/", "/api/3.0/mlflow/"):
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+            break
+    if path.startswith("/api/2.0/mlflow-artifacts/artifacts") or "mlflow-artifacts" in path:
+        path = "artifacts"
+    return f"{method.upper()} {path.strip('/')}"
+
+
+_counters: list[HttpCalls] = []
+_counters_lock = threading.Lock()
+_original_send: Any = None
+
+
+def _counting_send(self: Any, request: Any, **kwargs: Any) -> Any:
+    start = time.perf_counter()
+    try:
+        return _original_send(self, request, **kwargs)
+    finally:
+        elapsed = time.perf_counter() - start
+        endpoint = endpoint_of(request.method or "GET", request.url or "")
+        for counter in list(_counters):
+            counter.record(endpoint, elapsed)
+
+
+@contextlib.contextmanager
+def count_http_calls() -> Iterator[HttpCalls]:
+    """Count the HTTP requests this process sends (any thread) while the block runs.
+
+    It observes ``requests.Session.send``, the transport under MLflow's REST client and its HTTP
+    artifact repository; nothing is changed or mocked. Used by the call-budget tests and
+    ``benchmarks/bench_pipeline.py``::
+
+        with count_http_calls() as calls:
+            run_pipeline(params)
+        assert calls.total <= 40, calls.summary()
+    """
+    global _original_send
+    import requests
+
+    calls = HttpCalls()
+    with _counters_lock:
+        if _original_send is None:
+            _original_send = requests.Session.send
+            requests.Session.send = _counting_send  # type: ignore[method-assign]
+        _counters.append(calls)
+    try:
+        yield calls
+    finally:
+        with _counters_lock:
+            _counters.remove(calls)
+            if not _counters:
+                requests.Session.send = _original_send  # type: ignore[method-assign]
+                _original_send = None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_plugin._errors import BadInput, ConfigError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHALLENGER, VersionInfo
-from mlflow_plugin.flows._tracking import CLOCK
+from mlflow_plugin.flows._tracking import CLOCK, queue_metrics, set_tags
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import GateReport, Policy
@@ -118,13 +118,13 @@ def log_report(report: GateReport, title: str, *, extra: str = "") -> None:
     with CLOCK("tracking"):
         mlflow.log_text(report.to_json(), "gate_report.json")
         mlflow.log_text(markdown, "gate_report.md")
-        mlflow.set_tags(
-            {
-                TAG_PREFIX + "gates": "passed" if report.passed else "failed",
-                TAG_PREFIX + "failed_gates": ",".join(report.failed_gates),
-                "mlflow.note.content": markdown,
-            }
-        )
+    set_tags(
+        {
+            TAG_PREFIX + "gates": "passed" if report.passed else "failed",
+            TAG_PREFIX + "failed_gates": ",".join(report.failed_gates),
+            "mlflow.note.content": markdown,
+        }
+    )
 
 
 def log_metrics(
@@ -133,16 +133,13 @@ def log_metrics(
     """Log the finite values of ``metrics``; return them."""
     import math
 
-    import mlflow
-
     finite = {
         f"{prefix}{k}": float(v)
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
     if finite:
-        with CLOCK("tracking"):
-            mlflow.log_metrics(finite, step=step)
+        queue_metrics(finite, step=step)
     return finite
 
 
@@ -152,8 +149,11 @@ def record_verdict(
     """Set ``mlflow_plugin.<validation|backtest>`` on the version, and link the report run."""
     state_tag = TAG_PREFIX + ("validation" if step == "validate" else "backtest")
     link_tag = TAG_PREFIX + ("gate_report" if step == "validate" else "backtest_report")
-    with CLOCK("registry"):
-        registry.set_version_tag(
-            version.name, version.version, state_tag, "passed" if passed else "failed"
+    from mlflow_plugin._concurrency import parallel
+
+    state = "passed" if passed else "failed"
+    with CLOCK("registry"):  # two independent writes: one round trip's time
+        parallel(
+            lambda: registry.set_version_tag(version.name, version.version, state_tag, state),
+            lambda: registry.set_version_tag(version.name, version.version, link_tag, run_id),
         )
-        registry.set_version_tag(version.name, version.version, link_tag, run_id)

@@ -2,6 +2,10 @@
 
 Every step runs in an MLflow run tagged ``mlflow_plugin.step`` and ``mlflow_plugin.model``:
 alone (resuming the run ``mlflow run`` created, or a new one) or as a nested child of ``main``.
+
+A step's params, tags and metrics are collected while it runs and written in one
+``log_batch`` when it ends (also when it fails), instead of one request per call
+(docs/ARCHITECTURE.md, "HTTP round trips and the tracking server").
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = [
     "STEP_TAG",
     "Clock",
     "log_params_once",
+    "queue_metrics",
     "set_tags",
     "step_run",
     "warm_imports",
@@ -95,6 +100,44 @@ def warm_imports() -> None:
         import mlflow_plugin.gates._survival  # noqa: F401
 
 
+class _Pending:
+    """What a step run will write in its closing ``log_batch``."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.metrics: list[Any] = []  # mlflow.entities.Metric
+
+
+#: run id -> what it still has to write; only runs opened by :func:`step_run` are here.
+_PENDING: dict[str, _Pending] = {}
+
+
+def _pending() -> _Pending | None:
+    import mlflow
+
+    run = mlflow.active_run()
+    return _PENDING.get(run.info.run_id) if run is not None else None
+
+
+def _flush(run_id: str) -> None:
+    """Write ``run_id``'s collected params, tags and metrics in one ``log_batch`` (MLflow's
+    client splits it where a batch would exceed the server's limits)."""
+    pending = _PENDING.pop(run_id, None)
+    if pending is None or not (pending.params or pending.tags or pending.metrics):
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import Param, RunTag
+
+    MlflowClient().log_batch(
+        run_id,
+        metrics=pending.metrics,
+        params=[Param(k, v) for k, v in pending.params.items()],
+        tags=[RunTag(k, v) for k, v in pending.tags.items()],
+        synchronous=True,
+    )
+
+
 @contextlib.contextmanager
 def step_run(
     step: str,
@@ -113,6 +156,7 @@ def step_run(
     import mlflow
 
     all_tags = {STEP_TAG: step, MODEL_TAG: model, **(tags or {})}
+    pending = _Pending()
     with CLOCK("tracking"):
         if nested or mlflow.active_run() is not None:  # called inside someone's run: a child
             run = mlflow.start_run(run_name=step, nested=True, tags=all_tags)
@@ -121,28 +165,57 @@ def step_run(
             name = run.data.tags.get("mlflow.runName", "")
             if not name or _GENERATED_NAME.match(name):
                 # Replace MLflow's generated name ("brave-fox-123") with one a person can scan.
-                mlflow.set_tag("mlflow.runName", f"{step}-{model}")
+                pending.tags["mlflow.runName"] = f"{step}-{model}"
+    run_id = run.info.run_id
+    _PENDING[run_id] = pending
     try:
         yield run
     except GateFailed:
         with CLOCK("tracking"):
+            _flush(run_id)
             mlflow.end_run("FINISHED")
         raise
     except BaseException as exc:
+        pending.tags[ERROR_TAG] = " ".join(str(exc).split())[:5000] or type(exc).__name__
         with CLOCK("tracking"), contextlib.suppress(Exception):
-            mlflow.set_tag(ERROR_TAG, " ".join(str(exc).split())[:5000] or type(exc).__name__)
+            _flush(run_id)
+        with CLOCK("tracking"), contextlib.suppress(Exception):
             mlflow.end_run("FAILED")
         raise
     else:
         with CLOCK("tracking"):
+            _flush(run_id)
             mlflow.end_run("FINISHED")
+    finally:
+        _PENDING.pop(run_id, None)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
+    """Tag the active run (in its step's closing batch when it is a step run)."""
     import mlflow
 
+    clean = {k: str(v) for k, v in tags.items() if v is not None}
+    pending = _pending()
+    if pending is not None:
+        pending.tags.update(clean)
+        return
     with CLOCK("tracking"):
-        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+        mlflow.set_tags(clean)
+
+
+def queue_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log metrics on the active run (in its step's closing batch when it is a step run)."""
+    import mlflow
+
+    pending = _pending()
+    if pending is None:
+        with CLOCK("tracking"):
+            mlflow.log_metrics(metrics, step=step)
+        return
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    pending.metrics += [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
 
 
 def log_params_once(params: dict[str, Any]) -> None:
@@ -150,10 +223,16 @@ def log_params_once(params: dict[str, Any]) -> None:
     text) before the step started, and logging a key again with another spelling is an error."""
     import mlflow
 
+    run = mlflow.active_run()
+    assert run is not None
+    existing = run.data.params  # as of start_run(), which is after mlflow run's logging
+    pending = _pending()
+    queued = pending.params if pending is not None else {}
+    fresh = {k: str(v)[:6000] for k, v in params.items() if k not in existing and k not in queued}
+    if not fresh:
+        return
+    if pending is not None:
+        pending.params.update(fresh)
+        return
     with CLOCK("tracking"):
-        run = mlflow.active_run()
-        assert run is not None
-        existing = run.data.params  # as of start_run(), which is after mlflow run's logging
-        fresh = {k: str(v)[:6000] for k, v in params.items() if k not in existing}
-        if fresh:
-            mlflow.log_params(fresh)
+        mlflow.log_params(fresh)
