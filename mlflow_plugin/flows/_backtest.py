@@ -37,7 +37,14 @@ from mlflow_plugin.flows._gating import (
     step_policy,
 )
 from mlflow_plugin.flows._params import BacktestParams, Columns, load_policy
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
+from mlflow_plugin.flows._tracking import (
+    CLOCK,
+    VERSION_TAG,
+    log_artifact_files,
+    log_params_once,
+    set_tags,
+    step_run,
+)
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy
@@ -333,7 +340,7 @@ def backtest_in_run(
             verdict=verdict_line,
             notes=[shortfall] if shortfall else [],
         )
-        mlflow.log_text(text, "backtest_report.txt")
+        log_artifact_files({"backtest_report.txt": text})
         gated = {s.name: s.threshold for s in step_policy(policy, BACKTEST_GATES).gates}
         fig = _reports.backtest_figure(
             fold_rows,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_plugin._errors import BadInput, ConfigError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHALLENGER, VersionInfo
-from mlflow_plugin.flows._tracking import CLOCK, queue_metrics, set_tags
+from mlflow_plugin.flows._tracking import CLOCK, log_artifact_files, queue_metrics, set_tags
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import GateReport, Policy
@@ -112,12 +112,8 @@ def recipe_of(version: VersionInfo) -> dict[str, Any]:
 def log_report(report: GateReport, title: str, *, extra: str = "") -> None:
     """The report as ``gate_report.json`` and ``gate_report.md`` of the active run; ``extra``
     (Markdown, e.g. the candidate-minus-champion table) goes under the gate table."""
-    import mlflow
-
     markdown = f"### {title}\n\n{report.to_markdown()}" + (f"\n\n{extra}" if extra else "")
-    with CLOCK("tracking"):
-        mlflow.log_text(report.to_json(), "gate_report.json")
-        mlflow.log_text(markdown, "gate_report.md")
+    log_artifact_files({"gate_report.json": report.to_json(), "gate_report.md": markdown})
     set_tags(
         {
             TAG_PREFIX + "gates": "passed" if report.passed else "failed",

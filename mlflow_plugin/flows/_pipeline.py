@@ -26,6 +26,7 @@ from mlflow_plugin.flows._promote import OUTCOME_TAG, promote_in_run
 from mlflow_plugin.flows._tracking import (
     CLOCK,
     VERSION_TAG,
+    log_artifact_files,
     log_params_once,
     set_tags,
     step_run,
@@ -206,9 +207,7 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
             }
         )
         timings = CLOCK.summary()
-        import mlflow
-
-        mlflow.log_text(json.dumps(timings, indent=2), "timings.json")
+        log_artifact_files({"timings.json": json.dumps(timings, indent=2)})
     result = PipelineResult(
         outcome, model, version.version, parent.info.run_id, reasons, validation, backtest, timings
     )

@@ -34,9 +34,9 @@ def _figure(width: float = 6.0, height: float = 4.5) -> tuple[Figure, Any]:
 
 
 def log_figure(fig: Figure, name: str) -> None:
-    import mlflow
+    from mlflow_plugin.flows._tracking import log_artifact_files
 
-    mlflow.log_figure(fig, name)
+    log_artifact_files({name: fig})
 
 
 def km_event_probability(durations: np.ndarray, events: np.ndarray, horizon: float) -> float:

@@ -20,7 +20,14 @@ from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
 from mlflow_plugin.flows._params import TrainParams
-from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
+from mlflow_plugin.flows._tracking import (
+    CLOCK,
+    VERSION_TAG,
+    log_params_once,
+    queue_metrics,
+    set_tags,
+    step_run,
+)
 from mlflow_plugin.integrity import record_digest
 
 if TYPE_CHECKING:
@@ -132,18 +139,18 @@ def train_in_run(
             "seed": params.seed,
         }
     )
+    log_params_once(  # written with the step's other params in one batch when it ends
+        {
+            "resolved_horizon": model.horizon,
+            "decision_threshold": round(model.decision_threshold, 6),
+            "n_train": len(train),
+            "n_holdout": len(holdout) if holdout is not None else 0,
+            "data_digest": digest,
+        }
+    )
+    if train_c_index is not None:
+        queue_metrics({"train_c_index": train_c_index})
     with CLOCK("tracking"):
-        mlflow.log_params(
-            {
-                "resolved_horizon": model.horizon,
-                "decision_threshold": round(model.decision_threshold, 6),
-                "n_train": len(train),
-                "n_holdout": len(holdout) if holdout is not None else 0,
-                "data_digest": digest,
-            }
-        )
-        if train_c_index is not None:
-            mlflow.log_metric("train_c_index", train_c_index)
         _log_dataset(dataset, train)
         _log_fingerprint(train)
     with CLOCK("model logging"):

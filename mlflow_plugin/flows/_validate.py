@@ -412,13 +412,12 @@ def score_version(
     censoring: _Censoring | None = None,
 ) -> Scored:
     """Load ``uri`` with ``mlflow.pyfunc``, predict on ``data`` and score the predictions."""
-    import mlflow.pyfunc
-
+    from mlflow_plugin.flows._model_cache import load_model
     from mlflow_plugin.gates import SanityResult
 
     with CLOCK("model loading"):
         try:
-            model = mlflow.pyfunc.load_model(uri)
+            model = load_model(uri)  # the champion from the local cache (docs/ARCHITECTURE.md)
         except Exception as exc:  # noqa: BLE001 - any failure to load is the gate's verdict
             return Scored([SanityResult("loads", False, 1, f"{uri} does not load: {_line(exc)}")])
     with CLOCK("gates"):
