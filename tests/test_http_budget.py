@@ -1,0 +1,142 @@
+"""HTTP call budgets per command, counted on the real server (counts, never timings).
+
+A retrain once spent 94 % of its wall time in 129 round trips (docs/ARCHITECTURE.md, "HTTP
+round trips and the tracking server"). These tests fail when a change brings calls back: the
+budgets sit a little above today's counts, and the per-endpoint ones name what was cut.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from mlflow_plugin.testing import count_http_calls, endpoint_of
+
+pytestmark = pytest.mark.integration
+
+#: Calls of a second retrain of a model (a champion exists), artifact transfers included.
+RETRAIN_BUDGET = 88
+ROLLBACK_BUDGET = 16
+STATUS_BUDGET = 4
+
+
+class TestCounter:
+    def test_endpoint_names(self):
+        assert (
+            endpoint_of("get", "http://h:5000/api/2.0/mlflow/registered-models/get?name=x")
+            == "GET registered-models/get"
+        )
+        assert (
+            endpoint_of("PUT", "http://h/api/2.0/mlflow-artifacts/artifacts/1/abc/model.pkl")
+            == "PUT artifacts"
+        )
+
+    def test_counts_every_thread_and_only_inside_the_block(self, mlflow_server):
+        url = f"{mlflow_server.uri}/api/2.0/mlflow/experiments/get?experiment_id=0"
+        with count_http_calls() as outer:
+            with count_http_calls() as inner:
+                threads = [threading.Thread(target=requests.get, args=(url,)) for _ in range(3)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            requests.get(url)
+        requests.get(url)
+        assert inner.by_endpoint == {"GET experiments/get": 3}
+        assert outer.total == 4 and outer.seconds > 0
+
+
+@pytest.fixture(scope="module")
+def retrained(mlflow_server, tmp_path_factory):
+    """Two retrains of one model in this process; the second one's calls."""
+    import uuid
+
+    import mlflow
+
+    from mlflow_plugin.flows._params import TrainParams
+    from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
+
+    env = pytest.MonkeyPatch()
+    env.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    env.setenv("MLFLOW_PLUGIN_ACTOR", "pytest")
+    env.setenv("MLFLOW_EXPERIMENT_NAME", "mlflow_plugin-budget-tests")
+    env.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    env.setenv("MLFLOW_PLUGIN_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    mlflow.set_tracking_uri(mlflow_server.uri)
+    mlflow.set_registry_uri(mlflow_server.uri)
+    name = f"budget-{uuid.uuid4().hex[:8]}"
+    try:
+        first = run_pipeline(PipelineParams(TrainParams(name)), tracking_uri=mlflow_server.uri)
+        with count_http_calls() as calls:
+            second = run_pipeline(PipelineParams(TrainParams(name)), tracking_uri=mlflow_server.uri)
+        yield name, first, second, calls
+    finally:
+        env.undo()
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+class TestRetrain:
+    def test_total_within_budget(self, retrained):
+        _, first, second, calls = retrained
+        assert first.outcome == "promoted" and second.outcome == "promoted", second.reasons
+        assert calls.total <= RETRAIN_BUDGET, calls.summary()
+
+    def test_what_was_cut_stays_cut(self, retrained):
+        calls = retrained[3]
+        # One prompt check per model, not one per alias/tag/stage write (was 19).
+        assert calls.count("GET registered-models/get") <= 7, calls.summary()
+        # No read-back of runs for their URL or artifact location (was 11).
+        assert calls.count("GET runs/get") <= 3, calls.summary()
+        # One log_batch per step run (six runs: main, train, validate, backtest, promote,
+        # the ledger event), not one per params/tags/metrics call (was 22).
+        assert calls.count("POST runs/log-batch") <= 8, calls.summary()
+        assert calls.count("POST runs/log-metric") == 0, calls.summary()
+        # The champion comes from the local model cache: only the candidate is downloaded.
+        assert calls.count("GET artifacts") <= 10, calls.summary()
+
+    def test_batched_data_reaches_the_runs(self, retrained):
+        """The batch is written: the parent has its params, tags and metrics, the train run
+        its run name, params and metric."""
+        from mlflow import MlflowClient
+
+        _, _, second, _ = retrained
+        client = MlflowClient()
+        parent = client.get_run(second.run_id)
+        assert parent.data.params["folds"] == "4"
+        assert parent.data.tags["mlflow_plugin.outcome"] == "promoted"
+        assert "c_index" in parent.data.metrics
+        children = client.search_runs(
+            [parent.info.experiment_id],
+            f"tags.mlflow.parentRunId = '{second.run_id}' and tags.mlflow_plugin.step = 'train'",
+        )
+        train = children[0]
+        assert "train_c_index" in train.data.metrics
+        assert train.data.params["n_train"].isdigit()
+        backtest = client.search_runs(
+            [parent.info.experiment_id],
+            f"tags.mlflow.parentRunId = '{second.run_id}' and tags.mlflow_plugin.step = 'backtest'",
+        )[0]
+        history = client.get_metric_history(backtest.info.run_id, "c_index")
+        assert len({m.step for m in history}) == 4  # one value per fold, each its own step
+
+
+class TestCli:
+    def test_rollback_and_status(self, retrained, mlflow_server):
+        from mlflow_plugin.cli import main
+
+        name, first, _, _ = retrained
+        runner = CliRunner()
+        args = ["--tracking-uri", mlflow_server.uri]
+        with count_http_calls() as rollback:
+            result = runner.invoke(
+                main, [*args, "rollback", name, "--to-version", first.version, "--reason", "budget"]
+            )
+        assert result.exit_code == 0, result.output
+        assert rollback.total <= ROLLBACK_BUDGET, rollback.summary()
+        with count_http_calls() as status:
+            result = runner.invoke(main, [*args, "status", name, "--json"])
+        assert result.exit_code == 0, result.output
+        assert status.total <= STATUS_BUDGET, status.summary()
