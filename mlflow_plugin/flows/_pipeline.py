@@ -100,6 +100,22 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
     Raises:
         BadInput: bad data, parameters or policy (before any model is registered).
     """
+    import contextlib
+    import os
+
+    with contextlib.ExitStack() as stack:
+        calls = None
+        if os.environ.get("MLFLOW_PLUGIN_COUNT_HTTP", "").strip().lower() in ("1", "true"):
+            from mlflow_plugin.testing import count_http_calls  # benchmarks/bench_pipeline.py
+
+            calls = stack.enter_context(count_http_calls())
+        result = _run_pipeline(params, tracking_uri)
+    if calls is not None:
+        print(f"http: {json.dumps({'calls': calls.total, 'seconds': round(calls.seconds, 3)})}")
+    return result
+
+
+def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineResult:
     CLOCK.reset()  # one pipeline's figures (the demo runs two in one process)
     with CLOCK("import"):
         from mlflow_plugin.controller import Controller

@@ -159,8 +159,13 @@ def step_run(
     all_tags = {STEP_TAG: step, MODEL_TAG: model, **(tags or {})}
     pending = _Pending()
     with CLOCK("tracking"):
-        if nested or mlflow.active_run() is not None:  # called inside someone's run: a child
-            run = mlflow.start_run(run_name=step, nested=True, tags=all_tags)
+        parent = mlflow.active_run()
+        if nested or parent is not None:  # called inside someone's run: a child
+            # In the parent's experiment, given: else each child looks it up by name again.
+            experiment = parent.info.experiment_id if parent is not None else None
+            run = mlflow.start_run(
+                run_name=step, nested=True, tags=all_tags, experiment_id=experiment
+            )
         else:
             run = mlflow.start_run(tags=all_tags)
             name = run.data.tags.get("mlflow.runName", "")
