@@ -117,16 +117,24 @@ class Registry:
         self, name: str, source: str, run_id: str | None, tags: dict[str, str] | None = None
     ) -> VersionInfo:
         """Register ``source`` (e.g. the ``models:/<model_id>`` URI ``log_model`` returned)."""
-        self.ensure_model(name)
+        check_model_name(name)
         # MLflow 3 logged models are registered from ``models:/<model_id>`` with the id given
         # separately, as ``mlflow.register_model`` does.
         rest = source.removeprefix("models:/") if source.startswith("models:/") else ""
         model_id = rest if rest.startswith("m-") and "/" not in rest and "@" not in rest else None
-        mv = self._do(
-            f"register a version of {name!r}",
-            self.client.create_model_version,
-            name, source, run_id=run_id, tags=tags or {}, model_id=model_id,
-        )  # fmt: skip
+
+        def create() -> Any:
+            return self._do(
+                f"register a version of {name!r}",
+                self.client.create_model_version,
+                name, source, run_id=run_id, tags=tags or {}, model_id=model_id,
+            )  # fmt: skip
+
+        try:  # the model usually exists: create it only when it does not (one call fewer)
+            mv = create()
+        except NotFound:
+            self.ensure_model(name)
+            mv = create()
         return _version_info(mv)
 
     def get_version(self, name: str, version: str | int) -> VersionInfo:

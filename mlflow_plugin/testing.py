@@ -233,7 +233,7 @@ class HttpCalls:
         from collections import Counter
 
         self.by_endpoint: Counter[str] = Counter()
-        self.seconds_by_endpoint: Counter[str] = Counter()
+        self.seconds_by_endpoint: dict[str, float] = {}
         self.seconds = 0.0
         self._lock = threading.Lock()
 
@@ -248,7 +248,9 @@ class HttpCalls:
     def record(self, endpoint: str, seconds: float) -> None:
         with self._lock:
             self.by_endpoint[endpoint] += 1
-            self.seconds_by_endpoint[endpoint] += seconds
+            self.seconds_by_endpoint[endpoint] = (
+                self.seconds_by_endpoint.get(endpoint, 0.0) + seconds
+            )
             self.seconds += seconds
 
     def summary(self) -> str:
