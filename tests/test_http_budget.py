@@ -18,8 +18,8 @@ from mlflow_plugin.testing import count_http_calls, endpoint_of
 pytestmark = pytest.mark.integration
 
 #: Calls of a second retrain of a model (a champion exists), artifact transfers included.
-RETRAIN_BUDGET = 84
-ROLLBACK_BUDGET = 16
+RETRAIN_BUDGET = 92
+ROLLBACK_BUDGET = 28  # ~10 of them download the target to verify its digest
 STATUS_BUDGET = 4
 
 
@@ -88,16 +88,18 @@ class TestRetrain:
         calls = retrained[3]
         # One prompt check per model, not one per alias/tag/stage write (was 19).
         assert calls.count("GET registered-models/get") <= 7, calls.summary()
-        # No read-back of runs for their URL or artifact location (was 11).
-        assert calls.count("GET runs/get") <= 3, calls.summary()
+        # No read-back of runs for their URL or artifact location (was 11; what is left: MLflow's
+        # log_model, and the champion's training fingerprint read from its training run).
+        assert calls.count("GET runs/get") <= 5, calls.summary()
         # One log_batch per step run (six runs: main, train, validate, backtest, promote,
         # the ledger event), not one per params/tags/metrics call (was 22).
         assert calls.count("POST runs/log-batch") <= 8, calls.summary()
         assert calls.count("POST runs/log-metric") == 0, calls.summary()
         # Child runs take the parent's experiment instead of looking it up by name each.
         assert calls.count("GET experiments/get-by-name") <= 1, calls.summary()
-        # The champion comes from the local model cache: only the candidate is downloaded.
-        assert calls.count("GET artifacts") <= 10, calls.summary()
+        # The candidate is downloaded once (hashed for its digest, then validated from that
+        # copy); the champion comes from the local model cache.
+        assert calls.count("GET artifacts") <= 12, calls.summary()
 
     def test_batched_data_reaches_the_runs(self, retrained):
         """The batch is written: the parent has its params, tags and metrics, the train run

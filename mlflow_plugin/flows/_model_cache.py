@@ -5,7 +5,9 @@ Loading ``models:/<name>/<version>`` from a tracking server costs a dozen HTTP r
 the champion, which the previous retrain downloaded as its candidate; a registered version's
 artifacts never change, so the copy is kept, keyed by the server, the name, the version and
 the version's source and creation time (one ``model-versions/get`` to read them: a model
-deleted and registered again under the same name gets a new key).
+deleted and registered again under the same name gets a new key). Training downloads the new
+version once, hashes that copy for its integrity digest and leaves it here, so validating the
+candidate does not download it again either.
 
 ``MLFLOW_PLUGIN_MODEL_CACHE`` sets the directory (default ``~/.cache/mlflow_plugin/models``);
 ``off`` disables the cache. The newest :data:`KEEP` entries are kept.
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KEEP", "cache_dir", "load_model"]
+__all__ = ["KEEP", "cache_dir", "cached_copy", "load_model"]
 
 KEEP = 16
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -36,49 +38,60 @@ def cache_dir() -> Path | None:
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "mlflow_plugin" / "models"
 
 
-def load_model(uri: str) -> Any:
-    """``mlflow.pyfunc.load_model(uri)``, from the local cache when ``uri`` names a registered
-    version (``models:/<name>/<version>``) that was downloaded before."""
-    import mlflow
-    import mlflow.pyfunc
-
-    match = _VERSION_URI.match(uri)
+def cached_copy(registry: Any, name: str, version: str | int) -> Path | None:
+    """A local copy of the version's files, downloaded from the registry's server unless the
+    cache has it; None when the cache is off. The caller must not modify it."""
     root = cache_dir()
-    if match is None or root is None:
-        return mlflow.pyfunc.load_model(uri)
-    from mlflow_plugin._client import make_client
+    if root is None:
+        return None
+    from mlflow_plugin.integrity import download_version
 
-    tracking_uri = str(mlflow.get_tracking_uri())
-    mv = make_client(tracking_uri, str(mlflow.get_registry_uri())).get_model_version(
-        match["name"], match["version"]
-    )
+    mv = registry.client.get_model_version(name, str(version))
     key = hashlib.sha256(
         "\n".join(
-            [tracking_uri, mv.name, str(mv.version), str(mv.source), str(mv.creation_timestamp)]
+            [
+                str(registry.uri),
+                mv.name,
+                str(mv.version),
+                str(mv.source),
+                str(mv.creation_timestamp),
+            ]
         ).encode()
     ).hexdigest()[:32]
     entry = root / key
     if (entry / "MLmodel").is_file():
         with contextlib.suppress(OSError):
             os.utime(entry)
-        return mlflow.pyfunc.load_model(str(entry))
+        return entry
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
-        try:
+        local = download_version(registry, name, str(version), str(staging))
+        with contextlib.suppress(OSError):  # else another process stored it first
             os.replace(local, entry)  # atomic: a reader sees all of it or nothing
-        except OSError:  # another process stored it first
-            pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _trim(root)
+    return entry
+
+
+def load_model(uri: str) -> Any:
+    """``mlflow.pyfunc.load_model(uri)``, from the local cache when ``uri`` names a registered
+    version (``models:/<name>/<version>``) that was downloaded before."""
+    import mlflow.pyfunc
+
+    match = _VERSION_URI.match(uri)
+    if match is None or cache_dir() is None:
+        return mlflow.pyfunc.load_model(uri)
+    from mlflow_plugin.registry import Registry
+
+    entry = cached_copy(Registry(), match["name"], match["version"])
+    assert entry is not None
     try:
-        model = mlflow.pyfunc.load_model(str(entry))
+        return mlflow.pyfunc.load_model(str(entry))
     except Exception:
         shutil.rmtree(entry, ignore_errors=True)  # a copy that does not load is not kept
         raise
-    _trim(root)
-    return model
 
 
 def _trim(root: Path) -> None:

@@ -19,6 +19,7 @@ from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
+from mlflow_plugin.flows._model_cache import cached_copy
 from mlflow_plugin.flows._params import TrainParams
 from mlflow_plugin.flows._tracking import (
     CLOCK,
@@ -165,7 +166,11 @@ def train_in_run(
     }
     with CLOCK("registry"):
         version = registry.register_version(params.model_name, model_uri, run_id, tags)
-        record_digest(registry, params.model_name, version.version)
+        # Hash the server's copy once and keep it for validate (flows/_model_cache.py).
+        local = cached_copy(registry, params.model_name, version.version)
+        record_digest(
+            registry, params.model_name, version.version, path=str(local) if local else None
+        )
         _make_challenger(registry, params.model_name, version.version)
     set_tags({VERSION_TAG: version.version, "mlflow_plugin.model_uri": model_uri})
     print(
