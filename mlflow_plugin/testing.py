@@ -108,6 +108,9 @@ class MlflowServer:
             cmd += ["--uvicorn-opts", self.uvicorn_opts]
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
+        # MLflow 3 starts a huey job runner and three consumer processes per server for its
+        # GenAI jobs; nothing here uses them, and on a 2-core machine they cost startup CPU.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         env.update(self.env)
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
