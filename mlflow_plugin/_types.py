@@ -29,7 +29,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 FALLBACK = "fallback"
 STAGES = ("None", "Staging", "Production", "Archived")
-EVENT_TYPES = ("deployment", "rollback", "rejected", "error", "recovery", "config_change")
+EVENT_TYPES = (
+    "deployment", "rollback", "rejected", "error", "recovery", "config_change", "retention",
+)  # fmt: skip
 STRATEGIES = ("all_at_once", "blue_green", "canary")
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")

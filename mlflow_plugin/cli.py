@@ -37,6 +37,9 @@ _LAZY_COMMANDS = {
     "sign": "mlflow_plugin._cli_integrity:sign",
     "verify": "mlflow_plugin._cli_integrity:verify",
     "webhook-receiver": "mlflow_plugin.webhooks:webhook_receiver",
+    "retention": "mlflow_plugin.retention._commands:retention",
+    "retention-restore": "mlflow_plugin.retention._commands:retention_restore",
+    "doctor": "mlflow_plugin.doctor._commands:doctor",
 }
 
 

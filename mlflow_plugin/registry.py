@@ -171,6 +171,30 @@ class Registry:
                 break
         return sorted(out, key=lambda v: v.number)
 
+    def download_uri(self, name: str, version: str) -> str:
+        """Where the artifacts of ``version`` are stored (an artifact-repository URI)."""
+        return str(self._do(
+            f"artifacts of {name!r} version {version}",
+            self.client.get_model_version_download_uri, name, check_version(version),
+        ))  # fmt: skip
+
+    def versions_with_source(self, source: str) -> list[VersionInfo]:
+        """Versions of any model registered from ``source`` (to tell shared artifacts)."""
+        escaped = source.replace("'", "\\'")
+        page = self._do(
+            "versions by source", self.client.search_model_versions,
+            f"source_path = '{escaped}'", max_results=1000,
+        )  # fmt: skip
+        return [_version_info(mv) for mv in page]
+
+    def delete_version(self, name: str, version: str) -> None:
+        """Delete one version (its artifacts stay where they are; see ``retention``)."""
+        with contextlib.suppress(NotFound):
+            self._do(
+                f"delete {name!r} version {version}",
+                self.client.delete_model_version, name, check_version(version),
+            )  # fmt: skip
+
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._do(
             f"tag {name!r} version {version}",

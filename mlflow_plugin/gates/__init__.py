@@ -29,6 +29,14 @@ from mlflow_plugin.gates._policy import (
     SanityPolicy,
 )
 from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
+from mlflow_plugin.gates._retention import (
+    PROTECTED_ALIASES,
+    KeepLast,
+    MaxAge,
+    MinMetric,
+    RetentionPolicy,
+    RetentionRule,
+)
 from mlflow_plugin.gates._scalar import UndefinedMetric
 
 if TYPE_CHECKING:
@@ -64,11 +72,17 @@ __all__ = [
     "ChampionComparison",
     "ChampionTest",
     "GATE_DIRECTIONS",
+    "PROTECTED_ALIASES",
     "GateReport",
     "GateResult",
     "GateSpec",
     "GateStatus",
+    "KeepLast",
+    "MaxAge",
+    "MinMetric",
     "Policy",
+    "RetentionPolicy",
+    "RetentionRule",
     "SanityPolicy",
     "SanityResult",
     "UndefinedMetric",

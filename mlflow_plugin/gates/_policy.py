@@ -20,6 +20,7 @@ The file (``flows/policy.yaml`` is the default, with comments)::
     sanity:                      # optional
       probability_atol: 1.0e-6   # tolerance on probability row sums
     horizon: 52                  # optional: time point of the survival Brier score
+    retention: {...}             # optional: see mlflow_plugin.gates._retention
 
 Every problem is reported at load time as a :class:`~mlflow_plugin.ConfigError` whose one-line
 message starts with the key's dotted path (``gates.f1.threshold: required``).
@@ -37,6 +38,7 @@ from typing import Any, NoReturn
 import yaml
 
 from mlflow_plugin._errors import ConfigError
+from mlflow_plugin.gates._retention import RetentionPolicy, parse_retention
 from mlflow_plugin.gates._scalar import as_number
 
 __all__ = [
@@ -68,7 +70,7 @@ _GATE_KEYS = (
     "min_relative_change_vs_champion",
     "above_baseline",
 )
-_TOP_KEYS = ("gates", "sanity", "horizon", "champion_test")
+_TOP_KEYS = ("gates", "sanity", "horizon", "champion_test", "retention")
 _CHAMPION_TEST_KEYS = ("method", "margin", "confidence", "resamples", "seed")
 #: How the candidate-minus-champion interval decides a champion comparison.
 CHAMPION_TEST_METHODS = ("point", "non_inferiority", "superiority")
@@ -187,12 +189,14 @@ class Policy:
         gates: one :class:`GateSpec` per gated metric, in file order.
         sanity: options of the sanity gates.
         horizon: time point of the survival Brier score, if the policy fixes one.
+        retention: which versions may be archived and deleted (default: keep all).
     """
 
     gates: tuple[GateSpec, ...]
     sanity: SanityPolicy = field(default_factory=SanityPolicy)
     horizon: float | None = None
     champion_test: ChampionTest = field(default_factory=ChampionTest)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     @classmethod
     def default(cls) -> Policy:
@@ -250,6 +254,7 @@ class Policy:
             "sanity": {"probability_atol": self.sanity.probability_atol},
             "horizon": self.horizon,
             "champion_test": self.champion_test.to_dict(),
+            "retention": self.retention.to_dict(),
         }
 
 
@@ -334,7 +339,10 @@ class _Loader:
         test = ChampionTest()
         if doc.get("champion_test") is not None:
             test = self.champion_test(doc["champion_test"])
-        return Policy(gates=gates, sanity=sanity, horizon=horizon, champion_test=test)
+        retention = parse_retention(self, doc.get("retention"))
+        return Policy(
+            gates=gates, sanity=sanity, horizon=horizon, champion_test=test, retention=retention
+        )
 
     def champion_test(self, value: object) -> ChampionTest:
         doc = self.mapping("champion_test", value, _CHAMPION_TEST_KEYS)

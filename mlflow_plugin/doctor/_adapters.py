@@ -1,0 +1,83 @@
+"""Calls into features other parts of the package provide (the ledger's hash chain, artifact
+digests, the lock's status, the operator's heartbeat), each behind one small function so the
+doctor's checks read the same whichever build they run in. ``None`` means "not available in
+this build" and the check reports ``skip``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow_plugin._errors import NotFound
+from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.registry import LOCK_PREFIX
+
+__all__ = ["HEARTBEAT_TAG", "lock_status", "operator_heartbeat", "verify_chain", "verify_version"]
+
+#: Registered-model tag holding the operator's last heartbeat (ISO-8601, UTC), when the
+#: operator has no heartbeat reader of its own.
+HEARTBEAT_TAG = TAG_PREFIX + "operator_heartbeat"
+
+
+def verify_chain(ledger: Any, model: str) -> Any | None:
+    """``Ledger.verify_chain(model)`` (ok, events, problems), or None if the ledger has none."""
+    fn = getattr(ledger, "verify_chain", None)
+    return None if fn is None else fn(model)
+
+
+def verify_version(registry: Any, model: str, version: str) -> Any | None:
+    """``mlflow_plugin.integrity.verify_version`` (ok, digest, problems), or None."""
+    try:
+        integrity = importlib.import_module("mlflow_plugin.integrity")
+    except ImportError:
+        return None
+    fn = getattr(integrity, "verify_version", None)
+    return None if fn is None else fn(registry, model, version)
+
+
+def lock_status(registry: Any, model: str) -> dict[str, Any] | None:
+    """``Registry.lock_status(model)``: None when no lock is held, else holder, token, expires
+    (epoch seconds) and stale. Read from the lock model's tags when the registry has no such
+    method."""
+    fn = getattr(registry, "lock_status", None)
+    if fn is not None:
+        return fn(model)  # type: ignore[no-any-return]
+    from mlflow_plugin.registry import _LOCK_EXPIRES, _LOCK_OWNER, _dead_local_process
+
+    try:
+        info = registry.get_model(LOCK_PREFIX + model)
+    except NotFound:
+        return None
+    owner = info.tags.get(_LOCK_OWNER, "")
+    try:
+        expires = float(info.tags.get(_LOCK_EXPIRES, "0"))
+    except ValueError:
+        expires = 0.0
+    stale = time.time() >= expires or _dead_local_process(owner)
+    return {"holder": owner, "token": owner.rpartition(":")[2], "expires": expires, "stale": stale}
+
+
+def operator_heartbeat(registry: Any, model: str, tags: dict[str, str]) -> datetime | None:
+    """The operator's last heartbeat for ``model``: the operator package's own reader when it
+    has one (``mlflow_plugin.operator.last_heartbeat(registry, model)``), else the
+    registered-model tag :data:`HEARTBEAT_TAG`."""
+    try:
+        operator = importlib.import_module("mlflow_plugin.operator")
+    except ImportError:
+        operator = None
+    reader = getattr(operator, "last_heartbeat", None)
+    if reader is not None:
+        value = reader(registry, model)
+        return None if value is None else _as_utc(value)
+    text = tags.get(HEARTBEAT_TAG, "").strip()
+    return _as_utc(text) if text else None
+
+
+def _as_utc(value: Any) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,0 +1,366 @@
+"""The checks of ``mlflow-plugin doctor`` (docs/ARCHITECTURE.md, "Retention and doctor").
+
+Each check returns a :class:`CheckResult`: ``pass``, ``warn`` (worth a look, not a failure),
+``fail`` or ``skip`` (could not run, e.g. the server is down), a one-line detail and how to fix
+it. Checks never raise: whatever goes wrong becomes the check's ``fail`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin._types import CHAMPION, FALLBACK
+from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, Controller
+from mlflow_plugin.doctor import _adapters
+
+__all__ = ["DOCTOR_EXPERIMENT", "CheckResult", "DoctorOptions", "run_checks"]
+
+DOCTOR_EXPERIMENT = "mlflow_plugin-doctor"
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the doctor's table."""
+
+    check: str
+    status: str  # pass | warn | fail | skip
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "status": self.status, "detail": self.detail, "fix": self.fix}
+
+
+@dataclass
+class DoctorOptions:
+    """What to check and against which limits.
+
+    Attributes:
+        tracking_uri: the tracking server.
+        models: models to check; None means every model the ledger knows.
+        policy: policy file (``default``: ``flows/policy.yaml``, else the built-in policy).
+        min_free_bytes: least free space on each checked path (default 1 GB).
+        paths: local paths whose disk is checked (default: the working directory, the
+            temporary directory, and the local archive and prediction-log directories).
+        backend_store_uri: the server's database, when known: its schema is compared with
+            MLflow's alembic head (otherwise the running server vouches for it).
+        prediction_log: SQLAlchemy URI of the serving prediction log.
+        heartbeat_max_age_s: an operator heartbeat older than this fails.
+        require_sql: fail unless the backend is SQL (webhooks and workspaces need it).
+    """
+
+    tracking_uri: str
+    models: list[str] | None = None
+    policy: str = "default"
+    min_free_bytes: int = GB
+    paths: tuple[str, ...] = ()
+    backend_store_uri: str | None = None
+    prediction_log: str = "sqlite:///predictions.db"
+    heartbeat_max_age_s: float = 900.0
+    require_sql: bool = True
+    timeout_s: float = 5.0
+    _policy: Any = field(default=None, repr=False)
+
+
+def _guard(name: str, fn: Callable[[], CheckResult], fix: str = "") -> CheckResult:
+    try:
+        return fn()
+    except MlflowPluginError as exc:
+        return CheckResult(name, "fail", exc.message, fix)
+    except Exception as exc:  # noqa: BLE001 - a check reports, it never crashes the doctor
+        return CheckResult(name, "fail", f"{type(exc).__name__}: {' '.join(str(exc).split())}", fix)
+
+
+def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
+    """Every check, in table order (a generator: the CLI prints each as it completes)."""
+    server = _guard("tracking server", lambda: _server(options))
+    yield server
+    yield _guard("policy file", lambda: _policy(options), "fix the key named in the detail")
+    yield _guard("disk space", lambda: _disk(options))
+    yield _guard("prediction log writable", lambda: _prediction_log(options),
+                 "point --prediction-log at a writable database")  # fmt: skip
+    remote = ("backend", "database schema", "artifact store")
+    if server.status == "fail":
+        for name in remote:
+            yield CheckResult(name, "skip", "tracking server unreachable", "fix the server first")
+        return
+    yield _guard("backend", lambda: _backend(options))
+    yield _guard("database schema", lambda: _schema(options),
+                 "back up the database, then `mlflow db upgrade <database_uri>`")  # fmt: skip
+    yield _guard("artifact store", lambda: _artifacts(options),
+                 "check the server's --artifacts-destination (permissions, credentials, space)")  # fmt: skip
+    controller = Controller.from_uri(options.tracking_uri)
+    models = options.models
+    if models is None:
+        models = sorted({e.model for e in controller.ledger.events() if e.model})
+    for model in models:
+        yield from _model_checks(controller, model, options)
+
+
+# -- server-wide ------------------------------------------------------------------------------
+def _get(url: str, timeout: float) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode("utf-8", "replace")).strip()
+
+
+def _server(o: DoctorOptions) -> CheckResult:
+    import mlflow
+
+    uri = o.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return CheckResult("tracking server", "pass", f"local store {uri} (MLflow {mlflow.__version__})")
+    try:
+        _get(uri.rstrip("/") + "/health", o.timeout_s)
+        version = _get(uri.rstrip("/") + "/version", o.timeout_s)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return CheckResult("tracking server", "fail", f"{uri} unreachable: {reason}",
+                           "start `mlflow server` or fix MLFLOW_TRACKING_URI")  # fmt: skip
+    return CheckResult("tracking server", "pass", f"{uri} answers, MLflow {version}")
+
+
+def _policy(o: DoctorOptions) -> CheckResult:
+    from mlflow_plugin.flows._params import DEFAULT_POLICY, load_policy
+
+    policy = load_policy(o.policy)
+    o._policy = policy
+    source = o.policy if o.policy not in ("", "default") else (
+        DEFAULT_POLICY if Path(DEFAULT_POLICY).is_file() else "built-in default"
+    )  # fmt: skip
+    rules = len(policy.retention.rules)
+    return CheckResult("policy file", "pass",
+                       f"{source}: {len(policy.gates)} gates, {rules} retention rule(s)")  # fmt: skip
+
+
+def _local_dir(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://")).resolve()
+    if "://" in uri or uri.startswith(("s3:", "gs:", "wasbs:", "mlflow-artifacts:")):
+        return None
+    return Path(uri).resolve()
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _disk(o: DoctorOptions) -> CheckResult:
+    paths = [Path(p) for p in o.paths] or [Path.cwd(), Path(tempfile.gettempdir())]
+    if not o.paths:
+        archive = o._policy.retention.archive_uri if o._policy is not None else None
+        paths += [p for p in (_local_dir(archive), _local_dir(o.prediction_log)) if p]
+    low, seen = [], []
+    for path in dict.fromkeys(_existing(p.resolve()) for p in paths):
+        free = shutil.disk_usage(path).free
+        seen.append(f"{path} {free / GB:.1f} GB")
+        if free < o.min_free_bytes:
+            low.append(f"{path} has {free / GB:.2f} GB free")
+    need = f"{o.min_free_bytes / GB:g} GB"
+    if low:
+        return CheckResult("disk space", "fail", f"below {need}: " + "; ".join(low),
+                           "free space or move the stores to a larger disk")  # fmt: skip
+    return CheckResult("disk space", "pass", f">= {need} free: " + ", ".join(seen))
+
+
+def _prediction_log(o: DoctorOptions) -> CheckResult:
+    from sqlalchemy import create_engine, text
+
+    from mlflow_plugin.serving._prediction_log import _driver, _redact
+
+    table = f"mlflow_plugin_doctor_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(_driver(o.prediction_log))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE {table} (probe VARCHAR(16))"))
+            conn.execute(text(f"INSERT INTO {table} (probe) VALUES ('ok')"))
+            value = conn.execute(text(f"SELECT probe FROM {table}")).scalar()
+            conn.execute(text(f"DROP TABLE {table}"))
+    finally:
+        engine.dispose()
+    if value != "ok":  # pragma: no cover - a database that loses a row in its own transaction
+        return CheckResult("prediction log writable", "fail", "probe row not read back")
+    return CheckResult("prediction log writable", "pass", f"{_redact(o.prediction_log)} accepts writes")
+
+
+def _backend(o: DoctorOptions) -> CheckResult:
+    fix = "run the server on a SQL database: `mlflow server --backend-store-uri postgresql://...`"
+    if o.backend_store_uri:
+        scheme = o.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
+        if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
+            return CheckResult("backend", "pass", f"SQL ({scheme}): webhooks and workspaces available")
+        return CheckResult("backend", "fail" if o.require_sql else "warn",
+                           f"{scheme} store: no webhooks or workspaces", fix)  # fmt: skip
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(o.tracking_uri).list_webhooks(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - the server's answer is the evidence
+        text = " ".join(str(exc).split())[:160]
+        return CheckResult("backend", "fail" if o.require_sql else "warn",
+                           f"webhooks unavailable (not a SQL backend?): {text}", fix)  # fmt: skip
+    return CheckResult("backend", "pass", "SQL: the server answers the webhooks API")
+
+
+def _schema(o: DoctorOptions) -> CheckResult:
+    uri = o.backend_store_uri
+    if not uri or "://" not in uri:
+        from mlflow import MlflowClient
+
+        MlflowClient(o.tracking_uri).search_registered_models(max_results=1)
+        return CheckResult("database schema", "pass",
+                           "server answers queries (MLflow will not start on an out-of-date "
+                           "schema); pass --backend-store-uri to compare revisions")  # fmt: skip
+    from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version
+    from sqlalchemy import create_engine
+
+    from mlflow_plugin.serving._prediction_log import _driver
+
+    engine = create_engine(_driver(uri))
+    try:
+        current = _get_schema_version(engine)
+    finally:
+        engine.dispose()
+    head = _get_latest_schema_revision()
+    if current != head:
+        return CheckResult("database schema", "fail", f"revision {current}, MLflow expects {head}")
+    return CheckResult("database schema", "pass", f"revision {head} (alembic head)")
+
+
+def _artifacts(o: DoctorOptions) -> CheckResult:
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    client = MlflowClient(o.tracking_uri)
+    exp = client.get_experiment_by_name(DOCTOR_EXPERIMENT)
+    exp_id = exp.experiment_id if exp else client.create_experiment(DOCTOR_EXPERIMENT)
+    run = client.create_run(exp_id, tags={"mlflow.runName": "doctor-probe"})
+    token = uuid.uuid4().hex
+    try:
+        client.log_text(run.info.run_id, token, "probe.txt")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(run.info.run_id, "probe.txt", tmp)
+            back = Path(local).read_text(encoding="utf-8")
+        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=o.tracking_uri)
+        repo.delete_artifacts()
+    finally:
+        client.delete_run(run.info.run_id)
+    if back != token:
+        return CheckResult("artifact store", "fail", "wrote a probe but read back something else")
+    return CheckResult("artifact store", "pass", f"wrote and read back {run.info.artifact_uri}")
+
+
+# -- per model --------------------------------------------------------------------------------
+def _model_checks(controller: Controller, model: str, o: DoctorOptions) -> Iterator[CheckResult]:
+    registry = controller.registry
+    try:
+        info = registry.get_model(model)
+    except MlflowPluginError as exc:
+        yield CheckResult(f"{model}: model", "fail", exc.message, "check the model name")
+        return
+    champion, fallback = info.aliases.get(CHAMPION), info.aliases.get(FALLBACK)
+    name = f"{model}: champion"
+    yield CheckResult(name, "pass", f"version {champion}") if champion else CheckResult(
+        name, "fail", "no champion alias", f"mlflow-plugin promote {model} --version V"
+    )
+    yield _guard(f"{model}: stage mirror", lambda: _mirror(controller, model))
+    yield _guard(f"{model}: lock", lambda: _lock(registry, model))
+    yield _guard(f"{model}: ledger chain", lambda: _chain(controller.ledger, model),
+                 f"mlflow-plugin verify-ledger {model}")  # fmt: skip
+    for role, version in (("champion", champion), ("fallback", fallback)):
+        check = f"{model}: {role} artifacts"
+        if version is None:
+            yield CheckResult(check, "skip", f"no {role}")
+            continue
+        yield _guard(check, lambda v=version, c=check: _digest(registry, model, v, c),  # type: ignore[misc]
+                     f"mlflow-plugin verify {model} --version {version}")  # fmt: skip
+    enabled = info.tags.get(FALLBACK_ENABLED_TAG) == "true"
+    name = f"{model}: fallback"
+    if enabled and fallback:
+        yield CheckResult(name, "pass", f"enabled, version {fallback}")
+    else:
+        yield CheckResult(name, "fail", "enabled but no fallback version" if enabled else "disabled",
+                          f"mlflow-plugin fallback enable {model}")  # fmt: skip
+    yield _guard(f"{model}: operator heartbeat", lambda: _heartbeat(registry, model, info.tags, o))
+
+
+def _mirror(controller: Controller, model: str) -> CheckResult:
+    if not controller.stage_mirror:
+        return CheckResult(f"{model}: stage mirror", "skip", "stage mirror switched off")
+    drift = controller.stage_drift(model)
+    if drift:
+        return CheckResult(f"{model}: stage mirror", "fail", "out of sync: " + ", ".join(drift),
+                           f"mlflow-plugin reconcile {model}")  # fmt: skip
+    return CheckResult(f"{model}: stage mirror", "pass", "stages follow the aliases")
+
+
+def _lock(registry: Any, model: str) -> CheckResult:
+    name = f"{model}: lock"
+    status = _adapters.lock_status(registry, model)
+    if status is None:
+        return CheckResult(name, "pass", "no lock held")
+    expires = datetime.fromtimestamp(float(status.get("expires") or 0), tz=UTC).isoformat(timespec="seconds")
+    if status.get("stale"):
+        return CheckResult(name, "fail", f"stale lock left by {status.get('holder')} (lease ended {expires})",
+                           f"mlflow-plugin reconcile {model} (breaks it and records the interrupted operation)")  # fmt: skip
+    return CheckResult(name, "warn", f"held by {status.get('holder')} until {expires}",
+                       "an operation is running; run doctor again when it ends")  # fmt: skip
+
+
+def _chain(ledger: Any, model: str) -> CheckResult:
+    name = f"{model}: ledger chain"
+    report = _adapters.verify_chain(ledger, model)
+    if report is None:
+        return CheckResult(name, "skip", "not available in this build")
+    if report.ok:
+        return CheckResult(name, "pass", f"{report.events} event(s), chain intact")
+    return CheckResult(name, "fail", "; ".join(report.problems) or "chain broken",
+                       f"mlflow-plugin verify-ledger {model}; investigate who edited the audit runs")  # fmt: skip
+
+
+def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
+    report = _adapters.verify_version(registry, model, version)
+    if report is None:
+        return CheckResult(check, "skip", "not available in this build")
+    if report.ok:
+        return CheckResult(check, "pass", f"version {version} sha256 {str(report.digest)[:12]}… verified")
+    return CheckResult(check, "fail", f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
+                       f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}")  # fmt: skip
+
+
+def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions) -> CheckResult:
+    name = f"{model}: operator heartbeat"
+    beat = _adapters.operator_heartbeat(registry, model, tags)
+    fix = "start `mlflow-plugin operator` (or schedule `mlflow-plugin tick`)"
+    if beat is None:
+        return CheckResult(name, "fail", "no heartbeat recorded", fix)
+    age = time.time() - beat.timestamp()
+    when = beat.isoformat(timespec="seconds")
+    if age > o.heartbeat_max_age_s:
+        return CheckResult(name, "fail", f"last beat {when} ({age / 60:.0f} min ago)", fix)
+    return CheckResult(name, "pass", f"last beat {when} ({age:.0f}s ago)")
+
+
+def results_json(results: list[CheckResult]) -> str:
+    failed = [r.check for r in results if r.status == "fail"]
+    return json.dumps({"ok": not failed, "failed": failed, "checks": [r.as_dict() for r in results]},
+                      indent=2)  # fmt: skip
+

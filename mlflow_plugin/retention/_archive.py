@@ -1,0 +1,246 @@
+"""Version archives: artifacts copied to ``archive_uri`` with their SHA-256 digests, read back
+and checked, and a manifest written last (docs/ARCHITECTURE.md, "Retention and doctor").
+
+Layout under the archive URI (any MLflow artifact repository: a path, ``file://``, ``s3://``)::
+
+    <model>/v<version>/artifacts/...      the version's artifacts as stored in the registry
+    <model>/v<version>/manifest.json      model, version, tags, source, run id, and per file
+                                          its size and sha256; ``tree_sha256`` over all files
+
+An archive without a manifest is incomplete and is rewritten; one whose files do not match the
+manifest fails with :class:`ArchiveError` (exit 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow_plugin._client import wrap_mlflow_errors
+from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin._types import VersionInfo
+from mlflow_plugin.registry import Registry
+
+__all__ = [
+    "RESTORED_FROM_TAG",
+    "ArchiveError",
+    "ArchiveRecord",
+    "archive_path",
+    "archive_version",
+    "artifact_bytes",
+    "delete_artifacts",
+    "read_archive",
+    "restore_version",
+]
+
+RESTORED_FROM_TAG = TAG_PREFIX + "restored_from"
+RESTORE_EXPERIMENT = "mlflow_plugin-restores"
+_MANIFEST = "manifest.json"
+
+
+class ArchiveError(MlflowPluginError):
+    """An archive is missing, incomplete or does not match its digests (exit 5)."""
+
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class ArchiveRecord:
+    """A verified archive of one version."""
+
+    model: str
+    version: str
+    uri: str
+    tree_sha256: str
+    bytes: int
+    manifest: dict[str, Any]
+
+
+def archive_path(model: str, version: str) -> str:
+    return f"{model}/v{version}"
+
+
+def _repo(uri: str, tracking_uri: str | None = None) -> Any:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(uri, tracking_uri=tracking_uri)
+
+
+def _digests(root: Path) -> dict[str, dict[str, Any]]:
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        files[path.relative_to(root).as_posix()] = {
+            "sha256": digest.hexdigest(),
+            "size": path.stat().st_size,
+        }
+    return files
+
+
+def _tree_digest(files: dict[str, dict[str, Any]]) -> str:
+    lines = "".join(f"{meta['sha256']}  {name}\n" for name, meta in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _join(base: str, path: str) -> str:
+    return base.rstrip("/") + "/" + path
+
+
+def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) -> ArchiveRecord:
+    """Copy ``version``'s artifacts to the archive, read them back, check every digest, then
+    write the manifest. An archive that already verifies is kept as it is (idempotent).
+
+    Raises:
+        ArchiveError: the copy read back does not match what was downloaded.
+    """
+    existing = read_archive(archive_uri, version.name, version.version, missing_ok=True)
+    if existing is not None:
+        return existing
+    import mlflow.artifacts
+
+    where = archive_path(version.name, version.version)
+    repo = _repo(archive_uri)
+    with tempfile.TemporaryDirectory(prefix="mlflow-plugin-archive-") as tmp:
+        source_dir = Path(tmp, "source")
+        source_dir.mkdir()
+        download_uri = registry.download_uri(version.name, version.version)
+        with wrap_mlflow_errors(f"download {version.name!r} version {version.version}", registry.uri):
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=download_uri, dst_path=str(source_dir), tracking_uri=registry.uri
+            )
+        files = _digests(Path(local))
+        with wrap_mlflow_errors(f"write archive {_join(archive_uri, where)}"):
+            repo.log_artifacts(local, f"{where}/artifacts")
+        back = Path(tmp, "back")
+        back.mkdir()
+        with wrap_mlflow_errors(f"read back archive {_join(archive_uri, where)}"):
+            copied = repo.download_artifacts(f"{where}/artifacts", dst_path=str(back))
+        if _digests(Path(copied)) != files:
+            raise ArchiveError(
+                f"archive of {version.name} version {version.version} at "
+                f"{_join(archive_uri, where)} does not match the registry's artifacts"
+            )
+        manifest = {
+            "model": version.name,
+            "version": version.version,
+            "source": version.source,
+            "run_id": version.run_id,
+            "download_uri": download_uri,
+            "tags": dict(version.tags),
+            "created_ms": version.created_ms,
+            "archived_ms": int(time.time() * 1000),
+            "files": files,
+            "tree_sha256": _tree_digest(files),
+        }
+        manifest_file = Path(tmp, _MANIFEST)
+        manifest_file.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        with wrap_mlflow_errors(f"write archive manifest {_join(archive_uri, where)}"):
+            repo.log_artifact(str(manifest_file), where)
+    record = read_archive(archive_uri, version.name, version.version)
+    assert record is not None
+    return record
+
+
+def read_archive(
+    archive_uri: str, model: str, version: str, *, missing_ok: bool = False,
+    dst: str | os.PathLike[str] | None = None,
+) -> ArchiveRecord | None:  # fmt: skip
+    """Read and verify an archive (every file against the manifest's digests).
+
+    Args:
+        dst: keep the verified files there (``record.manifest["local_dir"]`` says where);
+            default a temporary directory, removed on return.
+        missing_ok: return None when there is no manifest (no or an incomplete archive).
+
+    Raises:
+        ArchiveError: no manifest (unless ``missing_ok``), or files that do not match it.
+    """
+    where = archive_path(model, version)
+    uri = _join(archive_uri, where)
+    repo = _repo(archive_uri)
+    with tempfile.TemporaryDirectory(prefix="mlflow-plugin-archive-") as tmp:
+        target = Path(dst) if dst is not None else Path(tmp)
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            manifest_file = repo.download_artifacts(f"{where}/{_MANIFEST}", dst_path=str(target))
+            manifest = json.loads(Path(manifest_file).read_text(encoding="utf-8"))
+        except Exception as exc:  # noqa: BLE001 - any repository's "not there"
+            if missing_ok:
+                return None
+            raise ArchiveError(f"no complete archive at {uri}: {exc}") from exc
+        try:
+            local = Path(repo.download_artifacts(f"{where}/artifacts", dst_path=str(target)))
+        except Exception as exc:  # noqa: BLE001
+            raise ArchiveError(f"archive at {uri} has no artifacts: {exc}") from exc
+        files = _digests(local)
+        if files != manifest.get("files") or _tree_digest(files) != manifest.get("tree_sha256"):
+            changed = sorted(
+                set(files) ^ set(manifest.get("files", {}))
+                | {n for n in files if manifest.get("files", {}).get(n) != files[n]}
+            )
+            raise ArchiveError(f"archive at {uri} does not match its manifest: {', '.join(changed)}")
+        if dst is not None:
+            manifest["local_dir"] = str(local)
+    return ArchiveRecord(
+        model=model, version=version, uri=uri, tree_sha256=manifest["tree_sha256"],
+        bytes=sum(int(m["size"]) for m in files.values()), manifest=manifest,
+    )  # fmt: skip
+
+
+def restore_version(
+    registry: Registry, archive_uri: str, model: str, version: str, *, into: str | None = None
+) -> VersionInfo:
+    """Register a new version of ``into`` (default ``model``) from a verified archive.
+
+    The artifacts are logged to a run of the ``mlflow_plugin-restores`` experiment and
+    registered from it, with the archived version's tags plus ``mlflow_plugin.restored_from``.
+
+    Raises:
+        ArchiveError: the archive is missing or does not verify.
+    """
+    client = registry.client
+    with tempfile.TemporaryDirectory(prefix="mlflow-plugin-restore-") as tmp:
+        record = read_archive(archive_uri, model, version, dst=tmp)
+        assert record is not None
+        with wrap_mlflow_errors("restore experiment", registry.uri):
+            exp = client.get_experiment_by_name(RESTORE_EXPERIMENT)
+            exp_id = exp.experiment_id if exp else client.create_experiment(RESTORE_EXPERIMENT)
+            run = client.create_run(
+                exp_id, tags={"mlflow.runName": f"restore-{model}-v{version}",
+                              RESTORED_FROM_TAG: record.uri},
+            )  # fmt: skip
+            client.log_artifacts(run.info.run_id, record.manifest["local_dir"], "model")
+            client.set_terminated(run.info.run_id, "FINISHED")
+    tags = {k: str(v) for k, v in (record.manifest.get("tags") or {}).items()}
+    tags[RESTORED_FROM_TAG] = record.uri
+    return registry.register_version(into or model, f"runs:/{run.info.run_id}/model", run.info.run_id, tags)
+
+
+def artifact_bytes(download_uri: str, tracking_uri: str) -> int:
+    """Total size of the files under an artifact URI (listing only, nothing downloaded)."""
+    repo = _repo(download_uri, tracking_uri)
+    total, stack = 0, [None]
+    with wrap_mlflow_errors(f"list {download_uri}", tracking_uri):
+        while stack:
+            for info in repo.list_artifacts(stack.pop()):
+                if info.is_dir:
+                    stack.append(info.path)
+                else:
+                    total += int(info.file_size or 0)
+    return total
+
+
+def delete_artifacts(download_uri: str, tracking_uri: str) -> None:
+    """Delete the files under an artifact URI (what a deleted version no longer needs)."""
+    with wrap_mlflow_errors(f"delete artifacts {download_uri}", tracking_uri):
+        _repo(download_uri, tracking_uri).delete_artifacts()
