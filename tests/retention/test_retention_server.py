@@ -1,0 +1,176 @@
+"""Retention against a real ``mlflow server``: a dozen versions of mixed history."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlflow_plugin.controller import Controller
+from mlflow_plugin.gates import Policy
+from mlflow_plugin.retention import apply_retention, read_archive, restore_version
+
+from helpers import PASSED, register_own_artifacts
+
+pytestmark = pytest.mark.integration
+
+RULES = [{"keep_last": 1}, {"min_metric": {"c_index": 0.6}}, {"max_age": "30d"}]
+C_INDEX = {"3": 0.55, "4": 0.7, "6": 0.52}  # v7 has no validation run; the rest 0.65
+KEEP = {"12", "11", "10", "9", "8", "5", "2"}
+DELETE = {"7", "6", "4", "3", "1"}
+
+
+def _policy(archive: Path, **extra: object) -> Policy:
+    doc = {"gates": {"f1": {"threshold": 0.4}},
+           "retention": {"archive_uri": str(archive), "rules": RULES, "default": "delete", **extra}}  # fmt: skip
+    return Policy.from_dict(doc)
+
+
+def _validation_run(controller: Controller, model: str, version: str, c_index: float) -> None:
+    client = controller.registry.client
+    exp = client.get_experiment_by_name("mlflow_plugin-tests")
+    run = client.create_run(exp.experiment_id)
+    client.log_metric(run.info.run_id, "c_index", c_index)
+    client.set_terminated(run.info.run_id)
+    controller.registry.set_version_tag(model, version, "mlflow_plugin.gate_report", run.info.run_id)
+
+
+@pytest.fixture(scope="module")
+def history(mlflow_server):
+    """12 versions: champion 8, fallback 5, challenger 12, canary 10, v9 rolled back from,
+    v2 champion earlier; v11 shares v2's artifacts and v12 v4's; c_index per C_INDEX."""
+    os.environ.setdefault("MLFLOW_PLUGIN_ACTOR", "pytest")
+    uri = mlflow_server.uri
+    model = f"retention-{uuid.uuid4().hex[:8]}"
+    controller = Controller.from_uri(uri)
+    registry = controller.registry
+    own = register_own_artifacts(uri, model, 10)  # versions 1..10
+    assert own == [str(i) for i in range(1, 11)]
+    for shared in ("2", "4"):  # versions 11 and 12
+        registry.register_version(model, registry.get_version(model, shared).source, None, PASSED)
+    for v in range(1, 13):
+        if str(v) != "7":
+            _validation_run(controller, model, str(v), C_INDEX.get(str(v), 0.65))
+    for v in ("2", "5", "8", "9"):
+        controller.promote(model, v)
+    controller.rollback(model, reason="v9 misbehaves")
+    controller.set_challenger(model, "12")
+    registry.set_alias(model, "canary", "10")
+    return uri, controller, model
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """The history's archive directory (shared by the tests of one module)."""
+    return tmp_path_factory.mktemp("archive")
+
+
+def _versions(controller: Controller, model: str) -> set[str]:
+    return {v.version for v in controller.registry.list_versions(model)}
+
+
+class TestRetention:
+    def test_dry_run_and_real_run_agree_and_protected_survive(self, history, archive):
+        """Same decisions both ways; only the unprotected, selected versions go, archived first."""
+        uri, controller, model = history
+        policy = _policy(archive)
+        before = _versions(controller, model)
+        dry = apply_retention(controller, model, policy, dry_run=True)
+        assert _versions(controller, model) == before
+        assert {d.version for d in dry.decisions if d.action == "delete"} == DELETE
+        assert not dry.archived and dry.event is None
+
+        real = apply_retention(controller, model, policy)
+        assert [(d.version, d.action) for d in real.decisions] == [(d.version, d.action) for d in dry.decisions]
+        assert _versions(controller, model) == KEEP
+        assert sorted(real.deleted) == sorted(DELETE) and set(real.archived) == DELETE
+        # v4's artifacts are still used by v12: not freed.
+        freed = ("7", "6", "3", "1")
+        assert real.bytes_reclaimed == sum(real.archived[v].bytes for v in freed) > 0
+        (event,) = controller.ledger.events(model, "retention")
+        extra = {k.removeprefix("mlflow_plugin."): v for k, v in event.extra.items()}
+        assert set(extra["deleted"].split(",")) == DELETE
+        assert json.loads(extra["archived"]) == {v: r.tree_sha256 for v, r in real.archived.items()}
+        assert int(extra["bytes_reclaimed"]) == real.bytes_reclaimed
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.pyfunc.load_model(f"models:/{model}/12")  # shared artifacts were kept
+        again = apply_retention(controller, model, policy)
+        assert again.event is None and not again.to_delete
+
+    def test_archive_is_restorable(self, history, archive):
+        """A deleted version registers again from its archive and loads."""
+        uri, controller, model = history
+        apply_retention(controller, model, _policy(archive))  # no-op if the test above ran
+        gone = "6"
+        assert gone not in _versions(controller, model)
+        restored = restore_version(controller.registry, str(archive), model, gone)
+        assert restored.tags["mlflow_plugin.restored_from"].endswith(f"/v{gone}")
+        import mlflow
+        import numpy as np
+
+        mlflow.set_tracking_uri(uri)
+        loaded = mlflow.pyfunc.load_model(f"models:/{model}/{restored.version}")
+        assert loaded.predict(np.zeros((2, 2))).shape == (2,)
+
+    def test_tampered_archive_is_refused(self, history, tmp_path):
+        """A file changed in the archive fails verification (exit 5) instead of restoring."""
+        from mlflow_plugin.retention import ArchiveError
+
+        uri, controller, model = history
+        archive = tmp_path / "archive"
+        version = controller.registry.list_versions(model)[-1]
+        from mlflow_plugin.retention import archive_version
+
+        archive_version(controller.registry, version, str(archive))
+        victim = next(p for p in (archive / model).rglob("MLmodel"))
+        victim.write_bytes(b"not a model")
+        with pytest.raises(ArchiveError, match="does not match its manifest"):
+            read_archive(str(archive), model, version.version)
+
+
+@pytest.mark.parametrize("failpoint", ["retention.after_archive", "retention.after_first_delete"])
+def test_killed_run_never_deletes_without_archive(mlflow_server, tmp_path, failpoint):
+    """A retention run killed half-way leaves every deleted version archived and recorded; the
+    next run completes it."""
+    uri = mlflow_server.uri
+    model = f"retention-kill-{uuid.uuid4().hex[:8]}"
+    controller = Controller.from_uri(uri)
+    register_own_artifacts(uri, model, 4)
+    controller.promote(model, "4")
+    archive = tmp_path / "archive"
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump({
+        "gates": {"f1": {"threshold": 0.4}},
+        "retention": {"archive_uri": str(archive), "rules": [{"keep_last": 1}], "default": "delete"},
+    }))  # fmt: skip
+    exe = Path(sys.executable).with_name("mlflow-plugin")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_PLUGIN_FAILPOINT": failpoint}
+    proc = subprocess.run([str(exe), "retention", model, "--policy", str(policy_file)],
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 137, proc.stderr
+    left = {v.version for v in controller.registry.list_versions(model)}
+    deleted = {"1", "2", "3", "4"} - left
+    recorded = {v for e in controller.ledger.events(model, "retention")
+                for v in e.extra["mlflow_plugin.deleted"].split(",")}  # fmt: skip
+    for version in deleted:
+        assert read_archive(str(archive), model, version) is not None
+        assert version in recorded
+    if failpoint == "retention.after_first_delete":
+        assert len(deleted) == 1
+
+    report = apply_retention(controller, model, Policy.from_yaml(policy_file))
+    assert {v.version for v in controller.registry.list_versions(model)} == {"3", "4"}
+    assert set(report.deleted) == {"1", "2"} - deleted
+    if failpoint == "retention.after_first_delete":
+        assert report.event.extra["mlflow_plugin.resumes"]
+        # The dead run held the model's lock: broken by the next run and recorded.
+        errors = controller.ledger.events(model, "error")
+        assert [e.extra["mlflow_plugin.interrupted_op"] for e in errors] == ["retention"]
