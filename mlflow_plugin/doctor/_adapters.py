@@ -79,5 +79,9 @@ def operator_heartbeat(registry: Any, model: str, tags: dict[str, str]) -> datet
 def _as_utc(value: Any) -> datetime:
     if isinstance(value, int | float):
         return datetime.fromtimestamp(float(value), tz=UTC)
-    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    when = (
+        value
+        if isinstance(value, datetime)
+        else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
     return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -121,7 +121,9 @@ def _server(o: DoctorOptions) -> CheckResult:
 
     uri = o.tracking_uri
     if not uri.startswith(("http://", "https://")):
-        return CheckResult("tracking server", "pass", f"local store {uri} (MLflow {mlflow.__version__})")
+        return CheckResult(
+            "tracking server", "pass", f"local store {uri} (MLflow {mlflow.__version__})"
+        )
     try:
         _get(uri.rstrip("/") + "/health", o.timeout_s)
         version = _get(uri.rstrip("/") + "/version", o.timeout_s)
@@ -198,7 +200,9 @@ def _prediction_log(o: DoctorOptions) -> CheckResult:
         engine.dispose()
     if value != "ok":  # pragma: no cover - a database that loses a row in its own transaction
         return CheckResult("prediction log writable", "fail", "probe row not read back")
-    return CheckResult("prediction log writable", "pass", f"{_redact(o.prediction_log)} accepts writes")
+    return CheckResult(
+        "prediction log writable", "pass", f"{_redact(o.prediction_log)} accepts writes"
+    )
 
 
 def _backend(o: DoctorOptions) -> CheckResult:
@@ -206,7 +210,9 @@ def _backend(o: DoctorOptions) -> CheckResult:
     if o.backend_store_uri:
         scheme = o.backend_store_uri.split(":", 1)[0].split("+", 1)[0]
         if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
-            return CheckResult("backend", "pass", f"SQL ({scheme}): webhooks and workspaces available")
+            return CheckResult(
+                "backend", "pass", f"SQL ({scheme}): webhooks and workspaces available"
+            )
         return CheckResult("backend", "fail" if o.require_sql else "warn",
                            f"{scheme} store: no webhooks or workspaces", fix)  # fmt: skip
     from mlflow import MlflowClient
@@ -278,8 +284,12 @@ def _model_checks(controller: Controller, model: str, o: DoctorOptions) -> Itera
         return
     champion, fallback = info.aliases.get(CHAMPION), info.aliases.get(FALLBACK)
     name = f"{model}: champion"
-    yield CheckResult(name, "pass", f"version {champion}") if champion else CheckResult(
-        name, "fail", "no champion alias", f"mlflow-plugin promote {model} --version V"
+    yield (
+        CheckResult(name, "pass", f"version {champion}")
+        if champion
+        else CheckResult(
+            name, "fail", "no champion alias", f"mlflow-plugin promote {model} --version V"
+        )
     )
     yield _guard(f"{model}: stage mirror", lambda: _mirror(controller, model))
     yield _guard(f"{model}: lock", lambda: _lock(registry, model))
@@ -317,7 +327,9 @@ def _lock(registry: Any, model: str) -> CheckResult:
     status = _adapters.lock_status(registry, model)
     if status is None:
         return CheckResult(name, "pass", "no lock held")
-    expires = datetime.fromtimestamp(float(status.get("expires") or 0), tz=UTC).isoformat(timespec="seconds")
+    expires = datetime.fromtimestamp(float(status.get("expires") or 0), tz=UTC).isoformat(
+        timespec="seconds"
+    )
     if status.get("stale"):
         return CheckResult(name, "fail", f"stale lock left by {status.get('holder')} (lease ended {expires})",
                            f"mlflow-plugin reconcile {model} (breaks it and records the interrupted operation)")  # fmt: skip
@@ -341,7 +353,9 @@ def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
     if report is None:
         return CheckResult(check, "skip", "not available in this build")
     if report.ok:
-        return CheckResult(check, "pass", f"version {version} sha256 {str(report.digest)[:12]}… verified")
+        return CheckResult(
+            check, "pass", f"version {version} sha256 {str(report.digest)[:12]}… verified"
+        )
     return CheckResult(check, "fail", f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
                        f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}")  # fmt: skip
 
@@ -363,4 +377,3 @@ def results_json(results: list[CheckResult]) -> str:
     failed = [r.check for r in results if r.status == "fail"]
     return json.dumps({"ok": not failed, "failed": failed, "checks": [r.as_dict() for r in results]},
                       indent=2)  # fmt: skip
-

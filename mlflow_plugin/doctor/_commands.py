@@ -28,7 +28,9 @@ _MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
               help="SQLAlchemy URI of the serving prediction log.")  # fmt: skip
 @click.option("--heartbeat-max-age", type=click.FloatRange(min=0), default=900.0, show_default=True,
               help="Seconds after which the operator's heartbeat is stale.")  # fmt: skip
-@click.option("--allow-non-sql", is_flag=True, help="A file-store backend is a warning, not a failure.")
+@click.option(
+    "--allow-non-sql", is_flag=True, help="A file-store backend is a warning, not a failure."
+)
 @click.pass_context
 def doctor(ctx: click.Context, model: str | None, as_json: bool, policy: str, min_free_gb: float,
            paths: tuple[str, ...], backend_store_uri: str | None, prediction_log: str,

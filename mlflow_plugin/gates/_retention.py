@@ -200,4 +200,3 @@ def _duration(loader: _Loader, path: str, value: object) -> float:
     if seconds < 0:
         loader.fail(path, "must not be negative")
     return seconds
-

@@ -68,11 +68,18 @@ class RetentionReport:
             "model": self.model,
             "dry_run": self.dry_run,
             "versions": [
-                {"version": d.version, "action": d.action, "reason": d.reason,
-                 "protected": d.protected, "bytes": self.sizes.get(d.version)}
+                {
+                    "version": d.version,
+                    "action": d.action,
+                    "reason": d.reason,
+                    "protected": d.protected,
+                    "bytes": self.sizes.get(d.version),
+                }
                 for d in self.decisions
             ],  # fmt: skip
-            "archived": {v: {"uri": r.uri, "tree_sha256": r.tree_sha256} for v, r in self.archived.items()},
+            "archived": {
+                v: {"uri": r.uri, "tree_sha256": r.tree_sha256} for v, r in self.archived.items()
+            },
             "deleted": self.deleted,
             "bytes_reclaimed": self.bytes_reclaimed,
             "event_run_id": self.event.run_id if self.event else None,
@@ -107,24 +114,30 @@ def apply_retention(
     rules = policy.retention if isinstance(policy, Policy) else policy
     check_model_name(model)
     note = progress or (lambda _line: None)
-    registry, ledger = controller.registry, controller.ledger
+    # The real adapter: archives need its artifact access (download_uri, delete_version).
+    registry: Any = controller.registry
+    ledger = controller.ledger
     now = int(time.time() * 1000) if now_ms is None else now_ms
     versions, decisions = _plan(controller, model, rules, now)
     report = RetentionReport(model, dry_run, decisions)
     doomed = [versions[v] for v in report.to_delete][:MAX_DELETIONS_PER_RUN]
     for v in doomed:
-        report.sizes[v.version] = artifact_bytes(registry.download_uri(model, v.version), registry.uri)  # type: ignore[attr-defined]
+        report.sizes[v.version] = artifact_bytes(
+            registry.download_uri(model, v.version), registry.uri
+        )
     if dry_run or not doomed:
         return report
     assert rules.archive_uri is not None  # the policy loader requires it when rules delete
     for v in doomed:
-        report.archived[v.version] = archive_version(registry, v, rules.archive_uri)  # type: ignore[arg-type]
+        report.archived[v.version] = archive_version(registry, v, rules.archive_uri)
         note(f"archived {model} version {v.version} -> {report.archived[v.version].uri}")
     _failpoint("retention.after_archive")
     with registry.lock(model, intent={"op": "retention", "actor": actor()}) as lock:
         controller._record_stale(model, lock)
         # Promotions may have happened while we archived: only what is still to delete goes.
-        versions, decisions = _plan(controller, model, rules, int(time.time() * 1000) if now_ms is None else now_ms)
+        versions, decisions = _plan(
+            controller, model, rules, int(time.time() * 1000) if now_ms is None else now_ms
+        )
         still = {d.version for d in decisions if d.action == "delete"}
         doomed = [v for v in doomed if v.version in still]
         report.decisions = decisions
@@ -141,7 +154,7 @@ def apply_retention(
         )  # fmt: skip
         _failpoint("retention.after_record")
         for i, v in enumerate(doomed):
-            registry.delete_version(model, v.version)  # type: ignore[attr-defined]
+            registry.delete_version(model, v.version)
             report.deleted.append(v.version)
             note(f"deleted {model} version {v.version}")
             if i == 0:
@@ -167,7 +180,9 @@ def _plan(
     metric_names = {m for r in rules.rules if isinstance(r, MinMetric) for m, _ in r.bounds}
     facts = [
         VersionFacts(
-            version=v.version, created_ms=v.created_ms, aliases=tuple(aliases.get(v.version, ())),
+            version=v.version,
+            created_ms=v.created_ms,
+            aliases=tuple(aliases.get(v.version, ())),
             metrics=_metrics(registry, v, metric_names) if metric_names else {},
         )  # fmt: skip
         for v in versions.values()

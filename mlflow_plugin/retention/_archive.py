@@ -114,7 +114,9 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
         source_dir = Path(tmp, "source")
         source_dir.mkdir()
         download_uri = registry.download_uri(version.name, version.version)
-        with wrap_mlflow_errors(f"download {version.name!r} version {version.version}", registry.uri):
+        with wrap_mlflow_errors(
+            f"download {version.name!r} version {version.version}", registry.uri
+        ):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=download_uri, dst_path=str(source_dir), tracking_uri=registry.uri
             )
@@ -188,7 +190,9 @@ def read_archive(
                 set(files) ^ set(manifest.get("files", {}))
                 | {n for n in files if manifest.get("files", {}).get(n) != files[n]}
             )
-            raise ArchiveError(f"archive at {uri} does not match its manifest: {', '.join(changed)}")
+            raise ArchiveError(
+                f"archive at {uri} does not match its manifest: {', '.join(changed)}"
+            )
         if dst is not None:
             manifest["local_dir"] = str(local)
     return ArchiveRecord(
@@ -223,7 +227,9 @@ def restore_version(
             client.set_terminated(run.info.run_id, "FINISHED")
     tags = {k: str(v) for k, v in (record.manifest.get("tags") or {}).items()}
     tags[RESTORED_FROM_TAG] = record.uri
-    return registry.register_version(into or model, f"runs:/{run.info.run_id}/model", run.info.run_id, tags)
+    return registry.register_version(
+        into or model, f"runs:/{run.info.run_id}/model", run.info.run_id, tags
+    )
 
 
 def artifact_bytes(download_uri: str, tracking_uri: str) -> int:

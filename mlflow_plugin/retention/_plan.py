@@ -79,7 +79,9 @@ def plan_retention(
     for facts in ordered:
         held = sorted(always.intersection(facts.aliases))
         if held:
-            decided[facts.version] = Decision(facts.version, "keep", f"alias {', '.join(held)}", True)
+            decided[facts.version] = Decision(
+                facts.version, "keep", f"alias {', '.join(held)}", True
+            )
         elif facts.version in recent:
             decided[facts.version] = Decision(
                 facts.version, "keep", "champion within protect_window", True
@@ -108,7 +110,9 @@ def plan_retention(
                     )
     for facts in ordered:
         if facts.version not in decided:
-            decided[facts.version] = Decision(facts.version, policy.default, f"default {policy.default}")
+            decided[facts.version] = Decision(
+                facts.version, policy.default, f"default {policy.default}"
+            )
     return [decided[f.version] for f in ordered]
 
 

@@ -40,7 +40,14 @@ class TestPolicySection:
         r = policy.retention
         assert r.rules == (KeepLast(3), MinMetric((("c_index", 0.6),)), MaxAge(84 * 86400.0))
         assert r.protect_window_s == 30 * 86400.0
-        assert set(r.always_keep) >= {"champion", "fallback", "challenger", "canary", "preview", "gold"}
+        assert set(r.always_keep) >= {
+            "champion",
+            "fallback",
+            "challenger",
+            "canary",
+            "preview",
+            "gold",
+        }
         assert Policy.from_dict(policy.to_dict()) == policy
         assert Policy.default().retention == RetentionPolicy()
 
@@ -48,9 +55,15 @@ class TestPolicySection:
         "section, message",
         [
             ({"rules": [{"keep_last": 0}]}, r"retention.rules\[0\].keep_last: expected a positive"),
-            ({"rules": [{"max_age": "soon"}], "archive_uri": "/a"}, r"rules\[0\].max_age: expected a duration"),
+            (
+                {"rules": [{"max_age": "soon"}], "archive_uri": "/a"},
+                r"rules\[0\].max_age: expected a duration",
+            ),
             ({"rules": [{"max_age": "3d"}]}, r"retention.archive_uri: required"),
-            ({"rules": [{"min_metric": {"accuracy": 0.9}}], "archive_uri": "/a"}, r"min_metric.accuracy: unknown key"),
+            (
+                {"rules": [{"min_metric": {"accuracy": 0.9}}], "archive_uri": "/a"},
+                r"min_metric.accuracy: unknown key",
+            ),
             ({"rules": [{"keep_last": 1, "max_age": "1d"}]}, r"rules\[0\]: expected exactly one"),
             ({"default": "purge"}, r"retention.default: expected keep or delete"),
             ({"always_keep": "champion"}, r"retention.always_keep: expected a list"),
@@ -87,7 +100,11 @@ class TestPlan:
         """brier is lower-is-better; a version without the metric is not selected."""
         policy = _policy(archive_uri="/a", rules=[{"min_metric": {"brier": 0.2}}])
         facts = _facts(3, v1={"brier": 0.3}, v2={"brier": 0.1})
-        assert _actions(plan_retention(policy, facts, {}, NOW)) == {"3": "keep", "2": "keep", "1": "delete"}
+        assert _actions(plan_retention(policy, facts, {}, NOW)) == {
+            "3": "keep",
+            "2": "keep",
+            "1": "delete",
+        }
 
     def test_recent_champions_reads_the_ledger_window(self):
         """A champion replaced inside the window is protected; one replaced before it is not."""

@@ -38,7 +38,9 @@ def _validation_run(controller: Controller, model: str, version: str, c_index: f
     run = client.create_run(exp.experiment_id)
     client.log_metric(run.info.run_id, "c_index", c_index)
     client.set_terminated(run.info.run_id)
-    controller.registry.set_version_tag(model, version, "mlflow_plugin.gate_report", run.info.run_id)
+    controller.registry.set_version_tag(
+        model, version, "mlflow_plugin.gate_report", run.info.run_id
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,9 @@ class TestRetention:
         assert not dry.archived and dry.event is None
 
         real = apply_retention(controller, model, policy)
-        assert [(d.version, d.action) for d in real.decisions] == [(d.version, d.action) for d in dry.decisions]
+        assert [(d.version, d.action) for d in real.decisions] == [
+            (d.version, d.action) for d in dry.decisions
+        ]
         assert _versions(controller, model) == KEEP
         assert sorted(real.deleted) == sorted(DELETE) and set(real.archived) == DELETE
         # v4's artifacts are still used by v12: not freed.

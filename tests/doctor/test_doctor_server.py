@@ -1,0 +1,162 @@
+"""``mlflow-plugin doctor`` against a real ``mlflow server``: healthy, then each check broken in
+turn."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mlflow_plugin.cli import main
+from mlflow_plugin.controller import Controller
+from mlflow_plugin.doctor import HEARTBEAT_TAG
+from mlflow_plugin.ledger import Ledger
+from mlflow_plugin.registry import LOCK_PREFIX
+from mlflow_plugin.testing import free_port
+
+from helpers import register_own_artifacts
+
+pytestmark = pytest.mark.integration
+POLICY = Path(__file__).resolve().parents[2] / "flows" / "policy.yaml"
+
+
+def _integrity():
+    with contextlib.suppress(ImportError):
+        return importlib.import_module("mlflow_plugin.integrity")
+    return None
+
+
+@pytest.fixture(scope="module")
+def healthy(mlflow_server, tmp_path_factory):
+    """A model with champion 2, fallback 1 (enabled), stages in sync and a fresh heartbeat."""
+    os.environ.setdefault("MLFLOW_PLUGIN_ACTOR", "pytest")
+    model = f"doctor-{uuid.uuid4().hex[:8]}"
+    controller = Controller.from_uri(mlflow_server.uri)
+    register_own_artifacts(mlflow_server.uri, model, 2)
+    controller.promote(model, "1")
+    controller.promote(model, "2")
+    controller.fallback_enable(model)
+    integrity = _integrity()
+    for version in ("1", "2"):
+        sign = getattr(integrity, "sign_version", None)
+        if sign is not None:
+            sign(controller.registry, model, version)
+    tmp = tmp_path_factory.mktemp("doctor")
+    return mlflow_server, controller, model, tmp
+
+
+def doctor(healthy, *extra: str, uri: str | None = None) -> tuple[int, dict]:
+    server, controller, model, tmp = healthy
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    controller.registry.set_model_tag(model, HEARTBEAT_TAG, now)
+    args = ["--tracking-uri", uri or server.uri, "doctor", model, "--json",
+            "--backend-store-uri", server.backend_store_uri, "--path", str(tmp),
+            "--prediction-log", f"sqlite:///{tmp / 'predictions.db'}", "--policy", str(POLICY),
+            "--min-free-gb", "0.01", *extra]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, json.loads(result.stdout)
+
+
+class TestDoctor:
+    def test_healthy_setup_passes(self, healthy):
+        """Exit 0; every check passes (skips only for features this build lacks)."""
+        code, report = doctor(healthy)
+        assert code == 0 and report["ok"] and report["failed"] == []
+        statuses = {c["check"]: c["status"] for c in report["checks"]}
+        model = healthy[2]
+        for name in ("tracking server", "backend", "database schema", "artifact store",
+                     "disk space", "policy file", "prediction log writable", f"{model}: champion",
+                     f"{model}: stage mirror", f"{model}: lock", f"{model}: fallback",
+                     f"{model}: operator heartbeat"):  # fmt: skip
+            assert statuses[name] == "pass", (name, report)
+        assert "MLflow 3." in report["checks"][0]["detail"]
+
+    def test_text_table_is_aligned(self, healthy):
+        """The table's columns line up and the summary says all passed."""
+        server, _, model, tmp = healthy
+        result = CliRunner().invoke(main, ["--tracking-uri", server.uri, "doctor", model,
+                                           "--path", str(tmp), "--min-free-gb", "0.01"])  # fmt: skip
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["check", "status", "detail", "how", "to", "fix"]
+        col = lines[0].index("status")
+        assert all(line[col - 2 : col] == "  " for line in lines[1:-1])
+        assert lines[-1].startswith("doctor: all checks passed")
+
+    def test_server_down(self, healthy):
+        """An unreachable server fails that check and skips what needs it."""
+        code, report = doctor(healthy, uri=f"http://127.0.0.1:{free_port()}")
+        assert (code, report["failed"]) == (1, ["tracking server"])
+
+    def test_disk_threshold(self, healthy):
+        """Less free space than --min-free-gb fails the disk check."""
+        code, report = doctor(healthy, "--min-free-gb", "1000000")
+        assert (code, report["failed"]) == (1, ["disk space"])
+
+    def test_mirror_out_of_sync(self, healthy):
+        """A second Production version is named, with reconcile as the fix."""
+        _, controller, model, _ = healthy
+        controller.registry.set_stage(model, "1", "Production")
+        try:
+            code, report = doctor(healthy)
+        finally:
+            controller.reconcile(model)
+        assert (code, report["failed"]) == (1, [f"{model}: stage mirror"])
+        check = next(c for c in report["checks"] if c["check"] == f"{model}: stage mirror")
+        assert "v1 Production->Archived" in check["detail"] and "reconcile" in check["fix"]
+
+    def test_stale_lock(self, healthy):
+        """A lock whose lease ran out is reported as left behind."""
+        _, controller, model, _ = healthy
+        controller.registry.client.create_registered_model(LOCK_PREFIX + model, tags={
+            "mlflow_plugin.lock_owner": "elsewhere:4242:deadbeef",
+            "mlflow_plugin.lock_expires": f"{time.time() - 60:.3f}",
+        })  # fmt: skip
+        try:
+            code, report = doctor(healthy)
+        finally:
+            controller.registry.client.delete_registered_model(LOCK_PREFIX + model)
+        assert (code, report["failed"]) == (1, [f"{model}: lock"])
+
+    def test_stale_heartbeat(self, healthy):
+        """A heartbeat older than --heartbeat-max-age fails."""
+        code, report = doctor(healthy, "--heartbeat-max-age", "0")
+        assert report["failed"] == [f"{healthy[2]}: operator heartbeat"] and code == 1
+
+    @pytest.mark.skipif(
+        not hasattr(Ledger, "verify_chain"), reason="Ledger.verify_chain not in this build"
+    )
+    def test_broken_chain(self, healthy):
+        """An audit run edited after the fact breaks the chain."""
+        _, controller, model, _ = healthy
+        event = controller.ledger.events(model, "deployment")[0]
+        client = controller.ledger.client
+        client.set_tag(event.run_id, "mlflow_plugin.reason", "edited afterwards")
+        try:
+            code, report = doctor(healthy)
+        finally:
+            client.set_tag(event.run_id, "mlflow_plugin.reason", event.message)
+        assert (code, report["failed"]) == (1, [f"{model}: ledger chain"])
+
+    @pytest.mark.skipif(
+        not hasattr(_integrity(), "verify_version"), reason="integrity not in this build"
+    )
+    def test_tampered_artifact(self, healthy):
+        """A champion artifact changed on disk fails its digest check."""
+        server, controller, model, _ = healthy
+        download = controller.registry.download_uri(model, "2")  # mlflow-artifacts:/<path>
+        root = Path(server.workdir, "artifacts", download.split(":", 1)[1].lstrip("/"))
+        victim = root / "MLmodel"
+        original = victim.read_bytes()
+        victim.write_bytes(original + b"\n# tampered\n")
+        try:
+            code, report = doctor(healthy)
+        finally:
+            victim.write_bytes(original)
+        assert (code, report["failed"]) == (1, [f"{model}: champion artifacts"])
