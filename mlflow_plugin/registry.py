@@ -171,11 +171,11 @@ class Registry:
                 break
         return sorted(out, key=lambda v: v.number)
 
-    def download_uri(self, name: str, version: str) -> str:
-        """Where the artifacts of ``version`` are stored (an artifact-repository URI)."""
+    def artifact_uri(self, name: str, version: str | int) -> str:
+        """Where the version's files are (e.g. ``mlflow-artifacts:/1/models/m-…/artifacts``)."""
+        v = check_version(version)
         return str(self._do(
-            f"artifacts of {name!r} version {version}",
-            self.client.get_model_version_download_uri, name, check_version(version),
+            f"{name!r} version {v}", self.client.get_model_version_download_uri, name, v
         ))  # fmt: skip
 
     def versions_with_source(self, source: str) -> list[VersionInfo]:

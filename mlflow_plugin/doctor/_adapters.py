@@ -7,6 +7,7 @@ this build" and the check reports ``skip``.
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +16,32 @@ from mlflow_plugin._errors import NotFound
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin.registry import LOCK_PREFIX
 
-__all__ = ["HEARTBEAT_TAG", "lock_status", "operator_heartbeat", "verify_chain", "verify_version"]
+__all__ = [
+    "HEARTBEAT_TAG",
+    "LEASE_TAG",
+    "lock_status",
+    "operator_heartbeat",
+    "operator_lease",
+    "verify_chain",
+    "verify_version",
+]
 
 #: Registered-model tag holding the operator's last heartbeat (ISO-8601, UTC), when the
 #: operator has no heartbeat reader of its own.
 HEARTBEAT_TAG = TAG_PREFIX + "operator_heartbeat"
+#: Registered-model tag of the long-running operator's lease (``{"owner", "expires"}``), renewed
+#: while it runs: a live lease is as good as a heartbeat.
+LEASE_TAG = TAG_PREFIX + "operator_lease"
+
+
+def operator_lease(tags: dict[str, str]) -> tuple[str, float] | None:
+    """``(owner, expires)`` of the operator's lease on the model, if one is recorded."""
+    raw = tags.get(LEASE_TAG, "")
+    try:
+        lease = json.loads(raw) if raw else None
+        return (str(lease["owner"]), float(lease["expires"])) if lease else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def verify_chain(ledger: Any, model: str) -> Any | None:

@@ -352,20 +352,26 @@ def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
     report = _adapters.verify_version(registry, model, version)
     if report is None:
         return CheckResult(check, "skip", "not available in this build")
+    if getattr(report, "trusted_on_first_use", False):
+        return CheckResult(check, "warn", f"version {version}: no digest recorded",
+                           f"mlflow-plugin sign {model} --version {version}")  # fmt: skip
     if report.ok:
-        return CheckResult(
-            check, "pass", f"version {version} sha256 {str(report.digest)[:12]}… verified"
-        )
+        digest = str(report.digest)[:12]
+        return CheckResult(check, "pass", f"version {version} sha256 {digest}… verified")
     return CheckResult(check, "fail", f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
                        f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}")  # fmt: skip
 
 
 def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions) -> CheckResult:
     name = f"{model}: operator heartbeat"
-    beat = _adapters.operator_heartbeat(registry, model, tags)
     fix = "start `mlflow-plugin operator` (or schedule `mlflow-plugin tick`)"
+    lease = _adapters.operator_lease(tags)
+    if lease is not None and lease[1] > time.time():
+        until = datetime.fromtimestamp(lease[1], tz=UTC).isoformat(timespec="seconds")
+        return CheckResult(name, "pass", f"operator {lease[0]} holds its lease until {until}")
+    beat = _adapters.operator_heartbeat(registry, model, tags)
     if beat is None:
-        return CheckResult(name, "fail", "no heartbeat recorded", fix)
+        return CheckResult(name, "fail", "no heartbeat and no live operator lease", fix)
     age = time.time() - beat.timestamp()
     when = beat.isoformat(timespec="seconds")
     if age > o.heartbeat_max_age_s:

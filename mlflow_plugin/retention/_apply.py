@@ -123,7 +123,7 @@ def apply_retention(
     doomed = [versions[v] for v in report.to_delete][:MAX_DELETIONS_PER_RUN]
     for v in doomed:
         report.sizes[v.version] = artifact_bytes(
-            registry.download_uri(model, v.version), registry.uri
+            registry.artifact_uri(model, v.version), registry.uri
         )
     if dry_run or not doomed:
         return report
@@ -220,7 +220,7 @@ def _reclaimable(registry: Any, doomed: list[VersionInfo]) -> dict[str, str]:
             continue
         users = registry.versions_with_source(v.source)
         if all((u.name, u.version) in doomed_keys for u in users):
-            out.setdefault(registry.download_uri(v.name, v.version), v.version)
+            out.setdefault(registry.artifact_uri(v.name, v.version), v.version)
     return out
 
 

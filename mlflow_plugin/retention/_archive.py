@@ -14,6 +14,7 @@ manifest fails with :class:`ArchiveError` (exit 5).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -113,13 +114,14 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
     with tempfile.TemporaryDirectory(prefix="mlflow-plugin-archive-") as tmp:
         source_dir = Path(tmp, "source")
         source_dir.mkdir()
-        download_uri = registry.download_uri(version.name, version.version)
+        download_uri = registry.artifact_uri(version.name, version.version)
         with wrap_mlflow_errors(
             f"download {version.name!r} version {version.version}", registry.uri
         ):
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=download_uri, dst_path=str(source_dir), tracking_uri=registry.uri
             )
+        _check_recorded_digest(version, local, download_uri)
         files = _digests(Path(local))
         with wrap_mlflow_errors(f"write archive {_join(archive_uri, where)}"):
             repo.log_artifacts(local, f"{where}/artifacts")
@@ -151,6 +153,24 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
     record = read_archive(archive_uri, version.name, version.version)
     assert record is not None
     return record
+
+
+def _check_recorded_digest(version: VersionInfo, local: str, where: str) -> None:
+    """Refuse to archive files that no longer match the version's recorded ``mlflow_plugin.sha256``
+    (``mlflow_plugin.integrity``), so an archive never blesses tampered artifacts."""
+    try:
+        integrity = importlib.import_module("mlflow_plugin.integrity")
+    except ImportError:  # a build without artifact digests
+        return
+    verify_files = getattr(integrity, "verify_files", None)
+    if verify_files is None:
+        return
+    report = verify_files(local, dict(version.tags))
+    if not report.ok and not getattr(report, "trusted_on_first_use", False):
+        raise ArchiveError(
+            f"{version.name} version {version.version} at {where} does not match its recorded "
+            f"digest: {'; '.join(report.problems)}; not archived, not deleted"
+        )
 
 
 def read_archive(

@@ -44,10 +44,10 @@ def healthy(mlflow_server, tmp_path_factory):
     controller.promote(model, "2")
     controller.fallback_enable(model)
     integrity = _integrity()
+    record_digest = getattr(integrity, "record_digest", None)
     for version in ("1", "2"):
-        sign = getattr(integrity, "sign_version", None)
-        if sign is not None:
-            sign(controller.registry, model, version)
+        if record_digest is not None:
+            record_digest(controller.registry, model, version)
     tmp = tmp_path_factory.mktemp("doctor")
     return mlflow_server, controller, model, tmp
 
@@ -125,9 +125,17 @@ class TestDoctor:
         assert (code, report["failed"]) == (1, [f"{model}: lock"])
 
     def test_stale_heartbeat(self, healthy):
-        """A heartbeat older than --heartbeat-max-age fails."""
+        """A heartbeat older than --heartbeat-max-age fails; a live operator lease passes."""
         code, report = doctor(healthy, "--heartbeat-max-age", "0")
         assert report["failed"] == [f"{healthy[2]}: operator heartbeat"] and code == 1
+        _, controller, model, _ = healthy
+        lease = json.dumps({"owner": "operator@host:1", "expires": time.time() + 600})
+        controller.registry.set_model_tag(model, "mlflow_plugin.operator_lease", lease)
+        try:
+            code, report = doctor(healthy, "--heartbeat-max-age", "0")
+        finally:
+            controller.registry.delete_model_tag(model, "mlflow_plugin.operator_lease")
+        assert (code, report["failed"]) == (0, [])
 
     @pytest.mark.skipif(
         not hasattr(Ledger, "verify_chain"), reason="Ledger.verify_chain not in this build"
@@ -150,7 +158,7 @@ class TestDoctor:
     def test_tampered_artifact(self, healthy):
         """A champion artifact changed on disk fails its digest check."""
         server, controller, model, _ = healthy
-        download = controller.registry.download_uri(model, "2")  # mlflow-artifacts:/<path>
+        download = controller.registry.artifact_uri(model, "2")  # mlflow-artifacts:/<path>
         root = Path(server.workdir, "artifacts", download.split(":", 1)[1].lstrip("/"))
         victim = root / "MLmodel"
         original = victim.read_bytes()
