@@ -171,7 +171,10 @@ def _disk(o: DoctorOptions) -> CheckResult:
         archive = o._policy.retention.archive_uri if o._policy is not None else None
         paths += [p for p in (_local_dir(archive), _local_dir(o.prediction_log)) if p]
     low, seen = [], []
-    for path in dict.fromkeys(_existing(p.resolve()) for p in paths):
+    by_device: dict[int, Path] = {}  # one line per file system
+    for path in (_existing(p.resolve()) for p in paths):
+        by_device.setdefault(path.stat().st_dev, path)
+    for path in by_device.values():
         free = shutil.disk_usage(path).free
         seen.append(f"{path} {free / GB:.1f} GB")
         if free < o.min_free_bytes:
