@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +35,6 @@ def _integrity():
 @pytest.fixture(scope="module")
 def healthy(mlflow_server, tmp_path_factory):
     """A model with champion 2, fallback 1 (enabled), stages in sync and a fresh heartbeat."""
-    os.environ.setdefault("MLFLOW_PLUGIN_ACTOR", "pytest")
     model = f"doctor-{uuid.uuid4().hex[:8]}"
     controller = Controller.from_uri(mlflow_server.uri)
     register_own_artifacts(mlflow_server.uri, model, 2)
@@ -168,3 +166,18 @@ class TestDoctor:
         finally:
             victim.write_bytes(original)
         assert (code, report["failed"]) == (1, [f"{model}: champion artifacts"])
+
+
+def test_bad_policy_and_server_down_are_both_named(tmp_path):
+    """Every failing check is named, not only the first."""
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("gates: {f1: {treshold: 0.4}}\n")
+    args = ["--tracking-uri", f"http://127.0.0.1:{free_port()}", "doctor", "--json",
+            "--policy", str(bad), "--path", str(tmp_path), "--min-free-gb", "0.01",
+            "--prediction-log", f"sqlite:///{tmp_path / 'p.db'}"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    report = json.loads(result.stdout)
+    assert (result.exit_code, report["failed"]) == (1, ["tracking server", "policy file"])
+    assert "doctor: 2 check(s) failed: tracking server, policy file" in result.stderr
+    policy = next(c for c in report["checks"] if c["check"] == "policy file")
+    assert policy["detail"].startswith("gates.f1.treshold: unknown key")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import Policy
 from mlflow_plugin.retention import apply_retention, read_archive, restore_version
@@ -47,7 +49,6 @@ def _validation_run(controller: Controller, model: str, version: str, c_index: f
 def history(mlflow_server):
     """12 versions: champion 8, fallback 5, challenger 12, canary 10, v9 rolled back from,
     v2 champion earlier; v11 shares v2's artifacts and v12 v4's; c_index per C_INDEX."""
-    os.environ.setdefault("MLFLOW_PLUGIN_ACTOR", "pytest")
     uri = mlflow_server.uri
     model = f"retention-{uuid.uuid4().hex[:8]}"
     controller = Controller.from_uri(uri)
@@ -83,6 +84,16 @@ class TestRetention:
         uri, controller, model = history
         policy = _policy(archive)
         before = _versions(controller, model)
+        policy_file = archive.parent / "policy.yaml"
+        policy_file.write_text(yaml.safe_dump(policy.to_dict()))
+        cli = CliRunner().invoke(main, ["--tracking-uri", uri, "retention", model, "--dry-run",
+                                        "--policy", str(policy_file)])  # fmt: skip
+        assert cli.exit_code == 0, cli.output
+        rows = [line.split() for line in cli.stdout.splitlines()[1:-1]]
+        assert {r[0] for r in rows if r[1] == "delete"} == DELETE
+        assert cli.stdout.splitlines()[-1].startswith(
+            "dry run: would archive and delete 5 version(s)"
+        )
         dry = apply_retention(controller, model, policy, dry_run=True)
         assert _versions(controller, model) == before
         assert {d.version for d in dry.decisions if d.action == "delete"} == DELETE
