@@ -143,7 +143,7 @@ def apply_retention(
         report.decisions = decisions
         if not doomed:
             return report
-        reclaim = _reclaimable(registry, doomed)
+        reclaim = _reclaimable(registry, doomed, versions)
         expected = sum(report.archived[v].bytes for v in reclaim.values())
         champion = registry.get_model(model).aliases.get(CHAMPION, "")
         report.event = ledger.record(
@@ -210,17 +210,23 @@ def _metrics(registry: Any, version: VersionInfo, names: set[str]) -> dict[str, 
     return found
 
 
-def _reclaimable(registry: Any, doomed: list[VersionInfo]) -> dict[str, str]:
-    """Artifact locations no other version uses once ``doomed`` are gone -> one doomed version
-    that stored them."""
+def _reclaimable(
+    registry: Any, doomed: list[VersionInfo], versions: dict[str, VersionInfo]
+) -> dict[str, str]:
+    """Artifact locations nothing else uses once ``doomed`` are gone -> one doomed version that
+    stored them. Shared means: a version of any model registered from the same source, or a
+    remaining version of this model whose files are at the same location."""
     doomed_keys = {(v.name, v.version) for v in doomed}
+    survivors = [v for v in versions.values() if (v.name, v.version) not in doomed_keys]
+    kept_at = {registry.artifact_uri(v.name, v.version) for v in survivors}
     out: dict[str, str] = {}
     for v in doomed:
         if not v.source:
             continue
         users = registry.versions_with_source(v.source)
-        if all((u.name, u.version) in doomed_keys for u in users):
-            out.setdefault(registry.artifact_uri(v.name, v.version), v.version)
+        location = registry.artifact_uri(v.name, v.version)
+        if location not in kept_at and all((u.name, u.version) in doomed_keys for u in users):
+            out.setdefault(location, v.version)
     return out
 
 
