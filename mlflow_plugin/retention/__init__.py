@@ -10,7 +10,12 @@ docs/ARCHITECTURE.md, "Retention and doctor".
 
 from __future__ import annotations
 
-from mlflow_plugin.retention._apply import MAX_DELETIONS_PER_RUN, RetentionReport, apply_retention
+from mlflow_plugin.retention._apply import (
+    MAX_DELETIONS_PER_RUN,
+    RetentionReport,
+    apply_retention,
+    retention_task,
+)
 from mlflow_plugin.retention._archive import (
     RESTORED_FROM_TAG,
     ArchiveError,
@@ -35,4 +40,5 @@ __all__ = [
     "read_archive",
     "recent_champions",
     "restore_version",
+    "retention_task",
 ]

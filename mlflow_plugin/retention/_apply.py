@@ -39,7 +39,7 @@ from mlflow_plugin.retention._plan import (
     recent_champions,
 )
 
-__all__ = ["MAX_DELETIONS_PER_RUN", "RetentionReport", "apply_retention"]
+__all__ = ["MAX_DELETIONS_PER_RUN", "RetentionReport", "apply_retention", "retention_task"]
 
 #: Deletions per run (one ledger event holds them all); the rest waits for the next run.
 MAX_DELETIONS_PER_RUN = 50
@@ -254,3 +254,28 @@ def _event_tags(
     if resumes:
         tags["resumes"] = resumes
     return tags
+
+
+def retention_task(
+    controller: Controller, policy: Policy | RetentionPolicy, *, every_s: float = 86400.0
+) -> Callable[[Any], None]:
+    """A task for the operator's pass: ``ctx`` has ``model`` and ``did(line)``.
+
+    Runs :func:`apply_retention` for a model at most once per ``every_s`` seconds (per
+    process), and only when the policy can delete at all.
+    """
+    rules = policy.retention if isinstance(policy, Policy) else policy
+    last: dict[str, float] = {}
+
+    def task(ctx: Any) -> None:
+        if not rules.can_delete or time.monotonic() - last.get(ctx.model, -every_s) < every_s:
+            return
+        last[ctx.model] = time.monotonic()
+        report = apply_retention(controller, ctx.model, rules)
+        if report.deleted:
+            ctx.did(
+                f"retention: archived and deleted {', '.join(report.deleted)} "
+                f"({report.bytes_reclaimed} bytes reclaimed)"
+            )
+
+    return task

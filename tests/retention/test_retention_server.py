@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -16,7 +17,12 @@ from click.testing import CliRunner
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import Policy
-from mlflow_plugin.retention import apply_retention, read_archive, restore_version
+from mlflow_plugin.retention import (
+    apply_retention,
+    read_archive,
+    restore_version,
+    retention_task,
+)
 
 from helpers import PASSED, register_own_artifacts
 
@@ -181,11 +187,18 @@ def test_killed_run_never_deletes_without_archive(mlflow_server, tmp_path, failp
     if failpoint == "retention.after_first_delete":
         assert len(deleted) == 1
 
-    report = apply_retention(controller, model, Policy.from_yaml(policy_file))
+    # The operator's task completes it (and does not run again within its interval).
+    ctx = SimpleNamespace(model=model, lines=[])
+    ctx.did = ctx.lines.append
+    task = retention_task(controller, Policy.from_yaml(policy_file))
+    task(ctx)
+    task(ctx)
     assert {v.version for v in controller.registry.list_versions(model)} == {"3", "4"}
-    assert set(report.deleted) == {"1", "2"} - deleted
+    last = controller.ledger.events(model, "retention")[-1]
+    assert set(last.extra["mlflow_plugin.deleted"].split(",")) == {"1", "2"} - deleted
+    assert len(ctx.lines) == 1 and ctx.lines[0].startswith("retention: archived and deleted")
     if failpoint == "retention.after_first_delete":
-        assert report.event.extra["mlflow_plugin.resumes"]
+        assert last.extra["mlflow_plugin.resumes"]
         # The dead run held the model's lock: broken by the next run and recorded.
         errors = controller.ledger.events(model, "error")
         assert [e.extra["mlflow_plugin.interrupted_op"] for e in errors] == ["retention"]
