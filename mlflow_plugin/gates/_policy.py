@@ -249,13 +249,15 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML document of this policy; ``from_dict(p.to_dict()) == p``."""
-        return {
+        out: dict[str, Any] = {
             "gates": {spec.name: spec.to_dict() for spec in self.gates},
             "sanity": {"probability_atol": self.sanity.probability_atol},
             "horizon": self.horizon,
             "champion_test": self.champion_test.to_dict(),
-            "retention": self.retention.to_dict(),
         }
+        if self.retention != RetentionPolicy():
+            out["retention"] = self.retention.to_dict()
+        return out
 
 
 class _StrictLoader(yaml.SafeLoader):
