@@ -34,28 +34,37 @@ def make_versions(
     registry = Registry(tracking_uri)
     source = logged_model_uri(tracking_uri)
     return [
-        registry.register_version(model, source, None, dict(PASSED if tags is None else tags)).version
+        registry.register_version(
+            model, source, None, dict(PASSED if tags is None else tags)
+        ).version
         for _ in range(n)
     ]
 
 
-def register_own_artifacts(tracking_uri: str, model: str, n: int, tags: dict[str, str] | None = None) -> list[str]:
-    """Register ``n`` versions of ``model``, each from its own freshly logged model (artifacts
-    that no other test shares: safe to delete or tamper with)."""
+def log_own_models(tracking_uri: str, n: int) -> list[str]:
+    """Log ``n`` tiny models that no other test shares (safe to delete or tamper with)."""
     import mlflow
     import numpy as np
     from sklearn.dummy import DummyClassifier
 
-    registry = Registry(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("mlflow_plugin-tests")
-    out = []
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.array([0, 1] * 5)
+    uris = []
     for i in range(n):
-        X = np.arange(20, dtype=float).reshape(10, 2)
-        y = np.array([0, 1] * 5)
         clf = DummyClassifier(strategy="constant", constant=i % 2).fit(X, y)
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(clf, name="model", pip_requirements=[])
-        tags_i = dict(PASSED if tags is None else tags)
-        out.append(registry.register_version(model, str(info.model_uri), None, tags_i).version)
-    return out
+        uris.append(str(info.model_uri))
+    return uris
+
+
+def register_own_artifacts(
+    tracking_uri: str, model: str, n: int, sources: list[str] | None = None
+) -> list[str]:
+    """Register ``n`` versions of ``model`` (tags passed), from ``sources`` (one per version)
+    or from a freshly logged model each."""
+    registry = Registry(tracking_uri)
+    sources = sources or log_own_models(tracking_uri, n)
+    return [registry.register_version(model, src, None, dict(PASSED)).version for src in sources]

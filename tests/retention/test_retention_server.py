@@ -24,7 +24,7 @@ from mlflow_plugin.retention import (
     retention_task,
 )
 
-from helpers import PASSED, register_own_artifacts
+from helpers import log_own_models, register_own_artifacts
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +54,16 @@ def _validation_run(controller: Controller, model: str, version: str, c_index: f
 @pytest.fixture(scope="module")
 def history(mlflow_server):
     """12 versions: champion 8, fallback 5, challenger 12, canary 10, v9 rolled back from,
-    v2 champion earlier; v11 shares v2's artifacts and v12 v4's; c_index per C_INDEX."""
+    v2 champion earlier; c_index per C_INDEX; 1, 3, 6, 7 have artifacts of their own."""
     uri = mlflow_server.uri
     model = f"retention-{uuid.uuid4().hex[:8]}"
     controller = Controller.from_uri(uri)
     registry = controller.registry
-    own = register_own_artifacts(uri, model, 10)  # versions 1..10
-    assert own == [str(i) for i in range(1, 11)]
-    for shared in ("2", "4"):  # versions 11 and 12
-        registry.register_version(model, registry.get_version(model, shared).source, None, PASSED)
+    # Own artifacts for 1, 3, 6 and 7; the other eight versions share one logged model.
+    own1, own3, own6, own7, shared = log_own_models(uri, 5)
+    by_version = {1: own1, 3: own3, 6: own6, 7: own7}
+    sources = [by_version.get(v, shared) for v in range(1, 13)]
+    assert register_own_artifacts(uri, model, 12, sources) == [str(i) for i in range(1, 13)]
     for v in range(1, 13):
         if str(v) != "7":
             _validation_run(controller, model, str(v), C_INDEX.get(str(v), 0.65))
@@ -111,7 +112,7 @@ class TestRetention:
         ]
         assert _versions(controller, model) == KEEP
         assert sorted(real.deleted) == sorted(DELETE) and set(real.archived) == DELETE
-        # v4's artifacts are still used by v12: not freed.
+        # v4's artifacts are shared with versions that stay: not freed.
         freed = ("7", "6", "3", "1")
         assert real.bytes_reclaimed == sum(real.archived[v].bytes for v in freed) > 0
         (event,) = controller.ledger.events(model, "retention")
@@ -164,7 +165,7 @@ def test_killed_run_never_deletes_without_archive(mlflow_server, tmp_path, failp
     uri = mlflow_server.uri
     model = f"retention-kill-{uuid.uuid4().hex[:8]}"
     controller = Controller.from_uri(uri)
-    register_own_artifacts(uri, model, 4)
+    register_own_artifacts(uri, model, 4, log_own_models(uri, 1) * 4)
     controller.promote(model, "4")
     archive = tmp_path / "archive"
     policy_file = tmp_path / "policy.yaml"
