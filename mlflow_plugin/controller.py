@@ -482,15 +482,6 @@ class Controller:
                     ))  # fmt: skip
         return written
 
-    def stage_drift(self, model: str) -> list[str]:
-        """Stage changes the mirror still owes (``"v3 Production->Archived"``); [] when in sync
-        or when the mirror is off. Read-only (``reconcile`` repairs)."""
-        info = self.registry.get_model(check_model_name(model))
-        plan = self._mirror_plan(
-            self._versions(model), info.aliases.get(CHAMPION), info.aliases.get(CHALLENGER)
-        )
-        return [f"v{v} {old}->{want}" for v, old, want in plan]
-
     # -- internals -----------------------------------------------------------------------
     def _record_stale(self, model: str, lock: Any) -> list[Event]:
         """An ``error`` event for each dead holder whose lock we had to break."""

@@ -20,6 +20,7 @@ __all__ = [
     "HEARTBEAT_TAG",
     "LEASE_TAG",
     "lock_status",
+    "stage_drift",
     "operator_heartbeat",
     "operator_lease",
     "verify_chain",
@@ -107,3 +108,20 @@ def _as_utc(value: Any) -> datetime:
         else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     )
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def stage_drift(controller: Any, model: str) -> list[str]:
+    """Stage changes the mirror still owes (``"v3 Production->Archived"``); [] when in sync.
+    Read-only: ``reconcile`` repairs. Uses the controller's own mirror plan."""
+    from mlflow_plugin._types import CHALLENGER, CHAMPION
+
+    info = controller.registry.get_model(model)
+    versions = {v.version: v for v in controller.registry.list_versions(model)}
+    champion, challenger = info.aliases.get(CHAMPION), info.aliases.get(CHALLENGER)
+    try:
+        from mlflow_plugin.controller._mirror import mirror_plan  # type: ignore[import-not-found]
+    except ImportError:  # the controller as one module
+        plan = controller._mirror_plan(versions, champion, challenger)
+    else:
+        plan = mirror_plan(versions, champion, challenger)
+    return [f"v{v} {old}->{want}" for v, old, want in plan]

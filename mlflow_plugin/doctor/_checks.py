@@ -318,7 +318,7 @@ def _model_checks(controller: Controller, model: str, o: DoctorOptions) -> Itera
 def _mirror(controller: Controller, model: str) -> CheckResult:
     if not controller.stage_mirror:
         return CheckResult(f"{model}: stage mirror", "skip", "stage mirror switched off")
-    drift = controller.stage_drift(model)
+    drift = _adapters.stage_drift(controller, model)
     if drift:
         return CheckResult(f"{model}: stage mirror", "fail", "out of sync: " + ", ".join(drift),
                            f"mlflow-plugin reconcile {model}")  # fmt: skip

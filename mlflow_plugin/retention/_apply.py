@@ -16,6 +16,7 @@ names the unfinished one in ``mlflow_plugin.resumes``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 from mlflow_plugin._settings import TAG_PREFIX, actor
 from mlflow_plugin._types import CHAMPION, Event, VersionInfo, check_model_name
-from mlflow_plugin.controller import Controller, _failpoint
+from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import MinMetric, Policy, RetentionPolicy
 from mlflow_plugin.retention._archive import (
     ArchiveRecord,
@@ -40,6 +41,21 @@ from mlflow_plugin.retention._plan import (
 )
 
 __all__ = ["MAX_DELETIONS_PER_RUN", "RetentionReport", "apply_retention", "retention_task"]
+
+
+def _failpoint(name: str) -> None:
+    """Die here if ``$MLFLOW_PLUGIN_FAILPOINT`` names this point (crash tests only; the same
+    variable as the controller's failpoints)."""
+    if os.environ.get("MLFLOW_PLUGIN_FAILPOINT") == name:
+        os._exit(137)
+
+
+def _complete_interrupted(controller: Controller, model: str, lock: Any) -> None:
+    """Let the controller record what a dead holder of the lock was doing (as any operation
+    does before its own work)."""
+    recover = getattr(controller, "_recover", None) or controller._record_stale
+    recover(model, lock)
+
 
 #: Deletions per run (one ledger event holds them all); the rest waits for the next run.
 MAX_DELETIONS_PER_RUN = 50
@@ -133,7 +149,7 @@ def apply_retention(
         note(f"archived {model} version {v.version} -> {report.archived[v.version].uri}")
     _failpoint("retention.after_archive")
     with registry.lock(model, intent={"op": "retention", "actor": actor()}) as lock:
-        controller._record_stale(model, lock)
+        _complete_interrupted(controller, model, lock)
         # Promotions may have happened while we archived: only what is still to delete goes.
         versions, decisions = _plan(
             controller, model, rules, int(time.time() * 1000) if now_ms is None else now_ms

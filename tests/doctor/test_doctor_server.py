@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +20,6 @@ from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.doctor import HEARTBEAT_TAG
 from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import LOCK_PREFIX
 from mlflow_plugin.testing import free_port
 
 from helpers import register_own_artifacts
@@ -110,17 +112,26 @@ class TestDoctor:
         assert "v1 Production->Archived" in check["detail"] and "reconcile" in check["fix"]
 
     def test_stale_lock(self, healthy):
-        """A lock whose lease ran out is reported as left behind."""
-        _, controller, model, _ = healthy
-        controller.registry.client.create_registered_model(LOCK_PREFIX + model, tags={
-            "mlflow_plugin.lock_owner": "elsewhere:4242:deadbeef",
-            "mlflow_plugin.lock_expires": f"{time.time() - 60:.3f}",
-        })  # fmt: skip
+        """A lock left by a holder killed while holding it is reported as stale."""
+        server, controller, model, _ = healthy
+        code = (
+            "import os, sys\n"
+            "from mlflow_plugin.registry import Registry\n"
+            "Registry(sys.argv[1]).lock(sys.argv[2], intent={'op': 'test'}).__enter__()\n"
+            "os._exit(137)\n"
+        )
+        env = {**os.environ, "MLFLOW_PLUGIN_LOCK_LEASE": "1"}
+        proc = subprocess.run([sys.executable, "-c", code, server.uri, model], env=env, timeout=120)
+        assert proc.returncode == 137
+        time.sleep(1.5)  # past the lease, whatever else tells the holder is dead
         try:
-            code, report = doctor(healthy)
+            code_, report = doctor(healthy)
         finally:
-            controller.registry.client.delete_registered_model(LOCK_PREFIX + model)
-        assert (code, report["failed"]) == (1, [f"{model}: lock"])
+            controller.reconcile(model)  # breaks the lock and records the interrupted operation
+        assert (code_, report["failed"]) == (1, [f"{model}: lock"])
+        check = next(c for c in report["checks"] if c["check"] == f"{model}: lock")
+        assert "stale" in check["detail"] and "reconcile" in check["fix"]
+        assert doctor(healthy)[1]["failed"] == []
 
     def test_stale_heartbeat(self, healthy):
         """A heartbeat older than --heartbeat-max-age fails; a live operator lease passes."""
