@@ -126,6 +126,11 @@ class TestRetention:
         mlflow.pyfunc.load_model(f"models:/{model}/12")  # shared artifacts were kept
         again = apply_retention(controller, model, policy)
         assert again.event is None and not again.to_delete
+        as_json = CliRunner().invoke(main, ["--tracking-uri", uri, "retention", model, "--json",
+                                            "--policy", str(policy_file)])  # fmt: skip
+        document = json.loads(as_json.stdout)
+        assert {v["version"] for v in document["versions"]} == KEEP
+        assert document["deleted"] == [] and document["event_run_id"] is None
 
     def test_archive_is_restorable(self, history, archive):
         """A deleted version registers again from its archive and loads."""
