@@ -171,13 +171,6 @@ class Registry:
                 break
         return sorted(out, key=lambda v: v.number)
 
-    def artifact_uri(self, name: str, version: str | int) -> str:
-        """Where the version's files are (e.g. ``mlflow-artifacts:/1/models/m-…/artifacts``)."""
-        v = check_version(version)
-        return str(self._do(
-            f"{name!r} version {v}", self.client.get_model_version_download_uri, name, v
-        ))  # fmt: skip
-
     def versions_with_source(self, source: str) -> list[VersionInfo]:
         """Versions of any model registered from ``source`` (to tell shared artifacts)."""
         escaped = source.replace("'", "\\'")

@@ -51,14 +51,12 @@ def verify_chain(ledger: Any, model: str) -> Any | None:
     return None if fn is None else fn(model)
 
 
-def verify_version(registry: Any, model: str, version: str) -> Any | None:
-    """``mlflow_plugin.integrity.verify_version`` (ok, digest, problems), or None."""
-    try:
-        integrity = importlib.import_module("mlflow_plugin.integrity")
-    except ImportError:
-        return None
-    fn = getattr(integrity, "verify_version", None)
-    return None if fn is None else fn(registry, model, version)
+def verify_version(registry: Any, model: str, version: str) -> Any:
+    """:func:`mlflow_plugin.integrity.verify_version` (ok, digest, problems,
+    trusted_on_first_use)."""
+    from mlflow_plugin.integrity import verify_version as verify
+
+    return verify(registry, model, version)
 
 
 def lock_status(registry: Any, model: str) -> dict[str, Any] | None:

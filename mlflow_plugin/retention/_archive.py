@@ -14,7 +14,6 @@ manifest fails with :class:`ArchiveError` (exit 5).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_plugin._client import wrap_mlflow_errors
-from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin._errors import IntegrityError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.registry import Registry
@@ -46,10 +45,8 @@ RESTORE_EXPERIMENT = "mlflow_plugin-restores"
 _MANIFEST = "manifest.json"
 
 
-class ArchiveError(MlflowPluginError):
+class ArchiveError(IntegrityError):
     """An archive is missing, incomplete or does not match its digests (exit 5)."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)
@@ -157,19 +154,16 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
 
 def _check_recorded_digest(version: VersionInfo, local: str, where: str) -> None:
     """Refuse to archive files that no longer match the version's recorded ``mlflow_plugin.sha256``
-    (``mlflow_plugin.integrity``), so an archive never blesses tampered artifacts."""
-    try:
-        integrity = importlib.import_module("mlflow_plugin.integrity")
-    except ImportError:  # a build without artifact digests
-        return
-    verify_files = getattr(integrity, "verify_files", None)
-    if verify_files is None:
-        return
+    (:mod:`mlflow_plugin.integrity`), so an archive never blesses tampered artifacts. A version
+    registered before digests were recorded is archived as it is (trust on first use)."""
+    from mlflow_plugin.integrity import verify_files
+
     report = verify_files(local, dict(version.tags))
-    if not report.ok and not getattr(report, "trusted_on_first_use", False):
+    if not report.ok and not report.trusted_on_first_use:
         raise ArchiveError(
             f"{version.name} version {version.version} at {where} does not match its recorded "
-            f"digest: {'; '.join(report.problems)}; not archived, not deleted"
+            f"digest: {'; '.join(report.problems)}; not archived, not deleted",
+            report.problems,
         )
 
 

@@ -3,8 +3,6 @@ turn."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import os
 import subprocess
@@ -19,6 +17,7 @@ from click.testing import CliRunner
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.doctor import HEARTBEAT_TAG
+from mlflow_plugin.integrity import record_digest
 from mlflow_plugin.ledger import Ledger
 from mlflow_plugin.testing import free_port
 
@@ -26,12 +25,6 @@ from helpers import register_own_artifacts
 
 pytestmark = pytest.mark.integration
 POLICY = Path(__file__).resolve().parents[2] / "flows" / "policy.yaml"
-
-
-def _integrity():
-    with contextlib.suppress(ImportError):
-        return importlib.import_module("mlflow_plugin.integrity")
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +36,8 @@ def healthy(mlflow_server, tmp_path_factory):
     controller.promote(model, "1")
     controller.promote(model, "2")
     controller.fallback_enable(model)
-    integrity = _integrity()
-    record_digest = getattr(integrity, "record_digest", None)
-    for version in ("1", "2"):
-        if record_digest is not None:
-            record_digest(controller.registry, model, version)
+    for version in ("1", "2"):  # registration records them too; make sure
+        record_digest(controller.registry, model, version)
     tmp = tmp_path_factory.mktemp("doctor")
     return mlflow_server, controller, model, tmp
 
@@ -161,9 +151,6 @@ class TestDoctor:
             client.set_tag(event.run_id, "mlflow_plugin.reason", event.message)
         assert (code, report["failed"]) == (1, [f"{model}: ledger chain"])
 
-    @pytest.mark.skipif(
-        not hasattr(_integrity(), "verify_version"), reason="integrity not in this build"
-    )
     def test_tampered_artifact(self, healthy):
         """A champion artifact changed on disk fails its digest check."""
         server, controller, model, _ = healthy
