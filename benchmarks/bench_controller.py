@@ -6,7 +6,9 @@ Starts a local ``mlflow server`` (SQLite, 2 workers) and measures, interleaved i
   the same writes: the champion and fallback aliases, the stage mirror's two transitions, and one
   audit run with its tags (create + finish);
 - the same with the stage mirror off (raw: the two aliases + one audit run);
-- the CLI ``mlflow-plugin rollback`` end to end, process start included.
+- the CLI ``mlflow-plugin rollback`` end to end, process start included;
+- contention: 16 promoters at once (threads, each with its own controller, lock token and
+  HTTP session) on one model: total wall time and p95 per promotion (lock wait included).
 
 Prints the ratio of medians (target <= 1.5) and p50/p95 of each. Not a test.
 
@@ -20,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -61,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--cli-rounds", type=int, default=5)
+    parser.add_argument("--promoters", type=int, default=16)
     args = parser.parse_args()
     os.environ["MLFLOW_PLUGIN_ACTOR"] = "bench"
     with MlflowServer(workers=2) as server:
@@ -104,15 +108,57 @@ def main() -> None:
                             "--to-version", "1"], env=env, check=True, capture_output=True)  # fmt: skip
             cli.append(time.perf_counter() - t0)
 
+        contention, wall = contend(server.uri, args.promoters)
+        lock_ms = []
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            with registry.lock("bench-ours-True"):
+                pass
+            lock_ms.append((time.perf_counter() - t0) * 1000)
+
     print(f"{'':24s} {'p50 ms':>8s} {'p95 ms':>8s}")
     for name, values in results.items():
-        print(f"{name:24s} {pct(values, .5):8.1f} {pct(values, .95):8.1f}")
+        print(f"{name:24s} {pct(values, 0.5):8.1f} {pct(values, 0.95):8.1f}")
     for mode in ("on", "off"):
         ratio = statistics.median(results[f"ours mirror={mode}"]) / statistics.median(
             results[f"raw  mirror={mode}"]
         )
         print(f"rollback ratio ours/raw, stage mirror {mode:3s}: {ratio:.2f}  (target <= 1.5)")
-    print(f"CLI rollback end to end: p50 {pct(cli, .5):.2f} s, max {max(cli):.2f} s  (target <= 5 s)")
+    print(
+        f"CLI rollback end to end: p50 {pct(cli, 0.5):.2f} s, max {max(cli):.2f} s  (target <= 5 s)"
+    )
+    print(
+        f"lock acquire+release alone: p50 {pct(lock_ms, 0.5):.1f} ms, p95 {pct(lock_ms, 0.95):.1f} ms"
+    )
+    print(
+        f"{args.promoters} promoters at once: total wall {wall:.2f} s, per promotion "
+        f"p50 {pct(contention, 0.5):.2f} s, p95 {pct(contention, 0.95):.2f} s (lock wait included)"
+    )
+
+
+def contend(uri: str, n: int) -> tuple[list[float], float]:
+    """``n`` threads promote ``n`` versions of one model at once; per-call and total seconds."""
+    model = "bench-contention"
+    make_versions(uri, model, n)
+    controllers = [Controller.from_uri(uri) for _ in range(n)]
+    times: list[float] = [0.0] * n
+    barrier = threading.Barrier(n)
+
+    def promote(i: int) -> None:
+        barrier.wait()
+        t0 = time.perf_counter()
+        controllers[i].promote(model, str(i + 1), reason="bench")
+        times[i] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=promote, args=(i,)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    assert controllers[0].verify_ledger(model).ok
+    return times, wall
 
 
 if __name__ == "__main__":

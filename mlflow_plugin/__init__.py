@@ -14,6 +14,7 @@ from mlflow_plugin._errors import (
     DataError,
     GateFailed,
     IntegrityError,
+    LockLost,
     MlflowPluginError,
     ModelUnavailable,
     NotFound,
@@ -24,6 +25,7 @@ from mlflow_plugin._errors import (
 from mlflow_plugin._lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from mlflow_plugin._chain import ChainReport
     from mlflow_plugin._types import Event, ModelInfo, VersionInfo
     from mlflow_plugin.controller import Controller, Outcome
     from mlflow_plugin.evaluation import evaluate_policy
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadInput",
+    "ChainReport",
     "ChampionModel",
     "ConfigError",
     "Controller",
@@ -46,6 +49,7 @@ __all__ = [
     "GateReport",
     "IntegrityError",
     "Ledger",
+    "LockLost",
     "MlflowPluginError",
     "ModelInfo",
     "ModelUnavailable",
@@ -67,6 +71,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ChainReport": "mlflow_plugin._chain",
     "ChampionModel": "mlflow_plugin.serving",
     "Controller": "mlflow_plugin.controller",
     "Event": "mlflow_plugin._types",

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlflow_plugin._errors import BadInput, NotFound, RegistryError, RegistryUnavailable
 
-__all__ = ["configure_http_defaults", "make_client", "resolve_tracking_uri", "wrap_mlflow_errors"]
+__all__ = [
+    "as_plugin_error",
+    "check_tracking_uri",
+    "configure_http_defaults",
+    "make_client",
+    "redact",
+    "resolve_tracking_uri",
+    "wrap_mlflow_errors",
+]
 
 # MLflow's defaults retry for about a minute; a CLI user should learn within seconds that the
 # server is down. Users can still override each of these in the environment.
@@ -21,8 +31,33 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
     # MLflow prints "View run ... at URL" when a run ends, after a ``runs/get`` to learn the
     # run's name: one round trip per run (six per retrain) for a line our commands replace.
+    # It would also print URLs (with any credentials) on our commands' stdout.
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
+# Tracking URI schemes MLflow's stores answer to (SQLAlchemy dialects may carry "+driver").
+_SCHEMES = {
+    "", "file", "http", "https", "databricks", "databricks-uc", "uc", "sqlite", "postgresql",
+    "mysql", "mssql",
+}  # fmt: skip
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``http://alice:hunter2@host`` -> ``http://***@host``, wherever a URI occurs in ``text``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def check_tracking_uri(uri: str) -> str:
+    """A tracking URI MLflow can use: a known scheme (or a local path); else BadInput."""
+    scheme = urlsplit(uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter
+        scheme = ""
+    if scheme.split("+", 1)[0] not in _SCHEMES:
+        raise BadInput(
+            f"tracking URI {redact(uri)!r}: unsupported scheme {scheme!r} "
+            "(use http(s)://, file:, sqlite:///, postgresql://, mysql:// or a path)"
+        )
+    return uri
 
 
 def configure_http_defaults() -> None:
@@ -63,32 +98,45 @@ def make_client(tracking_uri: str, registry_uri: str | None = None) -> Any:
 
 def resolve_tracking_uri(explicit: str | None) -> str:
     if explicit:
-        return explicit
+        return check_tracking_uri(explicit)
     import mlflow
 
-    return str(mlflow.get_tracking_uri())
+    return check_tracking_uri(str(mlflow.get_tracking_uri()))
+
+
+def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception | None:
+    """Our error for a foreign one from MLflow or the network (None if it is neither)."""
+    from mlflow.exceptions import MlflowException
+
+    where = redact(uri) if uri else "unknown"
+    if isinstance(exc, MlflowException):
+        code = getattr(exc, "error_code", "")
+        text = redact(exc.message if hasattr(exc, "message") else str(exc))
+        if "API request to" in text and ("failed with" in text or "Max retries" in text):
+            if "too many 500 error responses" in text:  # reachable, but failing
+                return RegistryError(f"{what}: the tracking server {where} answered HTTP 500")
+            return RegistryUnavailable(f"tracking server {where} could not be reached ({what})")
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            return NotFound(f"{what}: {text}")
+        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+            return BadInput(f"{what}: {text}")
+        return RegistryError(f"{what}: {text}")
+    if isinstance(exc, (ConnectionError, OSError)) or type(exc).__module__.startswith(
+        ("requests", "urllib3")
+    ):
+        return RegistryUnavailable(
+            f"tracking server {where} could not be reached ({what}): {redact(str(exc))}"
+        )
+    return None
 
 
 @contextlib.contextmanager
 def wrap_mlflow_errors(what: str, uri: str = "") -> Iterator[None]:
     """Turn MLflow/requests exceptions raised inside the block into ours, naming ``what``."""
-    from mlflow.exceptions import MlflowException
-
     try:
         yield
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        text = exc.message if hasattr(exc, "message") else str(exc)
-        if "API request to" in text and ("failed with" in text or "Max retries" in text):
-            raise RegistryUnavailable(
-                f"tracking server {uri or 'unknown'} could not be reached ({what})"
-            ) from exc
-        if code == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFound(f"{what}: {text}") from exc
-        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
-            raise BadInput(f"{what}: {text}") from exc
-        raise RegistryError(f"{what}: {text}") from exc
-    except (ConnectionError, OSError) as exc:
-        raise RegistryUnavailable(
-            f"tracking server {uri or 'unknown'} could not be reached ({what}): {exc}"
-        ) from exc
+    except Exception as exc:
+        ours = as_plugin_error(exc, what, uri)
+        if ours is None:
+            raise
+        raise ours from exc

@@ -8,9 +8,10 @@ The tree::
     │   ├── DataError            a data set is missing, empty or has the wrong columns/types
     │   └── NotFound             an unknown model, version or alias
     ├── GateFailed               exit 3: a gate refused the promotion
-    ├── IntegrityError           exit 5: artifact files do not match their recorded digest
+    ├── IntegrityError           exit 5: artifact files do not match their recorded digest, or the ledger's hash chain is broken
     ├── RegistryError            exit 1: MLflow refused an operation
     │   ├── PromotionConflict    another promotion holds the model's lock
+    │   │   └── LockLost         the lock was lost before a write (nothing was written)
     │   └── RegistryUnavailable  exit 4: the tracking server could not be reached
     └── ModelUnavailable         serving: neither champion nor fallback can answer
 
@@ -26,6 +27,7 @@ __all__ = [
     "DataError",
     "GateFailed",
     "IntegrityError",
+    "LockLost",
     "MlflowPluginError",
     "ModelUnavailable",
     "NotFound",
@@ -92,6 +94,11 @@ class RegistryError(MlflowPluginError):
 
 class PromotionConflict(RegistryError):
     pass
+
+
+class LockLost(PromotionConflict):
+    """The promotion lock was lost (lease ran out while stalled, or broken by another process)
+    before a write; the write was not made."""
 
 
 class RegistryUnavailable(RegistryError):

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mlflow_plugin._errors import NotFound, PromotionConflict
+from mlflow_plugin._chain import (
+    HASH_TAG,
+    PREV_HASH_TAG,
+    SEQ_TAG,
+    ChainEntry,
+    ChainReport,
+    event_hash,
+)
+from mlflow_plugin._chain import verify as verify_entries
+from mlflow_plugin._errors import LockLost, NotFound, PromotionConflict
 from mlflow_plugin._settings import TAG_PREFIX, actor
 from mlflow_plugin._types import (
     Event,
     ModelInfo,
+    StaleLock,
     VersionInfo,
     check_alias,
     check_event_type,
@@ -24,19 +36,119 @@ from mlflow_plugin._types import (
 __all__ = ["InMemoryLedger", "InMemoryRegistry"]
 
 
-class _MemoryLock:
-    def __init__(self, registry: InMemoryRegistry, name: str, intent: dict[str, str]) -> None:
-        self.registry, self.name, self.intent = registry, name, intent
-        self.stale: list[Any] = []
+@dataclass
+class _Held:
+    token: str
+    owner: str
+    expires: float
+    intent: dict[str, str]
 
-    def __enter__(self) -> _MemoryLock:
-        lock = self.registry._locks.setdefault(self.name, threading.Lock())
-        if not lock.acquire(timeout=10):
-            raise PromotionConflict(f"model {self.name!r} is locked")
+
+class _MemoryLock:
+    """The in-memory twin of :class:`mlflow_plugin.registry.ModelLock`: same lease, token,
+    heartbeat, stale-breaking and :meth:`check` semantics, kept in the registry's dict."""
+
+    def __init__(
+        self, registry: InMemoryRegistry, name: str, intent: dict[str, str], lease: float,
+        timeout: float, heartbeat: bool,
+    ) -> None:  # fmt: skip
+        self.registry, self.name, self.intent = registry, name, dict(intent)
+        self.lease, self.timeout, self.heartbeat = lease, timeout, heartbeat
+        self.token = uuid.uuid4().hex
+        self.owner = f"memory:{threading.get_ident()}:{self.token[:8]}"
+        self.stale: list[StaleLock] = []
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> _MemoryLock:
+        deadline = time.monotonic() + self.timeout
+        cond = self.registry._cond
+        with cond:
+            while True:
+                current = self.registry._locks.get(self.name)
+                if current is not None and time.time() >= current.expires:
+                    self.stale.append(StaleLock(current.owner, dict(current.intent), current.token))
+                    current = None
+                if current is None:
+                    self.registry._locks[self.name] = _Held(
+                        self.token, self.owner, time.time() + self.lease, dict(self.intent)
+                    )
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PromotionConflict(
+                        f"model {self.name!r} is locked by {current.owner}; "
+                        f"gave up after {self.timeout:.0f}s"
+                    )
+                cond.wait(min(left, max(0.01, current.expires - time.time())))
+        self.held = True
+        self.registry._held[(self.name, threading.get_ident())] = self
+        if self.heartbeat:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
         return self
 
+    def _mine(self) -> _Held | None:
+        current = self.registry._locks.get(self.name)
+        return current if current is not None and current.token == self.token else None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            with self.registry._cond:
+                mine = self._mine()
+                if mine is None:
+                    return
+                mine.expires = time.time() + self.lease
+
+    def check(self) -> None:
+        with self.registry._cond:
+            mine = self._mine()
+            if not self.held or mine is None or time.time() >= mine.expires:
+                raise LockLost(f"lost the lock on {self.name!r}; nothing written")
+
+    def annotate(self, **intent: str) -> None:
+        self.intent.update(intent)
+        with self.registry._cond:
+            mine = self._mine()
+            if mine is not None:
+                mine.intent.update(intent)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        self._stop.set()
+        self.registry._held.pop((self.name, threading.get_ident()), None)
+        with self.registry._cond:
+            if self._mine() is not None:
+                del self.registry._locks[self.name]
+            self.registry._cond.notify_all()
+
+    def __enter__(self) -> _MemoryLock:
+        return self.acquire()
+
     def __exit__(self, *exc: object) -> None:
-        self.registry._locks[self.name].release()
+        self.release()
+
+
+class _MemoryReentered(_MemoryLock):
+    def __init__(self, outer: _MemoryLock) -> None:  # noqa: D107 - shares the outer lock
+        self.__dict__.update(outer.__dict__)
+        self._outer = outer
+        self.stale = []
+
+    def acquire(self) -> _MemoryLock:
+        return self
+
+    def check(self) -> None:
+        self._outer.check()
+
+    def annotate(self, **intent: str) -> None:
+        self._outer.annotate(**intent)
+
+    def release(self) -> None:
+        pass
 
 
 class InMemoryRegistry:
@@ -46,7 +158,9 @@ class InMemoryRegistry:
         self.uri = "memory://"
         self._models: dict[str, ModelInfo] = {}
         self._versions: dict[str, dict[str, VersionInfo]] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, _Held] = {}
+        self._held: dict[tuple[str, int], _MemoryLock] = {}
+        self._cond = threading.Condition()
         self.calls: list[str] = []
 
     def _model(self, name: str) -> ModelInfo:
@@ -76,7 +190,9 @@ class InMemoryRegistry:
     ) -> VersionInfo:
         self.ensure_model(name)
         number = str(len(self._versions[name]) + 1)
-        v = VersionInfo(name, number, "None", dict(tags or {}), run_id, source, int(time.time() * 1000))
+        v = VersionInfo(
+            name, number, "None", dict(tags or {}), run_id, source, int(time.time() * 1000)
+        )
         self._versions[name][number] = v
         return v
 
@@ -112,20 +228,45 @@ class InMemoryRegistry:
     def alias_version(self, name: str, alias: str) -> str | None:
         return self._model(name).aliases.get(alias)
 
-    def lock(self, name: str, *, intent: dict[str, str] | None = None, **_: Any) -> _MemoryLock:
+    def lock(
+        self, name: str, *, intent: dict[str, str] | None = None, lease: float | None = None,
+        timeout: float = 10.0, heartbeat: bool = True,
+    ) -> _MemoryLock:  # fmt: skip
         self._model(name)
-        return _MemoryLock(self, name, intent or {})
+        held = self._held.get((name, threading.get_ident()))
+        if held is not None and held.held:
+            return _MemoryReentered(held)
+        return _MemoryLock(self, name, intent or {}, lease or 30.0, timeout, heartbeat)
+
+    def lock_status(self, name: str) -> dict[str, Any] | None:
+        self._model(name)
+        with self._cond:
+            held = self._locks.get(name)
+            if held is None:
+                return None
+            return {
+                "model": name, "lock_model": f"memory:{name}", "holder": held.owner,
+                "token": held.token, "intent": dict(held.intent), "lease_expires": held.expires, "expires": held.expires,
+                "stale": time.time() >= held.expires, "leftovers": [],
+            }  # fmt: skip
 
 
 class InMemoryLedger:
-    """Events appended to a list (``.events()`` filters like the real ledger)."""
+    """Events appended to a list, hash-chained per model like the real ledger (``.events()``
+    filters like the real ledger; ``.verify_chain()`` checks the chain)."""
 
     def __init__(self) -> None:
         self._events: list[Event] = []
+        self._tags: dict[str, dict[str, str]] = {}
         self._ids = itertools.count(1)
         self._clock = itertools.count(int(time.time() * 1000))
+        self.lock: Any = None
 
-    def record(
+    def record(self, event_type: str, model: str, **fields: Any) -> Event:
+        with self.lock(model) if self.lock is not None else contextlib.nullcontext():
+            return self._append(event_type, model, **fields)
+
+    def _append(
         self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
         message: str = "", strategy: str = "", who: str | None = None,
         extra: dict[str, str] | None = None,
@@ -137,11 +278,24 @@ class InMemoryLedger:
         }
         if event_type == "rollback":
             extra_tags[TAG_PREFIX + "rollback"] = "true"
+        head = self.verify_chain(model)
+        run_id, ts = f"mem-{next(self._ids)}", next(self._clock)
+        tags = {
+            TAG_PREFIX + "event": event_type, TAG_PREFIX + "model": model,
+            TAG_PREFIX + "version": str(version or ""),
+            TAG_PREFIX + "from_version": str(from_version or ""),
+            TAG_PREFIX + "actor": who or actor(), TAG_PREFIX + "reason": message,
+            **({TAG_PREFIX + "strategy": strategy} if strategy else {}),
+            **extra_tags, SEQ_TAG: str(head.head_seq + 1), PREV_HASH_TAG: head.head_hash,
+        }  # fmt: skip
+        tags[HASH_TAG] = event_hash(run_id, ts, tags)
+        chain_tags = {k: tags[k] for k in (SEQ_TAG, PREV_HASH_TAG, HASH_TAG)}
         event = Event(
             event_type, model, str(version or ""), str(from_version or ""), who or actor(),
-            message, strategy, next(self._clock), f"mem-{next(self._ids)}", extra_tags,
+            message, strategy, ts, run_id, {**extra_tags, **chain_tags},
         )  # fmt: skip
         self._events.append(event)
+        self._tags[run_id] = tags
         return event
 
     def prepare(self, event_type: str, model: str, **fields: Any) -> _PreparedMemoryEvent:
@@ -161,6 +315,16 @@ class InMemoryLedger:
             and (wanted is None or e.event_type in wanted)
         ]  # fmt: skip
 
+    def verify_chain(self, model: str) -> ChainReport:
+        entries = [
+            ChainEntry(e.run_id, e.timestamp_ms, self._tags[e.run_id])
+            for e in self._events if e.model == model
+        ]  # fmt: skip
+        return verify_entries(model, entries)
+
+    def end_prepared(self, model: str) -> list[str]:
+        return []
+
 
 class _PreparedMemoryEvent:
     def __init__(
@@ -169,7 +333,7 @@ class _PreparedMemoryEvent:
         self.ledger, self.event_type, self.model, self.fields = ledger, event_type, model, fields
 
     def commit(self) -> Event:
-        return self.ledger.record(self.event_type, self.model, **self.fields)
+        return self.ledger._append(self.event_type, self.model, **self.fields)
 
     def abandon(self) -> None:
         pass

@@ -17,6 +17,7 @@ __all__ = [
     "STRATEGIES",
     "Event",
     "ModelInfo",
+    "StaleLock",
     "VersionInfo",
     "check_alias",
     "check_event_type",
@@ -64,6 +65,16 @@ class ModelInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class StaleLock:
+    """A promotion lock whose holder died or stalled: who held it (``owner``, ``token``) and
+    what it was doing (``intent``: op, version, actor, reason …)."""
+
+    owner: str
+    intent: dict[str, str]
+    token: str = ""
+
+
 @dataclass(frozen=True)
 class Event:
     """One ledger entry; ``run_id`` is the audit run that holds it."""
@@ -105,13 +116,21 @@ def check_model_name(name: object) -> str:
     return name
 
 
+MAX_VERSION = 2**31 - 1  # MLflow stores versions as 32-bit integers
+
+
 def check_version(version: object, *, what: str = "version") -> str:
-    """Versions are positive integers (given as int or str)."""
+    """Versions are positive integers (given as int or str) written with ASCII digits only:
+    ``٣``, ``３`` and ``³`` are not version 3."""
+    if isinstance(version, bool):
+        raise BadInput(f"{what} must be a positive integer, got {version!r}")
     text = str(version).strip() if version is not None else ""
     if not text:
         raise BadInput(f"{what} is missing")
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInput(f"{what} must be a positive integer, got {version!r}")
+    if len(text.lstrip("0")) > 10 or int(text) > MAX_VERSION:
+        raise BadInput(f"{what} {text[:20]}{'…' if len(text) > 20 else ''} is too large")
     return str(int(text))
 
 
@@ -125,7 +144,9 @@ def check_alias(alias: object) -> str:
 
 def check_event_type(event_type: object) -> str:
     if event_type not in EVENT_TYPES:
-        raise BadInput(f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+        raise BadInput(
+            f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}"
+        )
     return str(event_type)
 
 

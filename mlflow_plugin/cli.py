@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mlflow_plugin._cli_ledger import verify_ledger
 from mlflow_plugin._click import ErrorHandlingGroup
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._types import EVENT_TYPES, STRATEGIES
@@ -140,6 +141,9 @@ def status(app: AppContext, model: str, as_json: bool) -> None:
     last = state["last_event"]
     rows.append(("last event", f"{last['timestamp']} {last['event_type']} v{last['version']} by "
                  f"{last['actor']}: {last['message']}" if last else "-"))  # fmt: skip
+    ledger = state["ledger"]
+    chain = "intact" if ledger["ok"] else "BROKEN: " + "; ".join(ledger["problems"])
+    rows.append(("ledger", f"{ledger['events']} events, chain {chain}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")
@@ -223,18 +227,32 @@ def fallback_status(app: AppContext, model: str) -> None:
 
 @main.command()
 @click.argument("model", required=False)
+@click.option("--enforce", is_flag=True, default=False,
+              help="Revert a champion set outside the controller whose gates did not pass "
+                   "(default: the model tag mlflow_plugin.enforce_gates).")  # fmt: skip
 @pass_app
-def reconcile(app: AppContext, model: str | None) -> None:
+def reconcile(app: AppContext, model: str | None, enforce: bool | None) -> None:
     """Record changes made outside the controller and repair the stage mirror."""
+    from mlflow_plugin.controller import GATES_BYPASSED_TAG
+
     names = [model] if model else _managed_models(app)
     if not names:
         raise BadInput("no models to reconcile")
     for name in names:
-        written = app.controller.reconcile(name)
+        written = app.controller.reconcile(name, enforce=enforce or None)
         if not written:
             click.echo(f"{name}: in sync")
         for event in written:
             click.echo(f"{name}: {event.event_type} by {event.actor}: {event.message}")
+            if event.actor == "registry-ui" and GATES_BYPASSED_TAG in event.extra:
+                click.echo(
+                    f"warning: {name} version {event.version} was made champion in the registry "
+                    f"UI without passing its gates ({event.extra[GATES_BYPASSED_TAG]})",
+                    err=True,
+                )
+        chain = app.controller.ledger.verify_chain(name)
+        if not chain.ok:
+            click.echo(f"warning: {chain.summary()} (run verify-ledger {name})", err=True)
 
 
 def _managed_models(app: AppContext) -> list[str]:
@@ -242,6 +260,8 @@ def _managed_models(app: AppContext) -> list[str]:
     names = {e.model for e in app.controller.ledger.events()}
     return sorted(n for n in names if n)
 
+
+main.add_command(verify_ledger)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main(prog_name="mlflow-plugin"))

@@ -2,7 +2,10 @@
 one MLflow run in the audit experiment, tagged as DESIGN.md lists, and never edited afterwards.
 
 This is the only module that writes audit runs. Reading it back (``events``) is one paged
-``search_runs`` call; the controller derives "last known good" from it.
+``search_runs`` call; the controller derives "last known good" from it. Queries find a model's
+events by a digest of its name (any legal name works, no quoting inside filter strings), and the
+events of a model form a hash chain (:mod:`mlflow_plugin._chain`) that :meth:`Ledger.verify_chain`
+checks.
 """
 
 from __future__ import annotations
@@ -10,17 +13,29 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
+from mlflow_plugin._chain import (
+    HASH_TAG,
+    MODEL_DIGEST_TAG,
+    PREV_HASH_TAG,
+    SEQ_TAG,
+    ChainEntry,
+    ChainReport,
+    event_hash,
+    model_digest,
+)
+from mlflow_plugin._chain import verify as verify_entries
 from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
 from mlflow_plugin._concurrency import parallel
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
 from mlflow_plugin._types import Event, check_event_type
 
-__all__ = ["TAGS", "Ledger", "PreparedEvent", "parse_since"]
+__all__ = ["TAGS", "ChainReport", "Ledger", "PreparedEvent", "parse_since"]
 
 TAGS = {
     "event": TAG_PREFIX + "event",
@@ -53,14 +68,28 @@ def parse_since(text: str | None) -> int | None:
 
 
 def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """Quote a value we control (event types, hex digests) for an MLflow filter string."""
+    if "'" in value or "\\" in value:
+        raise BadInput(f"cannot filter on {value!r}")
+    return "'" + value + "'"
 
 
 class Ledger:
     """Audit events as runs in ``experiment`` (default ``$MLFLOW_PLUGIN_AUDIT_EXPERIMENT`` or
-    ``mlflow_plugin-deployments``) on the tracking server at ``tracking_uri``."""
+    ``mlflow_plugin-deployments``) on the tracking server at ``tracking_uri``.
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str | None = None) -> None:
+    Args:
+        tracking_uri: the tracking server.
+        experiment: the audit experiment's name.
+        lock: ``lock(model)`` returns a context manager that serialises appends to ``model``'s
+            chain (the controller passes the model's promotion lock, re-entrant within a holder).
+            Without it, two concurrent writers may fork the chain; :meth:`verify_chain` says so.
+    """
+
+    def __init__(
+        self, tracking_uri: str | None = None, experiment: str | None = None, *,
+        lock: Callable[[str], AbstractContextManager[Any]] | None = None,
+    ) -> None:  # fmt: skip
         configure_http_defaults()
         from mlflow import MlflowClient
 
@@ -68,6 +97,7 @@ class Ledger:
         self.uri = tracking_uri
         self.experiment = experiment or audit_experiment()
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.lock = lock
 
     def experiment_id(self, create: bool = True) -> str | None:
         key = (self.uri, self.experiment)
@@ -108,6 +138,7 @@ class Ledger:
         tags: dict[str, str] = {
             TAGS["event"]: event_type,
             TAGS["model"]: model,
+            MODEL_DIGEST_TAG: model_digest(model),
             TAGS["version"]: str(version or ""),
             TAGS["from_version"]: str(from_version or ""),
             TAGS["actor"]: who,
@@ -132,26 +163,63 @@ class Ledger:
             run = self.client.create_run(exp_id, start_time=now, tags=tags)
         return run.info.run_id, now
 
+    def _serialised(self, model: str) -> AbstractContextManager[Any]:
+        return self.lock(model) if self.lock is not None else contextlib.nullcontext()
+
     def record(self, event_type: str, model: str, **fields: Any) -> Event:
-        """Write one event run (created and finished at once) and return it.
+        """Write one event run (created and finished at once, appended to the model's chain)
+        and return it.
 
         ``fields``: ``version``, ``from_version``, ``message``, ``strategy``, ``who``
         (default ``$MLFLOW_PLUGIN_ACTOR`` or the OS user) and ``extra`` tags.
         """
-        tags = self._tags(event_type, model, **fields)
-        run_id, now = self._create_run(tags, f"record {event_type} event")
-        with wrap_mlflow_errors(f"record {event_type} event", self.uri):
-            self.client.set_terminated(run_id, "FINISHED", end_time=now)
-        return _event_from(run_id, now, tags)
+        with self._serialised(model):
+            return self.prepare(event_type, model, **fields).commit()
 
     def prepare(self, event_type: str, model: str, **fields: Any) -> PreparedEvent:
-        """Create the event's run now, without its event tag; :meth:`PreparedEvent.commit` makes
-        it an event. Lets the controller overlap the run's creation with the change it records;
-        a run that is never committed is not an event (``events`` skips it)."""
+        """Create the event's run now, without its event and chain tags;
+        :meth:`PreparedEvent.commit` makes it an event, appended to the model's chain. Lets the
+        controller overlap the run's creation with the change it records; a run that is never
+        committed is not an event (``events`` skips it). Call it under the model's lock."""
         tags = self._tags(event_type, model, **fields)
         event_tag = tags.pop(TAGS["event"])
-        run_id, now = self._create_run(tags, f"record {event_type} event")
-        return PreparedEvent(self, run_id, now, {**tags, TAGS["event"]: event_tag})
+        (run_id, now), head = parallel(
+            lambda: self._create_run(tags, f"record {event_type} event"),
+            lambda: self.verify_chain(model, include_deleted=False),
+        )
+        return PreparedEvent(self, run_id, now, {**tags, TAGS["event"]: event_tag}, head)
+
+    def _search(
+        self, clauses: list[str], *, all_runs: bool = False, statuses: bool = False
+    ) -> list[Any]:
+        exp_id = self.experiment_id(create=False)
+        if exp_id is None:
+            return []
+        from mlflow.entities import ViewType
+
+        out: list[Any] = []
+        token = None
+        with wrap_mlflow_errors("read the ledger", self.uri):
+            while True:
+                page = self.client.search_runs(
+                    [exp_id], " and ".join(clauses), max_results=1000,
+                    run_view_type=ViewType.ALL if all_runs else ViewType.ACTIVE_ONLY,
+                    order_by=["attributes.start_time ASC"], page_token=token,
+                )  # fmt: skip
+                out.extend(page)
+                token = page.token
+                if not token:
+                    break
+        return out
+
+    def _model_runs(self, model: str, *, all_runs: bool = False) -> list[Any]:
+        """Runs of ``model`` found by its digest tag (no model name inside a filter string),
+        checked against the exact name."""
+        clause = f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
+        return [
+            run for run in self._search([clause], all_runs=all_runs)
+            if run.data.tags.get(TAGS["model"]) == model
+        ]  # fmt: skip
 
     def events(
         self,
@@ -162,12 +230,9 @@ class Ledger:
         event_types: Iterable[str] | None = None,
     ) -> list[Event]:
         """Events oldest first, filtered by model, type(s) and start time."""
-        exp_id = self.experiment_id(create=False)
-        if exp_id is None:
-            return []
         clauses = []
         if model:
-            clauses.append(f"tags.`{TAGS['model']}` = {_quote(model)}")
+            clauses.append(f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}")
         if event_type:
             check_event_type(event_type)
             clauses.append(f"tags.`{TAGS['event']}` = {_quote(event_type)}")
@@ -175,41 +240,74 @@ class Ledger:
             clauses.append(f"attributes.start_time >= {int(since_ms)}")
         wanted = set(event_types) if event_types is not None else None
         out: list[Event] = []
-        token = None
-        with wrap_mlflow_errors("read the ledger", self.uri):
-            while True:
-                page = self.client.search_runs(
-                    [exp_id], " and ".join(clauses), max_results=1000,
-                    order_by=["attributes.start_time ASC"], page_token=token,
-                )  # fmt: skip
-                for run in page:
-                    tags = run.data.tags
-                    if TAGS["event"] not in tags:
-                        continue
-                    if wanted is not None and tags[TAGS["event"]] not in wanted:
-                        continue
-                    out.append(_event_from(run.info.run_id, run.info.start_time, tags))
-                token = page.token
-                if not token:
-                    break
+        for run in self._search(clauses):
+            tags = run.data.tags
+            if TAGS["event"] not in tags:
+                continue
+            if model and tags.get(TAGS["model"]) != model:
+                continue
+            if wanted is not None and tags[TAGS["event"]] not in wanted:
+                continue
+            out.append(_event_from(run.info.run_id, run.info.start_time, tags))
         out.sort(key=lambda e: e.timestamp_ms)  # stable: ties keep the server's order
         return out
+
+    def verify_chain(self, model: str, *, include_deleted: bool = True) -> ChainReport:
+        """Check ``model``'s hash chain: deleted, edited, reordered or forked events are
+        reported in :attr:`ChainReport.problems` (``ok`` is False)."""
+        entries = [
+            ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags,
+                       deleted=run.info.lifecycle_stage == "deleted")
+            for run in self._model_runs(model, all_runs=include_deleted)
+            if TAGS["event"] in run.data.tags
+        ]  # fmt: skip
+        return verify_entries(model, entries)
+
+    def end_prepared(self, model: str) -> list[str]:
+        """End the prepared (still RUNNING, never committed) event runs of ``model`` as KILLED:
+        what a process killed between prepare and commit leaves. Call it under the model's
+        lock (a live holder's prepared run would be ended too). Returns their run ids."""
+        clauses = [
+            f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}",
+            "attributes.status = 'RUNNING'",
+        ]
+        ended = []
+        for run in self._search(clauses):
+            if TAGS["event"] in run.data.tags or run.data.tags.get(TAGS["model"]) != model:
+                continue
+            with wrap_mlflow_errors("end a prepared event run", self.uri):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+        return ended
 
 
 class PreparedEvent:
     """An event whose run exists but is not yet tagged as an event (see ``Ledger.prepare``)."""
 
-    def __init__(self, ledger: Ledger, run_id: str, start_ms: int, tags: dict[str, str]) -> None:
+    def __init__(
+        self, ledger: Ledger, run_id: str, start_ms: int, tags: dict[str, str], head: ChainReport
+    ) -> None:
         self.ledger, self.run_id, self.start_ms, self.tags = ledger, run_id, start_ms, tags
+        self.head = head
 
     def commit(self) -> Event:
+        """Tag the run as the next event of the model's chain and finish it."""
+        from mlflow.entities import RunTag
+
         client, what = self.ledger.client, f"record {self.tags[TAGS['event']]} event"
+        tags = {
+            **self.tags,
+            SEQ_TAG: str(self.head.head_seq + 1),
+            PREV_HASH_TAG: self.head.head_hash,
+        }
+        tags[HASH_TAG] = event_hash(self.run_id, self.start_ms, tags)
+        late = [TAGS["event"], SEQ_TAG, PREV_HASH_TAG, HASH_TAG]
         with wrap_mlflow_errors(what, self.ledger.uri):
             parallel(
-                lambda: client.set_tag(self.run_id, TAGS["event"], self.tags[TAGS["event"]]),
+                lambda: client.log_batch(self.run_id, tags=[RunTag(k, tags[k]) for k in late]),
                 lambda: client.set_terminated(self.run_id, "FINISHED", end_time=self.start_ms),
             )
-        return _event_from(self.run_id, self.start_ms, self.tags)
+        return _event_from(self.run_id, self.start_ms, tags)
 
     def abandon(self) -> None:
         """Mark the run KILLED; it never becomes an event."""

@@ -9,10 +9,12 @@ promotion lock that works across processes and hosts through the tracking server
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 import warnings
@@ -28,6 +30,7 @@ from mlflow_plugin._client import (
 )
 from mlflow_plugin._errors import (
     BadInput,
+    LockLost,
     NotFound,
     PromotionConflict,
     RegistryError,
@@ -36,13 +39,21 @@ from mlflow_plugin._errors import (
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import (
     ModelInfo,
+    StaleLock,
     VersionInfo,
     check_alias,
     check_model_name,
     check_version,
 )
 
-__all__ = ["LOCK_PREFIX", "ModelLock", "Registry", "StaleLock"]
+__all__ = [
+    "LOCK_PREFIX",
+    "ModelLock",
+    "Registry",
+    "StaleLock",
+    "lock_lease",
+    "lock_model_name",
+]
 
 T = TypeVar("T")
 
@@ -50,6 +61,8 @@ LOCK_PREFIX = "mlflow_plugin.lock."
 _LOCK_OWNER = TAG_PREFIX + "lock_owner"
 _LOCK_EXPIRES = TAG_PREFIX + "lock_expires"
 _LOCK_INTENT = TAG_PREFIX + "lock_intent"
+_LOCK_TOKEN = TAG_PREFIX + "lock_token"
+_LOCK_MODEL = TAG_PREFIX + "lock_model"
 
 
 def _version_info(mv: Any) -> VersionInfo:
@@ -76,6 +89,7 @@ class Registry:
         configure_http_defaults()
         self.uri = resolve_tracking_uri(tracking_uri)
         self.client = make_client(self.uri, self.uri)
+        self._held: dict[tuple[str, int], ModelLock] = {}
 
     def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with wrap_mlflow_errors(what, self.uri):
@@ -156,16 +170,23 @@ class Registry:
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first (aliases are not filled in here)."""
         check_model_name(name)
-        escaped = name.replace("'", "\\'")
+        # MLflow's filter parser has no escape inside quoted strings: quote with the quote
+        # character the name does not contain; a name with both is matched after the search.
+        if "'" not in name:
+            query = f"name = '{name}'"
+        elif '"' not in name:
+            query = f'name = "{name}"'
+        else:
+            query = ""
         out: list[VersionInfo] = []
         token = None
         while True:
             page = self._do(
                 f"versions of {name!r}",
                 self.client.search_model_versions,
-                f"name = '{escaped}'", max_results=1000, page_token=token,
+                query, max_results=1000 if query else 10000, page_token=token,
             )  # fmt: skip
-            out.extend(_version_info(mv) for mv in page)
+            out.extend(_version_info(mv) for mv in page if mv.name == name)
             token = page.token
             if not token:
                 break
@@ -234,20 +255,117 @@ class Registry:
     # -- lock ----------------------------------------------------------------------------
     def lock(
         self, name: str, *, intent: dict[str, str] | None = None, lease: float | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None, heartbeat: bool = True,
     ) -> ModelLock:  # fmt: skip
-        """A promotion lock on ``name`` (see :class:`ModelLock`)."""
+        """A promotion lock on ``name`` (see :class:`ModelLock`).
+
+        Re-entrant: inside a ``with`` block of a lock this thread holds on ``name`` (through
+        this registry), another ``lock(name)`` returns that same lock, already held.
+        """
+        held = self._held.get((name, threading.get_ident()))
+        if held is not None and held.held:
+            return _Reentered(held)
         if lease is None:
-            lease = float(os.environ.get("MLFLOW_PLUGIN_LOCK_LEASE", "30"))
-        return ModelLock(self, name, intent=intent or {}, lease=lease, timeout=timeout)
+            lease = lock_lease()
+        if timeout is None:
+            timeout = _env_seconds("MLFLOW_PLUGIN_LOCK_TIMEOUT", 120.0)
+        return ModelLock(
+            self, name, intent=intent or {}, lease=lease, timeout=timeout, heartbeat=heartbeat
+        )
+
+    def lock_status(self, name: str) -> dict[str, Any] | None:
+        """The lock left or held on ``name``: None when there is none, else its ``holder``,
+        ``token``, ``intent``, ``lease_expires`` (epoch seconds), ``stale`` (lease over or
+        holder process gone) and ``leftovers`` (names of half-broken lock copies, if any)."""
+        check_model_name(name)
+        lock_name = lock_model_name(name)
+        leftovers = self._lock_leftovers(lock_name)
+        try:
+            info = self.get_model(lock_name)
+        except NotFound:
+            if not leftovers:
+                return None
+            return {"model": name, "lock_model": lock_name, "holder": "", "token": "",
+                    "intent": {}, "lease_expires": 0.0, "stale": True, "leftovers": leftovers}  # fmt: skip
+        state = _LockState.from_tags(info.tags)
+        return {
+            "model": name,
+            "lock_model": lock_name,
+            "holder": state.owner,
+            "token": state.token,
+            "intent": state.intent,
+            "lease_expires": state.expires,
+            "expires": state.expires,
+            "stale": state.stale(),
+            "leftovers": leftovers,
+        }
+
+    def _lock_leftovers(self, lock_name: str) -> list[str]:
+        """Copies ``<lock>.stale.<token>`` a breaker renamed but could not delete (crashed)."""
+        # lock_name is ASCII (a prefix and a hex digest): safe inside a filter string.
+        pattern = f"name LIKE '{lock_name}.stale.%'"
+        found = self._do("lock leftovers", self.client.search_registered_models, pattern)
+        return sorted(rm.name for rm in found)
 
 
-@dataclass
-class StaleLock:
-    """A lock whose holder died: who held it and what it was doing."""
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{name}={raw!r} is not a number of seconds") from None
+    if value <= 0:
+        raise BadInput(f"{name}={raw!r} must be positive")
+    return value
 
+
+def lock_lease() -> float:
+    """``$MLFLOW_PLUGIN_LOCK_LEASE`` seconds (default 30)."""
+    raw = os.environ.get("MLFLOW_PLUGIN_LOCK_LEASE", "30")
+    try:
+        lease = float(raw)
+    except ValueError:
+        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} is not a number of seconds") from None
+    if not 0.5 <= lease <= 3600:
+        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} must be between 0.5 and 3600 seconds")
+    return lease
+
+
+def lock_model_name(model: str) -> str:
+    """The registered model that is ``model``'s lock: ASCII whatever the model's name."""
+    return LOCK_PREFIX + hashlib.sha256(model.encode("utf-8")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class _LockState:
     owner: str
+    token: str
+    expires: float
     intent: dict[str, str]
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> _LockState:
+        try:
+            expires = float(tags.get(_LOCK_EXPIRES, "0"))
+        except ValueError:
+            expires = 0.0
+        try:
+            intent = json.loads(tags.get(_LOCK_INTENT, "{}"))
+        except ValueError:
+            intent = {}
+        owner = tags.get(_LOCK_OWNER, "")
+        return cls(owner, tags.get(_LOCK_TOKEN, "") or owner, expires, intent)
+
+    def stale(self) -> bool:
+        return time.time() >= self.expires or _dead_local_process(self.owner)
+
+
+def _is_transient(exc: RegistryError) -> bool:
+    """MLflow store errors seen while many writers race (SQLite busy, PostgreSQL serialisation,
+    a lock released between two calls): worth another try, not worth failing a promotion."""
+    return not isinstance(exc, RegistryUnavailable)
 
 
 class ModelLock:
@@ -255,32 +373,53 @@ class ModelLock:
 
     Creating a registered model is atomic in MLflow's stores (a second create of the same name
     fails with RESOURCE_ALREADY_EXISTS), so the lock is a registered model named
-    ``mlflow_plugin.lock.<model>``, tagged with its owner, a lease expiry and the holder's intent.
-    A holder that crashed is detected when its lease ran out, or at once when it ran on this host
-    and its process is gone; the lock is then broken by renaming it (atomic, one winner) and
-    deleting the renamed copy. ``stale`` tells the new holder what the dead one was doing, so the
-    controller can record the interrupted attempt.
+    :func:`lock_model_name` (``mlflow_plugin.lock.<digest of the name>``), tagged with its
+    owner, a unique token, a lease expiry and the holder's intent.
+
+    - While held, a heartbeat thread renews the lease every third of it, after checking that
+      the lock still carries this holder's token; :meth:`check` (called right before the alias
+      writes and before the event is committed) raises :class:`LockLost` when the token is gone
+      or the lease could not be renewed in time.
+    - A holder that crashed is detected when its lease ran out, or at once when it ran on this
+      host and its process is gone. The lock is broken by renaming it to
+      ``<lock>.stale.<token>`` — one winner per stale instance, since a second rename to the
+      same name fails — and the renamed copy's token is compared with the one judged stale: a
+      newer holder's lock renamed by a race is renamed back (or, if that fails, its holder finds
+      out at its next :meth:`check`). ``stale`` tells the new holder what the dead one was
+      doing, so the controller can complete the interrupted operation.
+
+    What it cannot do: MLflow has no compare-and-set, so a holder that stalls between its last
+    check and its write can still write after losing the lock. The ledger's hash chain reports
+    the fork that results (docs/ARCHITECTURE.md, "The promotion lock").
     """
 
     def __init__(
         self, registry: Registry, name: str, *, intent: dict[str, str], lease: float,
-        timeout: float,
+        timeout: float, heartbeat: bool = True,
     ) -> None:  # fmt: skip
         self.registry = registry
         self.name = name
-        self.lock_name = LOCK_PREFIX + name
+        self.lock_name = lock_model_name(name)
         self.intent = intent
         self.lease = lease
         self.timeout = timeout
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.token = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.token[:8]}"
         self.stale: list[StaleLock] = []
         self.held = False
+        self.heartbeat = heartbeat
+        self._valid_until = 0.0  # monotonic time until which the lease is known to be ours
+        self._lost = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _tags(self) -> dict[str, str]:
         return {
             _LOCK_OWNER: self.owner,
+            _LOCK_TOKEN: self.token,
             _LOCK_EXPIRES: f"{time.time() + self.lease:.3f}",
             _LOCK_INTENT: json.dumps(self.intent, sort_keys=True),
+            _LOCK_MODEL: self.name,
         }
 
     def acquire(self) -> ModelLock:
@@ -291,18 +430,24 @@ class ModelLock:
         delay = 0.05
         holder = ""
         while True:
+            started = time.monotonic()
             try:
                 with wrap_mlflow_errors(f"lock {self.name!r}", self.registry.uri):
                     try:
-                        client.create_registered_model(self.lock_name, tags=self._tags())
-                        self.held = True
-                        return self
+                        client.create_registered_model(
+                            self.lock_name, tags=self._tags(),
+                            description=f"promotion lock of {self.name!r} (mlflow_plugin)",
+                        )  # fmt: skip
+                        return self._acquired(started)
                     except MlflowException as exc:
                         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                             raise
-            except RegistryUnavailable:
-                raise
-            holder = self._break_if_stale() or holder
+                holder = self._break_if_stale() or holder
+            except RegistryError as exc:
+                if not _is_transient(exc):
+                    raise
+                if self._is_ours():  # the create went through although its answer was an error
+                    return self._acquired(started)
             if time.monotonic() >= deadline:
                 raise PromotionConflict(
                     f"model {self.name!r} is locked by {holder or 'another process'}; "
@@ -311,56 +456,161 @@ class ModelLock:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 1.0)
 
+    def _acquired(self, started: float) -> ModelLock:
+        self.held = True
+        self._valid_until = started + self.lease
+        self.registry._held[(self.name, threading.get_ident())] = self
+        if self.heartbeat:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._beat, name=f"lock-heartbeat-{self.name}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _is_ours(self) -> bool:
+        try:
+            info = self.registry.get_model(self.lock_name)
+        except (RegistryError, NotFound):
+            return False
+        return _LockState.from_tags(info.tags).token == self.token
+
+    def _beat(self) -> None:
+        """Renew the lease every third of it while held (see :meth:`check`)."""
+        while not self._stop.wait(self.lease / 3):
+            started = time.monotonic()
+            try:
+                if not self._is_ours():
+                    self._lost = "the lock was taken over (its lease ran out or it was broken)"
+                    return
+                expires = f"{time.time() + self.lease:.3f}"
+                self.registry._do(
+                    f"renew lock {self.name!r}", self.registry.client.set_registered_model_tag,
+                    self.lock_name, _LOCK_EXPIRES, expires,
+                )  # fmt: skip
+                self._valid_until = started + self.lease
+            except (RegistryError, NotFound):
+                continue  # try again; check() refuses once the lease is over
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` unless this holder still owns the lock with lease to spare.
+
+        One round trip: the lock's token must still be ours, and the lease renewed recently
+        enough that it cannot run out during the next write."""
+        if not self.held:
+            raise LockLost(f"lock on {self.name!r} is not held")
+        margin = min(2.0, self.lease / 4)
+        if self._lost:
+            raise LockLost(f"lost the lock on {self.name!r}: {self._lost}; nothing written")
+        if time.monotonic() + margin > self._valid_until:
+            raise LockLost(
+                f"lost the lock on {self.name!r}: its lease ran out before the write "
+                "(the process stalled); nothing written"
+            )
+        try:
+            ours = self._is_ours()
+        except RegistryError:
+            ours = False
+        if not ours:
+            self._lost = "another process holds it now"
+            raise LockLost(
+                f"lost the lock on {self.name!r}: another process holds it now; nothing written"
+            )
+
+    def annotate(self, **intent: str) -> None:
+        """Add to the intent recorded on the lock (e.g. a rollback's computed target), so that
+        whoever completes an interrupted operation knows what it was doing."""
+        self.intent = {**self.intent, **intent}
+        self.registry._do(
+            f"annotate lock {self.name!r}", self.registry.client.set_registered_model_tag,
+            self.lock_name, _LOCK_INTENT, json.dumps(self.intent, sort_keys=True),
+        )  # fmt: skip
+
     def _break_if_stale(self) -> str:
         """Break the current lock if its holder is dead; return the holder's name otherwise."""
+        from mlflow.exceptions import MlflowException
+
         try:
             info = self.registry.get_model(self.lock_name)
         except NotFound:
             return ""  # released meanwhile
-        owner = info.tags.get(_LOCK_OWNER, "")
-        try:
-            expires = float(info.tags.get(_LOCK_EXPIRES, "0"))
-        except ValueError:
-            expires = 0.0
-        if time.time() < expires and not _dead_local_process(owner):
-            return owner
-        stale_name = f"{self.lock_name}.stale.{uuid.uuid4().hex[:8]}"
-        from mlflow.exceptions import MlflowException
-
+        state = _LockState.from_tags(info.tags)
+        if not state.stale():
+            return state.owner
+        # One name per stale instance: two breakers of the same instance cannot both win.
+        stale_name = f"{self.lock_name}.stale.{state.token[:32]}"
+        client = self.registry.client
         try:
             with wrap_mlflow_errors(f"break lock {self.name!r}", self.registry.uri):
-                self.registry.client.rename_registered_model(self.lock_name, stale_name)
-        except (NotFound, RegistryError, MlflowException):
-            return owner  # somebody else broke (or released) it first
-        renamed = self.registry.get_model(stale_name)
-        if renamed.tags.get(_LOCK_OWNER) != owner:
-            # We renamed a lock taken after we looked: give it back untouched.
-            with contextlib.suppress(RegistryError):
-                self.registry.client.rename_registered_model(stale_name, self.lock_name)
-            return renamed.tags.get(_LOCK_OWNER, "")
+                client.rename_registered_model(self.lock_name, stale_name)
+        except RegistryError as exc:
+            if isinstance(exc, RegistryUnavailable):
+                raise
+            return state.owner  # somebody else broke (or released) it first
         try:
-            intent = json.loads(renamed.tags.get(_LOCK_INTENT, "{}"))
-        except ValueError:
-            intent = {}
-        self.stale.append(StaleLock(owner=owner, intent=intent))
-        with contextlib.suppress(RegistryError):
-            self.registry.client.delete_registered_model(stale_name)
+            renamed = _LockState.from_tags(self.registry.get_model(stale_name).tags)
+        except NotFound:
+            return ""
+        if renamed.token != state.token:
+            # We renamed a lock taken after we looked: give it back untouched. If that fails
+            # (a third process took the name meanwhile), its holder learns at its next check().
+            try:
+                with wrap_mlflow_errors(f"restore lock {self.name!r}", self.registry.uri):
+                    client.rename_registered_model(stale_name, self.lock_name)
+                return renamed.owner
+            except (RegistryError, MlflowException):
+                pass
+        else:
+            self.stale.append(StaleLock(owner=state.owner, intent=state.intent, token=state.token))
+        with contextlib.suppress(NotFound):
+            self.registry._do(
+                f"remove broken lock {self.name!r}", client.delete_registered_model, stale_name
+            )
         return ""
 
     def release(self) -> None:
-        if self.held:
-            self.held = False
-            with contextlib.suppress(NotFound):
-                self.registry._do(
-                    f"unlock {self.name!r}", self.registry.client.delete_registered_model,
-                    self.lock_name,
-                )  # fmt: skip
+        if not self.held:
+            return
+        self.held = False
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.lease)
+        self.registry._held.pop((self.name, threading.get_ident()), None)
+        # Only our own lock is removed; one that was taken over belongs to its new holder.
+        if self._lost or not self._is_ours():
+            return
+        with contextlib.suppress(NotFound):
+            self.registry._do(
+                f"unlock {self.name!r}", self.registry.client.delete_registered_model,
+                self.lock_name,
+            )  # fmt: skip
 
     def __enter__(self) -> ModelLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class _Reentered(ModelLock):
+    """A nested ``lock()`` of a lock this thread already holds: no second acquisition."""
+
+    def __init__(self, outer: ModelLock) -> None:  # noqa: D107 - shares the outer lock's state
+        self.__dict__.update(outer.__dict__)
+        self._outer = outer
+        self.stale = []
+
+    def acquire(self) -> ModelLock:
+        return self
+
+    def check(self) -> None:
+        self._outer.check()
+
+    def annotate(self, **intent: str) -> None:
+        self._outer.annotate(**intent)
+
+    def release(self) -> None:
+        pass
 
 
 def _dead_local_process(owner: str) -> bool:

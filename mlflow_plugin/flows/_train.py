@@ -80,11 +80,11 @@ def run_train(params: TrainParams, *, tracking_uri: str | None = None) -> TrainR
     from mlflow_plugin.registry import Registry
 
     registry = Registry(tracking_uri)
+    with CLOCK("data"):  # bad input fails before a run exists: no empty FAILED runs
+        dataset = load_data(params.data)
+        data = prepare(dataset, params.columns, missing=params.missing)
+        train, holdout = split_holdout(data, params.holdout, params.seed)
     with step_run("train", params.model_name):
-        with CLOCK("data"):
-            dataset = load_data(params.data)
-            data = prepare(dataset, params.columns, missing=params.missing)
-            train, holdout = split_holdout(data, params.holdout, params.seed)
         return train_in_run(params, dataset, train, holdout, registry)
 
 

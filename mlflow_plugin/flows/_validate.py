@@ -93,10 +93,11 @@ def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> 
     policy = load_policy(params.policy)  # a bad policy fails before anything is written
     registry = Registry(tracking_uri)
     version = resolve_version(registry, params.model_name, params.version)
+    # Bad input (columns, data) fails before a run exists: no empty FAILED runs.
+    columns = _columns(params, version)
+    with CLOCK("data"):
+        data = prepare(load_data(params.data), columns, missing=params.missing)
     with step_run("validate", params.model_name, tags={VERSION_TAG: version.version}):
-        columns = _columns(params, version)
-        with CLOCK("data"):
-            data = prepare(load_data(params.data), columns, missing=params.missing)
         return validate_in_run(
             registry,
             version,

@@ -220,6 +220,8 @@ class Policy:
             raise ConfigError(f"cannot read policy file {source}: {exc}") from exc
         try:
             data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        except RecursionError:
+            raise ConfigError(f"cannot parse policy file {source}: nested too deeply") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

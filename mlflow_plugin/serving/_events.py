@@ -138,9 +138,10 @@ class EventReporter:
     def _write(self, event: _Pending) -> None:
         try:
             if self._ledger is None:
-                from mlflow_plugin.ledger import Ledger
+                from mlflow_plugin.controller import Controller
 
-                self._ledger = Ledger(self._tracking_uri)
+                # The controller's ledger appends under the model's lock: one linear chain.
+                self._ledger = Controller.from_uri(self._tracking_uri).ledger
             self._ledger.record(
                 event.event_type, self.model, version=event.version,
                 from_version=event.from_version, message=event.message, who=self.who,

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mlflow_plugin import GateFailed
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.registry import LOCK_PREFIX, Registry
+from mlflow_plugin.registry import Registry
 from mlflow_plugin.testing import MlflowServer, free_port
 
 from helpers import FAILED, make_versions
@@ -53,7 +53,9 @@ class TestPromoteAndRollback:
 
         def serving() -> tuple[str, str]:
             by_alias = registry.client.get_model_version_by_alias(model_name, "champion").version
-            prod = [v.version for v in registry.list_versions(model_name) if v.stage == "Production"]
+            prod = [
+                v.version for v in registry.list_versions(model_name) if v.stage == "Production"
+            ]
             assert len(prod) == 1
             return str(by_alias), prod[0]
 
@@ -66,7 +68,10 @@ class TestPromoteAndRollback:
         assert registry.get_version(model_name, "2").stage == "Archived"
         (event,) = controller.ledger.events(model_name, "rollback")
         assert (event.version, event.from_version, event.message, event.actor) == (
-            "1", "2", "v2 misbehaves", "pytest",
+            "1",
+            "2",
+            "v2 misbehaves",
+            "pytest",
         )
         assert event.extra["mlflow_plugin.rollback"] == "true"
 
@@ -118,19 +123,35 @@ class TestCli:
         out = invoke("events", "--model", model_name, "--format", "csv").output
         rows = list(csv.DictReader(io.StringIO(out)))
         assert list(rows[0]) == [
-            "timestamp", "event_type", "model_name", "version", "from_version", "actor", "message",
+            "timestamp",
+            "event_type",
+            "model_name",
+            "version",
+            "from_version",
+            "actor",
+            "message",
         ]
         assert [(r["event_type"], r["version"], r["from_version"]) for r in rows] == [
-            ("deployment", "1", ""), ("deployment", "2", "1"), ("rollback", "1", "2"),
+            ("deployment", "1", ""),
+            ("deployment", "2", "1"),
+            ("rollback", "1", "2"),
         ]
         assert rows[0]["timestamp"].endswith("Z")
         table = invoke("events", "--model", model_name).output.splitlines()
         assert table[0].split() == [
-            "timestamp", "event_type", "model_name", "version", "from_version", "actor", "message",
+            "timestamp",
+            "event_type",
+            "model_name",
+            "version",
+            "from_version",
+            "actor",
+            "message",
         ]
         only = invoke("events", "--model", model_name, "--event", "rollback", "--format", "json")
         assert [e["event_type"] for e in json.loads(only.output)] == ["rollback"]
-        future = invoke("events", "--model", model_name, "--since", "2999-01-01", "--format", "json")
+        future = invoke(
+            "events", "--model", model_name, "--since", "2999-01-01", "--format", "json"
+        )
         assert json.loads(future.output) == []
 
     def test_gate_refusal_exits_3(self, tracking_uri, model_name):
@@ -149,7 +170,17 @@ class TestCli:
             ("promote", "{model}", "--version"),
             ("rollback", "{model}", "--reason", ""),
             ("rollback", "{model}", "--reason", "x", "--to-version", "one"),
-            ("log-event", "--event", "party", "--model", "{model}", "--version", "1", "--message", "m"),
+            (
+                "log-event",
+                "--event",
+                "party",
+                "--model",
+                "{model}",
+                "--version",
+                "1",
+                "--message",
+                "m",
+            ),
             ("events", "--since", "yesterday"),
             ("fallback", "enable", "{model}", "--version", "v1"),
         ],
@@ -189,7 +220,8 @@ class TestCli:
         assert result.exit_code == 0, result.output
         events = Controller.from_uri(tracking_uri).ledger.events(model_name)
         assert [(e.event_type, e.actor) for e in events[1:]] == [
-            ("deployment", "registry-ui"), ("config_change", "registry-ui"),
+            ("deployment", "registry-ui"),
+            ("config_change", "registry-ui"),
         ]
         stages = {v.version: v.stage for v in registry.list_versions(model_name)}
         assert stages == {"1": "Archived", "2": "Production", "3": "Archived"}
@@ -198,35 +230,71 @@ class TestCli:
 
 class TestFaults:
     @pytest.mark.parametrize(
-        "failpoint,command",
+        "failpoint,command,then,expected,next_target",
         [
-            ("promote.after_alias", ("promote", "{model}", "--version", "2")),
-            ("promote.after_mirror", ("promote", "{model}", "--version", "2")),
-            ("rollback.after_alias", ("rollback", "{model}", "--reason", "r")),
+            ("promote.locked", ("promote", "{model}", "--version", "3"), "reconcile",
+             ("error", "2"), "1"),
+            ("promote.after_alias", ("promote", "{model}", "--version", "3"), "reconcile",
+             ("deployment", "3"), "2"),
+            ("promote.after_mirror", ("promote", "{model}", "--version", "3"), "promote",
+             ("deployment", "3"), "2"),
+            ("rollback.locked", ("rollback", "{model}", "--reason", "bad v2"), "promote",
+             ("error", "2"), "1"),
+            ("rollback.after_alias", ("rollback", "{model}", "--reason", "bad v2"), "reconcile",
+             ("rollback", "1"), None),
+            ("rollback.after_mirror", ("rollback", "{model}", "--reason", "bad v2"), "promote",
+             ("rollback", "1"), None),
         ],
-    )
-    def test_killed_process_is_reconciled(self, tracking_uri, model_name, failpoint, command):
-        """A process killed mid-change: reconcile leaves one champion, a correct mirror, an error event."""
-        make_versions(tracking_uri, model_name, 2)
+    )  # fmt: skip
+    def test_killed_process_is_completed_as_what_it_was(
+        self, tracking_uri, model_name, failpoint, command, then, expected, next_target
+    ):
+        """kill -9 at a failpoint, then reconcile or another promote: the interrupted
+        operation is recorded with its own type, reason and actor, prepared runs end KILLED,
+        the chain stays linear, and the next rollback goes to the right version."""
+        make_versions(tracking_uri, model_name, 3)
         ctl = Controller.from_uri(tracking_uri)
         ctl.promote(model_name, "1")
-        if command[0] == "rollback":
-            ctl.promote(model_name, "2")
-        env = {**os.environ, "MLFLOW_PLUGIN_FAILPOINT": failpoint}
+        ctl.promote(model_name, "2")
+        env = {**os.environ, "MLFLOW_PLUGIN_FAILPOINT": failpoint, "MLFLOW_PLUGIN_ACTOR": "alice"}
         exe = Path(sys.executable).with_name("mlflow-plugin")
         proc = subprocess.run([str(exe), *(c.replace("{model}", model_name) for c in command)],
                               env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert proc.returncode == 137
-        assert ctl.registry.get_model(LOCK_PREFIX + model_name)  # the dead holder's lock is left
-        written = ctl.reconcile(model_name)
-        assert written[0].event_type == "error"
-        assert "interrupted" in written[0].message
+        assert proc.returncode == 137, proc.stderr
+        assert ctl.registry.lock_status(model_name)["stale"]  # the dead holder's lock is left
+        if then == "reconcile":
+            written = ctl.reconcile(model_name)
+        else:  # the next holder completes it before its own (here: nothing to do) work
+            before = len(ctl.ledger.events(model_name))
+            ctl.promote(model_name, ctl.registry.get_model(model_name).aliases["champion"])
+            written = ctl.ledger.events(model_name)[before:]
+        first = written[0]
+        champion = ctl.registry.get_model(model_name).aliases["champion"]
+        if expected[0] == "error":  # killed before any write: nothing changed, said so
+            assert (first.event_type, champion) == expected
+            assert "alice" in first.message and "nothing had changed" in first.message
+        else:
+            assert (first.event_type, first.version) == expected
+            assert first.actor == "alice" and "after an interrupted" in first.message
+        if first.event_type == "rollback":
+            assert first.message.startswith("bad v2") and first.from_version == "2"
+        assert ctl.registry.lock_status(model_name) is None
+        runs = ctl.ledger.client.search_runs(
+            [ctl.ledger.experiment_id()], "attributes.status = 'RUNNING'"
+        )
+        assert not [r for r in runs if r.data.tags.get("mlflow_plugin.model") == model_name]
         versions = ctl.registry.list_versions(model_name)
         champion = ctl.registry.get_model(model_name).aliases["champion"]
         assert [v.version for v in versions if v.stage == "Production"] == [champion]
-        chain = ctl.champion_events(model_name)
-        assert chain[-1].version == champion
+        assert ctl.champion_events(model_name)[-1].version == champion
         assert ctl.reconcile(model_name) == []
+        assert ctl.verify_ledger(model_name).ok
+        if next_target is not None and champion != next_target:
+            outcome = ctl.rollback(model_name, reason="next")
+            assert outcome.event is not None and outcome.event.version == next_target
+        elif first.event_type == "rollback":
+            # v2 was rolled back from: it is never a rollback target again.
+            assert ctl.last_known_good(model_name) != "2"
 
     def test_server_down_exits_4_quickly(self):
         """An unreachable tracking server: exit 4 within 30 s, naming the URI."""
@@ -257,7 +325,9 @@ def test_concurrent_promotions_form_one_chain():
         ctl = Controller.from_uri(server.uri)
         info = ctl.registry.get_model(model)
         versions = ctl.registry.list_versions(model)
-        assert [v.version for v in versions if v.stage == "Production"] == [info.aliases["champion"]]
+        assert [v.version for v in versions if v.stage == "Production"] == [
+            info.aliases["champion"]
+        ]
         chain = ctl.ledger.events(model, "deployment")
         assert len(chain) == 8
         assert chain[0].from_version == ""

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from mlflow_plugin import BadInput, NotFound, PromotionConflict
-from mlflow_plugin.registry import LOCK_PREFIX, Registry
+from mlflow_plugin.registry import Registry, lock_model_name
 
 from helpers import make_versions
 
@@ -67,7 +67,7 @@ class TestModelLock:
     def test_expired_lease_is_broken_and_reported(self, registry, tracking_uri, model_name):
         """A lock whose lease ran out (holder on another host) is broken; its intent is kept."""
         make_versions(tracking_uri, model_name, 1)
-        registry.client.create_registered_model(LOCK_PREFIX + model_name, tags={
+        registry.client.create_registered_model(lock_model_name(model_name), tags={
             "mlflow_plugin.lock_owner": "other-host:1234:abcd",
             "mlflow_plugin.lock_expires": f"{time.time() - 1:.3f}",
             "mlflow_plugin.lock_intent": '{"op": "promote", "version": "1"}',
@@ -80,7 +80,7 @@ class TestModelLock:
     def test_live_lease_on_other_host_is_respected(self, registry, tracking_uri, model_name):
         """A lock from another host whose lease is still running is not broken."""
         make_versions(tracking_uri, model_name, 1)
-        registry.client.create_registered_model(LOCK_PREFIX + model_name, tags={
+        registry.client.create_registered_model(lock_model_name(model_name), tags={
             "mlflow_plugin.lock_owner": "other-host:1234:abcd",
             "mlflow_plugin.lock_expires": f"{time.time() + 60:.3f}",
         })  # fmt: skip

@@ -1,23 +1,22 @@
-"""The promotion controller: promote, reject, roll back, reconcile, and the fallback config.
+"""The :class:`Controller`: every write to a model happens under that model's promotion lock,
+so concurrent promoters produce one chain of events.
 
 The ``champion`` alias is the single source of truth for what serves. Stages are mirrored from
 the aliases for tools that still read them. Every change is written to the ledger as one event
-run. Every write to a model happens under that model's promotion lock, so concurrent promoters
-produce one chain of deployment events.
-
-The controller depends on two narrow interfaces, :class:`mlflow_plugin.registry.Registry` and
-:class:`mlflow_plugin.ledger.Ledger`; :mod:`mlflow_plugin.testing` ships in-memory versions of
-both for unit tests.
+run, appended to the model's hash chain. See docs/ARCHITECTURE.md ("The controller", "The
+promotion lock").
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Sequence
+import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from mlflow_plugin._chain import ChainReport
 from mlflow_plugin._concurrency import parallel as _parallel
 from mlflow_plugin._errors import BadInput, GateFailed, NotFound
 from mlflow_plugin._settings import TAG_PREFIX, actor, stage_mirror_enabled
@@ -26,98 +25,56 @@ from mlflow_plugin._types import (
     CHAMPION,
     FALLBACK,
     Event,
-    ModelInfo,
     VersionInfo,
     check_event_type,
     check_model_name,
     check_strategy,
     check_version,
 )
+from mlflow_plugin.controller import _recovery
+from mlflow_plugin.controller._history import (
+    CHAMPION_EVENTS,
+    GATE_REPORT_TAG,
+    GATE_TAGS,
+    gate_failures,
+    last_known_good,
+    recorded_champion,
+)
+from mlflow_plugin.controller._mirror import mirror_plan
+from mlflow_plugin.controller._protocols import (
+    IntegrityHook,
+    LedgerLike,
+    LockLike,
+    PreparedLike,
+    RegistryLike,
+)
 
 __all__ = [
+    "ENFORCE_GATES_TAG",
     "FALLBACK_ENABLED_TAG",
     "FALLBACK_PINNED_TAG",
-    "GATE_TAGS",
+    "GATES_BYPASSED_TAG",
     "Controller",
-    "LedgerLike",
     "Outcome",
-    "RegistryLike",
-    "last_known_good",
 ]
 
-GATE_TAGS = (TAG_PREFIX + "validation", TAG_PREFIX + "backtest")
-GATE_REPORT_TAG = TAG_PREFIX + "gate_report"
 FALLBACK_ENABLED_TAG = TAG_PREFIX + "fallback_enabled"
 FALLBACK_PINNED_TAG = TAG_PREFIX + "fallback_pinned"
-REGISTRY_UI = "registry-ui"
-_CHAMPION_EVENTS = ("deployment", "rollback")
-
-
-class LockLike(Protocol):
-    stale: list[Any]
-
-    def __enter__(self) -> Any: ...
-    def __exit__(self, *exc: object) -> None: ...
-
-
-class RegistryLike(Protocol):
-    uri: str
-
-    def get_model(self, name: str) -> ModelInfo: ...
-    def get_version(self, name: str, version: str | int) -> VersionInfo: ...
-    def list_versions(self, name: str) -> list[VersionInfo]: ...
-    def set_alias(self, name: str, alias: str, version: str) -> None: ...
-    def delete_alias(self, name: str, alias: str) -> None: ...
-    def set_stage(self, name: str, version: str, stage: str) -> None: ...
-    def set_model_tag(self, name: str, key: str, value: str) -> None: ...
-    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None: ...
-    def lock(self, name: str, *, intent: dict[str, str] | None = None) -> Any: ...
-
-
-class PreparedLike(Protocol):
-    def commit(self) -> Event: ...
-    def abandon(self) -> None: ...
-
-
-class LedgerLike(Protocol):
-    def record(self, event_type: str, model: str, **fields: Any) -> Event: ...
-    def prepare(self, event_type: str, model: str, **fields: Any) -> PreparedLike: ...
-
-    def events(
-        self, model: str | None = None, event_type: str | None = None,
-        since_ms: int | None = None, *, event_types: Iterable[str] | None = None,
-    ) -> list[Event]: ...  # fmt: skip
+ENFORCE_GATES_TAG = TAG_PREFIX + "enforce_gates"
+GATES_BYPASSED_TAG = TAG_PREFIX + "gates_bypassed"
 
 
 def _failpoint(name: str) -> None:
-    """Die here if ``$MLFLOW_PLUGIN_FAILPOINT`` names this point (crash tests only)."""
-    if os.environ.get("MLFLOW_PLUGIN_FAILPOINT") == name:
+    """Crash tests only: ``$MLFLOW_PLUGIN_FAILPOINT`` = ``NAME`` dies here (kill -9's exit
+    status), ``NAME:stop`` stops the process here (SIGSTOP) until it is continued."""
+    wanted = os.environ.get("MLFLOW_PLUGIN_FAILPOINT", "")
+    point, _, action = wanted.partition(":")
+    if point != name:
+        return
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+    else:
         os._exit(137)
-
-
-def last_known_good(events: list[Event], current: str | None) -> str | None:
-    """The champion before ``current``, skipping versions that were rolled back from.
-
-    ``events`` are the model's deployment and rollback events, oldest first.
-    """
-    rolled_back_from = {e.from_version for e in events if e.event_type == "rollback"}
-    for event in reversed(events):
-        if event.event_type not in _CHAMPION_EVENTS:
-            continue
-        candidate = event.from_version
-        if candidate and candidate != current and candidate not in rolled_back_from:
-            return candidate
-    return None
-
-
-def _gate_failures(version: VersionInfo) -> list[str]:
-    failed = []
-    for tag in GATE_TAGS:
-        state = version.tags.get(tag)
-        short = tag.removeprefix(TAG_PREFIX)
-        if state != "passed":
-            failed.append(f"{short}={state or 'missing'}")
-    return failed
 
 
 @dataclass(frozen=True)
@@ -126,14 +83,6 @@ class Outcome:
 
     event: Event | None
     message: str
-
-
-class IntegrityHook(Protocol):
-    """Checks a version's artifacts before an alias points at it (see
-    :class:`mlflow_plugin.integrity.VersionVerifier`): returns tags for the event, raises
-    :class:`~mlflow_plugin.IntegrityError` to refuse."""
-
-    def __call__(self, model: str, version: str, *, force: bool = False) -> dict[str, str]: ...
 
 
 def _no_integrity_check(model: str, version: str, *, force: bool = False) -> dict[str, str]:
@@ -145,7 +94,8 @@ class Controller:
 
     Args:
         registry: the registry adapter (or :class:`mlflow_plugin.testing.InMemoryRegistry`).
-        ledger: where events are written (or :class:`mlflow_plugin.testing.InMemoryLedger`).
+        ledger: where events are written (or :class:`mlflow_plugin.testing.InMemoryLedger`);
+            its appends are serialised by ``registry``'s model lock (re-entrant).
         stage_mirror: mirror aliases to stages; default ``$MLFLOW_PLUGIN_STAGE_MIRROR`` (true).
         integrity: verifies a version's artifacts before ``promote``/``rollback`` moves the
             champion to it (:meth:`from_uri` wires the SHA-256 check; default: none).
@@ -159,6 +109,11 @@ class Controller:
         self.ledger = ledger
         self.stage_mirror = stage_mirror_enabled() if stage_mirror is None else stage_mirror
         self.integrity: IntegrityHook = integrity or _no_integrity_check
+        if getattr(ledger, "lock", None) is None:
+            ledger.lock = self._append_lock
+
+    def _append_lock(self, model: str) -> Any:
+        return self.registry.lock(model, intent={"op": "record", "actor": actor()})
 
     @classmethod
     def from_uri(cls, tracking_uri: str | None = None) -> Controller:
@@ -171,26 +126,36 @@ class Controller:
 
     # -- reading -------------------------------------------------------------------------
     def champion_events(self, model: str) -> list[Event]:
-        return self.ledger.events(model, event_types=_CHAMPION_EVENTS)
+        return self.ledger.events(model, event_types=CHAMPION_EVENTS)
 
     def last_known_good(self, model: str) -> str | None:
         current = self.registry.get_model(model).aliases.get(CHAMPION)
         return last_known_good(self.champion_events(model), current)
 
+    def verify_ledger(self, model: str) -> ChainReport:
+        """Check ``model``'s hash chain (see :meth:`mlflow_plugin.ledger.Ledger.verify_chain`)."""
+        self.registry.get_model(check_model_name(model))
+        return self.ledger.verify_chain(model)
+
     def status(self, model: str) -> dict[str, Any]:
-        """Champion, challenger, fallback, stages and the last event, as a JSON-ready dict."""
+        """Champion, challenger, fallback, stages, the last event and the ledger chain's state,
+        as a JSON-ready dict."""
         info = self.registry.get_model(check_model_name(model))
-        versions = self.registry.list_versions(model)
+        versions, chain, events = _parallel(
+            lambda: self.registry.list_versions(model),
+            lambda: self.ledger.verify_chain(model),
+            lambda: self.ledger.events(model),
+        )
         stages: dict[str, list[str]] = {"Production": [], "Staging": [], "Archived": [], "None": []}
         for v in versions:
             stages.setdefault(v.stage, []).append(v.version)
-        events = self.ledger.events(model)
         return {
             "model": model,
             "champion": info.aliases.get(CHAMPION),
             "challenger": info.aliases.get(CHALLENGER),
             "fallback": info.aliases.get(FALLBACK),
             "fallback_enabled": info.tags.get(FALLBACK_ENABLED_TAG, "false") == "true",
+            "enforce_gates": info.tags.get(ENFORCE_GATES_TAG, "false") == "true",
             "aliases": dict(sorted(info.aliases.items())),
             "stages": stages,
             "versions": [
@@ -203,6 +168,7 @@ class Controller:
                 for v in versions
             ],
             "last_event": events[-1].as_dict() if events else None,
+            "ledger": {"ok": chain.ok, "events": chain.events, "problems": chain.problems},
         }
 
     # -- promotion -----------------------------------------------------------------------
@@ -220,6 +186,7 @@ class Controller:
         Raises:
             GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
             BadInput: unknown model/version, no challenger, ``force`` without a reason.
+            LockLost: the lock was lost before the alias writes (nothing was written).
         """
         check_model_name(model)
         check_strategy(strategy)
@@ -231,7 +198,7 @@ class Controller:
                 raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass --version")
             version = info.aliases[CHALLENGER]
         target = self.registry.get_version(model, check_version(version))
-        failed = _gate_failures(target)
+        failed = gate_failures(target)
         if failed and not force:
             self.ledger.record(
                 "rejected", model, version=target.version,
@@ -243,11 +210,14 @@ class Controller:
                 f"{model} version {target.version} not promoted: gates {', '.join(failed)}",
                 failed,
             )
-        intent = {"op": "promote", "version": target.version, "actor": actor()}
+        message = reason or f"promoted version {target.version}"
+        intent = {"op": "promote", "version": target.version, "actor": actor(),
+                  "reason": message, "strategy": strategy}  # fmt: skip
         with self.registry.lock(model, intent=intent) as lock:
-            self._record_stale(model, lock)
-            info, versions = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model)
+            self._recover(model, lock)
+            _failpoint("promote.locked")
+            info, versions, _ = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
             )
             current = info.aliases.get(CHAMPION)
             if current == target.version:
@@ -256,31 +226,37 @@ class Controller:
             if force:
                 extra.update(forced="true", forced_gates=",".join(failed))
             extra.update(self.integrity(model, target.version, force=force))
-            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
+            alias_writes = [
+                lambda: self.registry.set_alias(model, CHAMPION, target.version),
+                lambda: lock.annotate(from_version=current or ""),
+            ]
             if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
                 alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
             if info.aliases.get(CHALLENGER) == target.version:
                 alias_writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
             event = self._apply(
-                alias_writes,
+                lock, alias_writes,
                 self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
                 lambda: self.ledger.prepare(
                     "deployment", model, version=target.version, from_version=current or "",
-                    message=reason or f"promoted version {target.version}", strategy=strategy,
+                    message=message, strategy=strategy,
                     extra={k: v for k, v in extra.items() if v},
                 ),
                 op="promote",
             )  # fmt: skip
-        return Outcome(event, f"{model} version {target.version} is champion (was {current or 'none'})")
+        return Outcome(
+            event, f"{model} version {target.version} is champion (was {current or 'none'})"
+        )
 
     def set_challenger(self, model: str, version: str | int) -> None:
         """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
         ``Staging``; the previous challenger leaves ``Staging``."""
         v = check_version(version)
-        with self.registry.lock(model, intent={"op": "set_challenger", "version": v, "actor": actor()}) as lock:  # fmt: skip
-            self._record_stale(model, lock)
-            info, versions = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model)
+        intent = {"op": "set_challenger", "version": v, "actor": actor()}
+        with self.registry.lock(model, intent=intent) as lock:
+            self._recover(model, lock)
+            info, versions, _ = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
             )
             if v not in versions:
                 raise NotFound(f"{model!r} has no version {v}")
@@ -292,9 +268,9 @@ class Controller:
         untouched; the version stops being the challenger (and leaves ``Staging``)."""
         v = check_version(version)
         with self.registry.lock(model, intent={"op": "reject", "version": v, "actor": actor()}) as lock:  # fmt: skip
-            self._record_stale(model, lock)
-            info, versions = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model)
+            self._recover(model, lock)
+            info, versions, _ = _parallel(
+                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
             )
             champion = info.aliases.get(CHAMPION)
             if info.aliases.get(CHALLENGER) == v:
@@ -320,19 +296,22 @@ class Controller:
         Raises:
             BadInput: empty reason, no champion, no earlier champion, unknown version.
             GateFailed: the target failed its gates and ``force`` is not set.
+            LockLost: the lock was lost before the alias writes (nothing was written).
         """
         check_model_name(model)
         if not reason or not reason.strip():
             raise BadInput("rollback needs a non-empty --reason")
         wanted = check_version(to_version, what="--to-version") if to_version is not None else None
-        intent = {"op": "rollback", "version": wanted or "", "actor": actor()}
+        intent = {"op": "rollback", "version": wanted or "", "actor": actor(), "reason": reason}
         with self.registry.lock(model, intent=intent) as lock:
-            self._record_stale(model, lock)
-            # One round trip for everything the decision needs.
-            info, history, versions = _parallel(
+            self._recover(model, lock)
+            _failpoint("rollback.locked")
+            # One round trip for everything the decision needs (and the ownership check).
+            info, history, versions, _ = _parallel(
                 lambda: self.registry.get_model(model),
                 lambda: self.champion_events(model),
                 lambda: self._versions(model),
+                lock.check,
             )
             current = info.aliases.get(CHAMPION)
             if current is None:
@@ -345,26 +324,22 @@ class Controller:
             if target_version not in versions:
                 raise NotFound(f"{model!r} has no version {target_version}")
             target = versions[target_version]
-            failed = _gate_failures(target)
+            failed = gate_failures(target)
             if failed and not force:
                 raise GateFailed(
                     f"rollback target {model} version {target.version} failed its gates "
                     f"({', '.join(failed)}); use --force to roll back anyway",
                     failed,
                 )
-            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
-            if info.tags.get(FALLBACK_PINNED_TAG) != "true":
-                # The version we left is bad: the fallback becomes the next good one, if any.
-                rolled = Event("rollback", model, version=target.version, from_version=current)
-                nxt = last_known_good([*history, rolled], target.version)
-                if nxt:
-                    alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, nxt))
-                elif FALLBACK in info.aliases:
-                    alias_writes.append(lambda: self.registry.delete_alias(model, FALLBACK))
+            alias_writes = [
+                lambda: self.registry.set_alias(model, CHAMPION, target.version),
+                lambda: lock.annotate(version=target.version, from_version=current),
+                *self._fallback_after_rollback(model, info, history, current, target.version),
+            ]
             extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
             extra.update(self.integrity(model, target.version, force=force))
             event = self._apply(
-                alias_writes,
+                lock, alias_writes,
                 self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
                 lambda: self.ledger.prepare(
                     "rollback", model, version=target.version, from_version=current,
@@ -374,11 +349,25 @@ class Controller:
             )  # fmt: skip
         return Outcome(event, f"{model} rolled back: champion {current} -> {target.version}")
 
+    def _fallback_after_rollback(
+        self, model: str, info: Any, history: list[Event], current: str, target: str
+    ) -> list[Callable[[], object]]:
+        """The version we left is bad: the fallback becomes the next good one, if any."""
+        if info.tags.get(FALLBACK_PINNED_TAG) == "true":
+            return []
+        rolled = Event("rollback", model, version=target, from_version=current)
+        nxt = last_known_good([*history, rolled], target)
+        if nxt:
+            return [lambda: self.registry.set_alias(model, FALLBACK, nxt)]
+        if FALLBACK in info.aliases:
+            return [lambda: self.registry.delete_alias(model, FALLBACK)]
+        return []
+
     # -- fallback configuration ----------------------------------------------------------
     def fallback_enable(self, model: str, version: str | int | None = None) -> Outcome:
         check_model_name(model)
         with self.registry.lock(model, intent={"op": "fallback_enable", "actor": actor()}) as lock:
-            self._record_stale(model, lock)
+            self._recover(model, lock)
             info = self.registry.get_model(model)
             if version is None:
                 chosen = last_known_good(self.champion_events(model), info.aliases.get(CHAMPION))
@@ -390,6 +379,7 @@ class Controller:
                 chosen = check_version(version)
                 pinned = "true"
             self.registry.get_version(model, chosen)
+            lock.check()
             self.registry.set_alias(model, FALLBACK, chosen)
             self.registry.set_model_tag(model, FALLBACK_ENABLED_TAG, "true")
             self.registry.set_model_tag(model, FALLBACK_PINNED_TAG, pinned)
@@ -404,8 +394,9 @@ class Controller:
     def fallback_disable(self, model: str) -> Outcome:
         check_model_name(model)
         with self.registry.lock(model, intent={"op": "fallback_disable", "actor": actor()}) as lock:
-            self._record_stale(model, lock)
+            self._recover(model, lock)
             info = self.registry.get_model(model)
+            lock.check()
             self.registry.set_model_tag(model, FALLBACK_ENABLED_TAG, "false")
             event = self.ledger.record(
                 "config_change", model, version=info.aliases.get(FALLBACK, ""),
@@ -436,72 +427,29 @@ class Controller:
             message=message, extra={"manual": "true"},
         )  # fmt: skip
 
-    def reconcile(self, model: str) -> list[Event]:
+    def reconcile(self, model: str, *, enforce: bool | None = None) -> list[Event]:
         """Record changes made outside the controller and repair the stage mirror.
 
-        - an interrupted promote/rollback (its lock left behind) -> an ``error`` event;
-        - the champion alias moved in the registry UI -> a ``deployment`` event by ``registry-ui``;
+        - an interrupted operation (its lock left behind) is completed as what it was;
+        - the champion alias moved in the registry UI -> a ``deployment`` event by
+          ``registry-ui``, tagged ``mlflow_plugin.gates_bypassed`` when the new champion had
+          not passed its gates; with ``enforce`` (default: the model tag
+          ``mlflow_plugin.enforce_gates=true``) the alias goes back to the last recorded
+          champion and a ``rollback`` event says why;
         - stages that no longer follow the aliases -> repaired, one ``config_change`` event.
         """
         check_model_name(model)
-        written: list[Event] = []
         with self.registry.lock(model, intent={"op": "reconcile", "actor": actor()}) as lock:
-            written += self._record_stale(model, lock)
-            info = self.registry.get_model(model)
-            champion = info.aliases.get(CHAMPION)
-            recorded = self._recorded_champion(model)
-            interrupted = {s.intent.get("version") for s in getattr(lock, "stale", [])}
-            if champion != recorded:
-                if champion is None:
-                    written.append(self.ledger.record(
-                        "config_change", model, version="", from_version=recorded or "",
-                        message="champion alias removed outside the controller",
-                        who=REGISTRY_UI, extra={"champion_removed": "true"},
-                    ))  # fmt: skip
-                else:
-                    outside = champion not in interrupted
-                    written.append(self.ledger.record(
-                        "deployment", model, version=champion, from_version=recorded or "",
-                        message=(
-                            "champion alias moved outside the controller" if outside
-                            else "completed by reconcile after an interrupted attempt"
-                        ),
-                        who=REGISTRY_UI if outside else None,
-                        strategy="all_at_once", extra={"reconciled": "true"},
-                    ))  # fmt: skip
-            if self.stage_mirror:
-                # No champion means nothing serves: no version stays in Production.
-                changes = self._mirror(model, champion, info.aliases.get(CHALLENGER))
-                if changes:
-                    caused_by_us = bool(getattr(lock, "stale", []))
-                    written.append(self.ledger.record(
-                        "config_change", model, version=champion or "", from_version=champion or "",
-                        message="stage mirror repaired: " + ", ".join(changes),
-                        who=None if caused_by_us else REGISTRY_UI,
-                        extra={"setting": "stage_mirror"},
-                    ))  # fmt: skip
-        return written
+            return _recovery.reconcile(self, model, lock, enforce)
 
     # -- internals -----------------------------------------------------------------------
-    def _record_stale(self, model: str, lock: Any) -> list[Event]:
-        """An ``error`` event for each dead holder whose lock we had to break."""
-        out = []
-        for stale in getattr(lock, "stale", []):
-            intent = stale.intent
-            out.append(self.ledger.record(
-                "error", model, version=intent.get("version", ""),
-                message=(
-                    f"interrupted {intent.get('op', 'operation')} by {intent.get('actor', '?')} "
-                    f"({stale.owner}); lock broken and state reconciled"
-                ),
-                extra={"interrupted_op": intent.get("op", "")},
-            ))  # fmt: skip
-        if hasattr(lock, "stale"):
-            lock.stale.clear()
-        return out
+    def _recover(self, model: str, lock: LockLike) -> list[Event]:
+        """Complete what dead holders whose lock we broke were doing (before our own work)."""
+        return _recovery.complete_interrupted(self, model, lock)
 
     def _apply(
         self,
+        lock: LockLike,
         alias_writes: Sequence[Callable[[], object]],
         stage_writes: Sequence[Callable[[], object]],
         prepare: Callable[[], PreparedLike],
@@ -510,16 +458,17 @@ class Controller:
     ) -> Event:
         """Write a champion change and its event in as few round trips as is safe.
 
-        The aliases (the source of truth) and the event's run are written concurrently; the
-        stage mirror follows; the run becomes an event only when everything else succeeded. A
-        process killed in between leaves its lock behind, and the next holder or ``reconcile``
-        records the interrupted attempt.
+        The caller checked the lock in the same round trip as its reads. The aliases (the
+        source of truth) and the event's run are written concurrently; the stage mirror and a
+        second ownership check follow; the run becomes an event only when everything else
+        succeeded and the lock is still ours. A process killed in between leaves its lock
+        behind, and the next holder or ``reconcile`` completes the interrupted operation.
         """
         prepared: PreparedLike | None = None
         try:
             _, prepared = _parallel(lambda: _parallel(*alias_writes), prepare)
             _failpoint(f"{op}.after_alias")
-            _parallel(*stage_writes)
+            _parallel(*stage_writes, lock.check)
             _failpoint(f"{op}.after_mirror")
             return prepared.commit()
         except BaseException:
@@ -529,54 +478,30 @@ class Controller:
 
     def _recorded_champion(self, model: str) -> str | None:
         """The champion as the ledger last recorded it (None: never set, or removed)."""
-        events = self.ledger.events(model, event_types=(*_CHAMPION_EVENTS, "config_change"))
-        for event in reversed(events):
-            if event.event_type in _CHAMPION_EVENTS:
-                return event.version
-            if event.extra.get(TAG_PREFIX + "champion_removed") == "true":
-                return None
-        return None
+        return recorded_champion(
+            self.ledger.events(model, event_types=(*CHAMPION_EVENTS, "config_change"))
+        )
 
     def _versions(self, model: str) -> dict[str, VersionInfo]:
         return {v.version: v for v in self.registry.list_versions(model)}
-
-    def _mirror_plan(
-        self, versions: dict[str, VersionInfo], champion: str | None, challenger: str | None
-    ) -> list[tuple[str, str, str]]:
-        """Stage changes ``(version, from, to)`` that make stages follow the aliases."""
-        if not self.stage_mirror:
-            return []
-        if challenger == champion:
-            challenger = None
-        plan = []
-        for v in versions.values():
-            if v.version == champion:
-                want = "Production"
-            elif v.version == challenger:
-                want = "Staging"
-            elif v.stage == "Production":
-                want = "Archived"
-            elif v.stage == "Staging":
-                want = "None"
-            else:
-                continue
-            if v.stage != want:
-                plan.append((v.version, v.stage, want))
-        return plan
 
     def _mirror_writes(
         self, model: str, versions: dict[str, VersionInfo], champion: str | None,
         challenger: str | None,
     ) -> list[Callable[[], object]]:  # fmt: skip
+        if not self.stage_mirror:
+            return []
         return [
             functools.partial(self.registry.set_stage, model, version, want)
-            for version, _, want in self._mirror_plan(versions, champion, challenger)
+            for version, _, want in mirror_plan(versions, champion, challenger)
         ]
 
     def _mirror(self, model: str, champion: str | None, challenger: str | None) -> list[str]:
         """Make stages follow aliases now; return the changes (``"v3 Production->Archived"``)."""
-        plan = self._mirror_plan(self._versions(model), champion, challenger)
-        _parallel(*(functools.partial(self.registry.set_stage, model, v, want) for v, _, want in plan))
+        if not self.stage_mirror:
+            return []
+        plan = mirror_plan(self._versions(model), champion, challenger)
+        _parallel(
+            *(functools.partial(self.registry.set_stage, model, v, want) for v, _, want in plan)
+        )
         return [f"v{v} {old}->{want}" for v, old, want in plan]
-
-
