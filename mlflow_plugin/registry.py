@@ -409,6 +409,7 @@ class ModelLock:
         self.held = False
         self.heartbeat = heartbeat
         self._valid_until = 0.0  # monotonic time until which the lease is known to be ours
+        self._confirmed = 0.0  # monotonic time of the last remote confirmation of our token
         self._lost = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -507,10 +508,13 @@ class ModelLock:
                 f"lost the lock on {self.name!r}: its lease ran out before the write "
                 "(the process stalled); nothing written"
             )
+        started = time.monotonic()
         try:
             ours = self._is_ours()
         except RegistryError:
             ours = False
+        if ours:
+            self._confirmed = started
         if not ours:
             self._lost = "another process holds it now"
             raise LockLost(
@@ -576,8 +580,12 @@ class ModelLock:
         if self._thread is not None:
             self._thread.join(timeout=self.lease)
         self.registry._held.pop((self.name, threading.get_ident()), None)
-        # Only our own lock is removed; one that was taken over belongs to its new holder.
-        if self._lost or not self._is_ours():
+        # Only our own lock is removed; one that was taken over belongs to its new holder. A
+        # check() that confirmed the token moments ago (before the commit) spares a round trip.
+        if self._lost:
+            return
+        recent = time.monotonic() - self._confirmed < min(1.0, self.lease / 10)
+        if not recent and not self._is_ours():
             return
         with contextlib.suppress(NotFound):
             self.registry._do(
