@@ -542,7 +542,8 @@ class ModelLock:
         if not state.stale():
             return state.owner
         # One name per stale instance: two breakers of the same instance cannot both win.
-        stale_name = f"{self.lock_name}.stale.{state.token[:32]}"
+        digest = hashlib.sha256(state.token.encode("utf-8")).hexdigest()[:32]
+        stale_name = f"{self.lock_name}.stale.{digest}"
         client = self.registry.client
         try:
             with wrap_mlflow_errors(f"break lock {self.name!r}", self.registry.uri):

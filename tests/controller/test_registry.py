@@ -60,7 +60,8 @@ class TestModelLock:
         make_versions(tracking_uri, model_name, 1)
         with registry.lock(model_name, intent={"op": "test"}):
             with pytest.raises(PromotionConflict, match="locked by"):
-                registry.lock(model_name, timeout=1.0).acquire()
+                # another process's view (the same registry object re-enters its own lock)
+                Registry(tracking_uri).lock(model_name, timeout=1.0).acquire()
         with registry.lock(model_name, timeout=5.0) as lock:  # released: free again
             assert lock.held
 
