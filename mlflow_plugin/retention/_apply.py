@@ -53,8 +53,7 @@ def _failpoint(name: str) -> None:
 def _complete_interrupted(controller: Controller, model: str, lock: Any) -> None:
     """Let the controller record what a dead holder of the lock was doing (as any operation
     does before its own work)."""
-    recover = getattr(controller, "_recover", None) or controller._record_stale
-    recover(model, lock)
+    controller._recover(model, lock)
 
 
 #: Deletions per run (one ledger event holds them all); the rest waits for the next run.
