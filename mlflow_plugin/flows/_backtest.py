@@ -53,12 +53,14 @@ if TYPE_CHECKING:
 __all__ = [
     "FOLD_METRICS",
     "FoldData",
+    "FoldPlan",
     "Split",
     "backtest_in_run",
     "fold_data",
     "fold_horizon",
     "horizon_sets",
     "kfold",
+    "plan_folds",
     "rolling_origin",
     "run_backtest",
     "splits_for",
@@ -72,21 +74,25 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
     """``mlflow run -e backtest``: backtest one version's recipe in a run of its own."""
     from mlflow_plugin.registry import Registry
 
+    # Bad input (policy, version, columns, data, folds, horizon) fails before the run starts.
     policy = load_policy(params.policy)
     registry = Registry(tracking_uri)
     version = resolve_version(registry, params.model_name, params.version)
     recipe = _recipe(version)
-    with step_run("backtest", params.model_name, tags={VERSION_TAG: version.version}):
-        time_col = params.time_col or recipe.get("time_col") or None
-        features = recipe.get("features") or None
-        columns = Columns(
-            recipe["duration_col"],
-            recipe["event_col"],
-            time_col,
-            tuple(features) if features else None,
+    time_col = params.time_col or recipe.get("time_col") or None
+    features = recipe.get("features") or None
+    columns = Columns(
+        recipe["duration_col"],
+        recipe["event_col"],
+        time_col,
+        tuple(features) if features else None,
+    )
+    with CLOCK("data"):
+        data = prepare(load_data(params.data), columns, missing=params.missing)
+        plan = plan_folds(
+            version, data, policy, params.horizon, params.folds, params.seed, params.time_scale
         )
-        with CLOCK("data"):
-            data = prepare(load_data(params.data), columns, missing=params.missing)
+    with step_run("backtest", params.model_name, tags={VERSION_TAG: version.version}):
         return backtest_in_run(
             registry,
             version,
@@ -98,7 +104,57 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
             data_name=params.data,
             policy_path=params.policy,
             time_scale=params.time_scale,
+            plan=plan,
         )
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """The folds of a backtest and their horizon, fixed before its run starts.
+
+    Attributes:
+        splits: ``(train, test, window)`` positions per fold.
+        method: how the folds were made, for the report.
+        parts: each fold's rows.
+        horizon: the horizon of every fold.
+        horizon_choice: how it was chosen.
+    """
+
+    splits: list[Split]
+    method: str
+    parts: list[FoldData]
+    horizon: float
+    horizon_choice: str
+
+
+def plan_folds(
+    version: VersionInfo,
+    data: SurvivalData,
+    policy: Policy,
+    horizon: float | None,
+    folds: int,
+    seed: int,
+    time_scale: float | None,
+) -> FoldPlan:
+    """The folds of ``version``'s backtest on ``data`` and their horizon.
+
+    Raises:
+        ConfigError: the version has no training recipe.
+        DataError: too few rows or distinct times for the folds, or an explicit horizon
+            (``horizon``, else the policy's) outside the follow-up of a fold.
+    """
+    recipe = _recipe(version)
+    scale = float(time_scale or recipe.get("time_scale") or 1.0)
+    splits, method = splits_for(data, folds, seed)
+    parts = fold_data(data, splits, scale)
+    recipe_h = recipe.get("horizon")
+    used_h, how = fold_horizon(
+        parts,
+        data,
+        horizon if horizon is not None else policy.horizon,
+        float(recipe_h) if recipe_h else None,
+    )
+    return FoldPlan(splits, method, parts, used_h, how)
 
 
 def _recipe(version: VersionInfo) -> dict[str, Any]:
@@ -262,11 +318,13 @@ def backtest_in_run(
     data_name: str = "",
     policy_path: str | None = None,
     time_scale: float | None = None,
+    plan: FoldPlan | None = None,
 ) -> StepVerdict:
     """Backtest ``version``'s recipe on ``data`` in the active run; tag the version.
 
     ``horizon`` is the explicit one (parameter or policy); None chooses it inside every fold's
-    follow-up, no later than the version's own.
+    follow-up, no later than the version's own. ``plan``: the folds, when the caller already
+    made them (:func:`plan_folds`, to refuse bad input before the run starts).
     """
     import mlflow
 
@@ -276,16 +334,10 @@ def backtest_in_run(
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     recipe = _recipe(version)
     time_col = data.columns.time
-    scale = float(time_scale or recipe.get("time_scale") or 1.0)
-    splits, method = splits_for(data, folds, seed)
-    parts = fold_data(data, splits, scale)
-    recipe_h = recipe.get("horizon")
-    used_h, how = fold_horizon(
-        parts,
-        data,
-        horizon if horizon is not None else policy.horizon,
-        float(recipe_h) if recipe_h else None,
-    )
+    if plan is None:
+        plan = plan_folds(version, data, policy, horizon, folds, seed, time_scale)
+    splits, method, parts = plan.splits, plan.method, plan.parts
+    used_h, how = plan.horizon, plan.horizon_choice
     shortfall = ""
     if len(splits) < folds:
         shortfall = (

@@ -337,7 +337,54 @@ def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
         )
 
 
-@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class _EntryPoints(ErrorHandlingGroup):
+    """The entry script's group. ``mlflow run`` creates the step's run before the script starts,
+    so bad input (exit 2) cannot prevent that run: it is tagged with the error (MLflow then marks
+    it FAILED) so that it says why no step ran (docs/ARCHITECTURE.md, "Bad input never starts a
+    run")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit) as exc:
+            if getattr(exc, "exit_code", None) == 2:
+                why = exc.format_message() if isinstance(exc, click.ClickException) else ""
+                _tag_project_run(ctx.invoked_subcommand, why or str(exc.__context__ or ""))
+            raise
+
+
+def _tag_project_run(step: str | None, why: str) -> None:
+    """Tag the run ``mlflow run`` created for ``step`` (``MLFLOW_RUN_ID``) with the bad input,
+    if the step never started it (still RUNNING, made by ``mlflow run`` for this entry point).
+
+    It is not deleted: MLflow 3's ``mlflow run`` always updates its run after the entry point
+    exits (``_maybe_set_run_terminated`` compares a status name with status numbers) and fails
+    with a traceback on a deleted run."""
+    import contextlib
+    import os
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id or not step:
+        return
+    with contextlib.suppress(Exception):  # best effort: the error line is what matters
+        import mlflow
+
+        from mlflow_plugin.flows._tracking import ERROR_TAG, STEP_TAG
+
+        client = mlflow.MlflowClient()
+        run = client.get_run(run_id)
+        tags = run.data.tags
+        if (
+            run.info.status != "RUNNING"
+            or tags.get("mlflow.source.type") != "PROJECT"
+            or tags.get("mlflow.project.entryPoint") != step
+            or STEP_TAG in tags
+        ):
+            return
+        client.set_tag(run_id, ERROR_TAG, "bad input: " + " ".join(why.split())[:5000])
+
+
+@click.group(cls=_EntryPoints, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def steps(debug: bool) -> None:
     """The MLproject entry points: mlflow run . -e STEP --env-manager local."""

@@ -133,11 +133,12 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
     with CLOCK("registry"):
         registry = Registry(tracking_uri)
         controller = Controller(registry, Ledger(registry.uri))
-    with CLOCK("data"):  # bad input fails before a run exists: no empty FAILED runs
+    # Bad data, too few distinct times for the folds, a horizon outside the follow-up: fail
+    # before the run starts.
+    with CLOCK("data"):
         dataset = load_data(tp.data)
         data = prepare(dataset, tp.columns, missing=tp.missing)
         train, holdout = split_holdout(data, tp.holdout, tp.seed)
-        # e.g. too few distinct times, or a horizon outside the follow-up: fail now
         horizon = _horizon(tp, policy, data, train, holdout, params.folds)
     with step_run("main", model) as parent:
         log_params_once(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FINGERPRINT_ARTIFACT",
     "TrainResult",
+    "check_train_horizon",
     "fingerprint_columns",
     "run_train",
     "train_in_run",
@@ -80,12 +81,35 @@ def run_train(params: TrainParams, *, tracking_uri: str | None = None) -> TrainR
     from mlflow_plugin.registry import Registry
 
     registry = Registry(tracking_uri)
-    with CLOCK("data"):  # bad input fails before a run exists: no empty FAILED runs
+    # Bad input (data, columns, holdout, horizon) fails before the run starts.
+    with CLOCK("data"):
         dataset = load_data(params.data)
         data = prepare(dataset, params.columns, missing=params.missing)
         train, holdout = split_holdout(data, params.holdout, params.seed)
+        if params.horizon is not None:
+            check_train_horizon(params.horizon, train, holdout)
+        else:
+            try:
+                _auto_horizon(train, holdout)
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
     with step_run("train", params.model_name):
         return train_in_run(params, dataset, train, holdout, registry)
+
+
+def check_train_horizon(horizon: float, train: SurvivalData, holdout: SurvivalData | None) -> float:
+    """``horizon`` if it lies inside the follow-up of the training rows and of the holdout.
+
+    Raises:
+        DataError: it does not (the message names the range).
+    """
+    from mlflow_plugin.gates import check_horizon
+
+    sets = [train.durations] + ([] if holdout is None else [holdout.durations])
+    try:
+        return check_horizon(horizon, sets)
+    except ValueError as exc:
+        raise DataError(f"{exc} (the training rows and the holdout)") from None
 
 
 def train_in_run(

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_UNSEEN_ROWS",
     "Scored",
+    "check_explicit_horizon",
     "run_validate",
     "score_predictions",
     "survival_at",
@@ -90,13 +91,14 @@ def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> 
     """``mlflow run -e validate``: validate one version in a run of its own."""
     from mlflow_plugin.registry import Registry
 
-    policy = load_policy(params.policy)  # a bad policy fails before anything is written
+    # Bad input (policy, version, columns, data, horizon) fails before the run starts.
+    policy = load_policy(params.policy)
     registry = Registry(tracking_uri)
     version = resolve_version(registry, params.model_name, params.version)
-    # Bad input (columns, data) fails before a run exists: no empty FAILED runs.
     columns = _columns(params, version)
     with CLOCK("data"):
         data = prepare(load_data(params.data), columns, missing=params.missing)
+    check_explicit_horizon(params.horizon, policy, data)
     with step_run("validate", params.model_name, tags={VERSION_TAG: version.version}):
         return validate_in_run(
             registry,
@@ -193,6 +195,26 @@ def _unseen(version: VersionInfo, data: SurvivalData) -> tuple[np.ndarray, str]:
     )
 
 
+def check_explicit_horizon(
+    horizon: float | None, policy: Policy, data: SurvivalData
+) -> float | None:
+    """The explicit horizon (``horizon``, else the policy's), checked against the follow-up of
+    the evaluation rows; None when neither gives one.
+
+    Raises:
+        DataError: it lies outside that follow-up (the message names the range).
+    """
+    from mlflow_plugin.gates import check_horizon
+
+    explicit = horizon if horizon is not None else policy.horizon
+    if explicit is None:
+        return None
+    try:
+        return check_horizon(explicit, [data.durations])
+    except ValueError as exc:
+        raise DataError(f"{exc} (the validation rows)") from None
+
+
 def validate_in_run(
     registry: Registry,
     version: VersionInfo,
@@ -216,16 +238,10 @@ def validate_in_run(
     import mlflow
 
     from mlflow_plugin.evaluation import evaluate_policy
-    from mlflow_plugin.gates import check_horizon
 
     run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
     name = version.name
-    explicit = horizon if horizon is not None else policy.horizon
-    if explicit is not None:
-        try:
-            check_horizon(explicit, [data.durations])
-        except ValueError as exc:
-            raise DataError(f"{exc} (the validation rows)") from None
+    explicit = check_explicit_horizon(horizon, policy, data)
     censoring = _censoring(version, data, train_rows)
     candidate = score_version(
         f"models:/{name}/{version.version}", data, policy, explicit, censoring

@@ -120,3 +120,27 @@ def test_entry_script_bad_input_is_one_line_before_registering(flows_uri, model_
     assert proc.stderr.strip().splitlines()[-1] == "error: data file not found: /no/such/file.csv"
     assert "Traceback" not in proc.stderr
     assert not Registry(flows_uri).client.search_model_versions(f"name = '{model_name}'")
+
+
+def test_validate_bad_horizon_writes_nothing(flows_uri, model_name):
+    """`mlflow run -e validate -P horizon=1000` (rossi's follow-up ends at 52): the entry point
+    fails with the admissible range before its step starts. The one run is the one `mlflow run`
+    made before the script started: FAILED, tagged with the bad input, nothing logged in it."""
+    from mlflow_plugin.flows import TrainParams, run_train
+
+    run_train(TrainParams(model_name=model_name), tracking_uri=flows_uri)
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    before = client.search_runs([experiment.experiment_id], max_results=5000)
+    proc, run_id = mlflow_run(flows_uri, "validate", model_name=model_name, horizon=1000)
+    assert proc.returncode != 0
+    assert "error: horizon: 1000 is outside the follow-up" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    after = client.search_runs([experiment.experiment_id], max_results=5000)
+    assert {r.info.run_id for r in after} - {r.info.run_id for r in before} == {run_id}
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["mlflow_plugin.error"].startswith("bad input: horizon: 1000")
+    assert "mlflow_plugin.step" not in run.data.tags
+    assert not run.data.metrics and not client.list_artifacts(run_id)

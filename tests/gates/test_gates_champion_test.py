@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mlflow_plugin._errors import ConfigError
@@ -136,3 +137,37 @@ class TestAboveBaseline:
         why = UndefinedMetric("f1", "one class")
         report = evaluate_policy(self._f1(), {"f1": 0.5, "f1_baseline": why})
         assert _gate(report, "f1").status is GateStatus.UNDEFINED
+
+    def test_all_positive_predictor_never_passes_on_public_data(self):
+        """The all-positive predictor's weighted F1 and precision equal the baseline up to
+        rounding (scikit-learn sums the weights in another order than 2π/(1+π)); on gbsg2's
+        folds they came out a few ULPs above it and passed ``above_baseline``. Never again."""
+        from lifelines.datasets import load_gbsg2
+        from sklearn.model_selection import KFold
+
+        from mlflow_plugin import gates
+
+        frame = load_gbsg2()
+        d, e = frame["time"].to_numpy(float), frame["cens"].to_numpy().astype(bool)
+        policy = Policy.from_dict(
+            {
+                "gates": {
+                    "f1": {"threshold": 0.01, "above_baseline": True},
+                    "precision": {"threshold": 0.01, "above_baseline": True},
+                }
+            }
+        )
+        checked = 0
+        for train, test in KFold(4, shuffle=True, random_state=19).split(d):
+            for q in (0.3, 0.5, 0.7):
+                h = float(np.quantile(d[test], q))
+                at = gates.at_horizon(
+                    d[test], e[test], h, train_durations=d[train], train_events=e[train]
+                )
+                metrics = dict(at.classification(np.ones(len(test), dtype=int)))
+                metrics.update({f"{k}_baseline": v for k, v in at.baselines().items()})
+                report = evaluate_policy(policy, metrics)
+                for name in ("f1", "precision"):
+                    assert _gate(report, name).status is GateStatus.FAILED, (h, metrics)
+                checked += 1
+        assert checked == 12
