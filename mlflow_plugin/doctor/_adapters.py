@@ -1,20 +1,16 @@
 """Calls into features other parts of the package provide (the ledger's hash chain, artifact
 digests, the lock's status, the operator's heartbeat), each behind one small function so the
-doctor's checks read the same whichever build they run in. ``None`` means "not available in
-this build" and the check reports ``skip``.
+doctor's checks read as checks, not as plumbing.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_plugin._errors import NotFound
 from mlflow_plugin._settings import TAG_PREFIX
-from mlflow_plugin.registry import LOCK_PREFIX
 
 __all__ = [
     "HEARTBEAT_TAG",
@@ -45,10 +41,9 @@ def operator_lease(tags: dict[str, str]) -> tuple[str, float] | None:
         return None
 
 
-def verify_chain(ledger: Any, model: str) -> Any | None:
-    """``Ledger.verify_chain(model)`` (ok, events, problems), or None if the ledger has none."""
-    fn = getattr(ledger, "verify_chain", None)
-    return None if fn is None else fn(model)
+def verify_chain(ledger: Any, model: str) -> Any:
+    """``Ledger.verify_chain(model)``: ok, events, problems."""
+    return ledger.verify_chain(model)
 
 
 def verify_version(registry: Any, model: str, version: str) -> Any:
@@ -61,24 +56,8 @@ def verify_version(registry: Any, model: str, version: str) -> Any:
 
 def lock_status(registry: Any, model: str) -> dict[str, Any] | None:
     """``Registry.lock_status(model)``: None when no lock is held, else holder, token, expires
-    (epoch seconds) and stale. Read from the lock model's tags when the registry has no such
-    method."""
-    fn = getattr(registry, "lock_status", None)
-    if fn is not None:
-        return fn(model)  # type: ignore[no-any-return]
-    from mlflow_plugin.registry import _LOCK_EXPIRES, _LOCK_OWNER, _dead_local_process
-
-    try:
-        info = registry.get_model(LOCK_PREFIX + model)
-    except NotFound:
-        return None
-    owner = info.tags.get(_LOCK_OWNER, "")
-    try:
-        expires = float(info.tags.get(_LOCK_EXPIRES, "0"))
-    except ValueError:
-        expires = 0.0
-    stale = time.time() >= expires or _dead_local_process(owner)
-    return {"holder": owner, "token": owner.rpartition(":")[2], "expires": expires, "stale": stale}
+    (epoch seconds) and stale."""
+    return registry.lock_status(model)  # type: ignore[no-any-return]
 
 
 def operator_heartbeat(registry: Any, model: str, tags: dict[str, str]) -> datetime | None:
@@ -116,10 +95,7 @@ def stage_drift(controller: Any, model: str) -> list[str]:
     info = controller.registry.get_model(model)
     versions = {v.version: v for v in controller.registry.list_versions(model)}
     champion, challenger = info.aliases.get(CHAMPION), info.aliases.get(CHALLENGER)
-    try:
-        from mlflow_plugin.controller._mirror import mirror_plan  # type: ignore[import-not-found]
-    except ImportError:  # the controller as one module
-        plan = controller._mirror_plan(versions, champion, challenger)
-    else:
-        plan = mirror_plan(versions, champion, challenger)
+    from mlflow_plugin.controller._mirror import mirror_plan
+
+    plan = mirror_plan(versions, champion, challenger)
     return [f"v{v} {old}->{want}" for v, old, want in plan]

@@ -343,8 +343,6 @@ def _lock(registry: Any, model: str) -> CheckResult:
 def _chain(ledger: Any, model: str) -> CheckResult:
     name = f"{model}: ledger chain"
     report = _adapters.verify_chain(ledger, model)
-    if report is None:
-        return CheckResult(name, "skip", "not available in this build")
     if report.ok:
         return CheckResult(name, "pass", f"{report.events} event(s), chain intact")
     return CheckResult(name, "fail", "; ".join(report.problems) or "chain broken",
@@ -353,9 +351,7 @@ def _chain(ledger: Any, model: str) -> CheckResult:
 
 def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
     report = _adapters.verify_version(registry, model, version)
-    if report is None:
-        return CheckResult(check, "skip", "not available in this build")
-    if getattr(report, "trusted_on_first_use", False):
+    if report.trusted_on_first_use:
         return CheckResult(check, "warn", f"version {version}: no digest recorded",
                            f"mlflow-plugin sign {model} --version {version}")  # fmt: skip
     if report.ok:

@@ -18,7 +18,6 @@ from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.doctor import HEARTBEAT_TAG
 from mlflow_plugin.integrity import record_digest
-from mlflow_plugin.ledger import Ledger
 from mlflow_plugin.testing import free_port
 
 from helpers import register_own_artifacts
@@ -136,9 +135,6 @@ class TestDoctor:
             controller.registry.delete_model_tag(model, "mlflow_plugin.operator_lease")
         assert (code, report["failed"]) == (0, [])
 
-    @pytest.mark.skipif(
-        not hasattr(Ledger, "verify_chain"), reason="Ledger.verify_chain not in this build"
-    )
     def test_broken_chain(self, healthy):
         """An audit run edited after the fact breaks the chain."""
         _, controller, model, _ = healthy
