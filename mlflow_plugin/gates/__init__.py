@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING
 
 from mlflow_plugin._lazy import lazy_attributes
 from mlflow_plugin.gates._interval import ChampionComparison
+from mlflow_plugin.gates._loop_policy import (
+    Alerts,
+    PerformanceRules,
+    RollbackIf,
+    Triggers,
+    parse_duration,
+)
 from mlflow_plugin.gates._policy import (
     CHAMPION_TEST_METHODS,
     GATE_DIRECTIONS,
@@ -59,36 +66,41 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "AtHorizon",
-    "CHAMPION_TEST_METHODS",
-    "ChampionComparison",
-    "ChampionTest",
-    "GATE_DIRECTIONS",
-    "GateReport",
-    "GateResult",
-    "GateSpec",
-    "GateStatus",
-    "Policy",
-    "SanityPolicy",
-    "SanityResult",
-    "UndefinedMetric",
+    "Alerts",
     "at_horizon",
+    "AtHorizon",
     "auto_horizon",
     "brier_loss",
     "c_index_score",
+    "CHAMPION_TEST_METHODS",
+    "ChampionComparison",
+    "ChampionTest",
     "check_finite",
     "check_horizon",
     "check_probability_range",
     "check_probability_rows",
     "concordance_contributions",
     "f1_score",
+    "GATE_DIRECTIONS",
+    "GateReport",
+    "GateResult",
+    "GateSpec",
+    "GateStatus",
     "horizon_range",
     "integrated_brier_loss",
     "km_event_share",
     "paired_bootstrap",
+    "parse_duration",
+    "PerformanceRules",
+    "Policy",
     "precision_score",
     "recall_score",
+    "RollbackIf",
+    "SanityPolicy",
+    "SanityResult",
     "survival_brier_loss",
+    "Triggers",
+    "UndefinedMetric",
 ]
 
 _LAZY = {
