@@ -29,7 +29,10 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 FALLBACK = "fallback"
 STAGES = ("None", "Staging", "Production", "Archived")
-EVENT_TYPES = ("deployment", "rollback", "rejected", "error", "recovery", "config_change")
+EVENT_TYPES = (
+    "deployment", "rollback", "rejected", "error", "recovery", "config_change",
+    "retrain_triggered", "degraded", "alert",
+)  # fmt: skip
 STRATEGIES = ("all_at_once", "blue_green", "canary")
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")
@@ -123,7 +126,9 @@ def check_alias(alias: object) -> str:
 
 def check_event_type(event_type: object) -> str:
     if event_type not in EVENT_TYPES:
-        raise BadInput(f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+        raise BadInput(
+            f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}"
+        )
     return str(event_type)
 
 

@@ -116,6 +116,8 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
     with CLOCK("registry"):
         registry = Registry(tracking_uri)
         controller = Controller(registry, Ledger(registry.uri))
+        # A server that is down fails here, in seconds, as RegistryUnavailable (exit 4).
+        controller.ledger.experiment_id()
     with step_run("main", model) as parent:
         log_params_once(
             {

@@ -117,6 +117,7 @@ def step_run(
         if nested or mlflow.active_run() is not None:  # called inside someone's run: a child
             run = mlflow.start_run(run_name=step, nested=True, tags=all_tags)
         else:
+            _named_experiment()
             run = mlflow.start_run(tags=all_tags)
             name = run.data.tags.get("mlflow.runName", "")
             if not name or _GENERATED_NAME.match(name):
@@ -136,6 +137,31 @@ def step_run(
     else:
         with CLOCK("tracking"):
             mlflow.end_run("FINISHED")
+
+
+#: Where a step's own run lands when nothing says otherwise (not MLflow's "Default").
+TRAINING_EXPERIMENT = "mlflow_plugin-training"
+
+
+def _named_experiment() -> None:
+    """Use ``$MLFLOW_PLUGIN_EXPERIMENT`` (default ``mlflow_plugin-training``) unless the caller
+    chose an experiment or ``mlflow run`` created the run already."""
+    import os
+
+    import mlflow
+
+    if any(os.environ.get(k) for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")):
+        return
+    from mlflow.tracking.fluent import _active_experiment_id
+
+    if _active_experiment_id is not None:  # set_experiment() was called in this process
+        return
+    name = os.environ.get("MLFLOW_PLUGIN_EXPERIMENT", "").strip() or TRAINING_EXPERIMENT
+    experiment = mlflow.set_experiment(name)
+    if "mlflow.experimentKind" not in experiment.tags:
+        mlflow.MlflowClient().set_experiment_tag(
+            experiment.experiment_id, "mlflow.experimentKind", "custom_model_development"
+        )
 
 
 def set_tags(tags: dict[str, Any]) -> None:
