@@ -119,7 +119,8 @@ class Alerter:
                     break  # the receiver refuses this body: retrying cannot help
             except requests.RequestException as exc:
                 error = type(exc).__name__
-            time.sleep(min(0.5 * 2**attempt, 8.0))
+            if attempt < self.config.retries:
+                time.sleep(min(0.5 * 2**attempt, 8.0))
         self.failed.append((payload, error))
         _log.error(
             "alert webhook %s failed after %d attempts: %s", url, self.config.retries + 1, error
