@@ -115,9 +115,10 @@ def run_pipeline(params: PipelineParams, *, tracking_uri: str | None = None) -> 
         policy = load_policy(params.policy)  # a bad policy fails before anything is written
     with CLOCK("registry"):
         registry = Registry(tracking_uri)
-        controller = Controller(registry, Ledger(registry.uri))
+        ledger = Ledger(registry.uri)
         # A server that is down fails here, in seconds, as RegistryUnavailable (exit 4).
-        controller.ledger.experiment_id()
+        ledger.experiment_id()
+        controller = Controller(registry, ledger)
     with step_run("main", model) as parent:
         log_params_once(
             {

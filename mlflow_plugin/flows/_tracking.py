@@ -150,7 +150,10 @@ def _named_experiment() -> None:
 
     import mlflow
 
-    if any(os.environ.get(k) for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")):
+    if any(
+        os.environ.get(k)
+        for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+    ):
         return
     from mlflow.tracking.fluent import _active_experiment_id
 

@@ -30,9 +30,9 @@ from mlflow_plugin.monitoring._windows import (
 )
 
 __all__ = [
+    "IngestResult",
     "METRICS",
     "MONITORING_EXPERIMENT",
-    "IngestResult",
     "MonitorReport",
     "MonitoringRuns",
     "OutcomeStore",

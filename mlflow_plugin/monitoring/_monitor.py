@@ -120,7 +120,7 @@ def monitor_version(
 ) -> MonitorReport:
     """Compute (and, with ``runs``, log) the windows of ``version`` since its promotion."""
     origin = datetime.fromtimestamp(promoted_ms / 1000, tz=UTC)
-    run_id, baseline = "", {}
+    run_id, baseline = "", dict[str, float]()
     threshold = 0.5
     if runs is not None:
         run_id, baseline = runs.run_for(version, promoted_ms)

@@ -351,7 +351,7 @@ def _outcome_rows(
                 f"column {duration_col!r}: {int(bad.sum())} rows are not finite durations >= 0"
             )
         out["duration"] = duration
-        out["event"] = _binary(frame[event_col], event_col).astype(bool)
+        out["event"] = _binary(frame[event_col], str(event_col)).astype(bool)
     else:
         out["label"] = _binary(frame[label_col], str(label_col))
     if observed_col:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
@@ -183,7 +183,7 @@ class MonitoringRuns:
         title: str,
         windows: list[Window],
         baseline: Mapping[str, float],
-        rules: list[tuple[str, PerformanceRules]],
+        rules: Sequence[tuple[str, PerformanceRules]],
     ) -> None:
         """``monitoring.png``: each metric per window, the baseline dashed, thresholds dotted."""
         from matplotlib.figure import Figure

@@ -17,7 +17,6 @@ from mlflow_plugin.operator._retrain import (
 from mlflow_plugin.operator._tick import Firing, Operator, TickContext, TickTask, utc_now
 
 __all__ = [
-    "RETRAIN_EXPERIMENT",
     "Alert",
     "Alerter",
     "Firing",
@@ -25,6 +24,7 @@ __all__ = [
     "Operator",
     "OperatorBusy",
     "OperatorLease",
+    "RETRAIN_EXPERIMENT",
     "Retrainer",
     "TickContext",
     "TickTask",

@@ -275,7 +275,8 @@ class Operator:
             if due > promoted:
                 out.append(Firing("schedule", f"schedule:{due.isoformat()}",
                                   f"scheduled at {due:%Y-%m-%d %H:%M} UTC ({rules.schedule})"))  # fmt: skip
-        if ctx.report is not None and rules.active:
+        if ctx.report is not None and ctx.champion is not None and rules.active:
+            version = ctx.champion.version
             bad = _breached(ctx.report, rules)
             if bad is not None:
                 windows, breaches = bad
@@ -284,9 +285,7 @@ class Operator:
                         f"window {w.index}: {b[rule]}"
                         for w, b in zip(windows, breaches, strict=True)
                     )
-                    out.append(
-                        Firing(rule, f"{rule}:v{ctx.champion.version}:{windows[-1].key}", evidence)
-                    )  # type: ignore[union-attr]
+                    out.append(Firing(rule, f"{rule}:v{version}:{windows[-1].key}", evidence))
         if rules.new_data:
             firing = self._new_data(ctx, rules.new_data)
             if firing is not None:

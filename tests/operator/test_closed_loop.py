@@ -61,7 +61,9 @@ def _train(uri: str, model: str, csv: str) -> str:
     from mlflow_plugin.flows import TrainParams, ValidateParams, run_train, run_validate
     from mlflow_plugin.registry import Registry
 
-    version = run_train(TrainParams(model, data=csv, holdout=0.0, penalizer=0.1), tracking_uri=uri).version.version
+    version = run_train(
+        TrainParams(model, data=csv, holdout=0.0, penalizer=0.1), tracking_uri=uri
+    ).version.version
     run_validate(ValidateParams(model, version=version, data=csv), tracking_uri=uri)
     registry = Registry(uri)
     for key, value in PASSED.items():  # the backtest is not what this test is about
@@ -119,7 +121,9 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     _serve_and_log(tracking_uri, model_name, db)
     outcomes = load_rossi().assign(person=[f"person-{i}" for i in range(432)])
     store = OutcomeStore(db)
-    first = store.ingest(model_name, outcomes, entity_col="person", duration_col="week", event_col="arrest")
+    first = store.ingest(
+        model_name, outcomes, entity_col="person", duration_col="week", event_col="arrest"
+    )
     assert (first.inserted, first.updated, first.unchanged) == (432, 0, 0)
 
     policy = Policy.from_dict({
@@ -178,7 +182,9 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     assert all(b["text"].startswith("[mlflow_plugin]") for b in receiver.bodies)
 
     # The same outcomes again: nothing changes; another pass fires nothing new.
-    again = store.ingest(model_name, outcomes, entity_col="person", duration_col="week", event_col="arrest")
+    again = store.ingest(
+        model_name, outcomes, entity_col="person", duration_col="week", event_col="arrest"
+    )
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 432)
     op.tick()
     assert op.alerter.flush(30)

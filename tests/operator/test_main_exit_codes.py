@@ -32,7 +32,10 @@ def test_clean_rejection_finishes_the_run(tracking_uri, model_name, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("mlflow_plugin-operator-tests")
-    (run,) = client.search_runs([exp.experiment_id], f"tags.`mlflow_plugin.step` = 'main' and tags.`mlflow_plugin.model` = '{model_name}'")
+    (run,) = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`mlflow_plugin.step` = 'main' and tags.`mlflow_plugin.model` = '{model_name}'",
+    )
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow_plugin.outcome"] == "rejected"
 

@@ -48,10 +48,19 @@ class TestPolicySections:
         [
             ({"triggers": {"shedule": "0 2 1 * *"}}, "triggers.shedule: unknown key"),
             ({"triggers": {"schedule": "every month"}}, "triggers.schedule: not a cron expression"),
-            ({"triggers": {"min_history": "half a year"}}, "triggers.min_history: expected a duration"),
+            (
+                {"triggers": {"min_history": "half a year"}},
+                "triggers.min_history: expected a duration",
+            ),
             ({"triggers": {"precision_below": 1.5}}, "triggers.precision_below: must be <= 1"),
-            ({"triggers": {"consecutive_windows": 0}}, "triggers.consecutive_windows: must be >= 1"),
-            ({"rollback_if": {"brier_increase": "ten"}}, "rollback_if.brier_increase: expected a number"),
+            (
+                {"triggers": {"consecutive_windows": 0}},
+                "triggers.consecutive_windows: must be >= 1",
+            ),
+            (
+                {"rollback_if": {"brier_increase": "ten"}},
+                "rollback_if.brier_increase: expected a number",
+            ),
             ({"rollback_if": []}, "rollback_if: expected a mapping"),
             ({"alerts": {"webhook_url": "slack"}}, "alerts.webhook_url: expected an http(s) URL"),
             ({"alerts": {"retries": 2.5}}, "alerts.retries: expected a whole number"),
@@ -75,7 +84,10 @@ class TestPolicySections:
         """Brier relative to the baseline; undefined metrics break nothing."""
         rules = Triggers(brier_increase=0.10, precision_below=0.5)
         baseline = {"brier": 0.20}
-        assert set(rules.breaches({"brier": 0.23, "precision": 0.4}, baseline)) == {"brier_increase", "precision_below"}
+        assert set(rules.breaches({"brier": 0.23, "precision": 0.4}, baseline)) == {
+            "brier_increase",
+            "precision_below",
+        }
         assert rules.breaches({"brier": 0.219, "precision": None}, baseline) == {}
 
 
@@ -107,17 +119,34 @@ class TestOutcomes:
     def test_ingest_is_idempotent_and_updates_longer_follow_up(self, store):
         """Same rows twice change nothing; a longer follow-up updates the row."""
         frame = pd.DataFrame({"id": ["a", "b", "c"], "T": [5.0, 12.0, 3.0], "E": [1, 0, 0]})
-        assert str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E")) == "3 inserted, 0 updated, 0 unchanged"
-        assert str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E")) == "0 inserted, 0 updated, 3 unchanged"
+        assert (
+            str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E"))
+            == "3 inserted, 0 updated, 0 unchanged"
+        )
+        assert (
+            str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E"))
+            == "0 inserted, 0 updated, 3 unchanged"
+        )
         frame.loc[2, ["T", "E"]] = [8.0, 1]
-        assert str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E")) == "0 inserted, 1 updated, 2 unchanged"
+        assert (
+            str(store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E"))
+            == "0 inserted, 1 updated, 2 unchanged"
+        )
         assert store.count("m") == 3
 
     @pytest.mark.parametrize(
         ("frame", "kwargs", "message"),
         [
-            (pd.DataFrame({"id": ["a"], "T": [1.0]}), {"duration_col": "T", "event_col": "E"}, "no column 'E'"),
-            (pd.DataFrame({"id": ["a"], "T": [-1.0], "E": [1]}), {"duration_col": "T", "event_col": "E"}, "durations >= 0"),
+            (
+                pd.DataFrame({"id": ["a"], "T": [1.0]}),
+                {"duration_col": "T", "event_col": "E"},
+                "no column 'E'",
+            ),
+            (
+                pd.DataFrame({"id": ["a"], "T": [-1.0], "E": [1]}),
+                {"duration_col": "T", "event_col": "E"},
+                "durations >= 0",
+            ),
             (pd.DataFrame({"id": ["a"], "y": [2]}), {"label_col": "y"}, "not 0/1"),
             (pd.DataFrame({"id": ["a", "a"], "y": [0, 1]}), {"label_col": "y"}, "more than once"),
             (pd.DataFrame({"id": [None], "y": [0]}), {"label_col": "y"}, "no entity key"),
@@ -143,7 +172,9 @@ class TestOutcomes:
         ])  # fmt: skip
         frame = pd.DataFrame({"id": ["a", "b", "c"], "T": [4.0, 20.0, 1.0], "E": [1, 0, 1],
                               "seen": ["2026-01-02", "2026-01-02", "2026-01-02"]})  # fmt: skip
-        store.ingest("m", frame, entity_col="id", duration_col="T", event_col="E", observed_col="seen")
+        store.ingest(
+            "m", frame, entity_col="id", duration_col="T", event_col="E", observed_col="seen"
+        )
         matched = store.matched("m", "1", t0, t0 + timedelta(days=7), survival_key="p_gt_10")
         assert matched["entity_key"].tolist() == ["a"]  # b was predicted after its outcome
         assert matched["survival"].tolist() == [0.9]
@@ -154,7 +185,9 @@ class TestOutcomes:
 class TestMaturation:
     def test_censored_before_horizon_is_never_a_negative(self):
         """Event by the horizon -> 1; follow-up past it -> 0; censored earlier -> not matured."""
-        label, matured = matured_labels(np.array([3.0, 12.0, 4.0, 10.0]), np.array([1, 1, 0, 0]), 10.0)
+        label, matured = matured_labels(
+            np.array([3.0, 12.0, 4.0, 10.0]), np.array([1, 1, 0, 0]), 10.0
+        )
         assert label.tolist() == [1, 0, 0, 0]
         assert matured.tolist() == [True, True, False, True]
 
@@ -196,7 +229,12 @@ def test_kubernetes_job_spec(tmp_path):
     )
     config = {"kube-context": "ctx", "repository-uri": "registry.example/mlflow-plugin",
               "kube-job-template-path": str(template)}  # fmt: skip
-    params = {"data": "s3://bucket/new.csv", "model_name": "churn", "duration_col": "week", "event_col": "arrest"}
+    params = {
+        "data": "s3://bucket/new.csv",
+        "model_name": "churn",
+        "duration_col": "week",
+        "event_col": "arrest",
+    }
     spec = kubernetes_job_spec(str(ROOT), params, config, run_id="abc123", experiment_id="7")
     container = spec["spec"]["template"]["spec"]["containers"][0]
     assert container["image"].startswith("registry.example/mlflow-plugin@")
@@ -230,9 +268,14 @@ class TestAlerts:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             ledger = InMemoryLedger()
-            alerter = Alerter(ledger, Alerts(webhook_url=f"http://127.0.0.1:{server.server_address[1]}/", retries=3))
+            alerter = Alerter(
+                ledger,
+                Alerts(webhook_url=f"http://127.0.0.1:{server.server_address[1]}/", retries=3),
+            )
             t0 = time.monotonic()
-            alerter.send(Alert("m", "2", "degraded", "m v2 degraded: window 0: c_index 0.48 < 0.55"))
+            alerter.send(
+                Alert("m", "2", "degraded", "m v2 degraded: window 0: c_index 0.48 < 0.55")
+            )
             assert time.monotonic() - t0 < 5  # the ledger write only, not the retries
             assert alerter.flush(60)
         finally:
@@ -245,7 +288,10 @@ class TestAlerts:
         """Nothing listening: the alert event is written, the webhook given up after retries."""
         from mlflow_plugin.testing import free_port
 
-        alerter = Alerter(InMemoryLedger(), Alerts(webhook_url=f"http://127.0.0.1:{free_port()}/", retries=1, timeout=1))
+        alerter = Alerter(
+            InMemoryLedger(),
+            Alerts(webhook_url=f"http://127.0.0.1:{free_port()}/", retries=1, timeout=1),
+        )
         alerter.send(Alert("m", "1", "retrain_triggered", "x"))
         assert alerter.flush(60)
         assert alerter.delivered == [] and len(alerter.failed) == 1

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import make_versions
 
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import Policy
 from mlflow_plugin.operator import Operator, OperatorBusy, OperatorLease, Retrainer
+
+from helpers import make_versions
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def tiny_project(tmp_path: Path) -> str:
     project.mkdir()
     (project / "MLproject").write_text(
         "name: tiny\nentry_points:\n  main:\n    parameters:\n      data: {type: string}\n"
-        "    command: \"python -c 'import mlflow; mlflow.set_tag(\\\"seen_data\\\", \\\"{data}\\\")'\"\n"
+        '    command: "python -c \'import mlflow; mlflow.set_tag(\\"seen_data\\", \\"{data}\\")\'"\n'
     )
     return str(project)
 
@@ -50,7 +51,9 @@ def champion(tracking_uri: str, model_name: str, tmp_path: Path) -> Path:
 def _operator(uri: str, model: str, policy: Policy, project: str, at: str) -> Operator:
     when = datetime.fromisoformat(at).replace(tzinfo=UTC)
     retrainer = Retrainer(uri, project_uri=project, experiment=f"retrain-{model}")
-    return Operator(Controller.from_uri(uri), policy, retrainer=retrainer, models=[model], clock=lambda: when)
+    return Operator(
+        Controller.from_uri(uri), policy, retrainer=retrainer, models=[model], clock=lambda: when
+    )
 
 
 def _main_runs(model: str) -> list:
@@ -59,17 +62,23 @@ def _main_runs(model: str) -> list:
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
-def test_month_start_schedule_and_new_data_overlap_into_one_run(tracking_uri, model_name, champion, tiny_project):
+def test_month_start_schedule_and_new_data_overlap_into_one_run(
+    tracking_uri, model_name, champion, tiny_project
+):
     """Nothing before the 1st; at 02:05 on the 1st schedule and new data fire together: one
     retrain_triggered event naming both, one run; the same pass again fires nothing."""
     policy = Policy.from_dict({"gates": {"c_index": {"threshold": 0.5}},
                                "triggers": {"schedule": "0 2 1 * *", "new_data": str(champion)}})  # fmt: skip
     now = datetime.now(UTC)
-    first = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC)  # next month start
+    first = datetime(
+        now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC
+    )  # next month start
     before = (first.replace(hour=1, minute=59)).isoformat()
     at = first.replace(hour=2, minute=5).isoformat()
 
-    actions = _operator(tracking_uri, model_name, policy, tiny_project, before[:16]).tick()[model_name]
+    actions = _operator(tracking_uri, model_name, policy, tiny_project, before[:16]).tick()[
+        model_name
+    ]
     assert any("new_data: watching" in a for a in actions)
     assert _main_runs(model_name) == []
 
@@ -92,7 +101,9 @@ def test_month_start_schedule_and_new_data_overlap_into_one_run(tracking_uri, mo
 
 def test_a_running_retraining_blocks_a_second(tracking_uri, model_name, champion, tiny_project):
     """A retraining still RUNNING: the new firing is recorded as blocked, no second run."""
-    policy = Policy.from_dict({"gates": {"c_index": {"threshold": 0.5}}, "triggers": {"schedule": "* * * * *"}})
+    policy = Policy.from_dict(
+        {"gates": {"c_index": {"threshold": 0.5}}, "triggers": {"schedule": "* * * * *"}}
+    )
     op = _operator(tracking_uri, model_name, policy, tiny_project, "2099-01-01T00:00")
     running = op.retrainer.create_run(model_name, "manual", "a long retraining")  # type: ignore[union-attr]
     op.tick()
