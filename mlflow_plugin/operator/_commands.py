@@ -175,13 +175,14 @@ def _build(policy: str | None, predictions_uri: str, window: str, models: tuple[
     from mlflow_plugin.operator._tick import Operator
 
     loaded = load_policy(policy)
+    length = _window(window)  # bad input first, before the server is asked anything
     controller = Controller.from_uri(_tracking_uri())
     _probe(controller)
     retrainer = Retrainer(controller.registry.uri, project_uri=project, backend=backend,
                           backend_config=backend_config, synchronous=wait)  # fmt: skip
     return Operator(
         controller, loaded, store=OutcomeStore(predictions_uri), runs=MonitoringRuns(controller.registry.uri),
-        retrainer=retrainer, window=_window(window), models=list(models) or None, clock=_clock(now),
+        retrainer=retrainer, window=length, models=list(models) or None, clock=_clock(now),
         policy_path=policy,
     )  # fmt: skip
 

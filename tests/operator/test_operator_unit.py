@@ -3,8 +3,10 @@ maturation, window rules, the Kubernetes job spec, alert delivery."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -91,16 +93,25 @@ class TestPolicySections:
         assert rules.breaches({"brier": 0.219, "precision": None}, baseline) == {}
 
 
-@pytest.fixture()
-def store(tmp_path: Path):
-    """An outcome store on a SQLite file with a prediction table as serving writes it."""
-    from mlflow_plugin.serving import PredictionLog
+POSTGRES = os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES", "").strip()
 
-    uri = f"sqlite:///{tmp_path / 'p.db'}"
-    PredictionLog(uri, start=False).close()  # creates serving's table
-    s = OutcomeStore(uri)
-    yield s
-    s.close()
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if POSTGRES else []))
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    """An outcome store beside a prediction table as serving writes it (SQLite, and PostgreSQL
+    when ``MLFLOW_PLUGIN_TEST_POSTGRES`` is set)."""
+    from mlflow_plugin.serving import PredictionLog
+    from mlflow_plugin.testing import postgres_database
+
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            uri = f"sqlite:///{tmp_path / 'p.db'}"
+        else:
+            uri = stack.enter_context(postgres_database(POSTGRES))
+        PredictionLog(uri, start=False).close()  # creates serving's table
+        s = OutcomeStore(uri)
+        yield s
+        s.close()
 
 
 def _log_predictions(store: OutcomeStore, rows: list[dict]) -> None:
