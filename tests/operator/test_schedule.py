@@ -122,3 +122,32 @@ def test_one_operator_per_model(tracking_uri, model_name, champion):
         with pytest.raises(OperatorBusy, match=held.owner):
             other.acquire()
     OperatorLease(registry, [model_name], ttl=60, kind="tick").acquire().release()
+
+
+def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, champion, tmp_path):
+    """`mlflow-plugin operator` says what it manages; a second one on the same model exits 1
+    naming the first; after Ctrl-C the model is free again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    cmd = [sys.executable, "-m", "mlflow_plugin.cli", "operator", "--model", model_name, "--interval", "1",
+           "--predictions", f"sqlite:///{tmp_path / 'p.db'}", "--project", str(Path(__file__).parents[2])]  # fmt: skip
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = first.stderr.readline()  # type: ignore[union-attr]
+        assert f"managing {model_name}" in line, line
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert "already managed by operator@" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+    registry = Controller.from_uri(tracking_uri).registry
+    deadline = time.monotonic() + 30
+    while "mlflow_plugin.operator_lease" in registry.get_model(model_name).tags:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
