@@ -2,7 +2,7 @@
 
 ``mlflow_plugin.operator_lease`` holds ``{"owner": "host:pid", "expires": epoch}``. Taking it
 happens under the model's lock, so two operators (on any machines) cannot both hold a model;
-a lease that expired (its holder died) is taken over. ``tick`` takes a short lease for its pass.
+a lease that expired, or whose holder was a process of this host that is gone, is taken over. ``tick`` takes a short lease for its pass.
 """
 
 from __future__ import annotations
@@ -18,6 +18,20 @@ from mlflow_plugin._errors import MlflowPluginError
 __all__ = ["LEASE_TAG", "OperatorBusy", "OperatorLease"]
 
 LEASE_TAG = "mlflow_plugin.operator_lease"
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` (``kind@host:pid``) is a process of this host that no longer exists."""
+    host, _, pid = owner.partition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class OperatorBusy(MlflowPluginError):
@@ -62,10 +76,9 @@ class OperatorLease:
                     lease = json.loads(raw)
                 except ValueError:
                     lease = {}
-                if (
-                    lease.get("owner") != self.owner
-                    and float(lease.get("expires", 0)) > time.time()
-                ):
+                owner = str(lease.get("owner", ""))
+                live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner)
+                if owner != self.owner and live:
                     raise OperatorBusy(
                         f"{model} is already managed by {lease.get('owner')} (lease until "
                         f"{time.strftime('%H:%M:%S', time.gmtime(float(lease['expires'])))} UTC); "

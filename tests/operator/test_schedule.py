@@ -122,6 +122,12 @@ def test_one_operator_per_model(tracking_uri, model_name, champion):
         with pytest.raises(OperatorBusy, match=held.owner):
             other.acquire()
     OperatorLease(registry, [model_name], ttl=60, kind="tick").acquire().release()
+    # A holder on this host that died (kill -9) does not block until its lease expires.
+    import socket
+
+    dead = json.dumps({"owner": f"operator@{socket.gethostname()}:999999", "expires": 4e9})
+    registry.set_model_tag(model_name, "mlflow_plugin.operator_lease", dead)
+    OperatorLease(registry, [model_name], ttl=60).acquire().release()
 
 
 def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, champion, tmp_path):
