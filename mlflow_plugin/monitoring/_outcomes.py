@@ -23,6 +23,8 @@ forecast, not a later re-score).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -121,9 +123,31 @@ class OutcomeStore:
             *(column(n, Text()) for n in ("output", "error", "guardrail_flags", "features")),
         )
         self.dialect = self.engine.dialect.name
+        self._predictions_seen = False
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _has_predictions(self) -> bool:
+        """Whether serving has created its table yet (nothing served: nothing to match)."""
+        if not self._predictions_seen:
+            from sqlalchemy import inspect
+
+            with self._reading():
+                self._predictions_seen = inspect(self.engine).has_table(self.predictions.name)
+        return self._predictions_seen
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A connection; database errors become one ConfigError naming the prediction log."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+            raise ConfigError(f"prediction log {_redact(self.uri)}: {reason}") from exc
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(
@@ -268,7 +292,10 @@ class OutcomeStore:
                    p.c.ts >= start, p.c.ts < end,
                    or_(o.c.observed_at.is_(None), p.c.ts <= o.c.observed_at))
         )  # fmt: skip
-        with self.engine.connect() as conn:
+        columns = ["ts", "entity_key", "risk", "survival", "duration", "event", "label"]
+        if not self._has_predictions():
+            return pd.DataFrame(columns=columns + (["features"] if with_features else []))
+        with self._reading() as conn:
             result = conn.execute(query)
             frame = pd.DataFrame(result.all(), columns=list(result.keys()))
         if frame.empty:
@@ -292,24 +319,12 @@ class OutcomeStore:
             func.sum(case((answered & (p.c.guardrail_flags != ""), 1), else_=0)),
         ).where(p.c.model_name == model, p.c.ts >= start, p.c.ts < end,
                 answered | p.c.error.is_not(None))  # fmt: skip
-        with self.engine.connect() as conn:
+        if not self._has_predictions():
+            return {"rows": 0, "requests": 0, "errors": 0, "guardrail_flags": 0}
+        with self._reading() as conn:
             rows, requests, errors, flagged = conn.execute(query).one()
         return {"rows": int(rows or 0), "requests": int(requests or 0), "errors": int(errors or 0),
                 "guardrail_flags": int(flagged or 0)}  # fmt: skip
-
-    def first_prediction(self, model: str, version: str) -> datetime | None:
-        from sqlalchemy import func, select
-
-        p = self.predictions
-        query = select(func.min(p.c.ts)).where(
-            p.c.model_name == model, p.c.model_version == version
-        )
-        with self.engine.connect() as conn:
-            try:
-                value = conn.execute(query).scalar_one()
-            except Exception:  # noqa: BLE001 - no prediction table yet: nothing was served
-                return None
-        return _utc(value) if value is not None else None
 
 
 def _outcome_rows(
@@ -398,12 +413,6 @@ def _records(frame: pd.DataFrame, model: str, stamp: datetime) -> list[dict[str,
             "ingested_at": stamp,
         })  # fmt: skip
     return out
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _driver(uri: str) -> str:

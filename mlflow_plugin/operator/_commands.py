@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mlflow_plugin._errors import BadInput
+from mlflow_plugin._errors import BadInput, RegistryUnavailable
 
 __all__ = ["monitor", "operator", "outcomes", "tick"]
 
@@ -260,8 +260,11 @@ def operator(models: tuple[str, ...], policy: str | None, predictions_uri: str, 
     try:
         while True:
             started = time.monotonic()
-            op.tick()
-            lease.renew()
+            try:
+                op.tick()
+                lease.renew()
+            except RegistryUnavailable as exc:  # a service keeps going; the next pass retries
+                log.warning("pass skipped: %s", exc)
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
         log.info("operator stopping")
