@@ -150,11 +150,15 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     assert kinds.count("degraded") == 1 and kinds.count("retrain_triggered") == 1
     rollback = [e for e in events if e.event_type == "rollback"][-1]
     assert rollback.from_version == v2 and "c_index" in rollback.message
+    client = mlflow.MlflowClient()
+    assert client.get_run(rollback.run_id).data.tags["mlflow.runName"] == f"rollback v{v1} ← v{v2}"
+    for name in ("mlflow_plugin-deployments", "mlflow_plugin-monitoring", experiment):
+        kind = client.get_experiment_by_name(name).tags.get("mlflow.experimentKind")
+        assert kind == "custom_model_development", name  # MLflow's "Model training" view
     trigger = [e for e in events if e.event_type == "retrain_triggered"][0]
     assert "c_index_below" in trigger.message and "window 0" in trigger.message
 
     # The window metrics, logged at step 0 of v2's monitoring run, with the plot.
-    client = mlflow.MlflowClient()
     mon = client.search_runs(
         [client.get_experiment_by_name("mlflow_plugin-monitoring").experiment_id],
         f"tags.`mlflow_plugin.model` = '{model_name}' and tags.`mlflow_plugin.version` = '{v2}'",
@@ -164,6 +168,8 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     c_index = client.get_metric_history(mon[0].info.run_id, "c_index")
     assert [m.step for m in c_index] == [0] and c_index[0].value < 0.58
     assert client.get_metric_history(mon[0].info.run_id, "matured")[0].value > 100
+    assert client.get_metric_history(mon[0].info.run_id, "requests")[0].value == 10
+    assert client.get_metric_history(mon[0].info.run_id, "error_rate")[0].value == 0.0
     assert "monitoring.png" in [a.path for a in client.list_artifacts(mon[0].info.run_id)]
     assert "baseline_c_index" in mon[0].data.params
 

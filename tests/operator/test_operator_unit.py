@@ -306,3 +306,28 @@ class TestAlerts:
         alerter.send(Alert("m", "1", "retrain_triggered", "x"))
         assert alerter.flush(60)
         assert alerter.delivered == [] and len(alerter.failed) == 1
+
+
+class TestMinHistory:
+    @pytest.mark.parametrize(
+        ("column", "enough"),
+        [
+            ([0.0, 100.0, 200.0], True),  # numbers are days
+            ([0.0, 50.0, 100.0], False),
+            (["2026-01-01", "2026-05-01", "2026-08-01"], True),
+            (["2026-01-01", "2026-02-01", "2026-03-01"], False),
+        ],
+    )
+    def test_span_of_the_time_column(self, tmp_path, column, enough):
+        """min_history is measured on the recipe's time column; too short -> a reason."""
+        from mlflow_plugin.operator._tick import _short_history
+
+        data = tmp_path / "d.csv"
+        pd.DataFrame({"t": column, "week": [1, 2, 3], "arrest": [0, 1, 0]}).to_csv(
+            data, index=False
+        )
+        reason = _short_history({"data": str(data), "time_col": "t"}, parse_duration("180d"))
+        assert (reason == "") is enough, reason
+        assert _short_history({"data": str(data), "time_col": "none"}, 1.0).startswith(
+            "min_history needs"
+        )
