@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_clean_rejection_finishes_the_run(tracking_uri, model_name, tmp_path):
+def test_clean_rejection_finishes_the_run(tracking_uri, model_name, tmp_path, request):
     """`mlflow run -e main` with gates nobody passes: exit 0, run FINISHED, outcome=rejected."""
+    if "postgresql" in request.node.name:
+        pytest.skip("exit semantics do not depend on the backend; keeps the suite short")
     policy = tmp_path / "strict.yaml"
     policy.write_text("gates:\n  c_index: {threshold: 0.99}\n")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "mlflow_plugin-operator-tests",
