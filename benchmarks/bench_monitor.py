@@ -134,7 +134,9 @@ def main() -> None:
             a, b = results["ours"][metric], results["plain"][metric]
             assert a is not None and abs(a - b) < 1e-9, (metric, a, b)
         mine, base = statistics.median(times["ours"]), statistics.median(times["plain"])
-        print(f"metrics (identical both ways): {json.dumps({k: round(v, 6) for k, v in results['ours'].items() if v is not None})}")
+        print(
+            f"metrics (identical both ways): {json.dumps({k: round(v, 6) for k, v in results['ours'].items() if v is not None})}"
+        )
         print(f"monitor, one window of {args.rows:,} rows: ours {mine:.2f} s, plain pandas/SQL {base:.2f} s, "
               f"ratio {mine / base:.2f}x (target <= 1.5x), medians of {args.rounds}")  # fmt: skip
         tracemalloc.start()
