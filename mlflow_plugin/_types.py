@@ -32,6 +32,7 @@ FALLBACK = "fallback"
 STAGES = ("None", "Staging", "Production", "Archived")
 EVENT_TYPES = (
     "deployment", "rollback", "rejected", "error", "recovery", "config_change", "retention",
+    "retrain_triggered", "degraded", "alert",
 )  # fmt: skip
 STRATEGIES = ("all_at_once", "blue_green", "canary")
 

@@ -26,7 +26,15 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-CSV_COLUMNS = ("timestamp", "event_type", "model_name", "version", "from_version", "actor", "message")
+CSV_COLUMNS = (
+    "timestamp",
+    "event_type",
+    "model_name",
+    "version",
+    "from_version",
+    "actor",
+    "message",
+)
 
 # Commands that live with their layer, imported only when used (keeps `--help` and the
 # controller commands from paying for pandas/lifelines).
@@ -41,6 +49,10 @@ _LAZY_COMMANDS = {
     "retention": "mlflow_plugin.retention._commands:retention",
     "retention-restore": "mlflow_plugin.retention._commands:retention_restore",
     "doctor": "mlflow_plugin.doctor._commands:doctor",
+    "outcomes": "mlflow_plugin.operator._commands:outcomes",
+    "monitor": "mlflow_plugin.operator._commands:monitor",
+    "tick": "mlflow_plugin.operator._commands:tick",
+    "operator": "mlflow_plugin.operator._commands:operator",
 }
 
 
@@ -95,7 +107,9 @@ def _version_arg(value: str | None) -> str | None:
 
 @main.command()
 @click.argument("model")
-@click.option("--version", "version", default=None, help="Version to promote (default: challenger).")
+@click.option(
+    "--version", "version", default=None, help="Version to promote (default: challenger)."
+)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True)
 @click.option("--force", is_flag=True, help="Promote even if a gate did not pass (needs --reason).")
 @click.option("--reason", default="", help="Why (recorded in the ledger).")
@@ -135,7 +149,10 @@ def status(app: AppContext, model: str, as_json: bool) -> None:
         ("model", state["model"]),
         ("champion", state["champion"] or "-"),
         ("challenger", state["challenger"] or "-"),
-        ("fallback", f"{state['fallback'] or '-'} ({'enabled' if state['fallback_enabled'] else 'disabled'})"),
+        (
+            "fallback",
+            f"{state['fallback'] or '-'} ({'enabled' if state['fallback_enabled'] else 'disabled'})",
+        ),
     ]
     rows += [(f"stage {k}", ", ".join(v) or "-") for k, v in state["stages"].items()]
     last = state["last_event"]
@@ -177,7 +194,9 @@ def events(app: AppContext, model: str | None, event_type: str | None, since: st
 
 
 def _table(header: tuple[str, ...], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -192,7 +211,9 @@ def _table(header: tuple[str, ...], rows: list[list[str]]) -> None:
 def log_event(app: AppContext, event_type: str, model: str, version: str, message: str) -> None:
     """Add a manual entry to the ledger."""
     event = app.controller.log_event(event_type, model, version, message)
-    click.echo(f"recorded {event.event_type} event for {model} version {event.version} ({event.run_id})")
+    click.echo(
+        f"recorded {event.event_type} event for {model} version {event.version} ({event.run_id})"
+    )
 
 
 @main.group()

@@ -67,6 +67,18 @@ def parse_since(text: str | None) -> int | None:
     return int(ts.timestamp() * 1000)
 
 
+def run_name(event_type: str, version: str | int = "", from_version: str | None = "") -> str:
+    """What happened, readable in the run list: ``deployment v3 ← v2``, ``rejected v4``."""
+    name = event_type + (f" v{version}" if version else "")
+    if (
+        from_version
+        and event_type in ("deployment", "rollback")
+        and str(from_version) != str(version)
+    ):
+        name += f" ← v{from_version}"
+    return name
+
+
 def _quote(value: str) -> str:
     """Quote a value we control (event types, hex digests) for an MLflow filter string."""
     if "'" in value or "\\" in value:
@@ -114,7 +126,11 @@ class Ledger:
                 try:
                     exp_id = self.client.create_experiment(
                         self.experiment,
-                        tags={"mlflow.note.content": "Audit trail written by mlflow_plugin."},
+                        tags={
+                            "mlflow.note.content": "Audit trail written by mlflow_plugin.",
+                            # MLflow 3 opens the experiment in its "Model training" view.
+                            "mlflow.experimentKind": "custom_model_development",
+                        },
                     )
                 except MlflowException as exc:  # created concurrently by another process
                     if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -124,6 +140,11 @@ class Ledger:
                     exp_id = exp.experiment_id
             else:
                 exp_id = exp.experiment_id
+                if "mlflow.experimentKind" not in exp.tags:  # created by an older version
+                    with contextlib.suppress(MlflowException):
+                        self.client.set_experiment_tag(
+                            exp_id, "mlflow.experimentKind", "custom_model_development"
+                        )
         with _experiment_lock:
             _experiment_ids[key] = str(exp_id)
         return str(exp_id)
@@ -145,7 +166,7 @@ class Ledger:
             TAGS["reason"]: message,
             "mlflow.user": who,
             "mlflow.note.content": message,
-            "mlflow.runName": f"{event_type}-{model}" + (f"-v{version}" if version else ""),
+            "mlflow.runName": run_name(event_type, version, from_version),
         }
         if strategy:
             tags[TAGS["strategy"]] = strategy

@@ -13,6 +13,8 @@ PUBLIC_MODULES = [
     "mlflow_plugin.gates",
     "mlflow_plugin.testing",
     "mlflow_plugin.serving",
+    "mlflow_plugin.monitoring",
+    "mlflow_plugin.operator",
 ]
 
 
@@ -40,5 +42,7 @@ class TestExportedMembers:
         import sys
 
         code = "import sys, mlflow_plugin, mlflow_plugin.cli; print('mlflow' in sys.modules)"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip() == "False"

@@ -316,20 +316,35 @@ def rollback(model_name: str, to_version: str, reason: str) -> None:
     )
 
 
-@click.command()
-@_train_options
-@_folds
-@_policy
-@_strategy
-def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
-    """Train, validate, backtest and promote in one process (the main entry point)."""
+def _run_main(folds: int, policy: str, strategy: str, **kw: Any) -> Any:
     from mlflow_plugin.flows._params import given
     from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
 
     params = PipelineParams(
         _train_params(**kw), folds=folds, policy=given(policy, "default"), strategy=strategy
     )
-    result = run_pipeline(params, tracking_uri=_tracking_uri())
+    return run_pipeline(params, tracking_uri=_tracking_uri())
+
+
+@click.command("main")
+@_train_options
+@_folds
+@_policy
+@_strategy
+def main_entry(folds: int, policy: str, strategy: str, **kw: Any) -> None:
+    """Train, validate, backtest and promote (``mlflow run -e main``). A clean rejection is not
+    a crash: the run finishes with ``mlflow_plugin.outcome=rejected`` and exit 0."""
+    _run_main(folds, policy, strategy, **kw)
+
+
+@click.command()
+@_train_options
+@_folds
+@_policy
+@_strategy
+def retrain(folds: int, policy: str, strategy: str, **kw: Any) -> None:
+    """Train, validate, backtest and promote in one process; exit 3 when rejected."""
+    result = _run_main(folds, policy, strategy, **kw)
     if not result.promoted and result.outcome != "unchanged":
         raise GateFailed(
             f"{result.model} version {result.version} rejected: " + "; ".join(result.reasons),
@@ -395,4 +410,4 @@ steps.add_command(validate)
 steps.add_command(backtest)
 steps.add_command(promote)
 steps.add_command(rollback)
-steps.add_command(retrain, name="main")
+steps.add_command(main_entry, name="main")

@@ -132,7 +132,10 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
         policy = load_policy(params.policy)  # a bad policy fails before anything is written
     with CLOCK("registry"):
         registry = Registry(tracking_uri)
-        controller = Controller(registry, Ledger(registry.uri))
+        ledger = Ledger(registry.uri)
+        # A server that is down fails here, in seconds, as RegistryUnavailable (exit 4).
+        ledger.experiment_id()
+        controller = Controller(registry, ledger)
     # Bad data, too few distinct times for the folds, a horizon outside the follow-up: fail
     # before the run starts.
     with CLOCK("data"):

@@ -167,6 +167,7 @@ def step_run(
                 run_name=step, nested=True, tags=all_tags, experiment_id=experiment
             )
         else:
+            _named_experiment()
             run = mlflow.start_run(tags=all_tags)
             name = run.data.tags.get("mlflow.runName", "")
             if not name or _GENERATED_NAME.match(name):
@@ -194,6 +195,34 @@ def step_run(
             mlflow.end_run("FINISHED")
     finally:
         _PENDING.pop(run_id, None)
+
+
+#: Where a step's own run lands when nothing says otherwise (not MLflow's "Default").
+TRAINING_EXPERIMENT = "mlflow_plugin-training"
+
+
+def _named_experiment() -> None:
+    """Use ``$MLFLOW_PLUGIN_EXPERIMENT`` (default ``mlflow_plugin-training``) unless the caller
+    chose an experiment or ``mlflow run`` created the run already."""
+    import os
+
+    import mlflow
+
+    if any(
+        os.environ.get(k)
+        for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+    ):
+        return
+    from mlflow.tracking.fluent import _active_experiment_id
+
+    if _active_experiment_id is not None:  # set_experiment() was called in this process
+        return
+    name = os.environ.get("MLFLOW_PLUGIN_EXPERIMENT", "").strip() or TRAINING_EXPERIMENT
+    experiment = mlflow.set_experiment(name)
+    if "mlflow.experimentKind" not in experiment.tags:
+        mlflow.MlflowClient().set_experiment_tag(
+            experiment.experiment_id, "mlflow.experimentKind", "custom_model_development"
+        )
 
 
 def set_tags(tags: dict[str, Any]) -> None:

@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING
 
 from mlflow_plugin._lazy import lazy_attributes
 from mlflow_plugin.gates._interval import ChampionComparison
+from mlflow_plugin.gates._loop_policy import (
+    Alerts,
+    PerformanceRules,
+    RollbackIf,
+    Triggers,
+    parse_duration,
+)
 from mlflow_plugin.gates._policy import (
     CHAMPION_TEST_METHODS,
     GATE_DIRECTIONS,
@@ -67,6 +74,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "Alerts",
     "AtHorizon",
     "CHAMPION_TEST_METHODS",
     "ChampionComparison",
@@ -80,11 +88,14 @@ __all__ = [
     "MaxAge",
     "MinMetric",
     "PROTECTED_ALIASES",
+    "PerformanceRules",
     "Policy",
     "RetentionPolicy",
     "RetentionRule",
+    "RollbackIf",
     "SanityPolicy",
     "SanityResult",
+    "Triggers",
     "UndefinedMetric",
     "at_horizon",
     "auto_horizon",
@@ -100,6 +111,7 @@ __all__ = [
     "integrated_brier_loss",
     "km_event_share",
     "paired_bootstrap",
+    "parse_duration",
     "precision_score",
     "recall_score",
     "survival_brier_loss",

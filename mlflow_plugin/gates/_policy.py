@@ -38,6 +38,14 @@ from typing import Any, NoReturn
 import yaml
 
 from mlflow_plugin._errors import ConfigError
+from mlflow_plugin.gates._loop_policy import (
+    Alerts,
+    RollbackIf,
+    Triggers,
+    parse_alerts,
+    parse_rollback_if,
+    parse_triggers,
+)
 from mlflow_plugin.gates._retention import RetentionPolicy, parse_retention
 from mlflow_plugin.gates._scalar import as_number
 
@@ -70,7 +78,16 @@ _GATE_KEYS = (
     "min_relative_change_vs_champion",
     "above_baseline",
 )
-_TOP_KEYS = ("gates", "sanity", "horizon", "champion_test", "retention")
+_TOP_KEYS = (
+    "gates",
+    "sanity",
+    "horizon",
+    "champion_test",
+    "retention",
+    "triggers",
+    "rollback_if",
+    "alerts",
+)
 _CHAMPION_TEST_KEYS = ("method", "margin", "confidence", "resamples", "seed")
 #: How the candidate-minus-champion interval decides a champion comparison.
 CHAMPION_TEST_METHODS = ("point", "non_inferiority", "superiority")
@@ -190,6 +207,9 @@ class Policy:
         sanity: options of the sanity gates.
         horizon: time point of the survival Brier score, if the policy fixes one.
         retention: which versions may be archived and deleted (default: keep all).
+        triggers: when the operator retrains (``triggers`` section; None: never on its own).
+        rollback_if: when a champion is degraded (``rollback_if`` section; None: never).
+        alerts: where alerts go besides the ledger (``alerts`` section).
     """
 
     gates: tuple[GateSpec, ...]
@@ -197,6 +217,9 @@ class Policy:
     horizon: float | None = None
     champion_test: ChampionTest = field(default_factory=ChampionTest)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    triggers: Triggers | None = None
+    rollback_if: RollbackIf | None = None
+    alerts: Alerts = field(default_factory=Alerts)
 
     @classmethod
     def default(cls) -> Policy:
@@ -251,6 +274,8 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML document of this policy; ``from_dict(p.to_dict()) == p``."""
+        import dataclasses
+
         out: dict[str, Any] = {
             "gates": {spec.name: spec.to_dict() for spec in self.gates},
             "sanity": {"probability_atol": self.sanity.probability_atol},
@@ -259,6 +284,16 @@ class Policy:
         }
         if self.retention != RetentionPolicy():
             out["retention"] = self.retention.to_dict()
+        for key in ("triggers", "rollback_if"):
+            section = getattr(self, key)
+            if section is not None:
+                out[key] = {k: v for k, v in dataclasses.asdict(section).items() if v is not None}
+                if "min_history" in out[key]:
+                    out[key]["min_history"] = f"{out[key]['min_history'] / 86400:.6f}d"
+        if self.alerts != Alerts():
+            out["alerts"] = {
+                k: v for k, v in dataclasses.asdict(self.alerts).items() if v is not None
+            }
         return out
 
 
@@ -343,9 +378,25 @@ class _Loader:
         test = ChampionTest()
         if doc.get("champion_test") is not None:
             test = self.champion_test(doc["champion_test"])
+        triggers = (
+            parse_triggers(self, doc["triggers"]) if doc.get("triggers") is not None else None
+        )
+        rollback_if = (
+            parse_rollback_if(self, doc["rollback_if"])
+            if doc.get("rollback_if") is not None
+            else None
+        )
+        alerts = parse_alerts(self, doc["alerts"]) if doc.get("alerts") is not None else Alerts()
         retention = parse_retention(self, doc.get("retention"))
         return Policy(
-            gates=gates, sanity=sanity, horizon=horizon, champion_test=test, retention=retention
+            gates=gates,
+            sanity=sanity,
+            horizon=horizon,
+            champion_test=test,
+            retention=retention,
+            triggers=triggers,
+            rollback_if=rollback_if,
+            alerts=alerts,
         )
 
     def champion_test(self, value: object) -> ChampionTest:

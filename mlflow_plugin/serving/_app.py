@@ -7,7 +7,8 @@ response encoding, so clients of ``mlflow models serve`` work unchanged. Endpoin
 - ``POST /invocations``: score; the body is MLflow's ``{"predictions": ...}``; headers
   ``X-Model-Version``, ``X-Model-Role``, ``X-Request-Id`` (and ``X-Guardrail-Flags``) say who
   answered. Bad requests get 400 with a one-line ``message`` and never reach the model; 503 when
-  no version can answer.
+  no version can answer. ``X-Entity-Key`` (one key per row, comma-separated) is logged as the
+  rows' ``entity_key``.
 - ``GET /ping`` (200 when a version can answer, else 503), ``GET /health`` (JSON: champion,
   fallback, last swap, prediction log), ``GET /version``, ``GET /metrics`` (Prometheus).
 - ``POST /refresh``: check the registry now (point an MLflow webhook on alias changes here; the
@@ -171,11 +172,13 @@ def _numeric_cast(data: Any, schema: Any) -> Any:
         return None
 
 
-def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request_id: str) -> _Reply:
+def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request_id: str,
+            entity_keys: tuple[str, ...] | None = None) -> _Reply:  # fmt: skip
     """Parse, score and encode one request (runs on a worker thread, like MLflow's)."""
     parsed = _parse(model, body, content_type, request_id)
     if isinstance(parsed, _Reply):
         return parsed
+    _attach_keys(parsed.data, entity_keys)
     try:
         prediction = model.score(
             parsed.data, parsed.params, request_id=request_id, input_flags=parsed.flags
@@ -292,12 +295,16 @@ def create_app(
     async def answer(request: Request, request_id: str) -> _Reply:
         body = await request.body()
         content_type = request.headers.get("content-type")
+        # X-Entity-Key: one key per input row, comma-separated (joins outcomes to predictions).
+        header = request.headers.get("x-entity-key")
+        keys = tuple(k.strip() for k in header.split(",")) if header else None
         if batcher is None:
-            return await asyncio.to_thread(_invoke, model, body, content_type, request_id)
+            return await asyncio.to_thread(_invoke, model, body, content_type, request_id, keys)
         t0 = time.perf_counter()
         parsed = await asyncio.to_thread(_parse, model, body, content_type, request_id)
         if isinstance(parsed, _Reply):
             return parsed
+        _attach_keys(parsed.data, keys)
         if parsed.params or not _batchable(parsed.data):
             try:
                 prediction = await asyncio.to_thread(
@@ -362,6 +369,14 @@ def create_app(
         return _json({"status": "scheduled"}, 202)
 
     return app
+
+
+def _attach_keys(data: Any, keys: tuple[str, ...] | None) -> None:
+    """The prediction log reads a request's entity keys from its frame's ``attrs``."""
+    from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR
+
+    if keys and hasattr(data, "attrs"):
+        data.attrs[ENTITY_KEYS_ATTR] = keys
 
 
 def _batchable(data: Any) -> bool:

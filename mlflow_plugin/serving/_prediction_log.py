@@ -25,7 +25,8 @@ features       the row's input as a JSON object (NULL when feature logging is of
 output         the row's output as JSON (an object for DataFrame outputs, else a value)
 error          why the request failed (NULL on success)
 guardrail_flags comma-separated broken guardrails (``non_finite``, ``latency_budget`` ...) or ''
-entity_key     value of the configured key column, for joining outcomes (NULL if not configured)
+entity_key     the ``X-Entity-Key`` header's value for the row, else the configured key column's
+               value, for joining outcomes (NULL if neither)
 ============== ===================================================================================
 """
 
@@ -48,6 +49,8 @@ from mlflow_plugin._errors import ConfigError
 __all__ = ["DEFAULT_URI", "PredictionLog", "PredictionRecord", "prediction_table"]
 
 DEFAULT_URI = "sqlite:///predictions.db"
+#: ``DataFrame.attrs`` key under which serving passes the X-Entity-Key header's keys.
+ENTITY_KEYS_ATTR = "mlflow_plugin.entity_keys"
 _log = logging.getLogger(__name__)
 _STOP = object()
 
@@ -259,7 +262,11 @@ class PredictionLog:
         if len(outputs) != n and outputs:
             # Output not aligned with the input rows: keep it whole on the first row.
             outputs = [_json_whole(record.output)] + [None] * (n - 1)
-        keys = _key_values(record.features, self.key_column) if self.key_column else None
+        # The request's X-Entity-Key header travels with its frame (``attrs``); else the column.
+        header = getattr(record.features, "attrs", {}).get(ENTITY_KEYS_ATTR)
+        keys: list[str | None] | None = list(header) if header else None
+        if keys is None and self.key_column:
+            keys = _key_values(record.features, self.key_column)
         ts = datetime.fromtimestamp(record.ts, tz=UTC)
         flags = ",".join(record.flags)[:256]
         base = {

@@ -1,0 +1,127 @@
+"""Alerts: an ``alert`` ledger event for every trigger firing and every degradation, and, when
+the policy's ``alerts.webhook_url`` is set, a JSON POST with Slack-compatible ``text``.
+
+The POST is made by a background thread with retries and backoff, so a slow or dead receiver
+never blocks the loop; :meth:`Alerter.flush` waits (bounded) before a one-shot ``tick`` exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow_plugin.controller import LedgerLike
+    from mlflow_plugin.gates import Alerts
+
+__all__ = ["Alert", "Alerter"]
+
+_log = logging.getLogger("mlflow_plugin.operator")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert.
+
+    Attributes:
+        model, version: what it is about.
+        kind: ``retrain_triggered`` or ``degraded`` (or ``rollback``).
+        text: one line for a person (the Slack message).
+        details: structured evidence (sent as ``details`` in the JSON body).
+    """
+
+    model: str
+    version: str
+    kind: str
+    text: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "text": f"[mlflow_plugin] {self.text}",
+            "model": self.model,
+            "version": self.version,
+            "kind": self.kind,
+            "details": self.details,
+        }
+
+
+class Alerter:
+    """Writes ``alert`` events and delivers webhooks off the caller's thread.
+
+    Args:
+        ledger: where ``alert`` events go.
+        config: the policy's ``alerts`` section.
+    """
+
+    def __init__(self, ledger: LedgerLike, config: Alerts) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.delivered: list[dict[str, Any]] = []
+        self.failed: list[tuple[dict[str, Any], str]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def send(self, alert: Alert) -> None:
+        """Record the ``alert`` event now; queue the webhook (never waits for it)."""
+        self.ledger.record(
+            "alert", alert.model, version=alert.version, message=alert.text[:1000],
+            extra={"alert_kind": alert.kind},
+        )  # fmt: skip
+        _log.warning("alert %s %s v%s: %s", alert.kind, alert.model, alert.version, alert.text)
+        if self.config.webhook_url:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+                self._thread.start()
+            self._queue.put(alert.payload())
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until queued webhooks are delivered or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            try:
+                if payload is not None:
+                    self._deliver(payload)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, payload: dict[str, Any]) -> None:
+        import requests
+
+        url = self.config.webhook_url
+        assert url is not None
+        body = json.dumps(payload)
+        error = ""
+        for attempt in range(self.config.retries + 1):
+            try:
+                response = requests.post(
+                    url, data=body, headers={"Content-Type": "application/json"},
+                    timeout=self.config.timeout,
+                )  # fmt: skip
+                if response.status_code < 300:
+                    self.delivered.append(payload)
+                    return
+                error = f"HTTP {response.status_code}"
+                if 400 <= response.status_code < 500 and response.status_code != 429:
+                    break  # the receiver refuses this body: retrying cannot help
+            except requests.RequestException as exc:
+                error = type(exc).__name__
+            if attempt < self.config.retries:
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+        self.failed.append((payload, error))
+        _log.error(
+            "alert webhook %s failed after %d attempts: %s", url, self.config.retries + 1, error
+        )

@@ -1,0 +1,106 @@
+"""The operator's single-instance guard: a lease in a registered-model tag.
+
+``mlflow_plugin.operator_lease`` holds ``{"owner": "host:pid", "expires": epoch}``. Taking it
+happens under the model's lock, so two operators (on any machines) cannot both hold a model;
+a lease that expired, or whose holder was a process of this host that is gone, is taken over. ``tick`` takes a short lease for its pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from mlflow_plugin._errors import MlflowPluginError
+
+__all__ = ["LEASE_TAG", "OperatorBusy", "OperatorLease"]
+
+LEASE_TAG = "mlflow_plugin.operator_lease"
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` (``kind@host:pid``) is a process of this host that no longer exists."""
+    host, _, pid = owner.partition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class OperatorBusy(MlflowPluginError):
+    """Another operator holds a model (exit 1)."""
+
+
+class OperatorLease:
+    """Leases on ``models`` for ``ttl`` seconds, renewed by :meth:`renew`."""
+
+    def __init__(
+        self, registry: Any, models: list[str], ttl: float, *, kind: str = "operator"
+    ) -> None:
+        self.registry = registry
+        self.models = list(models)
+        self.ttl = ttl
+        self.owner = f"{kind}@{socket.gethostname()}:{os.getpid()}"
+        self.held: list[str] = []
+
+    def acquire(self) -> OperatorLease:
+        """Take every model's lease or none.
+
+        Raises:
+            OperatorBusy: a live lease of another owner exists (its owner is named).
+        """
+        try:
+            for model in self.models:
+                self._take(model)
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def renew(self) -> None:
+        for model in list(self.held):
+            self._take(model)
+
+    def _take(self, model: str) -> None:
+        with self.registry.lock(model, intent={"op": "operator_lease", "version": ""}):
+            raw = self.registry.get_model(model).tags.get(LEASE_TAG)
+            if raw:
+                try:
+                    lease = json.loads(raw)
+                except ValueError:
+                    lease = {}
+                owner = str(lease.get("owner", ""))
+                live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner)
+                if owner != self.owner and live:
+                    raise OperatorBusy(
+                        f"{model} is already managed by {lease.get('owner')} (lease until "
+                        f"{time.strftime('%H:%M:%S', time.gmtime(float(lease['expires'])))} UTC); "
+                        "one operator per model"
+                    )
+            value = json.dumps({"owner": self.owner, "expires": time.time() + self.ttl})
+            self.registry.set_model_tag(model, LEASE_TAG, value)
+            if model not in self.held:
+                self.held.append(model)
+
+    def release(self) -> None:
+        for model in self.held:
+            try:
+                raw = self.registry.get_model(model).tags.get(LEASE_TAG, "")
+                if raw and json.loads(raw).get("owner") == self.owner:
+                    self.registry.delete_model_tag(model, LEASE_TAG)
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                pass
+        self.held = []
+
+    def __enter__(self) -> OperatorLease:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
