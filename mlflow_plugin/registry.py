@@ -411,6 +411,7 @@ class ModelLock:
         self._valid_until = 0.0  # monotonic time until which the lease is known to be ours
         self._confirmed = 0.0  # monotonic time of the last remote confirmation of our token
         self._lost = ""
+        self._broken: list[str] = []  # stale copies this process renamed aside (see release)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -450,6 +451,7 @@ class ModelLock:
                 if self._is_ours():  # the create went through although its answer was an error
                     return self._acquired(started)
             if time.monotonic() >= deadline:
+                self._remove_broken()
                 raise PromotionConflict(
                     f"model {self.name!r} is locked by {holder or 'another process'}; "
                     f"gave up after {self.timeout:.0f}s"
@@ -469,19 +471,29 @@ class ModelLock:
             self._thread.start()
         return self
 
-    def _is_ours(self) -> bool:
+    def _token_now(self) -> str | None:
+        """The token on the lock now: "" when there is no lock, None when it could not be read
+        (a transient store error is not evidence that the lock was lost)."""
         try:
             info = self.registry.get_model(self.lock_name)
-        except (RegistryError, NotFound):
-            return False
-        return _LockState.from_tags(info.tags).token == self.token
+        except NotFound:
+            return ""
+        except RegistryError:
+            return None
+        return _LockState.from_tags(info.tags).token
+
+    def _is_ours(self) -> bool:
+        return self._token_now() == self.token
 
     def _beat(self) -> None:
         """Renew the lease every third of it while held (see :meth:`check`)."""
         while not self._stop.wait(self.lease / 3):
             started = time.monotonic()
             try:
-                if not self._is_ours():
+                token = self._token_now()
+                if token is None:
+                    continue  # unknown, not lost: try again; check() refuses once the lease is over
+                if token != self.token:
                     self._lost = "the lock was taken over (its lease ran out or it was broken)"
                     return
                 expires = f"{time.time() + self.lease:.3f}"
@@ -509,10 +521,14 @@ class ModelLock:
                 "(the process stalled); nothing written"
             )
         started = time.monotonic()
-        try:
-            ours = self._is_ours()
-        except RegistryError:
-            ours = False
+        token = self._token_now()
+        for _ in range(3):  # a read that failed says nothing; the lease margin allows retries
+            if token is not None or time.monotonic() + margin > self._valid_until:
+                break
+            time.sleep(0.2)
+            started = time.monotonic()
+            token = self._token_now()
+        ours = token == self.token
         if ours:
             self._confirmed = started
         if not ours:
@@ -541,6 +557,14 @@ class ModelLock:
         state = _LockState.from_tags(info.tags)
         if not state.stale():
             return state.owner
+        # Judge again on a fresh read, right before the rename: the holder seen a moment ago
+        # may have released (and exited) since, and a newer holder's lock must not be touched.
+        try:
+            again = _LockState.from_tags(self.registry.get_model(self.lock_name).tags)
+        except NotFound:
+            return ""
+        if again.token != state.token or not again.stale():
+            return again.owner
         # One name per stale instance: two breakers of the same instance cannot both win.
         digest = hashlib.sha256(state.token.encode("utf-8")).hexdigest()[:32]
         stale_name = f"{self.lock_name}.stale.{digest}"
@@ -548,6 +572,8 @@ class ModelLock:
         try:
             with wrap_mlflow_errors(f"break lock {self.name!r}", self.registry.uri):
                 client.rename_registered_model(self.lock_name, stale_name)
+        except NotFound:
+            return ""  # released or broken by somebody else meanwhile
         except RegistryError as exc:
             if isinstance(exc, RegistryUnavailable):
                 raise
@@ -564,14 +590,24 @@ class ModelLock:
                     client.rename_registered_model(stale_name, self.lock_name)
                 return renamed.owner
             except (RegistryError, MlflowException):
-                pass
-        else:
-            self.stale.append(StaleLock(owner=state.owner, intent=state.intent, token=state.token))
-        with contextlib.suppress(NotFound):
-            self.registry._do(
-                f"remove broken lock {self.name!r}", client.delete_registered_model, stale_name
-            )
+                self._broken.append(stale_name)  # its holder learns at its next check()
+            return renamed.owner
+        self.stale.append(StaleLock(owner=state.owner, intent=state.intent, token=state.token))
+        # The renamed copy stays until this process is done with the lock: while it exists, a
+        # second breaker that judged the same instance stale cannot rename a newer lock onto
+        # its name (the rename fails), so a live lock is never moved aside.
+        self._broken.append(stale_name)
         return ""
+
+    def _remove_broken(self) -> None:
+        while self._broken:
+            stale_name = self._broken.pop()
+            with contextlib.suppress(NotFound, RegistryError):
+                self.registry._do(
+                    f"remove broken lock {self.name!r}",
+                    self.registry.client.delete_registered_model,
+                    stale_name,
+                )
 
     def release(self) -> None:
         if not self.held:
@@ -581,6 +617,7 @@ class ModelLock:
         if self._thread is not None:
             self._thread.join(timeout=self.lease)
         self.registry._held.pop((self.name, threading.get_ident()), None)
+        self._remove_broken()
         # Only our own lock is removed; one that was taken over belongs to its new holder. A
         # check() that confirmed the token moments ago (before the commit) spares a round trip.
         if self._lost:

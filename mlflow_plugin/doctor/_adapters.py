@@ -5,12 +5,12 @@ doctor's checks read as checks, not as plumbing.
 
 from __future__ import annotations
 
-import importlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.operator import HEARTBEAT_TAG
+from mlflow_plugin.operator._lease import LEASE_TAG
 
 __all__ = [
     "HEARTBEAT_TAG",
@@ -22,14 +22,6 @@ __all__ = [
     "verify_chain",
     "verify_version",
 ]
-
-#: Registered-model tag holding the operator's last heartbeat (ISO-8601, UTC), when the
-#: operator has no heartbeat reader of its own.
-HEARTBEAT_TAG = TAG_PREFIX + "operator_heartbeat"
-#: Registered-model tag of the long-running operator's lease (``{"owner", "expires"}``), renewed
-#: while it runs: a live lease is as good as a heartbeat.
-LEASE_TAG = TAG_PREFIX + "operator_lease"
-
 
 def operator_lease(tags: dict[str, str]) -> tuple[str, float] | None:
     """``(owner, expires)`` of the operator's lease on the model, if one is recorded."""
@@ -60,18 +52,8 @@ def lock_status(registry: Any, model: str) -> dict[str, Any] | None:
     return registry.lock_status(model)  # type: ignore[no-any-return]
 
 
-def operator_heartbeat(registry: Any, model: str, tags: dict[str, str]) -> datetime | None:
-    """The operator's last heartbeat for ``model``: the operator package's own reader when it
-    has one (``mlflow_plugin.operator.last_heartbeat(registry, model)``), else the
-    registered-model tag :data:`HEARTBEAT_TAG`."""
-    try:
-        operator = importlib.import_module("mlflow_plugin.operator")
-    except ImportError:
-        operator = None
-    reader = getattr(operator, "last_heartbeat", None)
-    if reader is not None:
-        value = reader(registry, model)
-        return None if value is None else _as_utc(value)
+def operator_heartbeat(tags: dict[str, str]) -> datetime | None:
+    """The operator's last pass over the model (tag :data:`HEARTBEAT_TAG`), if recorded."""
     text = tags.get(HEARTBEAT_TAG, "").strip()
     return _as_utc(text) if text else None
 

@@ -368,7 +368,7 @@ def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions
     if lease is not None and lease[1] > time.time():
         until = datetime.fromtimestamp(lease[1], tz=UTC).isoformat(timespec="seconds")
         return CheckResult(name, "pass", f"operator {lease[0]} holds its lease until {until}")
-    beat = _adapters.operator_heartbeat(registry, model, tags)
+    beat = _adapters.operator_heartbeat(tags)
     if beat is None:
         return CheckResult(name, "fail", "no heartbeat and no live operator lease", fix)
     age = time.time() - beat.timestamp()

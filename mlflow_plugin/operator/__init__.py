@@ -14,9 +14,17 @@ from mlflow_plugin.operator._retrain import (
     kubernetes_job_spec,
     main_parameters,
 )
-from mlflow_plugin.operator._tick import Firing, Operator, TickContext, TickTask, utc_now
+from mlflow_plugin.operator._tick import (
+    HEARTBEAT_TAG,
+    Firing,
+    Operator,
+    TickContext,
+    TickTask,
+    utc_now,
+)
 
 __all__ = [
+    "HEARTBEAT_TAG",
     "Alert",
     "Alerter",
     "Firing",

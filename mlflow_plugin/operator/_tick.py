@@ -10,8 +10,13 @@ A pass runs the operator's **tasks** in order for each model; each task is a fun
     triggers     schedule / performance / new data -> ``retrain_triggered`` (+ alert) and one
                  run of ``main`` through MLflow Projects
 
+    retention    the policy's ``retention`` rules (archive, then delete), at most once a day
+                 per model and process, only when the policy can delete
+    heartbeat    the model tag ``mlflow_plugin.operator_heartbeat`` = this pass's time (ISO-8601
+                 UTC), which ``mlflow-plugin doctor`` checks; a cron ``tick`` holds no lease
+
 Later work plugs in by inserting into :attr:`Operator.tasks` (rollout steps after
-``degradation``, retention at the end): ``operator.tasks.insert(i, ("rollout", step_fn))``.
+``degradation``): ``operator.tasks.insert(i, ("rollout", step_fn))``.
 
 Every decision is a ledger event; each firing carries a dedupe key (rule + window, or the
 scheduled time, or the data fingerprint), and a key already in the ledger never fires again,
@@ -33,6 +38,7 @@ from mlflow_plugin._errors import BadInput, ConfigError, MlflowPluginError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, FALLBACK
 from mlflow_plugin.operator._alerts import Alert, Alerter
+from mlflow_plugin.retention import retention_task
 
 if TYPE_CHECKING:
     from mlflow_plugin._types import Event, VersionInfo
@@ -41,11 +47,13 @@ if TYPE_CHECKING:
     from mlflow_plugin.monitoring import MonitoringRuns, MonitorReport, OutcomeStore, Window
     from mlflow_plugin.operator._retrain import Retrainer
 
-__all__ = ["Firing", "Operator", "TickContext", "TickTask", "utc_now"]
+__all__ = ["HEARTBEAT_TAG", "Firing", "Operator", "TickContext", "TickTask", "utc_now"]
 
 _log = logging.getLogger("mlflow_plugin.operator")
 DEDUPE_TAG = TAG_PREFIX + "dedupe_keys"
 FINGERPRINT_TAG = TAG_PREFIX + "new_data_fingerprint"
+#: Registered-model tag: the time of the operator's last pass over the model (ISO-8601, UTC).
+HEARTBEAT_TAG = TAG_PREFIX + "operator_heartbeat"
 
 
 def utc_now() -> datetime:
@@ -124,6 +132,8 @@ class Operator:
             ("monitor", self.monitor),
             ("degradation", self.degradation),
             ("triggers", self.triggers),
+            ("retention", retention_task(controller, policy)),
+            ("heartbeat", self.heartbeat),
         ]
 
     # -- the pass ------------------------------------------------------------------------
@@ -156,6 +166,10 @@ class Operator:
         return out
 
     # -- tasks ---------------------------------------------------------------------------
+    def heartbeat(self, ctx: TickContext) -> None:
+        stamp = ctx.now.astimezone(UTC).isoformat(timespec="seconds")
+        self.controller.registry.set_model_tag(ctx.model, HEARTBEAT_TAG, stamp)
+
     def reconcile(self, ctx: TickContext) -> None:
         for event in self.controller.reconcile(ctx.model):
             ctx.did(f"reconcile: {event.event_type} v{event.version} ({event.message})")

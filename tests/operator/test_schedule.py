@@ -13,7 +13,7 @@ import pytest
 
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import Policy
-from mlflow_plugin.operator import Operator, OperatorBusy, OperatorLease, Retrainer
+from mlflow_plugin.operator import HEARTBEAT_TAG, Operator, OperatorBusy, OperatorLease, Retrainer
 
 from helpers import make_versions
 
@@ -81,6 +81,8 @@ def test_month_start_schedule_and_new_data_overlap_into_one_run(
     ]
     assert any("new_data: watching" in a for a in actions)
     assert _main_runs(model_name) == []
+    tags = Controller.from_uri(tracking_uri).registry.get_model(model_name).tags
+    assert tags[HEARTBEAT_TAG] == datetime.fromisoformat(before).isoformat(timespec="seconds")
 
     champion.write_text("week,arrest\n1,0\n2,1\n")  # new rows arrive
     actions = _operator(tracking_uri, model_name, policy, tiny_project, at[:16]).tick()[model_name]
