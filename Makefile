@@ -25,6 +25,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mlflow_plugin flows tests benchmarks
+	$(BIN)/ruff format --check mlflow_plugin flows tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -52,11 +52,19 @@ def raw_rollback(client, exp_id: str, model: str, frm: str, to: str, mirror: boo
             client.transition_model_version_stage(model, to, "Production")
             client.transition_model_version_stage(model, frm, "Archived")
     now = int(time.time() * 1000)
-    run = client.create_run(exp_id, start_time=now, tags={
-        TAGS["event"]: "rollback", TAGS["model"]: model, TAGS["version"]: to,
-        TAGS["from_version"]: frm, TAGS["actor"]: "bench", TAGS["reason"]: "bench",
-        TAGS["rollback"]: "true",
-    })  # fmt: skip
+    run = client.create_run(
+        exp_id,
+        start_time=now,
+        tags={
+            TAGS["event"]: "rollback",
+            TAGS["model"]: model,
+            TAGS["version"]: to,
+            TAGS["from_version"]: frm,
+            TAGS["actor"]: "bench",
+            TAGS["reason"]: "bench",
+            TAGS["rollback"]: "true",
+        },
+    )
     client.set_terminated(run.info.run_id, "FINISHED", end_time=now)
 
 
@@ -104,8 +112,12 @@ def main() -> None:
         for _ in range(args.cli_rounds):
             ctl.promote("bench-ours-True", "2", reason="bench")
             t0 = time.perf_counter()
-            subprocess.run([str(exe), "rollback", "bench-ours-True", "--reason", "bench",
-                            "--to-version", "1"], env=env, check=True, capture_output=True)  # fmt: skip
+            subprocess.run(
+                [str(exe), "rollback", "bench-ours-True", "--reason", "bench", "--to-version", "1"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             cli.append(time.perf_counter() - t0)
 
         contention, wall = contend(server.uri, args.promoters)

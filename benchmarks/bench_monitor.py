@@ -55,15 +55,34 @@ def build(path: Path, n: int) -> OutcomeStore:
     conn.executemany(
         "INSERT INTO predictions (request_id, row_index, ts, model_name, model_version, route,"
         " fallback, latency_ms, output, guardrail_flags, entity_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        ((f"r{i // 100}", i % 100, stamps[i], "bench", "1", "champion", 0, 1.0, outputs[i], "", f"e{i}")
-         for i in range(n)),
-    )  # fmt: skip
+        (
+            (
+                f"r{i // 100}",
+                i % 100,
+                stamps[i],
+                "bench",
+                "1",
+                "champion",
+                0,
+                1.0,
+                outputs[i],
+                "",
+                f"e{i}",
+            )
+            for i in range(n)
+        ),
+    )
     conn.commit()
     conn.close()
     durations = np.round(rng.exponential(60 / risk), 2) + 0.01
     censor = rng.uniform(20, 120, n)
-    frame = pd.DataFrame({"id": [f"e{i}" for i in range(n)], "T": np.minimum(durations, censor),
-                          "E": (durations <= censor).astype(int)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "id": [f"e{i}" for i in range(n)],
+            "T": np.minimum(durations, censor),
+            "E": (durations <= censor).astype(int),
+        }
+    )
     store = OutcomeStore(uri)
     t0 = time.perf_counter()
     result = store.ingest("bench", frame, entity_col="id", duration_col="T", event_col="E")
@@ -73,8 +92,14 @@ def build(path: Path, n: int) -> OutcomeStore:
 
 def ours(store: OutcomeStore) -> dict[str, float | None]:
     version = VersionInfo("bench", "1", tags={"mlflow_plugin.horizon": str(HORIZON)})
-    (window,) = evaluate_windows(store, version, origin=ORIGIN, now=ORIGIN + timedelta(days=6, hours=1),
-                                 length=timedelta(days=7), decision_threshold=THRESHOLD)  # fmt: skip
+    (window,) = evaluate_windows(
+        store,
+        version,
+        origin=ORIGIN,
+        now=ORIGIN + timedelta(days=6, hours=1),
+        length=timedelta(days=7),
+        decision_threshold=THRESHOLD,
+    )
     return window.metrics
 
 
@@ -137,14 +162,18 @@ def main() -> None:
         print(
             f"metrics (identical both ways): {json.dumps({k: round(v, 6) for k, v in results['ours'].items() if v is not None})}"
         )
-        print(f"monitor, one window of {args.rows:,} rows: ours {mine:.2f} s, plain pandas/SQL {base:.2f} s, "
-              f"ratio {mine / base:.2f}x (target <= 1.5x), medians of {args.rounds}")  # fmt: skip
+        print(
+            f"monitor, one window of {args.rows:,} rows: ours {mine:.2f} s, plain pandas/SQL {base:.2f} s, "
+            f"ratio {mine / base:.2f}x (target <= 1.5x), medians of {args.rounds}"
+        )
         tracemalloc.start()
         ours(store)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        print(f"memory peak of one monitor pass (tracemalloc): {peak / 2**20:.0f} MiB "
-              f"({peak / args.rows:.0f} bytes per prediction)")  # fmt: skip
+        print(
+            f"memory peak of one monitor pass (tracemalloc): {peak / 2**20:.0f} MiB "
+            f"({peak / args.rows:.0f} bytes per prediction)"
+        )
         store.close()
 
 

@@ -150,8 +150,11 @@ def cli_rollbacks(uri: str, rounds: int) -> None:
         start = time.perf_counter()
         proc = subprocess.run(
             [exe, "rollback", model, "--to-version", target, "--reason", "bench", "--force"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         walls.append(time.perf_counter() - start)
         if proc.returncode != 0:
             sys.exit(f"mlflow-plugin rollback failed ({proc.returncode}): {proc.stderr[-2000:]}")

@@ -57,7 +57,7 @@ from mlflow_plugin.serving import ChampionModel, PredictionLog, PredictionRecord
 from mlflow_plugin.testing import MlflowServer, free_port
 
 BIN = Path(sys.executable).parent
-MODEL_CODE = '''
+MODEL_CODE = """
 import pickle
 
 import mlflow
@@ -88,7 +88,7 @@ class Model(PythonModel):
 
 
 mlflow.models.set_model(Model())
-'''
+"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -120,16 +120,21 @@ def log_models(uri: str, workdir: Path) -> dict[str, str]:
         with mlflow.start_run(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(code), artifacts={"cph": str(pkl)},
-                model_config={"kind": kind}, input_example=features.head(3), pip_requirements=[],
-            )  # fmt: skip
+                name="model",
+                python_model=str(code),
+                artifacts={"cph": str(pkl)},
+                model_config={"kind": kind},
+                input_example=features.head(3),
+                pip_requirements=[],
+            )
         out[kind] = str(info.model_uri)
     return out
 
 
 # -- 1. in-process overhead ----------------------------------------------------------------
-def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int,
-             log_uri: str | None) -> tuple[float, float, float, float]:  # fmt: skip
+def overhead(
+    uri: str, model: str, batch: pd.DataFrame, calls: int, log_uri: str | None
+) -> tuple[float, float, float, float]:
     """Medians over ``calls`` adjacent pairs: direct, ours, ours/direct per pair, ours-direct.
 
     Per-pair ratios: the two calls of a pair run within a millisecond of each other, so they
@@ -144,7 +149,7 @@ def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int,
     direct, ours = [], []
     for i in range(calls):
         # Alternate the order too, so neither side always runs on a warm cache.
-        for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
             t0 = time.perf_counter()
             if side == 0:
                 pyfunc.predict(batch)
@@ -155,7 +160,12 @@ def overhead(uri: str, model: str, batch: pd.DataFrame, calls: int,
     champion.close()
     ratios = [o / d for d, o in zip(direct, ours, strict=True)]
     extra = [o - d for d, o in zip(direct, ours, strict=True)]
-    return statistics.median(direct), statistics.median(ours), statistics.median(ratios), statistics.median(extra)
+    return (
+        statistics.median(direct),
+        statistics.median(ours),
+        statistics.median(ratios),
+        statistics.median(extra),
+    )
 
 
 # -- 2. enqueue cost -------------------------------------------------------------------------
@@ -171,10 +181,14 @@ def enqueue_cost(workdir: Path, batch: pd.DataFrame, n: int) -> dict[str, tuple[
         return PredictionRecord("r", time.time(), "m", "1", "champion", False, 0.001, rows, out)
 
     results = {}
-    cases = (("writer running", make(batch.head(1)), n, True), ("queue full (drop)", make(batch), 1, False))
+    cases = (
+        ("writer running", make(batch.head(1)), n, True),
+        ("queue full (drop)", make(batch), 1, False),
+    )
     for label, record, max_queue, start in cases:
-        log = PredictionLog(f"sqlite:///{workdir / f'enqueue-{max_queue}.db'}", max_queue=max_queue,
-                            start=start)  # fmt: skip
+        log = PredictionLog(
+            f"sqlite:///{workdir / f'enqueue-{max_queue}.db'}", max_queue=max_queue, start=start
+        )
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
@@ -194,8 +208,9 @@ class Server:
         # Output to a file: a pipe nobody reads fills up and blocks the server.
         self.log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -221,7 +236,9 @@ class Server:
             self.proc.wait(30)
 
 
-def closed_loop(port: int, body: str, threads: int, seconds: float) -> list[tuple[float, float, str]]:
+def closed_loop(
+    port: int, body: str, threads: int, seconds: float
+) -> list[tuple[float, float, str]]:
     """``threads`` keep-alive clients for ``seconds``: (sent, latency, version) per 200 answer."""
     results: list[tuple[float, float, str]] = []
     errors = [0]
@@ -233,7 +250,9 @@ def closed_loop(port: int, body: str, threads: int, seconds: float) -> list[tupl
         mine = []
         while time.monotonic() < end:
             t0 = time.monotonic()
-            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            conn.request(
+                "POST", "/invocations", body=body, headers={"Content-Type": "application/json"}
+            )
             resp = conn.getresponse()
             resp.read()
             if resp.status == 200:
@@ -283,11 +302,19 @@ def main() -> None:
 
         print("1. ChampionModel.predict / direct pyfunc.predict (medians over adjacent call pairs)")
         for kind in ("coxph", "constant"):
-            for label, rows, calls in (("1000 rows", batch, args.calls), ("1 row", single, args.calls * 3)):
-                for log_label, log_uri in (("no log", None), ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}")):
+            for label, rows, calls in (
+                ("1000 rows", batch, args.calls),
+                ("1 row", single, args.calls * 3),
+            ):
+                for log_label, log_uri in (
+                    ("no log", None),
+                    ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}"),
+                ):
                     d, o, ratio, extra = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
-                    line = (f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
-                            f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f} (+{extra * 1e6:.0f} us)")  # fmt: skip
+                    line = (
+                        f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
+                        f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f} (+{extra * 1e6:.0f} us)"
+                    )
                     print(line)
                     summary.append(line)
 
@@ -307,20 +334,40 @@ def main() -> None:
             print(line)
             summary.append(line)
 
-        print(f"3. HTTP, {args.clients} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each")
+        print(
+            f"3. HTTP, {args.clients} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each"
+        )
         # `mlflow models serve` execs `uvicorn`: it must be on PATH, as in an activated venv.
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
         body = json.dumps({"dataframe_split": single.to_dict(orient="split")})
         plugin = [str(BIN / "mlflow-plugin"), "serve", "bench-coxph"]
         commands = {
-            "mlflow-plugin serve": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http.db'}"],
-            "  same, batching off": [*plugin, "--prediction-log", f"sqlite:///{workdir / 'http2.db'}",
-                                     "--max-batch-wait-ms", "0"],
+            "mlflow-plugin serve": [
+                *plugin,
+                "--prediction-log",
+                f"sqlite:///{workdir / 'http.db'}",
+            ],
+            "  same, batching off": [
+                *plugin,
+                "--prediction-log",
+                f"sqlite:///{workdir / 'http2.db'}",
+                "--max-batch-wait-ms",
+                "0",
+            ],
             "  same, log off": [*plugin, "--prediction-log", "none"],
-            "mlflow models serve": [str(BIN / "mlflow"), "models", "serve", "-m", "models:/bench-coxph/1",
-                                    "--env-manager", "local", "-h", "127.0.0.1"],
-        }  # fmt: skip
+            "mlflow models serve": [
+                str(BIN / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                "models:/bench-coxph/1",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+            ],
+        }
         with contextlib.ExitStack() as stack:
             ports: dict[str, int] = {}
             for name, cmd in commands.items():
@@ -333,30 +380,47 @@ def main() -> None:
             secs = dict.fromkeys(commands, 0.0)
             names = list(commands)
             for r in range(args.rounds):
-                for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order
+                for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
                     t0 = time.monotonic()
                     got[name].extend(closed_loop(ports[name], body, args.clients, args.seconds))
                     secs[name] += time.monotonic() - t0
             rps = {name: len(got[name]) / secs[name] for name in got}
             for name in names:
                 lat = [x[1] for x in got[name]]
-                line = (f"   {name:20s}: {rps[name]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
-                        f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms")  # fmt: skip
+                line = (
+                    f"   {name:20s}: {rps[name]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
+                    f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms"
+                )
                 print(line)
                 summary.append(line)
             base = rps["mlflow models serve"]
             p99 = {name: pct([x[1] for x in got[name]], 0.99) for name in names}
-            line = (f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
-                    f"(batching off: {rps['  same, batching off'] / base:.3f}, log off: "
-                    f"{rps['  same, log off'] / base:.3f}); p99 ratio "
-                    f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}")  # fmt: skip
+            line = (
+                f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
+                f"(batching off: {rps['  same, batching off'] / base:.3f}, log off: "
+                f"{rps['  same, log off'] / base:.3f}); p99 ratio "
+                f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}"
+            )
             print(line)
             summary.append(line)
 
         print(f"4. p99 latency while swapping ({args.swaps} swaps, poll 0.5s) vs steady state")
         swap_port = free_port()
-        swapper = Server([str(BIN / "mlflow-plugin"), "serve", "bench-coxph", "--port", str(swap_port),
-                          "--poll-interval", "0.5", "--prediction-log", "none"], swap_port, env)  # fmt: skip
+        swapper = Server(
+            [
+                str(BIN / "mlflow-plugin"),
+                "serve",
+                "bench-coxph",
+                "--port",
+                str(swap_port),
+                "--poll-interval",
+                "0.5",
+                "--prediction-log",
+                "none",
+            ],
+            swap_port,
+            env,
+        )
         try:
             windows: list[tuple[float, str]] = []
             results: list[tuple[float, float, str]] = []
@@ -377,16 +441,22 @@ def main() -> None:
             # A swap window runs from the alias change to the first answer by the new version.
             spans = []
             for start, target in windows:
-                first = min((s + lat for s, lat, v in results if v == target and s >= start), default=None)
+                first = min(
+                    (s + lat for s, lat, v in results if v == target and s >= start), default=None
+                )
                 if first is not None:
                     spans.append((start, first))
             during = [lat for s, lat, _ in results if any(a <= s <= b for a, b in spans)]
-            steady = [lat for s, lat, _ in results if not any(a - 0.5 <= s <= b + 0.5 for a, b in spans)]
+            steady = [
+                lat for s, lat, _ in results if not any(a - 0.5 <= s <= b + 0.5 for a, b in spans)
+            ]
             p99_swap, p99_steady = pct(during, 0.99), pct(steady, 0.99)
             took = statistics.median(b - a for a, b in spans) if spans else float("nan")
-            line = (f"   p99 during swap {p99_swap * 1e3:.2f} ms ({len(during)} requests), steady "
-                    f"{p99_steady * 1e3:.2f} ms ({len(steady)}), ratio {p99_swap / p99_steady:.2f}; "
-                    f"alias change -> new version answering: median {took:.2f}s")  # fmt: skip
+            line = (
+                f"   p99 during swap {p99_swap * 1e3:.2f} ms ({len(during)} requests), steady "
+                f"{p99_steady * 1e3:.2f} ms ({len(steady)}), ratio {p99_swap / p99_steady:.2f}; "
+                f"alias change -> new version answering: median {took:.2f}s"
+            )
             print(line)
             summary.append(line)
         finally:

@@ -47,8 +47,10 @@ def event_hash(run_id: str, start_ms: int, tags: Mapping[str, str]) -> str:
     body = {k: v for k, v in tags.items() if k.startswith(TAG_PREFIX) and k != HASH_TAG}
     canonical = json.dumps(
         {"run_id": run_id, "start_ms": int(start_ms), "tags": body},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    )  # fmt: skip
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -144,6 +146,11 @@ def verify(model: str, entries: Iterable[ChainEntry]) -> ChainReport:
         expected_seq = seq + 1
     head_seq = max(by_seq, default=0)
     return ChainReport(
-        model=model, ok=not problems, events=len(chained) + legacy, problems=problems,
-        head_seq=head_seq, head_hash=prev_hash if chained else GENESIS, unchained=legacy,
-    )  # fmt: skip
+        model=model,
+        ok=not problems,
+        events=len(chained) + legacy,
+        problems=problems,
+        head_seq=head_seq,
+        head_hash=prev_hash if chained else GENESIS,
+        unchained=legacy,
+    )

@@ -20,8 +20,11 @@ def _registry(ctx: click.Context):  # type: ignore[no-untyped-def]
 @click.command()
 @click.argument("model")
 @click.option("--version", "version", required=True, help="Version to sign.")
-@click.option("--force", is_flag=True,
-              help="Re-sign a version whose files no longer match its digest (needs --reason).")  # fmt: skip
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-sign a version whose files no longer match its digest (needs --reason).",
+)
 @click.option("--reason", default="", help="Why (recorded in the ledger).")
 @click.pass_context
 def sign(ctx: click.Context, model: str, version: str, force: bool, reason: str) -> None:
@@ -53,17 +56,28 @@ def verify(ctx: click.Context, model: str, version: str, as_json: bool) -> None:
     v = check_version(version, what="--version")
     report = verify_version(_registry(ctx), model, v)
     if as_json:
-        click.echo(json.dumps({
-            "model": model, "version": v, "ok": report.ok, "digest": report.digest,
-            "actual": report.actual, "trusted_on_first_use": report.trusted_on_first_use,
-            "problems": report.problems,
-        }, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "version": v,
+                    "ok": report.ok,
+                    "digest": report.digest,
+                    "actual": report.actual,
+                    "trusted_on_first_use": report.trusted_on_first_use,
+                    "problems": report.problems,
+                },
+                indent=2,
+            )
+        )
     if not report.ok:
         raise IntegrityError(f"{model} version {v}: {report.summary()}", report.problems)
     if report.trusted_on_first_use:
         if not as_json:
-            click.echo(f"{model} version {v}: no digest recorded (sha256 of the files now: "
-                       f"{report.actual}); run `mlflow-plugin sign` to record it")  # fmt: skip
+            click.echo(
+                f"{model} version {v}: no digest recorded (sha256 of the files now: "
+                f"{report.actual}); run `mlflow-plugin sign` to record it"
+            )
         return
     if not as_json:
         click.echo(f"{model} version {v}: {report.summary()}")

@@ -20,8 +20,17 @@ def verify_ledger(ctx: click.Context, model: str, as_json: bool) -> None:
     """Check MODEL's ledger chain: exit 5 if an event was deleted, edited, reordered or forked."""
     report = ctx.obj.controller.verify_ledger(model)
     if as_json:
-        click.echo(json.dumps({"model": model, "ok": report.ok, "events": report.events,
-                               "problems": report.problems}, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "ok": report.ok,
+                    "events": report.events,
+                    "problems": report.problems,
+                },
+                indent=2,
+            )
+        )
     elif report.ok:
         click.echo(report.summary())
     if not report.ok:

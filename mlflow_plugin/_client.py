@@ -36,9 +36,18 @@ _HTTP_DEFAULTS = {
 }
 # Tracking URI schemes MLflow's stores answer to (SQLAlchemy dialects may carry "+driver").
 _SCHEMES = {
-    "", "file", "http", "https", "databricks", "databricks-uc", "uc", "sqlite", "postgresql",
-    "mysql", "mssql",
-}  # fmt: skip
+    "",
+    "file",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+}
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
 
 

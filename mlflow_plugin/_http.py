@@ -81,11 +81,17 @@ class BodyLimit:
 
     async def _reject(self, send: Send) -> None:
         body = _payload(self.max_bytes)
-        await send({
-            "type": "http.response.start", "status": 413,
-            "headers": [(b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-        })  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -98,7 +104,9 @@ def max_body_option(default: float) -> Callable[[Any], Any]:
     import click
 
     return click.option(
-        "--max-body-mb", default=default, show_default=True,
+        "--max-body-mb",
+        default=default,
+        show_default=True,
         type=click.FloatRange(min=0, min_open=True),
         help="Larger request bodies get 413, checked while reading (chunked too).",
-    )  # fmt: skip
+    )

@@ -49,9 +49,14 @@ class _MemoryLock:
     heartbeat, stale-breaking and :meth:`check` semantics, kept in the registry's dict."""
 
     def __init__(
-        self, registry: InMemoryRegistry, name: str, intent: dict[str, str], lease: float,
-        timeout: float, heartbeat: bool,
-    ) -> None:  # fmt: skip
+        self,
+        registry: InMemoryRegistry,
+        name: str,
+        intent: dict[str, str],
+        lease: float,
+        timeout: float,
+        heartbeat: bool,
+    ) -> None:
         self.registry, self.name, self.intent = registry, name, dict(intent)
         self.lease, self.timeout, self.heartbeat = lease, timeout, heartbeat
         self.token = uuid.uuid4().hex
@@ -206,8 +211,10 @@ class InMemoryRegistry:
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         self._model(name)
-        return [replace(v, tags=dict(v.tags)) for _, v in sorted(
-            self._versions[name].items(), key=lambda kv: int(kv[0]))]  # fmt: skip
+        return [
+            replace(v, tags=dict(v.tags))
+            for _, v in sorted(self._versions[name].items(), key=lambda kv: int(kv[0]))
+        ]
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self.get_version(name, version)
@@ -229,9 +236,14 @@ class InMemoryRegistry:
         return self._model(name).aliases.get(alias)
 
     def lock(
-        self, name: str, *, intent: dict[str, str] | None = None, lease: float | None = None,
-        timeout: float = 10.0, heartbeat: bool = True,
-    ) -> _MemoryLock:  # fmt: skip
+        self,
+        name: str,
+        *,
+        intent: dict[str, str] | None = None,
+        lease: float | None = None,
+        timeout: float = 10.0,
+        heartbeat: bool = True,
+    ) -> _MemoryLock:
         self._model(name)
         held = self._held.get((name, threading.get_ident()))
         if held is not None and held.held:
@@ -245,10 +257,16 @@ class InMemoryRegistry:
             if held is None:
                 return None
             return {
-                "model": name, "lock_model": f"memory:{name}", "holder": held.owner,
-                "token": held.token, "intent": dict(held.intent), "lease_expires": held.expires, "expires": held.expires,
-                "stale": time.time() >= held.expires, "leftovers": [],
-            }  # fmt: skip
+                "model": name,
+                "lock_model": f"memory:{name}",
+                "holder": held.owner,
+                "token": held.token,
+                "intent": dict(held.intent),
+                "lease_expires": held.expires,
+                "expires": held.expires,
+                "stale": time.time() >= held.expires,
+                "leftovers": [],
+            }
 
 
 class InMemoryLedger:
@@ -267,10 +285,17 @@ class InMemoryLedger:
             return self._append(event_type, model, **fields)
 
     def _append(
-        self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
-        message: str = "", strategy: str = "", who: str | None = None,
+        self,
+        event_type: str,
+        model: str,
+        *,
+        version: str = "",
+        from_version: str | None = "",
+        message: str = "",
+        strategy: str = "",
+        who: str | None = None,
         extra: dict[str, str] | None = None,
-    ) -> Event:  # fmt: skip
+    ) -> Event:
         check_event_type(event_type)
         extra_tags = {
             (k if k.startswith(TAG_PREFIX) else TAG_PREFIX + k): str(v)
@@ -281,19 +306,31 @@ class InMemoryLedger:
         head = self.verify_chain(model)
         run_id, ts = f"mem-{next(self._ids)}", next(self._clock)
         tags = {
-            TAG_PREFIX + "event": event_type, TAG_PREFIX + "model": model,
+            TAG_PREFIX + "event": event_type,
+            TAG_PREFIX + "model": model,
             TAG_PREFIX + "version": str(version or ""),
             TAG_PREFIX + "from_version": str(from_version or ""),
-            TAG_PREFIX + "actor": who or actor(), TAG_PREFIX + "reason": message,
+            TAG_PREFIX + "actor": who or actor(),
+            TAG_PREFIX + "reason": message,
             **({TAG_PREFIX + "strategy": strategy} if strategy else {}),
-            **extra_tags, SEQ_TAG: str(head.head_seq + 1), PREV_HASH_TAG: head.head_hash,
-        }  # fmt: skip
+            **extra_tags,
+            SEQ_TAG: str(head.head_seq + 1),
+            PREV_HASH_TAG: head.head_hash,
+        }
         tags[HASH_TAG] = event_hash(run_id, ts, tags)
         chain_tags = {k: tags[k] for k in (SEQ_TAG, PREV_HASH_TAG, HASH_TAG)}
         event = Event(
-            event_type, model, str(version or ""), str(from_version or ""), who or actor(),
-            message, strategy, ts, run_id, {**extra_tags, **chain_tags},
-        )  # fmt: skip
+            event_type,
+            model,
+            str(version or ""),
+            str(from_version or ""),
+            who or actor(),
+            message,
+            strategy,
+            ts,
+            run_id,
+            {**extra_tags, **chain_tags},
+        )
         self._events.append(event)
         self._tags[run_id] = tags
         return event
@@ -303,23 +340,29 @@ class InMemoryLedger:
         return _PreparedMemoryEvent(self, event_type, model, fields)
 
     def events(
-        self, model: str | None = None, event_type: str | None = None,
-        since_ms: int | None = None, *, event_types: Iterable[str] | None = None,
-    ) -> list[Event]:  # fmt: skip
+        self,
+        model: str | None = None,
+        event_type: str | None = None,
+        since_ms: int | None = None,
+        *,
+        event_types: Iterable[str] | None = None,
+    ) -> list[Event]:
         wanted = set(event_types) if event_types is not None else None
         return [
-            e for e in self._events
+            e
+            for e in self._events
             if (model is None or e.model == model)
             and (event_type is None or e.event_type == event_type)
             and (since_ms is None or e.timestamp_ms >= since_ms)
             and (wanted is None or e.event_type in wanted)
-        ]  # fmt: skip
+        ]
 
     def verify_chain(self, model: str) -> ChainReport:
         entries = [
             ChainEntry(e.run_id, e.timestamp_ms, self._tags[e.run_id])
-            for e in self._events if e.model == model
-        ]  # fmt: skip
+            for e in self._events
+            if e.model == model
+        ]
         return verify_entries(model, entries)
 
     def end_prepared(self, model: str) -> list[str]:

@@ -31,9 +31,17 @@ CHALLENGER = "challenger"
 FALLBACK = "fallback"
 STAGES = ("None", "Staging", "Production", "Archived")
 EVENT_TYPES = (
-    "deployment", "rollback", "rejected", "error", "recovery", "config_change", "retention",
-    "retrain_triggered", "degraded", "alert",
-)  # fmt: skip
+    "deployment",
+    "rollback",
+    "rejected",
+    "error",
+    "recovery",
+    "config_change",
+    "retention",
+    "retrain_triggered",
+    "degraded",
+    "alert",
+)
 STRATEGIES = ("all_at_once", "blue_green", "canary")
 
 _ALIAS_RE = re.compile(r"^[\w\-]+$")

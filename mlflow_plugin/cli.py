@@ -89,8 +89,12 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None,
-              help="Tracking server URI (default: $MLFLOW_TRACKING_URI).")  # fmt: skip
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="Tracking server URI (default: $MLFLOW_TRACKING_URI).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="mlflow_plugin")
 @click.pass_context
@@ -114,8 +118,9 @@ def _version_arg(value: str | None) -> str | None:
 @click.option("--force", is_flag=True, help="Promote even if a gate did not pass (needs --reason).")
 @click.option("--reason", default="", help="Why (recorded in the ledger).")
 @pass_app
-def promote(app: AppContext, model: str, version: str | None, strategy: str, force: bool,
-            reason: str) -> None:  # fmt: skip
+def promote(
+    app: AppContext, model: str, version: str | None, strategy: str, force: bool, reason: str
+) -> None:
     """Make VERSION of MODEL champion if its gates passed."""
     outcome = app.controller.promote(
         model, _version_arg(version), strategy=strategy, force=force, reason=reason
@@ -156,8 +161,15 @@ def status(app: AppContext, model: str, as_json: bool) -> None:
     ]
     rows += [(f"stage {k}", ", ".join(v) or "-") for k, v in state["stages"].items()]
     last = state["last_event"]
-    rows.append(("last event", f"{last['timestamp']} {last['event_type']} v{last['version']} by "
-                 f"{last['actor']}: {last['message']}" if last else "-"))  # fmt: skip
+    rows.append(
+        (
+            "last event",
+            f"{last['timestamp']} {last['event_type']} v{last['version']} by "
+            f"{last['actor']}: {last['message']}"
+            if last
+            else "-",
+        )
+    )
     ledger = state["ledger"]
     chain = "intact" if ledger["ok"] else "BROKEN: " + "; ".join(ledger["problems"])
     rows.append(("ledger", f"{ledger['events']} events, chain {chain}"))
@@ -170,11 +182,17 @@ def status(app: AppContext, model: str, as_json: bool) -> None:
 @click.option("--model", default=None, help="Only this model.")
 @click.option("--event", "event_type", type=click.Choice(EVENT_TYPES), default=None)
 @click.option("--since", default=None, help="ISO-8601 date/time (UTC if no zone).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
 @pass_app
-def events(app: AppContext, model: str | None, event_type: str | None, since: str | None,
-           fmt: str) -> None:  # fmt: skip
+def events(
+    app: AppContext, model: str | None, event_type: str | None, since: str | None, fmt: str
+) -> None:
     """Export the ledger, oldest first."""
     from mlflow_plugin.ledger import parse_since
 
@@ -248,9 +266,13 @@ def fallback_status(app: AppContext, model: str) -> None:
 
 @main.command()
 @click.argument("model", required=False)
-@click.option("--enforce", is_flag=True, default=False,
-              help="Revert a champion set outside the controller whose gates did not pass "
-                   "(default: the model tag mlflow_plugin.enforce_gates).")  # fmt: skip
+@click.option(
+    "--enforce",
+    is_flag=True,
+    default=False,
+    help="Revert a champion set outside the controller whose gates did not pass "
+    "(default: the model tag mlflow_plugin.enforce_gates).",
+)
 @pass_app
 def reconcile(app: AppContext, model: str | None, enforce: bool | None) -> None:
     """Record changes made outside the controller and repair the stage mirror."""

@@ -270,9 +270,14 @@ def record_digest(
 
 
 def sign_version(
-    registry: _RegistryLike, ledger: Any, model: str, version: str | int, *, force: bool = False,
+    registry: _RegistryLike,
+    ledger: Any,
+    model: str,
+    version: str | int,
+    *,
+    force: bool = False,
     reason: str = "",
-) -> tuple[Manifest, Any]:  # fmt: skip
+) -> tuple[Manifest, Any]:
     """Record the digest of a version's current files, with a ledger event by the actor.
 
     A version whose files no longer match a digest already recorded is refused (re-signing
@@ -300,9 +305,12 @@ def sign_version(
     if previous and previous != manifest.digest:
         extra.update(previous_sha256=previous, forced="true")
     event = ledger.record(
-        "config_change", model, version=v,
-        message=reason or f"signed version {v}: sha256 {manifest.digest}", extra=extra,
-    )  # fmt: skip
+        "config_change",
+        model,
+        version=v,
+        message=reason or f"signed version {v}: sha256 {manifest.digest}",
+        extra=extra,
+    )
     return manifest, event
 
 

@@ -1,5 +1,5 @@
 """The ledger: every deployment, rejection, rollback, error, recovery and configuration change is
-one MLflow run in the audit experiment, tagged as DESIGN.md lists, and never edited afterwards.
+one MLflow run in the audit experiment, tagged as docs/ARCHITECTURE.md ("The ledger") lists, and never edited afterwards.
 
 This is the only module that writes audit runs. Reading it back (``events``) is one paged
 ``search_runs`` call; the controller derives "last known good" from it. Queries find a model's
@@ -99,9 +99,12 @@ class Ledger:
     """
 
     def __init__(
-        self, tracking_uri: str | None = None, experiment: str | None = None, *,
+        self,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        *,
         lock: Callable[[str], AbstractContextManager[Any]] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         configure_http_defaults()
         from mlflow import MlflowClient
 
@@ -150,10 +153,17 @@ class Ledger:
         return str(exp_id)
 
     def _tags(
-        self, event_type: str, model: str, *, version: str = "", from_version: str | None = "",
-        message: str = "", strategy: str = "", who: str | None = None,
+        self,
+        event_type: str,
+        model: str,
+        *,
+        version: str = "",
+        from_version: str | None = "",
+        message: str = "",
+        strategy: str = "",
+        who: str | None = None,
         extra: dict[str, str] | None = None,
-    ) -> dict[str, str]:  # fmt: skip
+    ) -> dict[str, str]:
         check_event_type(event_type)
         who = who or actor()
         tags: dict[str, str] = {
@@ -223,10 +233,13 @@ class Ledger:
         with wrap_mlflow_errors("read the ledger", self.uri):
             while True:
                 page = self.client.search_runs(
-                    [exp_id], " and ".join(clauses), max_results=1000,
+                    [exp_id],
+                    " and ".join(clauses),
+                    max_results=1000,
                     run_view_type=ViewType.ALL if all_runs else ViewType.ACTIVE_ONLY,
-                    order_by=["attributes.start_time ASC"], page_token=token,
-                )  # fmt: skip
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
                 out.extend(page)
                 token = page.token
                 if not token:
@@ -238,9 +251,10 @@ class Ledger:
         checked against the exact name."""
         clause = f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
         return [
-            run for run in self._search([clause], all_runs=all_runs)
+            run
+            for run in self._search([clause], all_runs=all_runs)
             if run.data.tags.get(TAGS["model"]) == model
-        ]  # fmt: skip
+        ]
 
     def events(
         self,
@@ -277,11 +291,15 @@ class Ledger:
         """Check ``model``'s hash chain: deleted, edited, reordered or forked events are
         reported in :attr:`ChainReport.problems` (``ok`` is False)."""
         entries = [
-            ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags,
-                       deleted=run.info.lifecycle_stage == "deleted")
+            ChainEntry(
+                run.info.run_id,
+                int(run.info.start_time or 0),
+                run.data.tags,
+                deleted=run.info.lifecycle_stage == "deleted",
+            )
             for run in self._model_runs(model, all_runs=include_deleted)
             if TAGS["event"] in run.data.tags
-        ]  # fmt: skip
+        ]
         return verify_entries(model, entries)
 
     def end_prepared(self, model: str) -> list[str]:

@@ -141,8 +141,12 @@ class Registry:
             return self._do(
                 f"register a version of {name!r}",
                 self.client.create_model_version,
-                name, source, run_id=run_id, tags=tags or {}, model_id=model_id,
-            )  # fmt: skip
+                name,
+                source,
+                run_id=run_id,
+                tags=tags or {},
+                model_id=model_id,
+            )
 
         try:  # the model usually exists: create it only when it does not (one call fewer)
             mv = create()
@@ -163,9 +167,9 @@ class Registry:
     def artifact_uri(self, name: str, version: str | int) -> str:
         """Where the version's files are (e.g. ``mlflow-artifacts:/1/models/m-…/artifacts``)."""
         v = check_version(version)
-        return str(self._do(
-            f"{name!r} version {v}", self.client.get_model_version_download_uri, name, v
-        ))  # fmt: skip
+        return str(
+            self._do(f"{name!r} version {v}", self.client.get_model_version_download_uri, name, v)
+        )
 
     def list_versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first (aliases are not filled in here)."""
@@ -184,8 +188,10 @@ class Registry:
             page = self._do(
                 f"versions of {name!r}",
                 self.client.search_model_versions,
-                query, max_results=1000 if query else 10000, page_token=token,
-            )  # fmt: skip
+                query,
+                max_results=1000 if query else 10000,
+                page_token=token,
+            )
             out.extend(_version_info(mv) for mv in page if mv.name == name)
             token = page.token
             if not token:
@@ -196,9 +202,11 @@ class Registry:
         """Versions of any model registered from ``source`` (to tell shared artifacts)."""
         escaped = source.replace("'", "\\'")
         page = self._do(
-            "versions by source", self.client.search_model_versions,
-            f"source_path = '{escaped}'", max_results=1000,
-        )  # fmt: skip
+            "versions by source",
+            self.client.search_model_versions,
+            f"source_path = '{escaped}'",
+            max_results=1000,
+        )
         return [_version_info(mv) for mv in page]
 
     def delete_version(self, name: str, version: str) -> None:
@@ -206,14 +214,20 @@ class Registry:
         with contextlib.suppress(NotFound):
             self._do(
                 f"delete {name!r} version {version}",
-                self.client.delete_model_version, name, check_version(version),
-            )  # fmt: skip
+                self.client.delete_model_version,
+                name,
+                check_version(version),
+            )
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         self._do(
             f"tag {name!r} version {version}",
-            self.client.set_model_version_tag, name, version, key, value,
-        )  # fmt: skip
+            self.client.set_model_version_tag,
+            name,
+            version,
+            key,
+            value,
+        )
 
     def set_stage(self, name: str, version: str, stage: str) -> None:
         # Stages are deprecated in MLflow; the mirror exists on purpose, so its own calls must
@@ -223,40 +237,55 @@ class Registry:
             self._do(
                 f"stage of {name!r} version {version}",
                 self.client.transition_model_version_stage,
-                name, version, stage, archive_existing_versions=False,
-            )  # fmt: skip
+                name,
+                version,
+                stage,
+                archive_existing_versions=False,
+            )
 
     # -- aliases -------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: str) -> None:
         check_alias(alias)
         self._do(
             f"set alias {alias!r} of {name!r}",
-            self.client.set_registered_model_alias, name, alias, check_version(version),
-        )  # fmt: skip
+            self.client.set_registered_model_alias,
+            name,
+            alias,
+            check_version(version),
+        )
 
     def delete_alias(self, name: str, alias: str) -> None:
         with contextlib.suppress(NotFound):
             self._do(
                 f"delete alias {alias!r} of {name!r}",
-                self.client.delete_registered_model_alias, name, alias,
-            )  # fmt: skip
+                self.client.delete_registered_model_alias,
+                name,
+                alias,
+            )
 
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at, or None (one cheap call; used by serving)."""
         try:
             mv = self._do(
                 f"alias {alias!r} of {name!r}",
-                self.client.get_model_version_by_alias, name, alias,
-            )  # fmt: skip
+                self.client.get_model_version_by_alias,
+                name,
+                alias,
+            )
         except (NotFound, BadInput):
             return None
         return str(mv.version)
 
     # -- lock ----------------------------------------------------------------------------
     def lock(
-        self, name: str, *, intent: dict[str, str] | None = None, lease: float | None = None,
-        timeout: float | None = None, heartbeat: bool = True,
-    ) -> ModelLock:  # fmt: skip
+        self,
+        name: str,
+        *,
+        intent: dict[str, str] | None = None,
+        lease: float | None = None,
+        timeout: float | None = None,
+        heartbeat: bool = True,
+    ) -> ModelLock:
         """A promotion lock on ``name`` (see :class:`ModelLock`).
 
         Re-entrant: inside a ``with`` block of a lock this thread holds on ``name`` (through
@@ -285,8 +314,16 @@ class Registry:
         except NotFound:
             if not leftovers:
                 return None
-            return {"model": name, "lock_model": lock_name, "holder": "", "token": "",
-                    "intent": {}, "lease_expires": 0.0, "stale": True, "leftovers": leftovers}  # fmt: skip
+            return {
+                "model": name,
+                "lock_model": lock_name,
+                "holder": "",
+                "token": "",
+                "intent": {},
+                "lease_expires": 0.0,
+                "stale": True,
+                "leftovers": leftovers,
+            }
         state = _LockState.from_tags(info.tags)
         return {
             "model": name,
@@ -394,9 +431,15 @@ class ModelLock:
     """
 
     def __init__(
-        self, registry: Registry, name: str, *, intent: dict[str, str], lease: float,
-        timeout: float, heartbeat: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        registry: Registry,
+        name: str,
+        *,
+        intent: dict[str, str],
+        lease: float,
+        timeout: float,
+        heartbeat: bool = True,
+    ) -> None:
         self.registry = registry
         self.name = name
         self.lock_name = lock_model_name(name)
@@ -437,9 +480,10 @@ class ModelLock:
                 with wrap_mlflow_errors(f"lock {self.name!r}", self.registry.uri):
                     try:
                         client.create_registered_model(
-                            self.lock_name, tags=self._tags(),
+                            self.lock_name,
+                            tags=self._tags(),
                             description=f"promotion lock of {self.name!r} (mlflow_plugin)",
-                        )  # fmt: skip
+                        )
                         return self._acquired(started)
                     except MlflowException as exc:
                         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -498,9 +542,12 @@ class ModelLock:
                     return
                 expires = f"{time.time() + self.lease:.3f}"
                 self.registry._do(
-                    f"renew lock {self.name!r}", self.registry.client.set_registered_model_tag,
-                    self.lock_name, _LOCK_EXPIRES, expires,
-                )  # fmt: skip
+                    f"renew lock {self.name!r}",
+                    self.registry.client.set_registered_model_tag,
+                    self.lock_name,
+                    _LOCK_EXPIRES,
+                    expires,
+                )
                 self._valid_until = started + self.lease
             except (RegistryError, NotFound):
                 continue  # try again; check() refuses once the lease is over
@@ -542,9 +589,12 @@ class ModelLock:
         whoever completes an interrupted operation knows what it was doing."""
         self.intent = {**self.intent, **intent}
         self.registry._do(
-            f"annotate lock {self.name!r}", self.registry.client.set_registered_model_tag,
-            self.lock_name, _LOCK_INTENT, json.dumps(self.intent, sort_keys=True),
-        )  # fmt: skip
+            f"annotate lock {self.name!r}",
+            self.registry.client.set_registered_model_tag,
+            self.lock_name,
+            _LOCK_INTENT,
+            json.dumps(self.intent, sort_keys=True),
+        )
 
     def _break_if_stale(self) -> str:
         """Break the current lock if its holder is dead; return the holder's name otherwise."""
@@ -627,9 +677,10 @@ class ModelLock:
             return
         with contextlib.suppress(NotFound):
             self.registry._do(
-                f"unlock {self.name!r}", self.registry.client.delete_registered_model,
+                f"unlock {self.name!r}",
+                self.registry.client.delete_registered_model,
                 self.lock_name,
-            )  # fmt: skip
+            )
 
     def __enter__(self) -> ModelLock:
         return self.acquire()

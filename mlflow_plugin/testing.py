@@ -97,13 +97,21 @@ class MlflowServer:
         artifacts = self.workdir / "artifacts"
         artifacts.mkdir(exist_ok=True)
         cmd = [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", str(artifacts),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--workers", str(self.workers),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.uvicorn_opts:
             cmd += ["--uvicorn-opts", self.uvicorn_opts]
         env = dict(os.environ)
@@ -114,9 +122,13 @@ class MlflowServer:
         env.update(self.env)
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
-                cmd, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cmd,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -167,9 +179,12 @@ def postgres_database(admin_uri: str) -> Iterator[str]:
     url = make_url(admin_uri)
     name = f"mlflow_plugin_test_{uuid.uuid4().hex[:12]}"
     conn = psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
         dbname=url.database or "postgres",
-    )  # fmt: skip
+    )
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -195,8 +210,14 @@ class AppServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout = startup_timeout
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="on")  # fmt: skip
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
@@ -214,9 +235,13 @@ class AppServer:
         self.thread.join(self.startup_timeout)
 
     def raw_request(
-        self, method: str, path: str, body: bytes | str | None = None,
-        headers: dict[str, str] | None = None, timeout: float = 30.0,
-    ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request on a fresh connection: status, lower-cased headers, body."""
         import http.client
 

@@ -296,8 +296,14 @@ class ReconcileQueue:
             else:
                 for event in events:
                     about = f" v{event.version}" if event.version else ""
-                    _log.info("%s: %s%s by %s: %s", model, event.event_type, about, event.actor,
-                              event.message)  # fmt: skip
+                    _log.info(
+                        "%s: %s%s by %s: %s",
+                        model,
+                        event.event_type,
+                        about,
+                        event.actor,
+                        event.message,
+                    )
                 if not events:
                     _log.info("%s: in sync (%d deliveries)", model, triggers)
             result = Reconciled(model, triggers, events, error, int(time.time() * 1000))
@@ -365,8 +371,13 @@ def create_app(
         yield
         await asyncio.to_thread(queue.close)
 
-    app = FastAPI(title="mlflow-plugin webhook receiver", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app = FastAPI(
+        title="mlflow-plugin webhook receiver",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.add_middleware(BodyLimit, max_bytes=mb_to_bytes(max_body_mb))
     app.state.queue = queue
 
@@ -379,10 +390,13 @@ def create_app(
         headers = request.headers
         try:
             verify_signature(
-                secret, body, signature=headers.get(SIGNATURE_HEADER),
-                timestamp=headers.get(TIMESTAMP_HEADER), delivery_id=headers.get(DELIVERY_ID_HEADER),
+                secret,
+                body,
+                signature=headers.get(SIGNATURE_HEADER),
+                timestamp=headers.get(TIMESTAMP_HEADER),
+                delivery_id=headers.get(DELIVERY_ID_HEADER),
                 max_age=max_age,
-            )  # fmt: skip
+            )
             event, model = parse_payload(body)
         except SignatureError as exc:
             _log.warning("webhook rejected: %s", exc)
@@ -444,30 +458,47 @@ def register_webhook(
             if not token:
                 break
         if existing is not None:
-            hook = client.update_webhook(existing.webhook_id, url=url, events=events,
-                                         secret=secret, status="ACTIVE")  # fmt: skip
+            hook = client.update_webhook(
+                existing.webhook_id, url=url, events=events, secret=secret, status="ACTIVE"
+            )
         else:
             hook = client.create_webhook(
-                name=name, url=url, events=events, secret=secret,
+                name=name,
+                url=url,
+                events=events,
+                secret=secret,
                 description="mlflow-plugin: reconcile models changed outside the controller",
-            )  # fmt: skip
+            )
     return str(hook.webhook_id)
 
 
 @click.command("webhook-receiver")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5002, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--secret-env", default=SECRET_ENV, show_default=True,
-              help="Environment variable that holds the shared secret (never a CLI argument).")  # fmt: skip
+@click.option(
+    "--secret-env",
+    default=SECRET_ENV,
+    show_default=True,
+    help="Environment variable that holds the shared secret (never a CLI argument).",
+)
 @max_body_option(DEFAULT_MAX_BODY_MB)
-@click.option("--register", "register_url", default=None, metavar="URL",
-              help="First create/update the webhook on the tracking server, delivering to URL "
-                   "(this receiver's /webhook as the server reaches it).")  # fmt: skip
+@click.option(
+    "--register",
+    "register_url",
+    default=None,
+    metavar="URL",
+    help="First create/update the webhook on the tracking server, delivering to URL "
+    "(this receiver's /webhook as the server reaches it).",
+)
 @click.pass_context
 def webhook_receiver(
-    ctx: click.Context, host: str, port: int, secret_env: str, max_body_mb: float,
+    ctx: click.Context,
+    host: str,
+    port: int,
+    secret_env: str,
+    max_body_mb: float,
     register_url: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """Reconcile models when MLflow's registry webhooks say an alias or tag changed.
 
     POST /webhook takes MLflow's model_version_alias.created/deleted and model_version_tag.set
@@ -495,7 +526,8 @@ def webhook_receiver(
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         _log.addHandler(handler)
         _log.setLevel(logging.INFO)
-    click.echo(f"receiving MLflow webhooks on http://{host}:{port}/webhook; reconciling on {uri}",
-               err=True)  # fmt: skip
+    click.echo(
+        f"receiving MLflow webhooks on http://{host}:{port}/webhook; reconciling on {uri}", err=True
+    )
     app = create_app(secret, controller.reconcile, max_body_mb=max_body_mb)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -22,8 +22,9 @@ def logged_model_uri(tracking_uri: str) -> str:
     X = np.arange(20, dtype=float).reshape(10, 2)
     y = np.array([0, 1] * 5)
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(DummyClassifier(strategy="prior").fit(X, y), name="model",
-                                        pip_requirements=[])  # fmt: skip
+        info = mlflow.sklearn.log_model(
+            DummyClassifier(strategy="prior").fit(X, y), name="model", pip_requirements=[]
+        )
     return str(info.model_uri)
 
 

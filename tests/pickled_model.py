@@ -19,8 +19,13 @@ class PickledRisk(PythonModel):
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         n = len(model_input)
-        return pd.DataFrame({"risk": np.full(n, self.risk), "p_low": np.full(n, 1 - self.risk),
-                             "p_high": np.full(n, self.risk)})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "risk": np.full(n, self.risk),
+                "p_low": np.full(n, 1 - self.risk),
+                "p_high": np.full(n, self.risk),
+            }
+        )
 
 
 class _Trap:

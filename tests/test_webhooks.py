@@ -40,17 +40,27 @@ DEADLINE = 60.0  # seconds a poll may wait before the test fails (never a timing
 def body_for(event: str = "model_version_alias.created", **data: Any) -> bytes:
     entity, _, action = event.rpartition(".")
     data.setdefault("name", "model-a")
-    return json.dumps({"entity": entity, "action": action, "timestamp": "2025-01-01T00:00:00Z",
-                       "data": data}).encode()  # fmt: skip
+    return json.dumps(
+        {"entity": entity, "action": action, "timestamp": "2025-01-01T00:00:00Z", "data": data}
+    ).encode()
 
 
-def signed(body: bytes, *, secret: str = SECRET, timestamp: int | None = None,
-           delivery_id: str | None = None) -> dict[str, str]:  # fmt: skip
+def signed(
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+    delivery_id: str | None = None,
+) -> dict[str, str]:
     """Headers as MLflow sends them with ``body``."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     did = delivery_id or str(uuid.uuid4())
-    return {SIGNATURE_HEADER: sign(secret, did, ts, body), TIMESTAMP_HEADER: ts,
-            DELIVERY_ID_HEADER: did, "Content-Type": "application/json"}  # fmt: skip
+    return {
+        SIGNATURE_HEADER: sign(secret, did, ts, body),
+        TIMESTAMP_HEADER: ts,
+        DELIVERY_ID_HEADER: did,
+        "Content-Type": "application/json",
+    }
 
 
 class Recorder:
@@ -78,8 +88,13 @@ class LiveReceiver(AppServer):
         super().__init__(app, startup_timeout=DEADLINE)
         self.url = f"{self.base_url}/webhook"
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         status, _, raw = self.raw_request(method, path, body, headers, timeout=DEADLINE)
         return status, json.loads(raw or b"null")
 
@@ -115,18 +130,29 @@ class TestSignature:
             SECRET, "d-1", "1700000000", body.decode()
         )
         assert (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_ID_HEADER) == (
-            constants.WEBHOOK_SIGNATURE_HEADER, constants.WEBHOOK_TIMESTAMP_HEADER,
+            constants.WEBHOOK_SIGNATURE_HEADER,
+            constants.WEBHOOK_TIMESTAMP_HEADER,
             constants.WEBHOOK_DELIVERY_ID_HEADER,
-        )  # fmt: skip
+        )
 
     def test_good_signature_passes(self):
         """A fresh delivery signed with the secret is accepted; so is one of several signatures."""
         body = body_for()
         h = signed(body)
-        verify_signature(SECRET, body, signature=h[SIGNATURE_HEADER], timestamp=h[TIMESTAMP_HEADER],
-                         delivery_id=h[DELIVERY_ID_HEADER])  # fmt: skip
-        verify_signature(SECRET, body, signature="v1,AAAA " + h[SIGNATURE_HEADER],
-                         timestamp=h[TIMESTAMP_HEADER], delivery_id=h[DELIVERY_ID_HEADER])  # fmt: skip
+        verify_signature(
+            SECRET,
+            body,
+            signature=h[SIGNATURE_HEADER],
+            timestamp=h[TIMESTAMP_HEADER],
+            delivery_id=h[DELIVERY_ID_HEADER],
+        )
+        verify_signature(
+            SECRET,
+            body,
+            signature="v1,AAAA " + h[SIGNATURE_HEADER],
+            timestamp=h[TIMESTAMP_HEADER],
+            delivery_id=h[DELIVERY_ID_HEADER],
+        )
 
     @pytest.mark.parametrize(
         ("change", "reason"),
@@ -145,9 +171,10 @@ class TestSignature:
         body = body_for()
         h = signed(body, secret=change.get("secret", SECRET))
         kwargs = {
-            "signature": h[SIGNATURE_HEADER], "timestamp": h[TIMESTAMP_HEADER],
+            "signature": h[SIGNATURE_HEADER],
+            "timestamp": h[TIMESTAMP_HEADER],
             "delivery_id": change.get("delivery_id", h[DELIVERY_ID_HEADER]),
-        }  # fmt: skip
+        }
         for key in ("signature", "timestamp"):
             if key in change:
                 kwargs[key] = change[key]
@@ -162,10 +189,14 @@ class TestParsePayload:
         """The three registry events name a model; anything else is ignored (model None)."""
         for event in EVENTS:
             assert parse_payload(body_for(event, name="m")) == (event, "m")
-        assert parse_payload(body_for("registered_model.created")) == ("registered_model.created", None)
+        assert parse_payload(body_for("registered_model.created")) == (
+            "registered_model.created",
+            None,
+        )
 
-    @pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"entity": "x"}',
-                                      body_for(name="")])  # fmt: skip
+    @pytest.mark.parametrize(
+        "body", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"entity": "x"}', body_for(name="")]
+    )
     def test_malformed_bodies(self, body):
         """Not JSON, not an object, no entity/action/data, or no model name: BadInput."""
         with pytest.raises(BadInput):
@@ -178,7 +209,11 @@ class TestEndpoint:
         body = body_for(name="model-a", alias="champion", version="2")
         status, reply = receiver.post(body, signed(body))
         assert status == 202
-        assert reply == {"event": "model_version_alias.created", "model": "model-a", "coalesced": False}
+        assert reply == {
+            "event": "model_version_alias.created",
+            "model": "model-a",
+            "coalesced": False,
+        }
         assert receiver.queue.wait_idle(DEADLINE)
         assert recorder.models == ["model-a"]
         status, recent = receiver.request("GET", "/recent")
@@ -211,8 +246,10 @@ class TestEndpoint:
 
     def test_other_events_and_lock_models_are_ignored(self, receiver, recorder):
         """200 {"ignored": ...} for unhandled events and for our own promotion-lock models."""
-        for body in (body_for("model_version.created", version="1"),
-                     body_for(name=LOCK_PREFIX + "model-a", alias="x", version="1")):  # fmt: skip
+        for body in (
+            body_for("model_version.created", version="1"),
+            body_for(name=LOCK_PREFIX + "model-a", alias="x", version="1"),
+        ):
             status, reply = receiver.post(body, signed(body))
             assert status == 200 and "ignored" in reply
         assert receiver.queue.wait_idle(DEADLINE)
@@ -262,7 +299,8 @@ class TestReconcileQueue:
             queue.close()
         assert recorder.models == ["broken", "model-a"]
         assert [(r.model, r.error) for r in queue.recent] == [
-            ("broken", "registered model 'broken' does not exist"), ("model-a", None)
+            ("broken", "registered model 'broken' does not exist"),
+            ("model-a", None),
         ]
         assert queue.snapshot()["failures"] == 1
         with pytest.raises(RuntimeError):
@@ -327,8 +365,11 @@ class TestDeliveredByMlflow:
         deadline = time.monotonic() + DEADLINE
         moved: list[Event] = []
         while not moved and time.monotonic() < deadline:
-            moved = [e for e in controller.ledger.events(model_name, "deployment")
-                     if e.version == v2 and e.actor == "registry-ui"]  # fmt: skip
+            moved = [
+                e
+                for e in controller.ledger.events(model_name, "deployment")
+                if e.version == v2 and e.actor == "registry-ui"
+            ]
             time.sleep(0.2)
         assert moved, f"no registry-ui event; receiver saw {live.queue.recent_runs()}"
         assert moved[0].from_version == v1

@@ -102,9 +102,13 @@ class Controller:
     """
 
     def __init__(
-        self, registry: RegistryLike, ledger: LedgerLike, *, stage_mirror: bool | None = None,
+        self,
+        registry: RegistryLike,
+        ledger: LedgerLike,
+        *,
+        stage_mirror: bool | None = None,
         integrity: IntegrityHook | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.registry = registry
         self.ledger = ledger
         self.stage_mirror = stage_mirror_enabled() if stage_mirror is None else stage_mirror
@@ -201,18 +205,26 @@ class Controller:
         failed = gate_failures(target)
         if failed and not force:
             self.ledger.record(
-                "rejected", model, version=target.version,
+                "rejected",
+                model,
+                version=target.version,
                 from_version=info.aliases.get(CHAMPION, ""),
                 message=f"promotion refused: {', '.join(failed)}",
-                strategy=strategy, extra={"failed_gates": ",".join(failed)},
-            )  # fmt: skip
+                strategy=strategy,
+                extra={"failed_gates": ",".join(failed)},
+            )
             raise GateFailed(
                 f"{model} version {target.version} not promoted: gates {', '.join(failed)}",
                 failed,
             )
         message = reason or f"promoted version {target.version}"
-        intent = {"op": "promote", "version": target.version, "actor": actor(),
-                  "reason": message, "strategy": strategy}  # fmt: skip
+        intent = {
+            "op": "promote",
+            "version": target.version,
+            "actor": actor(),
+            "reason": message,
+            "strategy": strategy,
+        }
         with self.registry.lock(model, intent=intent) as lock:
             self._recover(model, lock)
             _failpoint("promote.locked")
@@ -235,15 +247,20 @@ class Controller:
             if info.aliases.get(CHALLENGER) == target.version:
                 alias_writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
             event = self._apply(
-                lock, alias_writes,
+                lock,
+                alias_writes,
                 self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
                 lambda: self.ledger.prepare(
-                    "deployment", model, version=target.version, from_version=current or "",
-                    message=message, strategy=strategy,
+                    "deployment",
+                    model,
+                    version=target.version,
+                    from_version=current or "",
+                    message=message,
+                    strategy=strategy,
                     extra={k: v for k, v in extra.items() if v},
                 ),
                 op="promote",
-            )  # fmt: skip
+            )
         return Outcome(
             event, f"{model} version {target.version} is champion (was {current or 'none'})"
         )
@@ -267,7 +284,9 @@ class Controller:
         """Record that ``version`` was refused by the gates ``failed``. The champion is
         untouched; the version stops being the challenger (and leaves ``Staging``)."""
         v = check_version(version)
-        with self.registry.lock(model, intent={"op": "reject", "version": v, "actor": actor()}) as lock:  # fmt: skip
+        with self.registry.lock(
+            model, intent={"op": "reject", "version": v, "actor": actor()}
+        ) as lock:
             self._recover(model, lock)
             info, versions, _ = _parallel(
                 lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
@@ -278,10 +297,13 @@ class Controller:
                 if v in versions and versions[v].stage == "Staging" and self.stage_mirror:
                     self.registry.set_stage(model, v, "None")
             return self.ledger.record(
-                "rejected", model, version=v, from_version=champion or "",
+                "rejected",
+                model,
+                version=v,
+                from_version=champion or "",
                 message=message or f"rejected: {', '.join(failed)}",
                 extra={"failed_gates": ",".join(failed)},
-            )  # fmt: skip
+            )
 
     def rollback(
         self,
@@ -339,14 +361,19 @@ class Controller:
             extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
             extra.update(self.integrity(model, target.version, force=force))
             event = self._apply(
-                lock, alias_writes,
+                lock,
+                alias_writes,
                 self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
                 lambda: self.ledger.prepare(
-                    "rollback", model, version=target.version, from_version=current,
-                    message=reason, extra=extra,
+                    "rollback",
+                    model,
+                    version=target.version,
+                    from_version=current,
+                    message=reason,
+                    extra=extra,
                 ),
                 op="rollback",
-            )  # fmt: skip
+            )
         return Outcome(event, f"{model} rolled back: champion {current} -> {target.version}")
 
     def _fallback_after_rollback(
@@ -384,11 +411,14 @@ class Controller:
             self.registry.set_model_tag(model, FALLBACK_ENABLED_TAG, "true")
             self.registry.set_model_tag(model, FALLBACK_PINNED_TAG, pinned)
             event = self.ledger.record(
-                "config_change", model, version=chosen,
+                "config_change",
+                model,
+                version=chosen,
                 from_version=info.aliases.get(CHAMPION, ""),
-                message=f"fallback enabled: version {chosen}" + (" (pinned)" if pinned == "true" else ""),
+                message=f"fallback enabled: version {chosen}"
+                + (" (pinned)" if pinned == "true" else ""),
                 extra={"setting": "fallback_enabled", "value": "true"},
-            )  # fmt: skip
+            )
         return Outcome(event, f"fallback for {model}: version {chosen}, enabled")
 
     def fallback_disable(self, model: str) -> Outcome:
@@ -399,10 +429,13 @@ class Controller:
             lock.check()
             self.registry.set_model_tag(model, FALLBACK_ENABLED_TAG, "false")
             event = self.ledger.record(
-                "config_change", model, version=info.aliases.get(FALLBACK, ""),
-                from_version=info.aliases.get(CHAMPION, ""), message="fallback disabled",
+                "config_change",
+                model,
+                version=info.aliases.get(FALLBACK, ""),
+                from_version=info.aliases.get(CHAMPION, ""),
+                message="fallback disabled",
                 extra={"setting": "fallback_enabled", "value": "false"},
-            )  # fmt: skip
+            )
         return Outcome(event, f"fallback for {model}: disabled")
 
     def fallback_status(self, model: str) -> dict[str, Any]:
@@ -422,10 +455,13 @@ class Controller:
         if not message.strip():
             raise BadInput("--message must not be empty")
         return self.ledger.record(
-            event_type, model, version=str(version),
+            event_type,
+            model,
+            version=str(version),
             from_version=self.registry.get_model(model).aliases.get(CHAMPION, ""),
-            message=message, extra={"manual": "true"},
-        )  # fmt: skip
+            message=message,
+            extra={"manual": "true"},
+        )
 
     def reconcile(self, model: str, *, enforce: bool | None = None) -> list[Event]:
         """Record changes made outside the controller and repair the stage mirror.
@@ -486,9 +522,12 @@ class Controller:
         return {v.version: v for v in self.registry.list_versions(model)}
 
     def _mirror_writes(
-        self, model: str, versions: dict[str, VersionInfo], champion: str | None,
+        self,
+        model: str,
+        versions: dict[str, VersionInfo],
+        champion: str | None,
         challenger: str | None,
-    ) -> list[Callable[[], object]]:  # fmt: skip
+    ) -> list[Callable[[], object]]:
         if not self.stage_mirror:
             return []
         return [

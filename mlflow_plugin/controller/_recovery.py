@@ -52,24 +52,35 @@ def complete_interrupted(ctl: Controller, model: str, lock: LockLike) -> list[Ev
         if event_type and moved and (not version or version == champion):
             # The alias write went through: the operation happened; record it as itself.
             reason = str(intent.get("reason") or f"{op} of version {champion}")
-            written.append(ledger.record(
-                event_type, model, version=champion, from_version=recorded or "",
-                message=f"{reason} (completed by {me} after an interrupted {op})",
-                who=who, strategy=str(intent.get("strategy", "")) if op == "promote" else "",
-                extra={"interrupted_op": op, "completed_by": me, "reconciled": "true"},
-            ))  # fmt: skip
+            written.append(
+                ledger.record(
+                    event_type,
+                    model,
+                    version=champion,
+                    from_version=recorded or "",
+                    message=f"{reason} (completed by {me} after an interrupted {op})",
+                    who=who,
+                    strategy=str(intent.get("strategy", "")) if op == "promote" else "",
+                    extra={"interrupted_op": op, "completed_by": me, "reconciled": "true"},
+                )
+            )
             _finish_aliases(ctl, model, info, op, str(champion), recorded)
             recorded = champion
         else:
             what = f"{op} of version {version}" if version else op
-            written.append(ledger.record(
-                "error", model, version=version, from_version=champion or "",
-                message=(
-                    f"interrupted {what} by {who} ({dead.owner}): nothing had changed; "
-                    f"lock broken by {me}"
-                ),
-                extra={"interrupted_op": op, "completed_by": me},
-            ))  # fmt: skip
+            written.append(
+                ledger.record(
+                    "error",
+                    model,
+                    version=version,
+                    from_version=champion or "",
+                    message=(
+                        f"interrupted {what} by {who} ({dead.owner}): nothing had changed; "
+                        f"lock broken by {me}"
+                    ),
+                    extra={"interrupted_op": op, "completed_by": me},
+                )
+            )
     ctl._mirror(model, champion, registry.get_model(model).aliases.get(CHALLENGER))
     return written
 
@@ -111,11 +122,17 @@ def reconcile(ctl: Controller, model: str, lock: LockLike, enforce: bool | None)
     if champion != recorded:
         lock.check()
         if champion is None:
-            written.append(ledger.record(
-                "config_change", model, version="", from_version=recorded or "",
-                message="champion alias removed outside the controller",
-                who=REGISTRY_UI, extra={"champion_removed": "true"},
-            ))  # fmt: skip
+            written.append(
+                ledger.record(
+                    "config_change",
+                    model,
+                    version="",
+                    from_version=recorded or "",
+                    message="champion alias removed outside the controller",
+                    who=REGISTRY_UI,
+                    extra={"champion_removed": "true"},
+                )
+            )
         else:
             versions = ctl._versions(model)
             failed = (
@@ -126,29 +143,47 @@ def reconcile(ctl: Controller, model: str, lock: LockLike, enforce: bool | None)
             if failed:
                 message += f"; WARNING: gates bypassed ({', '.join(failed)})"
                 extra[GATES_BYPASSED_TAG] = ",".join(failed)
-            written.append(ledger.record(
-                "deployment", model, version=champion, from_version=recorded or "",
-                message=message, who=REGISTRY_UI, strategy="all_at_once", extra=extra,
-            ))  # fmt: skip
+            written.append(
+                ledger.record(
+                    "deployment",
+                    model,
+                    version=champion,
+                    from_version=recorded or "",
+                    message=message,
+                    who=REGISTRY_UI,
+                    strategy="all_at_once",
+                    extra=extra,
+                )
+            )
             if failed and enforce:
                 written.append(_revert(ctl, model, lock, champion, recorded, failed, versions))
                 champion = registry.get_model(model).aliases.get(CHAMPION)
     changes = ctl._mirror(model, champion, registry.get_model(model).aliases.get(CHALLENGER))
     if changes:
         caused_by_us = bool(ended) or any(e.actor != REGISTRY_UI for e in written)
-        written.append(ledger.record(
-            "config_change", model, version=champion or "", from_version=champion or "",
-            message="stage mirror repaired: " + ", ".join(changes),
-            who=None if caused_by_us else REGISTRY_UI,
-            extra={"setting": "stage_mirror"},
-        ))  # fmt: skip
+        written.append(
+            ledger.record(
+                "config_change",
+                model,
+                version=champion or "",
+                from_version=champion or "",
+                message="stage mirror repaired: " + ", ".join(changes),
+                who=None if caused_by_us else REGISTRY_UI,
+                extra={"setting": "stage_mirror"},
+            )
+        )
     return written
 
 
 def _revert(
-    ctl: Controller, model: str, lock: LockLike, bypassed: str, recorded: str | None,
-    failed: list[str], versions: dict[str, Any],
-) -> Event:  # fmt: skip
+    ctl: Controller,
+    model: str,
+    lock: LockLike,
+    bypassed: str,
+    recorded: str | None,
+    failed: list[str],
+    versions: dict[str, Any],
+) -> Event:
     """Gate enforcement: the champion goes back to the last recorded one (or is removed)."""
     from mlflow_plugin.controller._controller import GATES_BYPASSED_TAG
 
@@ -162,12 +197,19 @@ def _revert(
     if recorded and recorded in versions:
         registry.set_alias(model, CHAMPION, recorded)
         return ledger.record(
-            "rollback", model, version=recorded, from_version=bypassed,
-            message=f"{why}; reverted to version {recorded}", extra=extra,
-        )  # fmt: skip
+            "rollback",
+            model,
+            version=recorded,
+            from_version=bypassed,
+            message=f"{why}; reverted to version {recorded}",
+            extra=extra,
+        )
     registry.delete_alias(model, CHAMPION)
     return ledger.record(
-        "config_change", model, version="", from_version=bypassed,
+        "config_change",
+        model,
+        version="",
+        from_version=bypassed,
         message=f"{why}; no earlier champion, champion alias removed",
         extra={**extra, "champion_removed": "true"},
-    )  # fmt: skip
+    )

@@ -23,6 +23,7 @@ __all__ = [
     "verify_version",
 ]
 
+
 def operator_lease(tags: dict[str, str]) -> tuple[str, float] | None:
     """``(owner, expires)`` of the operator's lease on the model, if one is recorded."""
     raw = tags.get(LEASE_TAG, "")

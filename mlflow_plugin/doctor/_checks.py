@@ -90,18 +90,27 @@ def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
     yield server
     yield _guard("policy file", lambda: _policy(options), "fix the key named in the detail")
     yield _guard("disk space", lambda: _disk(options))
-    yield _guard("prediction log writable", lambda: _prediction_log(options),
-                 "point --prediction-log at a writable database")  # fmt: skip
+    yield _guard(
+        "prediction log writable",
+        lambda: _prediction_log(options),
+        "point --prediction-log at a writable database",
+    )
     remote = ("backend", "database schema", "artifact store")
     if server.status == "fail":
         for name in remote:
             yield CheckResult(name, "skip", "tracking server unreachable", "fix the server first")
         return
     yield _guard("backend", lambda: _backend(options))
-    yield _guard("database schema", lambda: _schema(options),
-                 "back up the database, then `mlflow db upgrade <database_uri>`")  # fmt: skip
-    yield _guard("artifact store", lambda: _artifacts(options),
-                 "check the server's --artifacts-destination (permissions, credentials, space)")  # fmt: skip
+    yield _guard(
+        "database schema",
+        lambda: _schema(options),
+        "back up the database, then `mlflow db upgrade <database_uri>`",
+    )
+    yield _guard(
+        "artifact store",
+        lambda: _artifacts(options),
+        "check the server's --artifacts-destination (permissions, credentials, space)",
+    )
     controller = Controller.from_uri(options.tracking_uri)
     models = options.models
     if models is None:
@@ -129,8 +138,12 @@ def _server(o: DoctorOptions) -> CheckResult:
         version = _get(uri.rstrip("/") + "/version", o.timeout_s)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        return CheckResult("tracking server", "fail", f"{uri} unreachable: {reason}",
-                           "start `mlflow server` or fix MLFLOW_TRACKING_URI")  # fmt: skip
+        return CheckResult(
+            "tracking server",
+            "fail",
+            f"{uri} unreachable: {reason}",
+            "start `mlflow server` or fix MLFLOW_TRACKING_URI",
+        )
     return CheckResult("tracking server", "pass", f"{uri} answers, MLflow {version}")
 
 
@@ -139,12 +152,15 @@ def _policy(o: DoctorOptions) -> CheckResult:
 
     policy = load_policy(o.policy)
     o._policy = policy
-    source = o.policy if o.policy not in ("", "default") else (
-        DEFAULT_POLICY if Path(DEFAULT_POLICY).is_file() else "built-in default"
-    )  # fmt: skip
+    source = (
+        o.policy
+        if o.policy not in ("", "default")
+        else (DEFAULT_POLICY if Path(DEFAULT_POLICY).is_file() else "built-in default")
+    )
     rules = len(policy.retention.rules)
-    return CheckResult("policy file", "pass",
-                       f"{source}: {len(policy.gates)} gates, {rules} retention rule(s)")  # fmt: skip
+    return CheckResult(
+        "policy file", "pass", f"{source}: {len(policy.gates)} gates, {rules} retention rule(s)"
+    )
 
 
 def _local_dir(uri: str | None) -> Path | None:
@@ -181,8 +197,12 @@ def _disk(o: DoctorOptions) -> CheckResult:
             low.append(f"{path} has {free / GB:.2f} GB free")
     need = f"{o.min_free_bytes / GB:g} GB"
     if low:
-        return CheckResult("disk space", "fail", f"below {need}: " + "; ".join(low),
-                           "free space or move the stores to a larger disk")  # fmt: skip
+        return CheckResult(
+            "disk space",
+            "fail",
+            f"below {need}: " + "; ".join(low),
+            "free space or move the stores to a larger disk",
+        )
     return CheckResult("disk space", "pass", f">= {need} free: " + ", ".join(seen))
 
 
@@ -216,16 +236,24 @@ def _backend(o: DoctorOptions) -> CheckResult:
             return CheckResult(
                 "backend", "pass", f"SQL ({scheme}): webhooks and workspaces available"
             )
-        return CheckResult("backend", "fail" if o.require_sql else "warn",
-                           f"{scheme} store: no webhooks or workspaces", fix)  # fmt: skip
+        return CheckResult(
+            "backend",
+            "fail" if o.require_sql else "warn",
+            f"{scheme} store: no webhooks or workspaces",
+            fix,
+        )
     from mlflow import MlflowClient
 
     try:
         MlflowClient(o.tracking_uri).list_webhooks(max_results=1)
     except Exception as exc:  # noqa: BLE001 - the server's answer is the evidence
         text = " ".join(str(exc).split())[:160]
-        return CheckResult("backend", "fail" if o.require_sql else "warn",
-                           f"webhooks unavailable (not a SQL backend?): {text}", fix)  # fmt: skip
+        return CheckResult(
+            "backend",
+            "fail" if o.require_sql else "warn",
+            f"webhooks unavailable (not a SQL backend?): {text}",
+            fix,
+        )
     return CheckResult("backend", "pass", "SQL: the server answers the webhooks API")
 
 
@@ -235,9 +263,12 @@ def _schema(o: DoctorOptions) -> CheckResult:
         from mlflow import MlflowClient
 
         MlflowClient(o.tracking_uri).search_registered_models(max_results=1)
-        return CheckResult("database schema", "pass",
-                           "server answers queries (MLflow will not start on an out-of-date "
-                           "schema); pass --backend-store-uri to compare revisions")  # fmt: skip
+        return CheckResult(
+            "database schema",
+            "pass",
+            "server answers queries (MLflow will not start on an out-of-date "
+            "schema); pass --backend-store-uri to compare revisions",
+        )
     from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version
     from sqlalchemy import create_engine
 
@@ -296,22 +327,32 @@ def _model_checks(controller: Controller, model: str, o: DoctorOptions) -> Itera
     )
     yield _guard(f"{model}: stage mirror", lambda: _mirror(controller, model))
     yield _guard(f"{model}: lock", lambda: _lock(registry, model))
-    yield _guard(f"{model}: ledger chain", lambda: _chain(controller.ledger, model),
-                 f"mlflow-plugin verify-ledger {model}")  # fmt: skip
+    yield _guard(
+        f"{model}: ledger chain",
+        lambda: _chain(controller.ledger, model),
+        f"mlflow-plugin verify-ledger {model}",
+    )
     for role, version in (("champion", champion), ("fallback", fallback)):
         check = f"{model}: {role} artifacts"
         if version is None:
             yield CheckResult(check, "skip", f"no {role}")
             continue
-        yield _guard(check, lambda v=version, c=check: _digest(registry, model, v, c),  # type: ignore[misc]
-                     f"mlflow-plugin verify {model} --version {version}")  # fmt: skip
+        yield _guard(
+            check,
+            lambda v=version, c=check: _digest(registry, model, v, c),  # type: ignore[misc]
+            f"mlflow-plugin verify {model} --version {version}",
+        )
     enabled = info.tags.get(FALLBACK_ENABLED_TAG) == "true"
     name = f"{model}: fallback"
     if enabled and fallback:
         yield CheckResult(name, "pass", f"enabled, version {fallback}")
     else:
-        yield CheckResult(name, "fail", "enabled but no fallback version" if enabled else "disabled",
-                          f"mlflow-plugin fallback enable {model}")  # fmt: skip
+        yield CheckResult(
+            name,
+            "fail",
+            "enabled but no fallback version" if enabled else "disabled",
+            f"mlflow-plugin fallback enable {model}",
+        )
     yield _guard(f"{model}: operator heartbeat", lambda: _heartbeat(registry, model, info.tags, o))
 
 
@@ -320,8 +361,12 @@ def _mirror(controller: Controller, model: str) -> CheckResult:
         return CheckResult(f"{model}: stage mirror", "skip", "stage mirror switched off")
     drift = _adapters.stage_drift(controller, model)
     if drift:
-        return CheckResult(f"{model}: stage mirror", "fail", "out of sync: " + ", ".join(drift),
-                           f"mlflow-plugin reconcile {model}")  # fmt: skip
+        return CheckResult(
+            f"{model}: stage mirror",
+            "fail",
+            "out of sync: " + ", ".join(drift),
+            f"mlflow-plugin reconcile {model}",
+        )
     return CheckResult(f"{model}: stage mirror", "pass", "stages follow the aliases")
 
 
@@ -334,10 +379,18 @@ def _lock(registry: Any, model: str) -> CheckResult:
         timespec="seconds"
     )
     if status.get("stale"):
-        return CheckResult(name, "fail", f"stale lock left by {status.get('holder')} (lease ended {expires})",
-                           f"mlflow-plugin reconcile {model} (breaks it and records the interrupted operation)")  # fmt: skip
-    return CheckResult(name, "warn", f"held by {status.get('holder')} until {expires}",
-                       "an operation is running; run doctor again when it ends")  # fmt: skip
+        return CheckResult(
+            name,
+            "fail",
+            f"stale lock left by {status.get('holder')} (lease ended {expires})",
+            f"mlflow-plugin reconcile {model} (breaks it and records the interrupted operation)",
+        )
+    return CheckResult(
+        name,
+        "warn",
+        f"held by {status.get('holder')} until {expires}",
+        "an operation is running; run doctor again when it ends",
+    )
 
 
 def _chain(ledger: Any, model: str) -> CheckResult:
@@ -345,20 +398,32 @@ def _chain(ledger: Any, model: str) -> CheckResult:
     report = _adapters.verify_chain(ledger, model)
     if report.ok:
         return CheckResult(name, "pass", f"{report.events} event(s), chain intact")
-    return CheckResult(name, "fail", "; ".join(report.problems) or "chain broken",
-                       f"mlflow-plugin verify-ledger {model}; investigate who edited the audit runs")  # fmt: skip
+    return CheckResult(
+        name,
+        "fail",
+        "; ".join(report.problems) or "chain broken",
+        f"mlflow-plugin verify-ledger {model}; investigate who edited the audit runs",
+    )
 
 
 def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
     report = _adapters.verify_version(registry, model, version)
     if report.trusted_on_first_use:
-        return CheckResult(check, "warn", f"version {version}: no digest recorded",
-                           f"mlflow-plugin sign {model} --version {version}")  # fmt: skip
+        return CheckResult(
+            check,
+            "warn",
+            f"version {version}: no digest recorded",
+            f"mlflow-plugin sign {model} --version {version}",
+        )
     if report.ok:
         digest = str(report.digest)[:12]
         return CheckResult(check, "pass", f"version {version} sha256 {digest}… verified")
-    return CheckResult(check, "fail", f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
-                       f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}")  # fmt: skip
+    return CheckResult(
+        check,
+        "fail",
+        f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
+        f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}",
+    )
 
 
 def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions) -> CheckResult:
@@ -380,5 +445,6 @@ def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions
 
 def results_json(results: list[CheckResult]) -> str:
     failed = [r.check for r in results if r.status == "fail"]
-    return json.dumps({"ok": not failed, "failed": failed, "checks": [r.as_dict() for r in results]},
-                      indent=2)  # fmt: skip
+    return json.dumps(
+        {"ok": not failed, "failed": failed, "checks": [r.as_dict() for r in results]}, indent=2
+    )

@@ -15,26 +15,61 @@ _MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 @click.command()
 @click.argument("model", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--policy", default="default", show_default=True,
-              help="Policy YAML to validate; default: flows/policy.yaml, else built-in.")  # fmt: skip
-@click.option("--min-free-gb", type=click.FloatRange(min=0), show_default=True,
-              default=lambda: float(os.environ.get("MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB", "1")),
-              help="Least free disk space per checked path ($MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB).")  # fmt: skip
-@click.option("--path", "paths", multiple=True, type=click.Path(),
-              help="Check free space here (repeatable; default: cwd, temp, archive, prediction log).")  # fmt: skip
-@click.option("--backend-store-uri", envvar="MLFLOW_BACKEND_STORE_URI", default=None,
-              help="The server's database, to compare its schema with MLflow's alembic head.")  # fmt: skip
-@click.option("--prediction-log", default="sqlite:///predictions.db", show_default=True,
-              help="SQLAlchemy URI of the serving prediction log.")  # fmt: skip
-@click.option("--heartbeat-max-age", type=click.FloatRange(min=0), default=900.0, show_default=True,
-              help="Seconds after which the operator's heartbeat is stale.")  # fmt: skip
+@click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    help="Policy YAML to validate; default: flows/policy.yaml, else built-in.",
+)
+@click.option(
+    "--min-free-gb",
+    type=click.FloatRange(min=0),
+    show_default=True,
+    default=lambda: float(os.environ.get("MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB", "1")),
+    help="Least free disk space per checked path ($MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB).",
+)
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Path(),
+    help="Check free space here (repeatable; default: cwd, temp, archive, prediction log).",
+)
+@click.option(
+    "--backend-store-uri",
+    envvar="MLFLOW_BACKEND_STORE_URI",
+    default=None,
+    help="The server's database, to compare its schema with MLflow's alembic head.",
+)
+@click.option(
+    "--prediction-log",
+    default="sqlite:///predictions.db",
+    show_default=True,
+    help="SQLAlchemy URI of the serving prediction log.",
+)
+@click.option(
+    "--heartbeat-max-age",
+    type=click.FloatRange(min=0),
+    default=900.0,
+    show_default=True,
+    help="Seconds after which the operator's heartbeat is stale.",
+)
 @click.option(
     "--allow-non-sql", is_flag=True, help="A file-store backend is a warning, not a failure."
 )
 @click.pass_context
-def doctor(ctx: click.Context, model: str | None, as_json: bool, policy: str, min_free_gb: float,
-           paths: tuple[str, ...], backend_store_uri: str | None, prediction_log: str,
-           heartbeat_max_age: float, allow_non_sql: bool) -> None:  # fmt: skip
+def doctor(
+    ctx: click.Context,
+    model: str | None,
+    as_json: bool,
+    policy: str,
+    min_free_gb: float,
+    paths: tuple[str, ...],
+    backend_store_uri: str | None,
+    prediction_log: str,
+    heartbeat_max_age: float,
+    allow_non_sql: bool,
+) -> None:
     """Check that the tracking server, its stores and each managed model are production-ready."""
     from mlflow_plugin._client import resolve_tracking_uri
     from mlflow_plugin._types import check_model_name
@@ -43,10 +78,14 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool, policy: str, mi
     options = DoctorOptions(
         tracking_uri=resolve_tracking_uri(ctx.obj.tracking_uri),
         models=[check_model_name(model)] if model else None,
-        policy=policy, min_free_bytes=int(min_free_gb * 1024**3), paths=paths,
-        backend_store_uri=backend_store_uri, prediction_log=prediction_log,
-        heartbeat_max_age_s=heartbeat_max_age, require_sql=not allow_non_sql,
-    )  # fmt: skip
+        policy=policy,
+        min_free_bytes=int(min_free_gb * 1024**3),
+        paths=paths,
+        backend_store_uri=backend_store_uri,
+        prediction_log=prediction_log,
+        heartbeat_max_age_s=heartbeat_max_age,
+        require_sql=not allow_non_sql,
+    )
     results = list(run_checks(options))
     failed = [r.check for r in results if r.status == "fail"]
     if as_json:
@@ -63,5 +102,7 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool, policy: str, mi
         ctx.exit(1)
     if not as_json:
         others = sum(r.status != "pass" for r in results)
-        click.echo(f"doctor: all checks passed ({len(results) - others} ok"
-                   + (f", {others} warned or skipped)" if others else ")"))  # fmt: skip
+        click.echo(
+            f"doctor: all checks passed ({len(results) - others} ok"
+            + (f", {others} warned or skipped)" if others else ")")
+        )

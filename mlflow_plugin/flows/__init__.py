@@ -62,4 +62,6 @@ _LAZY = {
 
 
 # PEP 562: the members' modules are imported on first use.
-__getattr__, __dir__ = lazy_attributes(globals(), {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__)
+__getattr__, __dir__ = lazy_attributes(
+    globals(), {name: f"{__name__}.{module}" for name, module in _LAZY.items()}, __all__
+)

@@ -140,7 +140,7 @@ class Columns:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Parameters of the ``train`` step (see DESIGN.md, MLproject entry points).
+    """Parameters of the ``train`` step (see the README, "Retrain and promote").
 
     Attributes:
         model_name: registered model to add a version to.

@@ -39,8 +39,14 @@ __all__ = ["Alerts", "PerformanceRules", "RollbackIf", "Triggers", "parse_durati
 _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
-_RULE_KEYS = ("brier_increase", "precision_below", "recall_below", "c_index_below",
-              "consecutive_windows", "min_matured")  # fmt: skip
+_RULE_KEYS = (
+    "brier_increase",
+    "precision_below",
+    "recall_below",
+    "c_index_below",
+    "consecutive_windows",
+    "min_matured",
+)
 TRIGGER_KEYS = ("schedule", "min_history", "new_data", *_RULE_KEYS)
 ROLLBACK_KEYS = _RULE_KEYS
 ALERT_KEYS = ("webhook_url", "timeout", "retries")
@@ -90,11 +96,17 @@ class PerformanceRules:
     def active(self) -> bool:
         return any(
             v is not None
-            for v in (self.brier_increase, self.precision_below, self.recall_below,
-                      self.c_index_below)
-        )  # fmt: skip
+            for v in (
+                self.brier_increase,
+                self.precision_below,
+                self.recall_below,
+                self.c_index_below,
+            )
+        )
 
-    def breaches(self, metrics: Mapping[str, float | None], baseline: Mapping[str, float]) -> dict[str, str]:  # fmt: skip
+    def breaches(
+        self, metrics: Mapping[str, float | None], baseline: Mapping[str, float]
+    ) -> dict[str, str]:
         """The rules a window's ``metrics`` break: rule name -> evidence (one line each).
 
         An undefined metric (None) breaks nothing; ``brier_increase`` needs a baseline Brier.
@@ -107,8 +119,11 @@ class PerformanceRules:
                 out["brier_increase"] = (
                     f"brier {brier:.4f} > {limit:.4f} (baseline {base:.4f} +{self.brier_increase:.0%})"
                 )
-        for rule, metric in (("precision_below", "precision"), ("recall_below", "recall"),
-                             ("c_index_below", "c_index")):  # fmt: skip
+        for rule, metric in (
+            ("precision_below", "precision"),
+            ("recall_below", "recall"),
+            ("c_index_below", "c_index"),
+        ):
             bound = getattr(self, rule)
             value = metrics.get(metric)
             if bound is not None and value is not None and value < bound:

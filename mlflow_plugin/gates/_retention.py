@@ -176,13 +176,21 @@ def parse_retention(loader: _Loader, value: object) -> RetentionPolicy:
             bounds = loader.mapping(f"{path}.min_metric", arg, tuple(GATE_DIRECTIONS))
             if not bounds:
                 loader.fail(f"{path}.min_metric", "expected at least one metric: bound")
-            rules.append(MinMetric(tuple(
-                (str(m), loader.number(f"{path}.min_metric.{m}", b)) for m, b in bounds.items()
-            )))  # fmt: skip
+            rules.append(
+                MinMetric(
+                    tuple(
+                        (str(m), loader.number(f"{path}.min_metric.{m}", b))
+                        for m, b in bounds.items()
+                    )
+                )
+            )
     policy = RetentionPolicy(
-        rules=tuple(rules), default=str(default), always_keep=tuple(always),
-        protect_window_s=window, archive_uri=archive_uri.strip() if archive_uri else None,
-    )  # fmt: skip
+        rules=tuple(rules),
+        default=str(default),
+        always_keep=tuple(always),
+        protect_window_s=window,
+        archive_uri=archive_uri.strip() if archive_uri else None,
+    )
     if policy.can_delete and policy.archive_uri is None:
         loader.fail("retention.archive_uri", "required when a rule or the default deletes versions")
     return policy

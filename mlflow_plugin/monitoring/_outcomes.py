@@ -197,10 +197,14 @@ class OutcomeStore:
                 stmt = (
                     t.update()
                     .where(t.c.id == bindparam("row_id"))
-                    .values(duration=bindparam("duration"), event=bindparam("event"),
-                            label=bindparam("label"), observed_at=bindparam("observed_at"),
-                            ingested_at=bindparam("ingested_at"))
-                )  # fmt: skip
+                    .values(
+                        duration=bindparam("duration"),
+                        event=bindparam("event"),
+                        label=bindparam("label"),
+                        observed_at=bindparam("observed_at"),
+                        ingested_at=bindparam("ingested_at"),
+                    )
+                )
                 payload = _records(changed, model, stamp)
                 for rec, row_id in zip(payload, changed["id"].astype(int).tolist(), strict=True):
                     rec["row_id"] = row_id
@@ -281,17 +285,27 @@ class OutcomeStore:
         p, o = self.predictions, self.outcomes
         query = (
             select(
-                p.c.ts, p.c.entity_key, self._json_float(risk_key).label("risk"),
+                p.c.ts,
+                p.c.entity_key,
+                self._json_float(risk_key).label("risk"),
                 self._json_float(survival_key).label("survival"),
-                o.c.duration, o.c.event, o.c.label,
+                o.c.duration,
+                o.c.event,
+                o.c.label,
                 *([p.c.features] if with_features else []),
             )
-            .select_from(p.join(o, and_(o.c.model_name == p.c.model_name,
-                                        o.c.entity_key == p.c.entity_key)))
-            .where(p.c.model_name == model, p.c.model_version == version, p.c.error.is_(None),
-                   p.c.ts >= start, p.c.ts < end,
-                   or_(o.c.observed_at.is_(None), p.c.ts <= o.c.observed_at))
-        )  # fmt: skip
+            .select_from(
+                p.join(o, and_(o.c.model_name == p.c.model_name, o.c.entity_key == p.c.entity_key))
+            )
+            .where(
+                p.c.model_name == model,
+                p.c.model_version == version,
+                p.c.error.is_(None),
+                p.c.ts >= start,
+                p.c.ts < end,
+                or_(o.c.observed_at.is_(None), p.c.ts <= o.c.observed_at),
+            )
+        )
         columns = ["ts", "entity_key", "risk", "survival", "duration", "event", "label"]
         if not self._has_predictions():
             return pd.DataFrame(columns=columns + (["features"] if with_features else []))
@@ -317,14 +331,22 @@ class OutcomeStore:
             func.count(func.distinct(p.c.request_id)).filter(answered),
             func.sum(case((p.c.error.is_not(None), 1), else_=0)),
             func.sum(case((answered & (p.c.guardrail_flags != ""), 1), else_=0)),
-        ).where(p.c.model_name == model, p.c.ts >= start, p.c.ts < end,
-                answered | p.c.error.is_not(None))  # fmt: skip
+        ).where(
+            p.c.model_name == model,
+            p.c.ts >= start,
+            p.c.ts < end,
+            answered | p.c.error.is_not(None),
+        )
         if not self._has_predictions():
             return {"rows": 0, "requests": 0, "errors": 0, "guardrail_flags": 0}
         with self._reading() as conn:
             rows, requests, errors, flagged = conn.execute(query).one()
-        return {"rows": int(rows or 0), "requests": int(requests or 0), "errors": int(errors or 0),
-                "guardrail_flags": int(flagged or 0)}  # fmt: skip
+        return {
+            "rows": int(rows or 0),
+            "requests": int(requests or 0),
+            "errors": int(errors or 0),
+            "guardrail_flags": int(flagged or 0),
+        }
 
 
 def _outcome_rows(
@@ -400,18 +422,24 @@ def _binary(values: pd.Series, name: str) -> pd.Series:
 def _records(frame: pd.DataFrame, model: str, stamp: datetime) -> list[dict[str, Any]]:
     out = []
     for key, duration, event, label, observed in zip(
-        frame["entity_key"], frame["duration"], frame["event"], frame["label"],
-        frame["observed_at"], strict=True,
-    ):  # fmt: skip
-        out.append({
-            "model_name": model,
-            "entity_key": key,
-            "duration": None if pd.isna(duration) else float(duration),
-            "event": None if pd.isna(event) else bool(event),
-            "label": None if pd.isna(label) else int(label),
-            "observed_at": None if pd.isna(observed) else observed.to_pydatetime(),
-            "ingested_at": stamp,
-        })  # fmt: skip
+        frame["entity_key"],
+        frame["duration"],
+        frame["event"],
+        frame["label"],
+        frame["observed_at"],
+        strict=True,
+    ):
+        out.append(
+            {
+                "model_name": model,
+                "entity_key": key,
+                "duration": None if pd.isna(duration) else float(duration),
+                "event": None if pd.isna(event) else bool(event),
+                "label": None if pd.isna(label) else int(label),
+                "observed_at": None if pd.isna(observed) else observed.to_pydatetime(),
+                "ingested_at": stamp,
+            }
+        )
     return out
 
 

@@ -88,8 +88,11 @@ class MonitoringRuns:
             )
         if found:
             run = found[0]
-            baseline = {k.removeprefix("baseline_"): float(v) for k, v in run.data.params.items()
-                        if k.startswith("baseline_")}  # fmt: skip
+            baseline = {
+                k.removeprefix("baseline_"): float(v)
+                for k, v in run.data.params.items()
+                if k.startswith("baseline_")
+            }
             return run.info.run_id, baseline
         baseline = self.baseline_of(version)
         tags = {
@@ -199,8 +202,12 @@ class MonitoringRuns:
             for label, rule in rules:
                 bound = _threshold(rule, name, baseline)
                 if bound is not None:
-                    ax.axhline(bound, linestyle=":", color="red" if label == "rollback_if" else "orange",
-                               label=label)  # fmt: skip
+                    ax.axhline(
+                        bound,
+                        linestyle=":",
+                        color="red" if label == "rollback_if" else "orange",
+                        label=label,
+                    )
             ax.set_title(name)
             ax.set_xlabel("window since promotion")
             ax.legend(fontsize=7)

@@ -130,9 +130,14 @@ def window_metrics(
         labels, matured = matured_labels(durations, events, horizon)
         train_d, train_e = censoring if censoring is not None else (durations, events)
         out["brier"] = _attempt(
-            gates.survival_brier_loss, durations, events, 1.0 - p_event, horizon,
-            train_durations=train_d, train_events=train_e,
-        )  # fmt: skip
+            gates.survival_brier_loss,
+            durations,
+            events,
+            1.0 - p_event,
+            horizon,
+            train_durations=train_d,
+            train_events=train_e,
+        )
         risk = rows["risk"].to_numpy(dtype=float)
         if np.isfinite(risk).all():
             out["c_index"] = _attempt(gates.c_index_score, durations, events, risk)

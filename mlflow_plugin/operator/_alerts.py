@@ -70,9 +70,12 @@ class Alerter:
     def send(self, alert: Alert) -> None:
         """Record the ``alert`` event now; queue the webhook (never waits for it)."""
         self.ledger.record(
-            "alert", alert.model, version=alert.version, message=alert.text[:1000],
+            "alert",
+            alert.model,
+            version=alert.version,
+            message=alert.text[:1000],
             extra={"alert_kind": alert.kind},
-        )  # fmt: skip
+        )
         _log.warning("alert %s %s v%s: %s", alert.kind, alert.model, alert.version, alert.text)
         if self.config.webhook_url:
             if self._thread is None:
@@ -108,9 +111,11 @@ class Alerter:
         for attempt in range(self.config.retries + 1):
             try:
                 response = requests.post(
-                    url, data=body, headers={"Content-Type": "application/json"},
+                    url,
+                    data=body,
+                    headers={"Content-Type": "application/json"},
                     timeout=self.config.timeout,
-                )  # fmt: skip
+                )
                 if response.status_code < 300:
                     self.delivered.append(payload)
                     return

@@ -15,9 +15,13 @@ from mlflow_plugin._errors import BadInput, RegistryUnavailable
 __all__ = ["monitor", "operator", "outcomes", "tick"]
 
 _PREDICTIONS = click.option(
-    "--predictions", "predictions_uri", default="sqlite:///predictions.db", show_default=True,
-    envvar="MLFLOW_PLUGIN_PREDICTIONS", help="SQLAlchemy URI of the prediction log (outcomes go beside it).",
-)  # fmt: skip
+    "--predictions",
+    "predictions_uri",
+    default="sqlite:///predictions.db",
+    show_default=True,
+    envvar="MLFLOW_PLUGIN_PREDICTIONS",
+    help="SQLAlchemy URI of the prediction log (outcomes go beside it).",
+)
 _WINDOW = click.option(
     "--window", default="7d", show_default=True, help="Window length: 7d, 12h, 30m ..."
 )
@@ -71,8 +75,16 @@ def outcomes() -> None:
     "--observed-col", default=None, help="When each outcome was known (default: not recorded)."
 )
 @_PREDICTIONS
-def ingest(model: str, data: str, entity_col: str, duration_col: str | None, event_col: str | None,
-           label_col: str | None, observed_col: str | None, predictions_uri: str) -> None:  # fmt: skip
+def ingest(
+    model: str,
+    data: str,
+    entity_col: str,
+    duration_col: str | None,
+    event_col: str | None,
+    label_col: str | None,
+    observed_col: str | None,
+    predictions_uri: str,
+) -> None:
     """Upsert outcomes of MODEL from DATA (the same file twice changes nothing)."""
     from mlflow_plugin._types import check_model_name
     from mlflow_plugin.flows._data import load_data
@@ -82,8 +94,15 @@ def ingest(model: str, data: str, entity_col: str, duration_col: str | None, eve
     frame = load_data(data).frame
     store = OutcomeStore(predictions_uri)
     try:
-        result = store.ingest(model, frame, entity_col=entity_col, duration_col=duration_col,
-                              event_col=event_col, label_col=label_col, observed_col=observed_col)  # fmt: skip
+        result = store.ingest(
+            model,
+            frame,
+            entity_col=entity_col,
+            duration_col=duration_col,
+            event_col=event_col,
+            label_col=label_col,
+            observed_col=observed_col,
+        )
     finally:
         store.close()
     click.echo(f"{model}: outcomes {result}")
@@ -97,8 +116,15 @@ def ingest(model: str, data: str, entity_col: str, duration_col: str | None, eve
 @click.option("--version", default=None, help="Version to monitor (default: the champion).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_NOW
-def monitor(model: str, predictions_uri: str, window: str, policy: str | None, version: str | None,
-            as_json: bool, now: str | None) -> None:  # fmt: skip
+def monitor(
+    model: str,
+    predictions_uri: str,
+    window: str,
+    policy: str | None,
+    version: str | None,
+    as_json: bool,
+    now: str | None,
+) -> None:
     """Realised performance of MODEL's champion per window, against its frozen baseline."""
     from mlflow_plugin.controller import Controller
     from mlflow_plugin.flows._params import load_policy
@@ -116,16 +142,27 @@ def monitor(model: str, predictions_uri: str, window: str, policy: str | None, v
     loaded = load_policy(policy)
     op = Operator(controller, loaded, store=store, runs=runs, window=_window(window))
     try:
-        report = monitor_version(store, runs, target, promoted_ms=op._promoted_ms(model, target),
-                                 now=_clock(now)(), length=op.window)  # fmt: skip
+        report = monitor_version(
+            store,
+            runs,
+            target,
+            promoted_ms=op._promoted_ms(model, target),
+            now=_clock(now)(),
+            length=op.window,
+        )
         rules = [
             (n, r)
             for n, r in (("triggers", loaded.triggers), ("rollback_if", loaded.rollback_if))
             if r
         ]
         if report.windows:
-            runs.log_plot(report.run_id, f"{model} v{target.version}: realised performance per window",
-                          report.windows, report.baseline, rules)  # fmt: skip
+            runs.log_plot(
+                report.run_id,
+                f"{model} v{target.version}: realised performance per window",
+                report.windows,
+                report.baseline,
+                rules,
+            )
     finally:
         store.close()
     if as_json:
@@ -147,10 +184,17 @@ def monitor(model: str, predictions_uri: str, window: str, policy: str | None, v
         "recall",
         "errors",
     )
-    rows = [[str(w.index) + ("" if w.complete else "*"), w.start.strftime("%Y-%m-%d %H:%M"),
-             str(w.counts["rows"]), str(w.counts["matured"]),
-             *(_fmt(w.metrics.get(m)) for m in ("brier", "c_index", "precision", "recall")),
-             f"{w.rates['error_rate']:.1%}"] for w in report.windows]  # fmt: skip
+    rows = [
+        [
+            str(w.index) + ("" if w.complete else "*"),
+            w.start.strftime("%Y-%m-%d %H:%M"),
+            str(w.counts["rows"]),
+            str(w.counts["matured"]),
+            *(_fmt(w.metrics.get(m)) for m in ("brier", "c_index", "precision", "recall")),
+            f"{w.rates['error_rate']:.1%}",
+        ]
+        for w in report.windows
+    ]
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
@@ -165,9 +209,17 @@ def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4f}"
 
 
-def _build(policy: str | None, predictions_uri: str, window: str, models: tuple[str, ...],
-           project: str, backend: str, backend_config: str | None, wait: bool,
-           now: str | None) -> Any:  # fmt: skip
+def _build(
+    policy: str | None,
+    predictions_uri: str,
+    window: str,
+    models: tuple[str, ...],
+    project: str,
+    backend: str,
+    backend_config: str | None,
+    wait: bool,
+    now: str | None,
+) -> Any:
     from mlflow_plugin.controller import Controller
     from mlflow_plugin.flows._params import load_policy
     from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore
@@ -178,13 +230,24 @@ def _build(policy: str | None, predictions_uri: str, window: str, models: tuple[
     length = _window(window)  # bad input first, before the server is asked anything
     controller = Controller.from_uri(_tracking_uri())
     _probe(controller)
-    retrainer = Retrainer(controller.registry.uri, project_uri=project, backend=backend,
-                          backend_config=backend_config, synchronous=wait)  # fmt: skip
+    retrainer = Retrainer(
+        controller.registry.uri,
+        project_uri=project,
+        backend=backend,
+        backend_config=backend_config,
+        synchronous=wait,
+    )
     return Operator(
-        controller, loaded, store=OutcomeStore(predictions_uri), runs=MonitoringRuns(controller.registry.uri),
-        retrainer=retrainer, window=length, models=list(models) or None, clock=_clock(now),
+        controller,
+        loaded,
+        store=OutcomeStore(predictions_uri),
+        runs=MonitoringRuns(controller.registry.uri),
+        retrainer=retrainer,
+        window=length,
+        models=list(models) or None,
+        clock=_clock(now),
         policy_path=policy,
-    )  # fmt: skip
+    )
 
 
 def _probe(controller: Any) -> None:
@@ -193,13 +256,36 @@ def _probe(controller: Any) -> None:
 
 
 def _loop_options(fn: Any) -> Any:
-    for option in reversed([
-        click.option("--model", "models", multiple=True, help="Manage this model (repeatable; default: every model in the ledger)."),
-        _POLICY, _PREDICTIONS, _WINDOW,
-        click.option("--project", default=".", show_default=True, help="MLflow project of the main entry point."),
-        click.option("--backend", type=click.Choice(["local", "kubernetes"]), default="local", show_default=True),
-        click.option("--backend-config", default=None, help="JSON file: MLflow's backend config (kubernetes)."),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.option(
+                "--model",
+                "models",
+                multiple=True,
+                help="Manage this model (repeatable; default: every model in the ledger).",
+            ),
+            _POLICY,
+            _PREDICTIONS,
+            _WINDOW,
+            click.option(
+                "--project",
+                default=".",
+                show_default=True,
+                help="MLflow project of the main entry point.",
+            ),
+            click.option(
+                "--backend",
+                type=click.Choice(["local", "kubernetes"]),
+                default="local",
+                show_default=True,
+            ),
+            click.option(
+                "--backend-config",
+                default=None,
+                help="JSON file: MLflow's backend config (kubernetes).",
+            ),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -211,8 +297,18 @@ def _loop_options(fn: Any) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_NOW
-def tick(models: tuple[str, ...], policy: str | None, predictions_uri: str, window: str, project: str,
-         backend: str, backend_config: str | None, wait: bool, as_json: bool, now: str | None) -> None:  # fmt: skip
+def tick(
+    models: tuple[str, ...],
+    policy: str | None,
+    predictions_uri: str,
+    window: str,
+    project: str,
+    backend: str,
+    backend_config: str | None,
+    wait: bool,
+    as_json: bool,
+    now: str | None,
+) -> None:
     """One pass of the operator (for cron, systemd timers or a Kubernetes CronJob)."""
     from mlflow_plugin.operator._lease import OperatorLease
 
@@ -237,10 +333,23 @@ def tick(models: tuple[str, ...], policy: str | None, predictions_uri: str, wind
 
 @click.command()
 @_loop_options
-@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(min=1.0),
-              help="Seconds between two passes.")  # fmt: skip
-def operator(models: tuple[str, ...], policy: str | None, predictions_uri: str, window: str, project: str,
-             backend: str, backend_config: str | None, interval: float) -> None:  # fmt: skip
+@click.option(
+    "--interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=1.0),
+    help="Seconds between two passes.",
+)
+def operator(
+    models: tuple[str, ...],
+    policy: str | None,
+    predictions_uri: str,
+    window: str,
+    project: str,
+    backend: str,
+    backend_config: str | None,
+    interval: float,
+) -> None:
     """Run the closed loop until stopped: one pass every --interval seconds (one process)."""
     from mlflow_plugin.operator._lease import OperatorLease
 

@@ -138,9 +138,14 @@ class Retrainer:
             if exp is not None:
                 return str(exp.experiment_id)
             try:
-                return str(self.client.create_experiment(
-                    self.experiment, tags=experiment_kind_tags("Retraining runs started by the mlflow_plugin operator."),
-                ))  # fmt: skip
+                return str(
+                    self.client.create_experiment(
+                        self.experiment,
+                        tags=experiment_kind_tags(
+                            "Retraining runs started by the mlflow_plugin operator."
+                        ),
+                    )
+                )
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -181,11 +186,15 @@ class Retrainer:
 
         _python_on_path()
         kwargs: dict[str, Any] = {
-            "uri": self.project_uri, "entry_point": "main", "parameters": parameters,
-            "experiment_id": self.experiment_id(), "backend": self.backend,
-            "backend_config": dict(self.config), "synchronous": self.synchronous,
+            "uri": self.project_uri,
+            "entry_point": "main",
+            "parameters": parameters,
+            "experiment_id": self.experiment_id(),
+            "backend": self.backend,
+            "backend_config": dict(self.config),
+            "synchronous": self.synchronous,
             "env_manager": "local",
-        }  # fmt: skip
+        }
         if self.backend == "local":
             kwargs["run_id"] = run_id
         try:

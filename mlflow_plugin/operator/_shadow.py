@@ -47,8 +47,14 @@ def score_fallback(
     champion_survival = survival_column(horizon_of(champion))
     frames = []
     for w in windows:
-        frame = store.matched(champion.name, champion.version, w.start, w.end,
-                              survival_key=champion_survival, with_features=True)  # fmt: skip
+        frame = store.matched(
+            champion.name,
+            champion.version,
+            w.start,
+            w.end,
+            survival_key=champion_survival,
+            with_features=True,
+        )
         if frame.empty or frame["features"].isna().any():
             return None
         frames.append(frame)

@@ -187,17 +187,30 @@ class Operator:
         from mlflow_plugin.monitoring import monitor_version
 
         report = monitor_version(
-            self.store, self.runs, ctx.champion, promoted_ms=ctx.promoted_ms, now=ctx.now,
+            self.store,
+            self.runs,
+            ctx.champion,
+            promoted_ms=ctx.promoted_ms,
+            now=ctx.now,
             length=self.window,
-        )  # fmt: skip
+        )
         ctx.report = report
         if self.runs is not None and report.windows and report.run_id:
-            rules = [(n, r) for n, r in (("triggers", self.policy.triggers),
-                                         ("rollback_if", self.policy.rollback_if)) if r is not None]  # fmt: skip
+            rules = [
+                (n, r)
+                for n, r in (
+                    ("triggers", self.policy.triggers),
+                    ("rollback_if", self.policy.rollback_if),
+                )
+                if r is not None
+            ]
             self.runs.log_plot(
-                report.run_id, f"{ctx.model} v{ctx.champion.version}: realised performance per window",
-                report.windows, report.baseline, rules,
-            )  # fmt: skip
+                report.run_id,
+                f"{ctx.model} v{ctx.champion.version}: realised performance per window",
+                report.windows,
+                report.baseline,
+                rules,
+            )
         done = [w for w in report.complete if w.counts.get("matured")]
         if done:
             last = done[-1]
@@ -224,15 +237,25 @@ class Operator:
             for w, b in zip(windows, breaches, strict=True)
         )
         event = self.controller.ledger.record(
-            "degraded", ctx.model, version=version, from_version=version,
+            "degraded",
+            ctx.model,
+            version=version,
+            from_version=version,
             message=f"champion v{version} degraded: {evidence}"[:1000],
             extra={"dedupe_keys": key, "rules": ",".join(sorted({r for b in breaches for r in b}))},
-        )  # fmt: skip
+        )
         ctx.did(f"degraded: v{version}: {evidence}")
         if self.runs is not None and ctx.report.run_id:
             self.runs.set_state(ctx.report.run_id, "degraded")
-        self.alerter.send(Alert(ctx.model, version, "degraded", f"{ctx.model} v{version} degraded: {evidence}",
-                                {"event_run": event.run_id, "windows": [w.as_dict() for w in windows]}))  # fmt: skip
+        self.alerter.send(
+            Alert(
+                ctx.model,
+                version,
+                "degraded",
+                f"{ctx.model} v{version} degraded: {evidence}",
+                {"event_run": event.run_id, "windows": [w.as_dict() for w in windows]},
+            )
+        )
         self._maybe_roll_back(ctx, windows, breaches)
 
     def _maybe_roll_back(
@@ -259,8 +282,10 @@ class Operator:
                 f"no rollback: v{fallback} is not better on the same windows ({'; '.join(lines)})"
             )
             return
-        reason = (f"automatic rollback: v{ctx.champion.version} degraded and v{fallback} does better "
-                  f"on the same windows: {'; '.join(lines)}")  # fmt: skip
+        reason = (
+            f"automatic rollback: v{ctx.champion.version} degraded and v{fallback} does better "
+            f"on the same windows: {'; '.join(lines)}"
+        )
         outcome = self.controller.rollback(ctx.model, reason=reason[:1000], to_version=fallback)
         ctx.did(f"rollback: {outcome.message}")
         if self.runs is not None and ctx.report.run_id:
@@ -287,8 +312,13 @@ class Operator:
             due = croniter(rules.schedule, ctx.now).get_prev(datetime)
             promoted = datetime.fromtimestamp(ctx.promoted_ms / 1000, tz=UTC)
             if due > promoted:
-                out.append(Firing("schedule", f"schedule:{due.isoformat()}",
-                                  f"scheduled at {due:%Y-%m-%d %H:%M} UTC ({rules.schedule})"))  # fmt: skip
+                out.append(
+                    Firing(
+                        "schedule",
+                        f"schedule:{due.isoformat()}",
+                        f"scheduled at {due:%Y-%m-%d %H:%M} UTC ({rules.schedule})",
+                    )
+                )
         if ctx.report is not None and ctx.champion is not None and rules.active:
             version = ctx.champion.version
             bad = _breached(ctx.report, rules)
@@ -359,8 +389,15 @@ class Operator:
             extra=extra,
         )
         ctx.did(f"retrain_triggered: {message}")
-        self.alerter.send(Alert(ctx.model, ctx.champion.version, "retrain_triggered",
-                                f"{ctx.model}: {message}", {"event_run": event.run_id, "run": run_id or blocked}))  # fmt: skip
+        self.alerter.send(
+            Alert(
+                ctx.model,
+                ctx.champion.version,
+                "retrain_triggered",
+                f"{ctx.model}: {message}",
+                {"event_run": event.run_id, "run": run_id or blocked},
+            )
+        )
         if run_id and self.retrainer is not None:
             launch = self.retrainer.launch(run_id, parameters)
             ctx.did(
@@ -410,8 +447,12 @@ def _fallback_better(
 ) -> tuple[bool, list[str]]:
     """Better = on every breached metric of every window the fallback's value is better, and
     the fallback itself breaks no rule there."""
-    metric_of = {"brier_increase": "brier", "precision_below": "precision", "recall_below": "recall",
-                 "c_index_below": "c_index"}  # fmt: skip
+    metric_of = {
+        "brier_increase": "brier",
+        "precision_below": "precision",
+        "recall_below": "recall",
+        "c_index_below": "c_index",
+    }
     lines, better = [], True
     for w, theirs, broken in zip(windows, compared, breaches, strict=True):
         for rule in broken:

@@ -91,7 +91,7 @@ class RetentionReport:
                     "bytes": self.sizes.get(d.version),
                 }
                 for d in self.decisions
-            ],  # fmt: skip
+            ],
             "archived": {
                 v: {"uri": r.uri, "tree_sha256": r.tree_sha256} for v, r in self.archived.items()
             },
@@ -162,11 +162,18 @@ def apply_retention(
         expected = sum(report.archived[v].bytes for v in reclaim.values())
         champion = registry.get_model(model).aliases.get(CHAMPION, "")
         report.event = ledger.record(
-            "retention", model, version="", from_version=champion,
-            message=(f"archived and deleted {len(doomed)} version(s): "
-                     f"{', '.join(v.version for v in doomed)}; {expected} bytes reclaimed"),
-            extra=_event_tags(rules.archive_uri, report, doomed, expected, _unfinished(ledger, model, versions)),
-        )  # fmt: skip
+            "retention",
+            model,
+            version="",
+            from_version=champion,
+            message=(
+                f"archived and deleted {len(doomed)} version(s): "
+                f"{', '.join(v.version for v in doomed)}; {expected} bytes reclaimed"
+            ),
+            extra=_event_tags(
+                rules.archive_uri, report, doomed, expected, _unfinished(ledger, model, versions)
+            ),
+        )
         _failpoint("retention.after_record")
         for i, v in enumerate(doomed):
             registry.delete_version(model, v.version)
@@ -199,7 +206,7 @@ def _plan(
             created_ms=v.created_ms,
             aliases=tuple(aliases.get(v.version, ())),
             metrics=_metrics(registry, v, metric_names) if metric_names else {},
-        )  # fmt: skip
+        )
         for v in versions.values()
     ]
     return versions, plan_retention(rules, facts, recent, now_ms)
@@ -255,9 +262,12 @@ def _unfinished(ledger: Any, model: str, versions: dict[str, VersionInfo]) -> st
 
 
 def _event_tags(
-    archive_uri: str, report: RetentionReport, doomed: list[VersionInfo], reclaimed: int,
+    archive_uri: str,
+    report: RetentionReport,
+    doomed: list[VersionInfo],
+    reclaimed: int,
     resumes: str,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     tags = {
         "archive_uri": archive_uri,
         "archived": json.dumps(

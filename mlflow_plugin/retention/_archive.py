@@ -168,9 +168,13 @@ def _check_recorded_digest(version: VersionInfo, local: str, where: str) -> None
 
 
 def read_archive(
-    archive_uri: str, model: str, version: str, *, missing_ok: bool = False,
+    archive_uri: str,
+    model: str,
+    version: str,
+    *,
+    missing_ok: bool = False,
     dst: str | os.PathLike[str] | None = None,
-) -> ArchiveRecord | None:  # fmt: skip
+) -> ArchiveRecord | None:
     """Read and verify an archive (every file against the manifest's digests).
 
     Args:
@@ -210,9 +214,13 @@ def read_archive(
         if dst is not None:
             manifest["local_dir"] = str(local)
     return ArchiveRecord(
-        model=model, version=version, uri=uri, tree_sha256=manifest["tree_sha256"],
-        bytes=sum(int(m["size"]) for m in files.values()), manifest=manifest,
-    )  # fmt: skip
+        model=model,
+        version=version,
+        uri=uri,
+        tree_sha256=manifest["tree_sha256"],
+        bytes=sum(int(m["size"]) for m in files.values()),
+        manifest=manifest,
+    )
 
 
 def restore_version(
@@ -234,9 +242,12 @@ def restore_version(
             exp = client.get_experiment_by_name(RESTORE_EXPERIMENT)
             exp_id = exp.experiment_id if exp else client.create_experiment(RESTORE_EXPERIMENT)
             run = client.create_run(
-                exp_id, tags={"mlflow.runName": f"restore-{model}-v{version}",
-                              RESTORED_FROM_TAG: record.uri},
-            )  # fmt: skip
+                exp_id,
+                tags={
+                    "mlflow.runName": f"restore-{model}-v{version}",
+                    RESTORED_FROM_TAG: record.uri,
+                },
+            )
             client.log_artifacts(run.info.run_id, record.manifest["local_dir"], "model")
             client.set_terminated(run.info.run_id, "FINISHED")
     tags = {k: str(v) for k, v in (record.manifest.get("tags") or {}).items()}

@@ -23,8 +23,12 @@ def _human(n: int | None) -> str:
 @click.command()
 @click.argument("model")
 @click.option("--dry-run", is_flag=True, help="Print what would happen; change nothing.")
-@click.option("--policy", default="default", show_default=True,
-              help="Policy YAML with a retention section; default: flows/policy.yaml.")  # fmt: skip
+@click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    help="Policy YAML with a retention section; default: flows/policy.yaml.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def retention(ctx: click.Context, model: str, dry_run: bool, policy: str, as_json: bool) -> None:
@@ -39,34 +43,54 @@ def retention(ctx: click.Context, model: str, dry_run: bool, policy: str, as_jso
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
     rows = [("version", "action", "size", "reason")]
-    rows += [(d.version, d.action + (" (protected)" if d.protected else ""),
-              _human(report.sizes.get(d.version)), d.reason) for d in report.decisions]  # fmt: skip
+    rows += [
+        (
+            d.version,
+            d.action + (" (protected)" if d.protected else ""),
+            _human(report.sizes.get(d.version)),
+            d.reason,
+        )
+        for d in report.decisions
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     doomed = report.to_delete
     if dry_run:
         total = sum(report.sizes.get(v, 0) for v in doomed)
-        click.echo(f"dry run: would archive and delete {len(doomed)} version(s) "
-                   f"({_human(total)} of artifacts); nothing changed")  # fmt: skip
+        click.echo(
+            f"dry run: would archive and delete {len(doomed)} version(s) "
+            f"({_human(total)} of artifacts); nothing changed"
+        )
     elif report.event is None:
         click.echo("nothing to delete")
     else:
-        click.echo(f"archived {len(report.archived)} to {loaded.retention.archive_uri}, "
-                   f"deleted {len(report.deleted)} version(s), reclaimed "
-                   f"{_human(report.bytes_reclaimed)} (ledger run {report.event.run_id})")  # fmt: skip
+        click.echo(
+            f"archived {len(report.archived)} to {loaded.retention.archive_uri}, "
+            f"deleted {len(report.deleted)} version(s), reclaimed "
+            f"{_human(report.bytes_reclaimed)} (ledger run {report.event.run_id})"
+        )
 
 
 @click.command("retention-restore")
 @click.argument("model")
 @click.option("--version", "version", required=True, help="The archived version.")
-@click.option("--archive-uri", default=None,
-              help="Archive location; default: the policy's retention.archive_uri.")  # fmt: skip
+@click.option(
+    "--archive-uri",
+    default=None,
+    help="Archive location; default: the policy's retention.archive_uri.",
+)
 @click.option("--policy", default="default", show_default=True, help="Policy YAML.")
 @click.option("--into", default=None, help="Register into this model (default: MODEL).")
 @click.pass_context
-def retention_restore(ctx: click.Context, model: str, version: str, archive_uri: str | None,
-                      policy: str, into: str | None) -> None:  # fmt: skip
+def retention_restore(
+    ctx: click.Context,
+    model: str,
+    version: str,
+    archive_uri: str | None,
+    policy: str,
+    into: str | None,
+) -> None:
     """Register a new version of MODEL from the verified archive of VERSION."""
     from mlflow_plugin._errors import ConfigError
     from mlflow_plugin._types import check_version

@@ -48,8 +48,14 @@ _JSON = "application/json"
 class _Reply:
     __slots__ = ("body", "headers", "media_type", "reason", "status")
 
-    def __init__(self, status: int, body: str, media_type: str = _JSON,
-                 headers: dict[str, str] | None = None, reason: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        body: str,
+        media_type: str = _JSON,
+        headers: dict[str, str] | None = None,
+        reason: str | None = None,
+    ) -> None:
         self.status = status
         self.body = body
         self.media_type = media_type
@@ -109,8 +115,13 @@ def _parse(
         elif mime == ss.CONTENT_TYPE_PARQUET:
             data = ss.parse_parquet_input(io.BytesIO(body))
         else:
-            return _error(415, "BAD_REQUEST", f"unsupported content type {mime!r}; use one of "
-                          f"{', '.join(ss.CONTENT_TYPES)}", "unsupported_media_type", request_id)  # fmt: skip
+            return _error(
+                415,
+                "BAD_REQUEST",
+                f"unsupported content type {mime!r}; use one of {', '.join(ss.CONTENT_TYPES)}",
+                "unsupported_media_type",
+                request_id,
+            )
         flags: tuple[str, ...] = ()
         if guarded:
             flags = model.check_input(data)
@@ -172,8 +183,13 @@ def _numeric_cast(data: Any, schema: Any) -> Any:
         return None
 
 
-def _invoke(model: ChampionModel, body: bytes, content_type: str | None, request_id: str,
-            entity_keys: tuple[str, ...] | None = None) -> _Reply:  # fmt: skip
+def _invoke(
+    model: ChampionModel,
+    body: bytes,
+    content_type: str | None,
+    request_id: str,
+    entity_keys: tuple[str, ...] | None = None,
+) -> _Reply:
     """Parse, score and encode one request (runs on a worker thread, like MLflow's)."""
     parsed = _parse(model, body, content_type, request_id)
     if isinstance(parsed, _Reply):
@@ -271,8 +287,9 @@ def create_app(
     meter = metrics or ServingMetrics(model)
     batcher = (
         Batcher(model, max_rows=max_batch_rows, max_wait_ms=max_batch_wait_ms)
-        if max_batch_wait_ms > 0 else None
-    )  # fmt: skip
+        if max_batch_wait_ms > 0
+        else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -283,10 +300,12 @@ def create_app(
             await asyncio.to_thread(model.close)
 
     app = FastAPI(
-        title=f"mlflow-plugin serve {model.name}", lifespan=lifespan,
-        docs_url="/docs" if docs else None, redoc_url=None,
+        title=f"mlflow-plugin serve {model.name}",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
-    )  # fmt: skip
+    )
     app.add_middleware(BodyLimit, max_bytes=mb_to_bytes(max_body_mb))
     app.state.model = model
     app.state.metrics = meter
@@ -308,9 +327,12 @@ def create_app(
         if parsed.params or not _batchable(parsed.data):
             try:
                 prediction = await asyncio.to_thread(
-                    model.score, parsed.data, parsed.params, request_id=request_id,
+                    model.score,
+                    parsed.data,
+                    parsed.params,
+                    request_id=request_id,
                     input_flags=parsed.flags,
-                )  # fmt: skip
+                )
             except BadInput as exc:
                 return _error(400, "BAD_REQUEST", str(exc), "bad_request", request_id)
             except ModelUnavailable as exc:
@@ -335,11 +357,17 @@ def create_app(
         try:
             reply = await asyncio.wait_for(answer(request, request_id), request_timeout)
         except TimeoutError:
-            reply = _error(503, "TEMPORARILY_UNAVAILABLE",
-                           f"request timed out after {request_timeout:g}s", "timeout", request_id)  # fmt: skip
+            reply = _error(
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+                f"request timed out after {request_timeout:g}s",
+                "timeout",
+                request_id,
+            )
         meter.observe(reply.status, time.perf_counter() - t0, reply.reason)
-        return Response(reply.body, status_code=reply.status, media_type=reply.media_type,
-                        headers=reply.headers)  # fmt: skip
+        return Response(
+            reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
+        )
 
     @app.get("/ping")
     async def ping() -> Response:
@@ -353,10 +381,14 @@ def create_app(
 
     @app.get("/version")
     async def version() -> Response:
-        return _json({
-            "model": model.name, "version": model.version, "mlflow": MLFLOW_VERSION,
-            "mlflow_plugin": __version__,
-        })  # fmt: skip
+        return _json(
+            {
+                "model": model.name,
+                "version": model.version,
+                "mlflow": MLFLOW_VERSION,
+                "mlflow_plugin": __version__,
+            }
+        )
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

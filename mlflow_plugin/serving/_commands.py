@@ -15,40 +15,99 @@ __all__ = ["serve"]
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5001, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="Seconds between two reads of the champion alias.")  # fmt: skip
-@click.option("--prediction-log", "log_uri", default=DEFAULT_URI, show_default=True,
-              help="SQLAlchemy URI of the prediction log; 'none' to switch it off.")  # fmt: skip
-@click.option("--log-queue-size", default=10_000, show_default=True, type=click.IntRange(min=1),
-              help="Queued predictions before new ones are dropped (and counted).")  # fmt: skip
-@click.option("--log-features/--no-log-features", default=True, show_default=True,
-              help="Store each row's input features (the digest is stored either way).")  # fmt: skip
-@click.option("--key-column", default=None,
-              help="Input column stored as entity_key, to join predictions to outcomes.")  # fmt: skip
-@click.option("--guardrails", "guard_mode", type=click.Choice(["enforce", "observe", "off"]),
-              default="enforce", show_default=True,
-              help="enforce: a breaking output is answered by the fallback or refused; "
-                   "observe: only counted and flagged.")  # fmt: skip
-@click.option("--probability-columns", default=None,
-              help="Comma-separated probability columns (default: columns named p_*).")  # fmt: skip
-@click.option("--latency-budget-ms", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Flag (and count) answers slower than this.")  # fmt: skip
-@click.option("--event-interval", default=60.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds between two ledger events of the same kind.")  # fmt: skip
-@click.option("--input-guardrails", "input_mode", type=click.Choice(INPUT_MODES), default="enforce",
-              show_default=True,
-              help="enforce: a value far outside the feature's training range is a 400; observe: "
-                   "counted and flagged; off: no input checks at all (nulls reach the model).")  # fmt: skip
+@click.option(
+    "--poll-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between two reads of the champion alias.",
+)
+@click.option(
+    "--prediction-log",
+    "log_uri",
+    default=DEFAULT_URI,
+    show_default=True,
+    help="SQLAlchemy URI of the prediction log; 'none' to switch it off.",
+)
+@click.option(
+    "--log-queue-size",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Queued predictions before new ones are dropped (and counted).",
+)
+@click.option(
+    "--log-features/--no-log-features",
+    default=True,
+    show_default=True,
+    help="Store each row's input features (the digest is stored either way).",
+)
+@click.option(
+    "--key-column",
+    default=None,
+    help="Input column stored as entity_key, to join predictions to outcomes.",
+)
+@click.option(
+    "--guardrails",
+    "guard_mode",
+    type=click.Choice(["enforce", "observe", "off"]),
+    default="enforce",
+    show_default=True,
+    help="enforce: a breaking output is answered by the fallback or refused; "
+    "observe: only counted and flagged.",
+)
+@click.option(
+    "--probability-columns",
+    default=None,
+    help="Comma-separated probability columns (default: columns named p_*).",
+)
+@click.option(
+    "--latency-budget-ms",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Flag (and count) answers slower than this.",
+)
+@click.option(
+    "--event-interval",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between two ledger events of the same kind.",
+)
+@click.option(
+    "--input-guardrails",
+    "input_mode",
+    type=click.Choice(INPUT_MODES),
+    default="enforce",
+    show_default=True,
+    help="enforce: a value far outside the feature's training range is a 400; observe: "
+    "counted and flagged; off: no input checks at all (nulls reach the model).",
+)
 @max_body_option(DEFAULT_MAX_BODY_MB)
-@click.option("--request-timeout", default=60.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
-              help="Seconds from the first byte to the answer before a 503.")  # fmt: skip
-@click.option("--max-batch-rows", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Adaptive batching: stop gathering requests at this many rows.")  # fmt: skip
-@click.option("--max-batch-wait-ms", default=2.0, show_default=True, type=click.FloatRange(min=0),
-              help="Adaptive batching: longest wait for more requests; 0 turns batching off.")  # fmt: skip
-@click.option("--docs/--no-docs", default=False, show_default=True,
-              help="Serve /docs and /openapi.json.")  # fmt: skip
+@click.option(
+    "--request-timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds from the first byte to the answer before a 503.",
+)
+@click.option(
+    "--max-batch-rows",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Adaptive batching: stop gathering requests at this many rows.",
+)
+@click.option(
+    "--max-batch-wait-ms",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Adaptive batching: longest wait for more requests; 0 turns batching off.",
+)
+@click.option(
+    "--docs/--no-docs", default=False, show_default=True, help="Serve /docs and /openapi.json."
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.pass_context
 def serve(
@@ -106,14 +165,19 @@ def serve(
     tracking_uri = getattr(ctx.obj, "tracking_uri", None)
     prediction_log = None
     if log_uri.strip().lower() not in ("none", "off", ""):
-        prediction_log = PredictionLog(log_uri, max_queue=log_queue_size, log_features=log_features,
-                                       key_column=key_column)  # fmt: skip
+        prediction_log = PredictionLog(
+            log_uri, max_queue=log_queue_size, log_features=log_features, key_column=key_column
+        )
     try:
         champion = ChampionModel(
-            model, tracking_uri=tracking_uri, poll_interval=poll_interval, guardrails=guardrails,
-            prediction_log=prediction_log, event_interval=event_interval,
+            model,
+            tracking_uri=tracking_uri,
+            poll_interval=poll_interval,
+            guardrails=guardrails,
+            prediction_log=prediction_log,
+            event_interval=event_interval,
             input_guard=InputGuard(input_mode),
-        )  # fmt: skip
+        )
     except BaseException:
         if prediction_log is not None:
             prediction_log.close()
@@ -122,10 +186,15 @@ def serve(
     serving = state["serving"]
     click.echo(
         f"serving {model} version {serving['version']} ({serving['role']}) on http://{host}:{port}"
-        f" - polling every {poll_interval:g}s", err=True,
-    )  # fmt: skip
+        f" - polling every {poll_interval:g}s",
+        err=True,
+    )
     app = create_app(
-        champion, max_body_mb=max_body_mb, request_timeout=request_timeout,
-        max_batch_rows=max_batch_rows, max_batch_wait_ms=max_batch_wait_ms, docs=docs,
-    )  # fmt: skip
+        champion,
+        max_body_mb=max_body_mb,
+        request_timeout=request_timeout,
+        max_batch_rows=max_batch_rows,
+        max_batch_wait_ms=max_batch_wait_ms,
+        docs=docs,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)

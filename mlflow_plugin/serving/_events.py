@@ -143,10 +143,14 @@ class EventReporter:
                 # The controller's ledger appends under the model's lock: one linear chain.
                 self._ledger = Controller.from_uri(self._tracking_uri).ledger
             self._ledger.record(
-                event.event_type, self.model, version=event.version,
-                from_version=event.from_version, message=event.message, who=self.who,
+                event.event_type,
+                self.model,
+                version=event.version,
+                from_version=event.from_version,
+                message=event.message,
+                who=self.who,
                 extra={"source": "serving", **event.extra},
-            )  # fmt: skip
+            )
         except Exception as exc:  # noqa: BLE001 - the audit trail must never take serving down
             with self._lock:
                 self._counts["failed"] += 1

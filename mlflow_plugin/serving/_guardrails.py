@@ -104,8 +104,13 @@ class Guardrails:
     @classmethod
     def off(cls, latency_budget_ms: float | None = None) -> Guardrails:
         """No output rules (only the latency budget, if given, is flagged)."""
-        return cls(finite=False, probability_columns=(), distributions=(), enforce=False,
-                   latency_budget_ms=latency_budget_ms)  # fmt: skip
+        return cls(
+            finite=False,
+            probability_columns=(),
+            distributions=(),
+            enforce=False,
+            latency_budget_ms=latency_budget_ms,
+        )
 
     # -- checks --------------------------------------------------------------------------
     def check(self, output: Any) -> tuple[Violation, ...]:
@@ -161,11 +166,19 @@ class Guardrails:
         if self.finite:
             _add(out, NON_FINITE, check_finite(values))
         if layout.probabilities is not None:
-            _add(out, PROBABILITY_RANGE, check_probability_range(values[:, layout.probabilities]),
-                 layout.probability_names)  # fmt: skip
+            _add(
+                out,
+                PROBABILITY_RANGE,
+                check_probability_range(values[:, layout.probabilities]),
+                layout.probability_names,
+            )
         for columns, names in layout.groups:
-            _add(out, DISTRIBUTION_SUM, check_probability_rows(values[:, columns], atol=self.tolerance),
-                 names)  # fmt: skip
+            _add(
+                out,
+                DISTRIBUTION_SUM,
+                check_probability_rows(values[:, columns], atol=self.tolerance),
+                names,
+            )
         return tuple(out)
 
     def _check_array(self, output: Any, probabilities: bool = False) -> tuple[Violation, ...]:

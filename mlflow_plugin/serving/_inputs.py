@@ -184,10 +184,14 @@ class InputGuard:
             if far.any():
                 row = int(np.argmax(far))
                 r = model.ranges[name]
-                out.append(InputProblem(
-                    OUT_OF_RANGE, name, row,
-                    f"{values[row]:g} is far outside the training range [{r[0]:g}, {r[1]:g}]",
-                ))  # fmt: skip
+                out.append(
+                    InputProblem(
+                        OUT_OF_RANGE,
+                        name,
+                        row,
+                        f"{values[row]:g} is far outside the training range [{r[0]:g}, {r[1]:g}]",
+                    )
+                )
         return out
 
 

@@ -238,9 +238,13 @@ class ChampionModel:
         return f"{self._id_prefix}-{next(self._ids)}"
 
     def score(
-        self, data: Any, params: dict[str, Any] | None = None, *, request_id: str | None = None,
+        self,
+        data: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
         input_flags: tuple[str, ...] | None = None,
-    ) -> Prediction:  # fmt: skip
+    ) -> Prediction:
         """Answer one request and say who answered.
 
         Args:
@@ -261,12 +265,18 @@ class ChampionModel:
         return self._score(data, params, rid, t0, in_flags)
 
     def _score(
-        self, data: Any, params: dict[str, Any] | None, rid: str, t0: float,
+        self,
+        data: Any,
+        params: dict[str, Any] | None,
+        rid: str,
+        t0: float,
         in_flags: tuple[str, ...],
-    ) -> Prediction:  # fmt: skip
+    ) -> Prediction:
         plan: Plan = self.router.plan(self._fleet, rid)
-        causes = [_Cause(role, f.version, "missing" if not f.version else "load", f.error)
-                  for role, f in plan.skipped]  # fmt: skip
+        causes = [
+            _Cause(role, f.version, "missing" if not f.version else "load", f.error)
+            for role, f in plan.skipped
+        ]
         for route in plan.routes:
             deployment = route.deployment
             try:
@@ -288,23 +298,43 @@ class ChampionModel:
                     detail = "; ".join(str(v) for v in violations)
                     causes.append(_Cause(route.role, deployment.version, "guardrail", detail))
                     continue
-            return self._answer(data, output, rid, t0, route.role, deployment.version, violations,
-                                in_flags, causes)  # fmt: skip
+            return self._answer(
+                data, output, rid, t0, route.role, deployment.version, violations, in_flags, causes
+            )
         message = self._unavailable_message(causes)
         self._count("unavailable")
         for cause in causes:
             self._report_error(cause)
         if self.prediction_log is not None:
-            self.prediction_log.log(PredictionRecord(
-                rid, time.time(), self.name, None, None, False, time.perf_counter() - t0,
-                data, None, message, tuple(c.kind for c in causes),
-            ))  # fmt: skip
+            self.prediction_log.log(
+                PredictionRecord(
+                    rid,
+                    time.time(),
+                    self.name,
+                    None,
+                    None,
+                    False,
+                    time.perf_counter() - t0,
+                    data,
+                    None,
+                    message,
+                    tuple(c.kind for c in causes),
+                )
+            )
         raise ModelUnavailable(message)
 
     def _answer(
-        self, data: Any, output: Any, rid: str, t0: float, role: str, version: str,
-        violations: tuple[Violation, ...], in_flags: tuple[str, ...], causes: list[_Cause],
-    ) -> Prediction:  # fmt: skip
+        self,
+        data: Any,
+        output: Any,
+        rid: str,
+        t0: float,
+        role: str,
+        version: str,
+        violations: tuple[Violation, ...],
+        in_flags: tuple[str, ...],
+        causes: list[_Cause],
+    ) -> Prediction:
         """Count, log and wrap one request's answer."""
         latency = time.perf_counter() - t0
         slow = self.guardrails.check_latency(latency)
@@ -320,10 +350,21 @@ class ChampionModel:
         with self._counts_lock:
             self._counts["predictions", version, role] += 1
         if self.prediction_log is not None:
-            self.prediction_log.log(PredictionRecord(
-                rid, time.time(), self.name, version, role, fell_back, latency, data, output,
-                None, flags,
-            ))  # fmt: skip
+            self.prediction_log.log(
+                PredictionRecord(
+                    rid,
+                    time.time(),
+                    self.name,
+                    version,
+                    role,
+                    fell_back,
+                    latency,
+                    data,
+                    output,
+                    None,
+                    flags,
+                )
+            )
         return Prediction(output, version, role, rid, latency, fell_back, flags)
 
     def score_batch(self, requests: list[tuple[Any, str, float, tuple[str, ...]]]) -> list[Any]:
@@ -375,8 +416,19 @@ class ChampionModel:
                 if self.guardrails.enforce:
                     out.append(alone(item))
                     continue
-            out.append(self._answer(item[0], part, item[1], item[2], route.role,
-                                    route.deployment.version, violations, item[3], []))  # fmt: skip
+            out.append(
+                self._answer(
+                    item[0],
+                    part,
+                    item[1],
+                    item[2],
+                    route.role,
+                    route.deployment.version,
+                    violations,
+                    item[3],
+                    [],
+                )
+            )
         return out
 
     # -- following the registry ----------------------------------------------------------
@@ -441,12 +493,19 @@ class ChampionModel:
         if before.get(CHAMPION) != after.get(CHAMPION) and CHAMPION in after:
             loaded = fleet.loaded[CHAMPION]
             self.last_swap = {
-                "from": before.get(CHAMPION), "to": after[CHAMPION], "at": _iso(time.time()),
+                "from": before.get(CHAMPION),
+                "to": after[CHAMPION],
+                "at": _iso(time.time()),
                 "load_seconds": round(loaded.load_seconds, 3),
-            }  # fmt: skip
+            }
             self._count("swaps")
-            _log.info("%s: swap: champion %s -> %s (loaded in %.2fs)", self.name,
-                      before.get(CHAMPION), after[CHAMPION], loaded.load_seconds)  # fmt: skip
+            _log.info(
+                "%s: swap: champion %s -> %s (loaded in %.2fs)",
+                self.name,
+                before.get(CHAMPION),
+                after[CHAMPION],
+                loaded.load_seconds,
+            )
         kept = {d.version for d in fleet.loaded.values()}
         for deployment in old.loaded.values():
             if deployment.version not in kept:
@@ -487,8 +546,12 @@ class ChampionModel:
             if not report.ok:
                 raise IntegrityError(f"integrity check failed: {report.summary()}", report.problems)
             if report.trusted_on_first_use:
-                _log.warning("%s version %s has no %s: loaded unverified (trust on first use)",
-                             name, version, DIGEST_TAG)  # fmt: skip
+                _log.warning(
+                    "%s version %s has no %s: loaded unverified (trust on first use)",
+                    name,
+                    version,
+                    DIGEST_TAG,
+                )
         return mlflow.pyfunc.load_model(local)
 
     def _discard(self, version: str) -> None:
@@ -513,23 +576,33 @@ class ChampionModel:
         self._count("fallbacks", first.kind)
         if not self._degraded:
             self._degraded = True
-            _log.warning("%s: fallback: %s version %s answers because %s", self.name, role,
-                         version, first.describe())  # fmt: skip
+            _log.warning(
+                "%s: fallback: %s version %s answers because %s",
+                self.name,
+                role,
+                version,
+                first.describe(),
+            )
         for cause in causes:
             self._report_error(cause)
         self.events.report(
-            "recovery", f"{first.kind}:{first.version}->{version}", version=version,
+            "recovery",
+            f"{first.kind}:{first.version}->{version}",
+            version=version,
             from_version=first.version,
             message=f"{role} version {version} answered: {first.describe()}",
             extra={"cause": first.kind, "role": role},
-        )  # fmt: skip
+        )
 
     def _report_error(self, cause: _Cause) -> None:
         self.events.report(
-            "error", f"{cause.kind}:{cause.version}", version=cause.version,
+            "error",
+            f"{cause.kind}:{cause.version}",
+            version=cause.version,
             from_version=cause.version if cause.role == CHAMPION else "",
-            message=cause.describe(), extra={"cause": cause.kind, "role": cause.role},
-        )  # fmt: skip
+            message=cause.describe(),
+            extra={"cause": cause.kind, "role": cause.role},
+        )
 
     def _unavailable_message(self, causes: list[_Cause]) -> str:
         if not causes:

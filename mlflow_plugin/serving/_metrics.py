@@ -30,17 +30,23 @@ class ServingMetrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            f"{_PREFIX}_requests", "Scoring requests by HTTP status code.", ["code"],
+            f"{_PREFIX}_requests",
+            "Scoring requests by HTTP status code.",
+            ["code"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.errors = Counter(
-            f"{_PREFIX}_request_errors", "Scoring requests that failed, by reason.", ["reason"],
+            f"{_PREFIX}_request_errors",
+            "Scoring requests that failed, by reason.",
+            ["reason"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            f"{_PREFIX}_request_latency_seconds", "Time to answer /invocations.",
-            buckets=_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            f"{_PREFIX}_request_latency_seconds",
+            "Time to answer /invocations.",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_LoaderCollector(model))
         self._ok = self.requests.labels(code="200")
 
@@ -71,17 +77,20 @@ class _LoaderCollector:
 
         counts = self.model.counts()
         predictions = CounterMetricFamily(
-            f"{_PREFIX}_predictions", "Requests answered, by model version and role.",
+            f"{_PREFIX}_predictions",
+            "Requests answered, by model version and role.",
             labels=["version", "role"],
-        )  # fmt: skip
+        )
         fallbacks = CounterMetricFamily(
-            f"{_PREFIX}_fallbacks", "Requests answered by a backup route, by the first cause.",
+            f"{_PREFIX}_fallbacks",
+            "Requests answered by a backup route, by the first cause.",
             labels=["cause"],
-        )  # fmt: skip
+        )
         violations = CounterMetricFamily(
-            f"{_PREFIX}_guardrail_violations", "Guardrail violations, by rule and model version.",
+            f"{_PREFIX}_guardrail_violations",
+            "Guardrail violations, by rule and model version.",
             labels=["rule", "version"],
-        )  # fmt: skip
+        )
         simple = {
             "swaps": "Champion swaps.",
             "load_failures": "Model versions that failed to load.",
@@ -106,7 +115,9 @@ class _LoaderCollector:
         yield from (predictions, fallbacks, violations, *singles.values())
 
         loaded = GaugeMetricFamily(
-            f"{_PREFIX}_model_loaded", "1 for each loaded version, by role.", labels=["role", "version"]
+            f"{_PREFIX}_model_loaded",
+            "1 for each loaded version, by role.",
+            labels=["role", "version"],
         )
         fleet = self.model._fleet
         for role, deployment in fleet.loaded.items():
@@ -124,12 +135,16 @@ class _LoaderCollector:
                 family = CounterMetricFamily(f"{_PREFIX}_prediction_log_{name}", help_text)
                 family.add_metric([], stats[name])
                 yield family
-            queued = GaugeMetricFamily(f"{_PREFIX}_prediction_log_queued", "Entries waiting to be written.")
+            queued = GaugeMetricFamily(
+                f"{_PREFIX}_prediction_log_queued", "Entries waiting to be written."
+            )
             queued.add_metric([], stats["queued"])
             yield queued
         events = self.model.events.stats()
         ledger = CounterMetricFamily(
-            f"{_PREFIX}_ledger_events", "Serving events for the ledger, by outcome.", labels=["outcome"]
+            f"{_PREFIX}_ledger_events",
+            "Serving events for the ledger, by outcome.",
+            labels=["outcome"],
         )
         for outcome, n in events.items():
             ledger.add_metric([outcome], n)

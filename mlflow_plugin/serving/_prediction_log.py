@@ -91,7 +91,9 @@ def prediction_table(metadata: Any, name: str = "predictions") -> Any:
         name,
         metadata,
         # SQLite only auto-increments INTEGER PRIMARY KEY.
-        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column(
+            "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
         Column("request_id", String(64), nullable=False, index=True),
         Column("row_index", Integer, nullable=False),
         Column("ts", DateTime(timezone=True), nullable=False),
@@ -161,8 +163,13 @@ class PredictionLog:
             raise ConfigError(f"prediction log {_redact(uri)}: {exc}") from exc
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
-        self._counts = {"enqueued": 0, "dropped": 0, "written_requests": 0, "written_rows": 0,
-                        "failed_requests": 0}  # fmt: skip
+        self._counts = {
+            "enqueued": 0,
+            "dropped": 0,
+            "written_requests": 0,
+            "written_rows": 0,
+            "failed_requests": 0,
+        }
         self._thread: threading.Thread | None = None
         self._closed = False
         if start:
@@ -283,14 +290,20 @@ class PredictionLog:
         out = []
         for i in range(n):
             text = features[i] if i < len(features) else None
-            out.append({
-                **base,
-                "row_index": i,
-                "input_digest": hashlib.sha256(text.encode()).hexdigest() if text is not None else None,
-                "features": text if self.log_features else None,
-                "output": outputs[i] if i < len(outputs) else None,
-                "entity_key": _clip(keys[i] if keys is not None and i < len(keys) else None, 256),
-            })  # fmt: skip
+            out.append(
+                {
+                    **base,
+                    "row_index": i,
+                    "input_digest": hashlib.sha256(text.encode()).hexdigest()
+                    if text is not None
+                    else None,
+                    "features": text if self.log_features else None,
+                    "output": outputs[i] if i < len(outputs) else None,
+                    "entity_key": _clip(
+                        keys[i] if keys is not None and i < len(keys) else None, 256
+                    ),
+                }
+            )
         return out
 
 
@@ -319,8 +332,9 @@ def _json_rows(obj: Any) -> list[str]:
     return [_json_whole(obj)]
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False,
-                            default=lambda o: _plain(o))  # fmt: skip
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, allow_nan=False, default=lambda o: _plain(o)
+)
 
 
 def _dumps(value: Any) -> str:
@@ -385,7 +399,10 @@ def _driver(uri: str) -> str:
         return uri
     import importlib.util
 
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
     return uri
 

@@ -96,14 +96,24 @@ class TestPromoteAndRollback:
         run = controller.ledger.client.get_run(event.run_id)
         tags = run.data.tags
         assert run.info.status == "FINISHED"
-        assert {k: tags[k] for k in (
-            "mlflow_plugin.event", "mlflow_plugin.model", "mlflow_plugin.version",
-            "mlflow_plugin.from_version", "mlflow_plugin.actor", "mlflow_plugin.strategy",
-        )} == {
-            "mlflow_plugin.event": "deployment", "mlflow_plugin.model": model_name,
-            "mlflow_plugin.version": "1", "mlflow_plugin.from_version": "",
-            "mlflow_plugin.actor": "pytest", "mlflow_plugin.strategy": "all_at_once",
-        }  # fmt: skip
+        assert {
+            k: tags[k]
+            for k in (
+                "mlflow_plugin.event",
+                "mlflow_plugin.model",
+                "mlflow_plugin.version",
+                "mlflow_plugin.from_version",
+                "mlflow_plugin.actor",
+                "mlflow_plugin.strategy",
+            )
+        } == {
+            "mlflow_plugin.event": "deployment",
+            "mlflow_plugin.model": model_name,
+            "mlflow_plugin.version": "1",
+            "mlflow_plugin.from_version": "",
+            "mlflow_plugin.actor": "pytest",
+            "mlflow_plugin.strategy": "all_at_once",
+        }
         exp = controller.ledger.client.get_experiment(run.info.experiment_id)
         assert exp.name == "mlflow_plugin-deployments"
 
@@ -198,8 +208,17 @@ class TestCli:
         make_versions(tracking_uri, model_name, 2)
         invoke("promote", model_name, "--version", "1")
         invoke("promote", model_name, "--version", "2")
-        result = invoke("log-event", "--event", "error", "--model", model_name, "--version", "2",
-                        "--message", "p99 latency spike")  # fmt: skip
+        result = invoke(
+            "log-event",
+            "--event",
+            "error",
+            "--model",
+            model_name,
+            "--version",
+            "2",
+            "--message",
+            "p99 latency spike",
+        )
         assert result.exit_code == 0, result.output
         assert invoke("fallback", "enable", model_name).exit_code == 0
         state = json.loads(invoke("fallback", "status", model_name).output)
@@ -232,20 +251,50 @@ class TestFaults:
     @pytest.mark.parametrize(
         "failpoint,command,then,expected,next_target",
         [
-            ("promote.locked", ("promote", "{model}", "--version", "3"), "reconcile",
-             ("error", "2"), "1"),
-            ("promote.after_alias", ("promote", "{model}", "--version", "3"), "reconcile",
-             ("deployment", "3"), "2"),
-            ("promote.after_mirror", ("promote", "{model}", "--version", "3"), "promote",
-             ("deployment", "3"), "2"),
-            ("rollback.locked", ("rollback", "{model}", "--reason", "bad v2"), "promote",
-             ("error", "2"), "1"),
-            ("rollback.after_alias", ("rollback", "{model}", "--reason", "bad v2"), "reconcile",
-             ("rollback", "1"), None),
-            ("rollback.after_mirror", ("rollback", "{model}", "--reason", "bad v2"), "promote",
-             ("rollback", "1"), None),
+            (
+                "promote.locked",
+                ("promote", "{model}", "--version", "3"),
+                "reconcile",
+                ("error", "2"),
+                "1",
+            ),
+            (
+                "promote.after_alias",
+                ("promote", "{model}", "--version", "3"),
+                "reconcile",
+                ("deployment", "3"),
+                "2",
+            ),
+            (
+                "promote.after_mirror",
+                ("promote", "{model}", "--version", "3"),
+                "promote",
+                ("deployment", "3"),
+                "2",
+            ),
+            (
+                "rollback.locked",
+                ("rollback", "{model}", "--reason", "bad v2"),
+                "promote",
+                ("error", "2"),
+                "1",
+            ),
+            (
+                "rollback.after_alias",
+                ("rollback", "{model}", "--reason", "bad v2"),
+                "reconcile",
+                ("rollback", "1"),
+                None,
+            ),
+            (
+                "rollback.after_mirror",
+                ("rollback", "{model}", "--reason", "bad v2"),
+                "promote",
+                ("rollback", "1"),
+                None,
+            ),
         ],
-    )  # fmt: skip
+    )
     def test_killed_process_is_completed_as_what_it_was(
         self, tracking_uri, model_name, failpoint, command, then, expected, next_target
     ):
@@ -258,8 +307,13 @@ class TestFaults:
         ctl.promote(model_name, "2")
         env = {**os.environ, "MLFLOW_PLUGIN_FAILPOINT": failpoint, "MLFLOW_PLUGIN_ACTOR": "alice"}
         exe = Path(sys.executable).with_name("mlflow-plugin")
-        proc = subprocess.run([str(exe), *(c.replace("{model}", model_name) for c in command)],
-                              env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [str(exe), *(c.replace("{model}", model_name) for c in command)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 137, proc.stderr
         assert ctl.registry.lock_status(model_name)["stale"]  # the dead holder's lock is left
         if then == "reconcile":
@@ -316,10 +370,15 @@ def test_concurrent_promotions_form_one_chain():
         exe = Path(sys.executable).with_name("mlflow-plugin")
         env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri}
         procs = [
-            subprocess.Popen([str(exe), "promote", model, "--version", str(v)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [str(exe), "promote", model, "--version", str(v)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for v in range(1, 9)
-        ]  # fmt: skip
+        ]
         results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
         assert all(code == 0 for code, _, _ in results), results
         ctl = Controller.from_uri(server.uri)

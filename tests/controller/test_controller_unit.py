@@ -18,7 +18,9 @@ def memory() -> tuple[InMemoryRegistry, InMemoryLedger, Controller]:
 
 
 def _versions(registry: InMemoryRegistry, n: int, tags: dict[str, str] | None = None) -> list[str]:
-    return [registry.register_version("m", "src", None, dict(tags or PASSED)).version for _ in range(n)]
+    return [
+        registry.register_version("m", "src", None, dict(tags or PASSED)).version for _ in range(n)
+    ]
 
 
 class TestPromote:
@@ -117,7 +119,9 @@ class TestRollback:
     def test_rollback_refuses_failed_target_unless_forced(self, memory):
         """A target whose gates failed needs --force."""
         registry, ledger, ctl = memory
-        _versions(registry, 1, {"mlflow_plugin.validation": "failed", "mlflow_plugin.backtest": "passed"})
+        _versions(
+            registry, 1, {"mlflow_plugin.validation": "failed", "mlflow_plugin.backtest": "passed"}
+        )
         _versions(registry, 1)
         ctl.promote("m", "2")
         with pytest.raises(GateFailed):
@@ -142,12 +146,17 @@ class TestFallbackAndReconcile:
         ctl.promote("m", "2")
         ctl.fallback_enable("m")
         assert ctl.fallback_status("m") == {
-            "model": "m", "enabled": True, "version": "1", "pinned": False, "champion": "2",
+            "model": "m",
+            "enabled": True,
+            "version": "1",
+            "pinned": False,
+            "champion": "2",
         }
         ctl.fallback_disable("m")
         assert ctl.fallback_status("m")["enabled"] is False
         assert [e.message for e in ledger.events("m", "config_change")] == [
-            "fallback enabled: version 1", "fallback disabled",
+            "fallback enabled: version 1",
+            "fallback disabled",
         ]
 
     def test_reconcile_records_alias_moved_by_hand(self, memory):
@@ -158,7 +167,10 @@ class TestFallbackAndReconcile:
         registry.set_alias("m", "champion", "2")  # as the registry UI would
         written = ctl.reconcile("m")
         assert [(e.event_type, e.actor, e.version, e.from_version) for e in written][0] == (
-            "deployment", "registry-ui", "2", "1",
+            "deployment",
+            "registry-ui",
+            "2",
+            "1",
         )
         assert registry.get_version("m", "2").stage == "Production"
         assert registry.get_version("m", "1").stage == "Archived"
@@ -172,7 +184,8 @@ class TestFallbackAndReconcile:
         registry.delete_alias("m", "champion")
         written = ctl.reconcile("m")
         assert [(e.event_type, e.actor) for e in written] == [
-            ("config_change", "registry-ui"), ("config_change", "registry-ui"),
+            ("config_change", "registry-ui"),
+            ("config_change", "registry-ui"),
         ]
         assert registry.get_version("m", "1").stage == "Archived"
         assert ctl.reconcile("m") == []
@@ -199,4 +212,8 @@ class TestChallenger:
         assert registry.get_model("m").aliases == {"champion": "1"}
         assert registry.get_version("m", "2").stage == "None"
         (event,) = ledger.events("m", "rejected")
-        assert (event.version, event.from_version, event.message) == ("2", "1", "worse than champion")
+        assert (event.version, event.from_version, event.message) == (
+            "2",
+            "1",
+            "worse than champion",
+        )

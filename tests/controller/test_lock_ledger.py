@@ -30,8 +30,13 @@ HOSTILE = ['it\'s "q" \\ back', "mödel ünï 模型 ✓", "a  b'\\'c"]
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180):
     base = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
-    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**base, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [str(EXE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, **(env or {})},
+    )
 
 
 def _memory(name: str, n: int, tags=None) -> Controller:
@@ -90,8 +95,9 @@ class TestContract:
         exactly that instance (reported as stale), and the old holder's check() refuses."""
         ctl = make(model_name, 1)
         reg = ctl.registry
-        old = reg.lock(model_name, intent={"op": "promote", "version": "1"}, lease=1.0,
-                       heartbeat=False).acquire()  # fmt: skip
+        old = reg.lock(
+            model_name, intent={"op": "promote", "version": "1"}, lease=1.0, heartbeat=False
+        ).acquire()
         time.sleep(1.2)
         assert reg.lock_status(model_name)["stale"] is True
         result: list = []
@@ -156,7 +162,8 @@ class TestContract:
         warning; with enforcement the champion goes back with a rollback event."""
         ctl = make(model_name, 1)
         ctl.registry.register_version(model_name, "src", None, dict(FAILED)) if isinstance(
-            ctl.registry, InMemoryRegistry) else make_versions(ctl.registry.uri, model_name, 1, FAILED)  # fmt: skip
+            ctl.registry, InMemoryRegistry
+        ) else make_versions(ctl.registry.uri, model_name, 1, FAILED)
         ctl.promote(model_name, "1")
         ctl.registry.set_alias(model_name, "champion", "2")  # the registry UI
         if enforce:
@@ -226,9 +233,12 @@ class TestLedgerTampering:
             client.set_tag(events[1].run_id, "mlflow_plugin.seq", "3")
             client.set_tag(events[2].run_id, "mlflow_plugin.seq", "2")
         else:  # a second writer appended at the same place (what the lock cannot prevent)
-            run = client.create_run(ctl.ledger.experiment_id(), tags={
-                **{k: v for k, v in client.get_run(events[2].run_id).data.tags.items()},
-            })  # fmt: skip
+            run = client.create_run(
+                ctl.ledger.experiment_id(),
+                tags={
+                    **{k: v for k, v in client.get_run(events[2].run_id).data.tags.items()},
+                },
+            )
             client.set_terminated(run.info.run_id, "FINISHED")
         result = CliRunner().invoke(main, ["verify-ledger", model_name])
         assert result.exit_code == 5, result.output
@@ -246,10 +256,18 @@ def test_stopped_holder_past_its_lease_cannot_write(tracking_uri, model_name):
     make_versions(tracking_uri, model_name, 3)
     ctl = Controller.from_uri(tracking_uri)
     ctl.promote(model_name, "1")
-    env = {**os.environ, "MLFLOW_PLUGIN_FAILPOINT": "promote.locked:stop",
-           "MLFLOW_PLUGIN_LOCK_LEASE": "2"}  # fmt: skip
-    proc = subprocess.Popen([str(EXE), "promote", model_name, "--version", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_PLUGIN_FAILPOINT": "promote.locked:stop",
+        "MLFLOW_PLUGIN_LOCK_LEASE": "2",
+    }
+    proc = subprocess.Popen(
+        [str(EXE), "promote", model_name, "--version", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until it stopped itself holding the lock
         state = Path(f"/proc/{proc.pid}/stat").read_text().split()[2]
@@ -271,8 +289,12 @@ def test_stopped_holder_past_its_lease_cannot_write(tracking_uri, model_name):
 
 def _race(uri: str, model: str, commands: list[list[str]]) -> list[tuple[int, str]]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_PLUGIN_LOCK_TIMEOUT": "600"}
-    procs = [subprocess.Popen([str(EXE), *c], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for c in commands]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [str(EXE), *c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for c in commands
+    ]
     return [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
 
 
@@ -283,8 +305,11 @@ def test_sixteen_promoters_and_a_mix_form_one_chain(tracking_uri, model_name, tr
     """16 promoters at once, then promotes mixed with rollbacks: every exit 0, one linear
     chain, one champion in Production, no leftover lock."""
     make_versions(tracking_uri, model_name, 16)
-    results = _race(tracking_uri, model_name,
-                    [["promote", model_name, "--version", str(v)] for v in range(1, 17)])  # fmt: skip
+    results = _race(
+        tracking_uri,
+        model_name,
+        [["promote", model_name, "--version", str(v)] for v in range(1, 17)],
+    )
     assert [r for r in results if r[0] != 0] == []
     mix = [["promote", model_name, "--version", str(v)] for v in (3, 5, 7, 9)]
     mix += [["rollback", model_name, "--reason", f"r{i}", "--force"] for i in range(4)]
@@ -321,8 +346,7 @@ class TestExitCodes:
         bad = cli("--tracking-uri", "gopher://alice:hunter2@host/x", "status", "m")
         assert bad.returncode == 2, bad.stderr
         assert "hunter2" not in bad.stderr + bad.stdout
-        down = cli("--tracking-uri", f"http://alice:hunter2@127.0.0.1:{free_port()}",
-                   "status", "m")  # fmt: skip
+        down = cli("--tracking-uri", f"http://alice:hunter2@127.0.0.1:{free_port()}", "status", "m")
         assert down.returncode == 4, down.stderr
         assert "hunter2" not in down.stderr + down.stdout and "***@127.0.0.1" in down.stderr
 
@@ -331,9 +355,13 @@ class TestExitCodes:
         make_versions(tracking_uri, model_name, 1)
         Controller.from_uri(tracking_uri).promote(model_name, "1")
         proc = subprocess.run(
-            f"'{EXE}' events --format json | head -c 1", shell=True, capture_output=True,
-            text=True, timeout=120, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        )  # fmt: skip
+            f"'{EXE}' events --format json | head -c 1",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        )
         assert "BrokenPipe" not in proc.stderr and "Traceback" not in proc.stderr
 
     def test_deep_policy_yaml_is_bad_input(self, tmp_path):
@@ -348,8 +376,14 @@ class TestExitCodes:
 
     def test_retrain_with_server_down_exits_4(self, tmp_path):
         """retrain against a dead server: exit 4 with one line."""
-        proc = cli("--tracking-uri", f"http://127.0.0.1:{free_port()}", "retrain",
-                   "--model-name", "m", env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})  # fmt: skip
+        proc = cli(
+            "--tracking-uri",
+            f"http://127.0.0.1:{free_port()}",
+            "retrain",
+            "--model-name",
+            "m",
+            env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"},
+        )
         assert proc.returncode == 4, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
 

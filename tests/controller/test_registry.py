@@ -21,7 +21,9 @@ def registry(tracking_uri: str) -> Registry:
 
 class TestRegistry:
     @pytest.mark.parametrize("alias", ["latest", "LATEST", "v1", "V12", "bad alias", ""])
-    def test_reserved_or_invalid_alias_is_bad_input(self, registry, tracking_uri, model_name, alias):
+    def test_reserved_or_invalid_alias_is_bad_input(
+        self, registry, tracking_uri, model_name, alias
+    ):
         """Aliases MLflow reserves or cannot store are refused before any call."""
         make_versions(tracking_uri, model_name, 1)
         with pytest.raises(BadInput):
@@ -68,11 +70,14 @@ class TestModelLock:
     def test_expired_lease_is_broken_and_reported(self, registry, tracking_uri, model_name):
         """A lock whose lease ran out (holder on another host) is broken; its intent is kept."""
         make_versions(tracking_uri, model_name, 1)
-        registry.client.create_registered_model(lock_model_name(model_name), tags={
-            "mlflow_plugin.lock_owner": "other-host:1234:abcd",
-            "mlflow_plugin.lock_expires": f"{time.time() - 1:.3f}",
-            "mlflow_plugin.lock_intent": '{"op": "promote", "version": "1"}',
-        })  # fmt: skip
+        registry.client.create_registered_model(
+            lock_model_name(model_name),
+            tags={
+                "mlflow_plugin.lock_owner": "other-host:1234:abcd",
+                "mlflow_plugin.lock_expires": f"{time.time() - 1:.3f}",
+                "mlflow_plugin.lock_intent": '{"op": "promote", "version": "1"}',
+            },
+        )
         with registry.lock(model_name, timeout=10.0) as lock:
             assert [(s.owner, s.intent["op"]) for s in lock.stale] == [
                 ("other-host:1234:abcd", "promote"),
@@ -81,9 +86,12 @@ class TestModelLock:
     def test_live_lease_on_other_host_is_respected(self, registry, tracking_uri, model_name):
         """A lock from another host whose lease is still running is not broken."""
         make_versions(tracking_uri, model_name, 1)
-        registry.client.create_registered_model(lock_model_name(model_name), tags={
-            "mlflow_plugin.lock_owner": "other-host:1234:abcd",
-            "mlflow_plugin.lock_expires": f"{time.time() + 60:.3f}",
-        })  # fmt: skip
+        registry.client.create_registered_model(
+            lock_model_name(model_name),
+            tags={
+                "mlflow_plugin.lock_owner": "other-host:1234:abcd",
+                "mlflow_plugin.lock_expires": f"{time.time() + 60:.3f}",
+            },
+        )
         with pytest.raises(PromotionConflict, match="other-host"):
             registry.lock(model_name, timeout=1.0).acquire()

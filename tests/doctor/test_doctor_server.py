@@ -45,10 +45,24 @@ def doctor(healthy, *extra: str, uri: str | None = None) -> tuple[int, dict]:
     server, controller, model, tmp = healthy
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     controller.registry.set_model_tag(model, HEARTBEAT_TAG, now)
-    args = ["--tracking-uri", uri or server.uri, "doctor", model, "--json",
-            "--backend-store-uri", server.backend_store_uri, "--path", str(tmp),
-            "--prediction-log", f"sqlite:///{tmp / 'predictions.db'}", "--policy", str(POLICY),
-            "--min-free-gb", "0.01", *extra]  # fmt: skip
+    args = [
+        "--tracking-uri",
+        uri or server.uri,
+        "doctor",
+        model,
+        "--json",
+        "--backend-store-uri",
+        server.backend_store_uri,
+        "--path",
+        str(tmp),
+        "--prediction-log",
+        f"sqlite:///{tmp / 'predictions.db'}",
+        "--policy",
+        str(POLICY),
+        "--min-free-gb",
+        "0.01",
+        *extra,
+    ]
     result = CliRunner().invoke(main, args)
     return result.exit_code, json.loads(result.stdout)
 
@@ -60,18 +74,39 @@ class TestDoctor:
         assert code == 0 and report["ok"] and report["failed"] == []
         statuses = {c["check"]: c["status"] for c in report["checks"]}
         model = healthy[2]
-        for name in ("tracking server", "backend", "database schema", "artifact store",
-                     "disk space", "policy file", "prediction log writable", f"{model}: champion",
-                     f"{model}: stage mirror", f"{model}: lock", f"{model}: fallback",
-                     f"{model}: operator heartbeat"):  # fmt: skip
+        for name in (
+            "tracking server",
+            "backend",
+            "database schema",
+            "artifact store",
+            "disk space",
+            "policy file",
+            "prediction log writable",
+            f"{model}: champion",
+            f"{model}: stage mirror",
+            f"{model}: lock",
+            f"{model}: fallback",
+            f"{model}: operator heartbeat",
+        ):
             assert statuses[name] == "pass", (name, report)
         assert "MLflow 3." in report["checks"][0]["detail"]
 
     def test_text_table_is_aligned(self, healthy):
         """The table's columns line up and the summary says all passed."""
         server, _, model, tmp = healthy
-        result = CliRunner().invoke(main, ["--tracking-uri", server.uri, "doctor", model,
-                                           "--path", str(tmp), "--min-free-gb", "0.01"])  # fmt: skip
+        result = CliRunner().invoke(
+            main,
+            [
+                "--tracking-uri",
+                server.uri,
+                "doctor",
+                model,
+                "--path",
+                str(tmp),
+                "--min-free-gb",
+                "0.01",
+            ],
+        )
         lines = result.stdout.splitlines()
         assert lines[0].split() == ["check", "status", "detail", "how", "to", "fix"]
         col = lines[0].index("status")
@@ -166,9 +201,20 @@ def test_bad_policy_and_server_down_are_both_named(tmp_path):
     """Every failing check is named, not only the first."""
     bad = tmp_path / "policy.yaml"
     bad.write_text("gates: {f1: {treshold: 0.4}}\n")
-    args = ["--tracking-uri", f"http://127.0.0.1:{free_port()}", "doctor", "--json",
-            "--policy", str(bad), "--path", str(tmp_path), "--min-free-gb", "0.01",
-            "--prediction-log", f"sqlite:///{tmp_path / 'p.db'}"]  # fmt: skip
+    args = [
+        "--tracking-uri",
+        f"http://127.0.0.1:{free_port()}",
+        "doctor",
+        "--json",
+        "--policy",
+        str(bad),
+        "--path",
+        str(tmp_path),
+        "--min-free-gb",
+        "0.01",
+        "--prediction-log",
+        f"sqlite:///{tmp_path / 'p.db'}",
+    ]
     result = CliRunner().invoke(main, args)
     report = json.loads(result.stdout)
     assert (result.exit_code, report["failed"]) == (1, ["tracking server", "policy file"])

@@ -113,8 +113,15 @@ def test_entry_script_bad_input_is_one_line_before_registering(flows_uri, model_
     """What `mlflow run -e train` executes, with a missing data file: exit 2, one error line,
     no traceback, nothing registered."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": flows_uri}
-    cmd = [sys.executable, "flows/run.py", "train", "--model-name", model_name, "--data",
-           "/no/such/file.csv"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "flows/run.py",
+        "train",
+        "--model-name",
+        model_name,
+        "--data",
+        "/no/such/file.csv",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "error: data file not found: /no/such/file.csv"

@@ -104,8 +104,12 @@ def _serve_and_log(uri: str, model: str, db: str) -> None:
         for chunk in np.array_split(np.arange(len(features)), 10):
             body = json.dumps({"dataframe_split": features.iloc[chunk].to_dict(orient="split")})
             keys = ",".join(f"person-{i}" for i in chunk)
-            status, _, text = app.raw_request("POST", "/invocations", body,
-                                              {"Content-Type": "application/json", "X-Entity-Key": keys})  # fmt: skip
+            status, _, text = app.raw_request(
+                "POST",
+                "/invocations",
+                body,
+                {"Content-Type": "application/json", "X-Entity-Key": keys},
+            )
             assert status == 200, text
     log.flush()
 
@@ -126,19 +130,29 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     )
     assert (first.inserted, first.updated, first.unchanged) == (432, 0, 0)
 
-    policy = Policy.from_dict({
-        "gates": {"c_index": {"threshold": 0.5}},
-        "triggers": {"c_index_below": 0.58, "consecutive_windows": 1, "min_matured": 20},
-        "rollback_if": {"c_index_below": 0.58, "consecutive_windows": 1},
-        "alerts": {"webhook_url": receiver.url, "retries": 1},
-    })  # fmt: skip
+    policy = Policy.from_dict(
+        {
+            "gates": {"c_index": {"threshold": 0.5}},
+            "triggers": {"c_index_below": 0.58, "consecutive_windows": 1, "min_matured": 20},
+            "rollback_if": {"c_index_below": 0.58, "consecutive_windows": 1},
+            "alerts": {"webhook_url": receiver.url, "retries": 1},
+        }
+    )
     controller = Controller.from_uri(tracking_uri)
     experiment = f"retrain-{model_name}"
     retrainer = Retrainer(tracking_uri, project_uri=str(ROOT), experiment=experiment)
     monkeypatch.setenv("MLFLOW_PLUGIN_ACTOR", "pytest")
     later = datetime.now(UTC) + timedelta(hours=2)
-    op = Operator(controller, policy, store=store, runs=MonitoringRuns(tracking_uri), retrainer=retrainer,
-                  window=timedelta(hours=1), models=[model_name], clock=lambda: later)  # fmt: skip
+    op = Operator(
+        controller,
+        policy,
+        store=store,
+        runs=MonitoringRuns(tracking_uri),
+        retrainer=retrainer,
+        window=timedelta(hours=1),
+        models=[model_name],
+        clock=lambda: later,
+    )
     actions = op.tick()[model_name]
     assert op.alerter.flush(30)
 
@@ -174,8 +188,10 @@ def test_degraded_champion_is_rolled_back_and_retrained_once(
     assert "baseline_c_index" in mon[0].data.params
 
     # Exactly one retraining run, through MLflow Projects, finished, trigger in its tags.
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
-                              "tags.`mlflow_plugin.step` = 'main'")  # fmt: skip
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        "tags.`mlflow_plugin.step` = 'main'",
+    )
     assert len(runs) == 1
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["mlflow_plugin.trigger"] == "c_index_below"

@@ -25,11 +25,30 @@ def test_clean_rejection_finishes_the_run(tracking_uri, model_name, tmp_path, re
         pytest.skip("exit semantics do not depend on the backend; keeps the suite short")
     policy = tmp_path / "strict.yaml"
     policy.write_text("gates:\n  c_index: {threshold: 0.99}\n")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_EXPERIMENT_NAME": "mlflow_plugin-operator-tests",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MLFLOW_EXPERIMENT_NAME": "mlflow_plugin-operator-tests",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("MLFLOW_EXPERIMENT_ID", None)
-    cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", "main", "--env-manager", "local",
-           "-P", f"model_name={model_name}", "-P", f"policy={policy}", "-P", "folds=2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        ".",
+        "-e",
+        "main",
+        "--env-manager",
+        "local",
+        "-P",
+        f"model_name={model_name}",
+        "-P",
+        f"policy={policy}",
+        "-P",
+        "folds=2",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri)
@@ -47,8 +66,14 @@ def test_server_down_exits_4_fast():
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
     env.pop("MLFLOW_RUN_ID", None)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "flows/run.py", "main", "--model-name", "m"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "flows/run.py", "main", "--model-name", "m"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 4, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: tracking server")

@@ -29,16 +29,31 @@ GATES = {"gates": {"c_index": {"threshold": 0.5}}}
 class TestPolicySections:
     def test_round_trip(self):
         """triggers, rollback_if and alerts parse into frozen dataclasses and round-trip."""
-        policy = Policy.from_dict({**GATES,
-            "triggers": {"schedule": "0 2 1 * *", "min_history": "180d", "brier_increase": 0.1,
-                         "precision_below": 0.5, "recall_below": 0.5, "new_data": "x.csv",
-                         "consecutive_windows": 2},
-            "rollback_if": {"c_index_below": 0.55, "min_matured": 50},
-            "alerts": {"webhook_url": "https://hooks.example/x", "retries": 2},
-        })  # fmt: skip
-        assert policy.triggers == Triggers(brier_increase=0.1, precision_below=0.5, recall_below=0.5,
-                                           consecutive_windows=2, schedule="0 2 1 * *",
-                                           min_history=180 * 86400.0, new_data="x.csv")  # fmt: skip
+        policy = Policy.from_dict(
+            {
+                **GATES,
+                "triggers": {
+                    "schedule": "0 2 1 * *",
+                    "min_history": "180d",
+                    "brier_increase": 0.1,
+                    "precision_below": 0.5,
+                    "recall_below": 0.5,
+                    "new_data": "x.csv",
+                    "consecutive_windows": 2,
+                },
+                "rollback_if": {"c_index_below": 0.55, "min_matured": 50},
+                "alerts": {"webhook_url": "https://hooks.example/x", "retries": 2},
+            }
+        )
+        assert policy.triggers == Triggers(
+            brier_increase=0.1,
+            precision_below=0.5,
+            recall_below=0.5,
+            consecutive_windows=2,
+            schedule="0 2 1 * *",
+            min_history=180 * 86400.0,
+            new_data="x.csv",
+        )
         assert policy.rollback_if == RollbackIf(c_index_below=0.55, min_matured=50)
         assert policy.alerts == Alerts(webhook_url="https://hooks.example/x", retries=2)
         assert Policy.from_dict(policy.to_dict()) == policy
@@ -120,8 +135,15 @@ def _log_predictions(store: OutcomeStore, rows: list[dict]) -> None:
     from mlflow_plugin.serving import prediction_table
 
     t = prediction_table(MetaData())
-    base = {"request_id": "r", "model_name": "m", "route": "champion", "fallback": False,
-            "latency_ms": 1.0, "guardrail_flags": "", "error": None}  # fmt: skip
+    base = {
+        "request_id": "r",
+        "model_name": "m",
+        "route": "champion",
+        "fallback": False,
+        "latency_ms": 1.0,
+        "guardrail_flags": "",
+        "error": None,
+    }
     with store.engine.begin() as conn:
         conn.execute(t.insert(), [{**base, "row_index": i, **r} for i, r in enumerate(rows)])
 
@@ -174,15 +196,40 @@ class TestOutcomes:
         """Per entity the earliest prediction of the version made before the outcome was known."""
         t0 = datetime(2026, 1, 1, tzinfo=UTC)
         out = lambda s: json.dumps({"risk": 1.0, "p_gt_10": s})  # noqa: E731
-        _log_predictions(store, [
-            {"ts": t0, "model_version": "1", "entity_key": "a", "output": out(0.9)},
-            {"ts": t0 + timedelta(hours=1), "model_version": "1", "entity_key": "a", "output": out(0.1)},
-            {"ts": t0 + timedelta(days=3), "model_version": "1", "entity_key": "b", "output": out(0.5)},
-            {"ts": t0, "model_version": "2", "entity_key": "c", "output": out(0.5)},
-            {"ts": t0, "model_version": None, "entity_key": "d", "output": None, "error": "down"},
-        ])  # fmt: skip
-        frame = pd.DataFrame({"id": ["a", "b", "c"], "T": [4.0, 20.0, 1.0], "E": [1, 0, 1],
-                              "seen": ["2026-01-02", "2026-01-02", "2026-01-02"]})  # fmt: skip
+        _log_predictions(
+            store,
+            [
+                {"ts": t0, "model_version": "1", "entity_key": "a", "output": out(0.9)},
+                {
+                    "ts": t0 + timedelta(hours=1),
+                    "model_version": "1",
+                    "entity_key": "a",
+                    "output": out(0.1),
+                },
+                {
+                    "ts": t0 + timedelta(days=3),
+                    "model_version": "1",
+                    "entity_key": "b",
+                    "output": out(0.5),
+                },
+                {"ts": t0, "model_version": "2", "entity_key": "c", "output": out(0.5)},
+                {
+                    "ts": t0,
+                    "model_version": None,
+                    "entity_key": "d",
+                    "output": None,
+                    "error": "down",
+                },
+            ],
+        )
+        frame = pd.DataFrame(
+            {
+                "id": ["a", "b", "c"],
+                "T": [4.0, 20.0, 1.0],
+                "E": [1, 0, 1],
+                "seen": ["2026-01-02", "2026-01-02", "2026-01-02"],
+            }
+        )
         store.ingest(
             "m", frame, entity_col="id", duration_col="T", event_col="E", observed_col="seen"
         )
@@ -212,12 +259,22 @@ class TestMaturation:
         durations = np.round(rng.exponential(20 / (0.5 + risk)), 1) + 0.1
         events = rng.uniform(size=n) < 0.7
         survival = np.clip(1 - risk, 0, 1)
-        frame = pd.DataFrame({"risk": risk, "survival": survival, "duration": durations, "event": events,
-                              "label": pd.array([pd.NA] * n, dtype="Int64")})  # fmt: skip
+        frame = pd.DataFrame(
+            {
+                "risk": risk,
+                "survival": survival,
+                "duration": durations,
+                "event": events,
+                "label": pd.array([pd.NA] * n, dtype="Int64"),
+            }
+        )
         metrics, matured = window_metrics(frame, horizon=10.0, decision_threshold=0.5)
         assert metrics["c_index"] == pytest.approx(gates.c_index_score(durations, events, risk))
-        assert metrics["brier"] == pytest.approx(gates.survival_brier_loss(
-            durations, events, survival, 10.0, train_durations=durations, train_events=events))  # fmt: skip
+        assert metrics["brier"] == pytest.approx(
+            gates.survival_brier_loss(
+                durations, events, survival, 10.0, train_durations=durations, train_events=events
+            )
+        )
         label, ok = matured_labels(durations, events, 10.0)
         assert matured == int(ok.sum())
         decided = (1 - survival[ok] >= 0.5).astype(float)
@@ -238,8 +295,11 @@ def test_kubernetes_job_spec(tmp_path):
         "spec:\n  template:\n    spec:\n      containers:\n      - {name: x, image: x}\n"
         "      restartPolicy: Never\n"
     )
-    config = {"kube-context": "ctx", "repository-uri": "registry.example/mlflow-plugin",
-              "kube-job-template-path": str(template)}  # fmt: skip
+    config = {
+        "kube-context": "ctx",
+        "repository-uri": "registry.example/mlflow-plugin",
+        "kube-job-template-path": str(template),
+    }
     params = {
         "data": "s3://bucket/new.csv",
         "model_name": "churn",
@@ -256,8 +316,13 @@ def test_kubernetes_job_spec(tmp_path):
     assert env["MLFLOW_RUN_ID"] == "abc123" and env["MLFLOW_EXPERIMENT_ID"] == "7"
     assert spec["metadata"]["namespace"] == "mlflow"
     with pytest.raises(ConfigError, match="kube-job-template-path"):
-        kubernetes_job_spec(str(ROOT), params, {"kube-context": "c", "repository-uri": "r"},
-                            run_id="a", experiment_id="1")  # fmt: skip
+        kubernetes_job_spec(
+            str(ROOT),
+            params,
+            {"kube-context": "c", "repository-uri": "r"},
+            run_id="a",
+            experiment_id="1",
+        )
 
 
 class TestAlerts:

@@ -19,8 +19,18 @@ from helpers import make_versions
 
 pytestmark = pytest.mark.integration
 
-RECIPE = {"model_kind": "coxph", "duration_col": "week", "event_col": "arrest", "time_col": None,
-          "features": None, "penalizer": 0.1, "holdout": 0.2, "horizon": 52.0, "buckets": 4, "seed": 0}  # fmt: skip
+RECIPE = {
+    "model_kind": "coxph",
+    "duration_col": "week",
+    "event_col": "arrest",
+    "time_col": None,
+    "features": None,
+    "penalizer": 0.1,
+    "holdout": 0.2,
+    "horizon": 52.0,
+    "buckets": 4,
+    "seed": 0,
+}
 
 
 @pytest.fixture()
@@ -40,9 +50,13 @@ def champion(tracking_uri: str, model_name: str, tmp_path: Path) -> Path:
     """A champion with a training recipe; returns the watched data file."""
     data = tmp_path / "new.csv"
     data.write_text("week,arrest\n1,0\n")
-    tags = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed",
-            "mlflow_plugin.recipe": json.dumps(RECIPE), "mlflow_plugin.data": "rossi",
-            "mlflow_plugin.horizon": "52"}  # fmt: skip
+    tags = {
+        "mlflow_plugin.validation": "passed",
+        "mlflow_plugin.backtest": "passed",
+        "mlflow_plugin.recipe": json.dumps(RECIPE),
+        "mlflow_plugin.data": "rossi",
+        "mlflow_plugin.horizon": "52",
+    }
     (version,) = make_versions(tracking_uri, model_name, 1, tags)
     Controller.from_uri(tracking_uri).promote(model_name, version)
     return data
@@ -67,8 +81,12 @@ def test_month_start_schedule_and_new_data_overlap_into_one_run(
 ):
     """Nothing before the 1st; at 02:05 on the 1st schedule and new data fire together: one
     retrain_triggered event naming both, one run; the same pass again fires nothing."""
-    policy = Policy.from_dict({"gates": {"c_index": {"threshold": 0.5}},
-                               "triggers": {"schedule": "0 2 1 * *", "new_data": str(champion)}})  # fmt: skip
+    policy = Policy.from_dict(
+        {
+            "gates": {"c_index": {"threshold": 0.5}},
+            "triggers": {"schedule": "0 2 1 * *", "new_data": str(champion)},
+        }
+    )
     now = datetime.now(UTC)
     first = datetime(
         now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=UTC
@@ -142,8 +160,20 @@ def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, ch
     import time
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    cmd = [sys.executable, "-m", "mlflow_plugin.cli", "operator", "--model", model_name, "--interval", "1",
-           "--predictions", f"sqlite:///{tmp_path / 'p.db'}", "--project", str(Path(__file__).parents[2])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow_plugin.cli",
+        "operator",
+        "--model",
+        model_name,
+        "--interval",
+        "1",
+        "--predictions",
+        f"sqlite:///{tmp_path / 'p.db'}",
+        "--project",
+        str(Path(__file__).parents[2]),
+    ]
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         line = first.stderr.readline()  # type: ignore[union-attr]

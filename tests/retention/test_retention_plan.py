@@ -31,12 +31,21 @@ def _actions(decisions) -> dict[str, str]:
 class TestPolicySection:
     def test_parses_rules_in_order_and_round_trips(self):
         """Rules keep their order; the built-in aliases are always kept; to_dict round-trips."""
-        policy = Policy.from_dict({
-            "gates": {"f1": {"threshold": 0.4}},
-            "retention": {"archive_uri": "/a", "protect_window": "30d", "always_keep": ["gold"],
-                          "rules": [{"keep_last": 3}, {"min_metric": {"c_index": 0.6}},
-                                    {"max_age": "12w"}]},
-        })  # fmt: skip
+        policy = Policy.from_dict(
+            {
+                "gates": {"f1": {"threshold": 0.4}},
+                "retention": {
+                    "archive_uri": "/a",
+                    "protect_window": "30d",
+                    "always_keep": ["gold"],
+                    "rules": [
+                        {"keep_last": 3},
+                        {"min_metric": {"c_index": 0.6}},
+                        {"max_age": "12w"},
+                    ],
+                },
+            }
+        )
         r = policy.retention
         assert r.rules == (KeepLast(3), MinMetric((("c_index", 0.6),)), MaxAge(84 * 86400.0))
         assert r.protect_window_s == 30 * 86400.0
@@ -78,20 +87,35 @@ class TestPolicySection:
 class TestPlan:
     def test_rules_apply_in_order_first_match_decides(self):
         """keep_last shields the newest from later rules; min_metric and max_age delete."""
-        policy = _policy(archive_uri="/a", rules=[{"keep_last": 2}, {"min_metric": {"c_index": 0.6}},
-                                                 {"max_age": "5d"}])  # fmt: skip
+        policy = _policy(
+            archive_uri="/a",
+            rules=[{"keep_last": 2}, {"min_metric": {"c_index": 0.6}}, {"max_age": "5d"}],
+        )
         versions = _facts(8, v8={"c_index": 0.1}, v6={"c_index": 0.5}, v5={"c_index": 0.9})
         plan = plan_retention(policy, versions, {}, NOW)
         assert [d.version for d in plan] == [str(i) for i in range(8, 0, -1)]
-        assert _actions(plan) == {"8": "keep", "7": "keep", "6": "delete", "5": "keep",
-                                  "4": "keep", "3": "keep", "2": "delete", "1": "delete"}  # fmt: skip
+        assert _actions(plan) == {
+            "8": "keep",
+            "7": "keep",
+            "6": "delete",
+            "5": "keep",
+            "4": "keep",
+            "3": "keep",
+            "2": "delete",
+            "1": "delete",
+        }
         assert "c_index 0.5" in plan[2].reason and "max_age 5d" in plan[6].reason
 
     def test_protected_versions_are_never_deleted(self):
         """Aliases in always_keep and recent champions survive even `default: delete`."""
         policy = _policy(archive_uri="/a", default="delete", always_keep=["gold"])
-        facts = [VersionFacts("1", 0, ("champion",)), VersionFacts("2", 0, ("gold",)),
-                 VersionFacts("3", 0, ("preview",)), VersionFacts("4", 0), VersionFacts("5", 0)]  # fmt: skip
+        facts = [
+            VersionFacts("1", 0, ("champion",)),
+            VersionFacts("2", 0, ("gold",)),
+            VersionFacts("3", 0, ("preview",)),
+            VersionFacts("4", 0),
+            VersionFacts("5", 0),
+        ]
         plan = plan_retention(policy, facts, {"4": NOW}, NOW)
         assert _actions(plan) == {"5": "delete", "4": "keep", "3": "keep", "2": "keep", "1": "keep"}
         assert all(d.protected for d in plan if d.version != "5")

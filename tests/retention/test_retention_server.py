@@ -35,8 +35,10 @@ DELETE = {"7", "6", "4", "3", "1"}
 
 
 def _policy(archive: Path, **extra: object) -> Policy:
-    doc = {"gates": {"f1": {"threshold": 0.4}},
-           "retention": {"archive_uri": str(archive), "rules": RULES, "default": "delete", **extra}}  # fmt: skip
+    doc = {
+        "gates": {"f1": {"threshold": 0.4}},
+        "retention": {"archive_uri": str(archive), "rules": RULES, "default": "delete", **extra},
+    }
     return Policy.from_dict(doc)
 
 
@@ -93,8 +95,10 @@ class TestRetention:
         before = _versions(controller, model)
         policy_file = archive.parent / "policy.yaml"
         policy_file.write_text(yaml.safe_dump(policy.to_dict()))
-        cli = CliRunner().invoke(main, ["--tracking-uri", uri, "retention", model, "--dry-run",
-                                        "--policy", str(policy_file)])  # fmt: skip
+        cli = CliRunner().invoke(
+            main,
+            ["--tracking-uri", uri, "retention", model, "--dry-run", "--policy", str(policy_file)],
+        )
         assert cli.exit_code == 0, cli.output
         rows = [line.split() for line in cli.stdout.splitlines()[1:-1]]
         assert {r[0] for r in rows if r[1] == "delete"} == DELETE
@@ -126,8 +130,10 @@ class TestRetention:
         mlflow.pyfunc.load_model(f"models:/{model}/12")  # shared artifacts were kept
         again = apply_retention(controller, model, policy)
         assert again.event is None and not again.to_delete
-        as_json = CliRunner().invoke(main, ["--tracking-uri", uri, "retention", model, "--json",
-                                            "--policy", str(policy_file)])  # fmt: skip
+        as_json = CliRunner().invoke(
+            main,
+            ["--tracking-uri", uri, "retention", model, "--json", "--policy", str(policy_file)],
+        )
         document = json.loads(as_json.stdout)
         assert {v["version"] for v in document["versions"]} == KEEP
         assert document["deleted"] == [] and document["event_run_id"] is None
@@ -174,19 +180,35 @@ def test_killed_run_never_deletes_without_archive(mlflow_server, tmp_path, failp
     controller.promote(model, "4")
     archive = tmp_path / "archive"
     policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump({
-        "gates": {"f1": {"threshold": 0.4}},
-        "retention": {"archive_uri": str(archive), "rules": [{"keep_last": 1}], "default": "delete"},
-    }))  # fmt: skip
+    policy_file.write_text(
+        yaml.safe_dump(
+            {
+                "gates": {"f1": {"threshold": 0.4}},
+                "retention": {
+                    "archive_uri": str(archive),
+                    "rules": [{"keep_last": 1}],
+                    "default": "delete",
+                },
+            }
+        )
+    )
     exe = Path(sys.executable).with_name("mlflow-plugin")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_PLUGIN_FAILPOINT": failpoint}
-    proc = subprocess.run([str(exe), "retention", model, "--policy", str(policy_file)],
-                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [str(exe), "retention", model, "--policy", str(policy_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 137, proc.stderr
     left = {v.version for v in controller.registry.list_versions(model)}
     deleted = {"1", "2", "3", "4"} - left
-    recorded = {v for e in controller.ledger.events(model, "retention")
-                for v in e.extra["mlflow_plugin.deleted"].split(",")}  # fmt: skip
+    recorded = {
+        v
+        for e in controller.ledger.events(model, "retention")
+        for v in e.extra["mlflow_plugin.deleted"].split(",")
+    }
     for version in deleted:
         assert read_archive(str(archive), model, version) is not None
         assert version in recorded

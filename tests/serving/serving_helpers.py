@@ -17,8 +17,13 @@ from mlflow_plugin.testing import AppServer
 MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
 PASSED = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed"}
 # Models every integration test can share: name -> model_config of tests/serving/model_code.py.
-SHARED = {"r1": {"risk": 0.1}, "r2": {"risk": 0.2}, "raise": {"risk": 0.9, "mode": "raise"},
-          "nan": {"risk": 0.8, "mode": "nan"}, "echo": {"risk": 0.0, "mode": "echo"}}  # fmt: skip
+SHARED = {
+    "r1": {"risk": 0.1},
+    "r2": {"risk": 0.2},
+    "raise": {"risk": 0.9, "mode": "raise"},
+    "nan": {"risk": 0.8, "mode": "nan"},
+    "echo": {"risk": 0.0, "mode": "echo"},
+}
 
 
 @functools.cache
@@ -39,9 +44,13 @@ def log_model(
     mlflow.set_experiment("mlflow_plugin-serving-tests")
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=MODEL_CODE, model_config=config,
-            input_example=features().head(3), pip_requirements=[], metadata=metadata,
-        )  # fmt: skip
+            name="model",
+            python_model=MODEL_CODE,
+            model_config=config,
+            input_example=features().head(3),
+            pip_requirements=[],
+            metadata=metadata,
+        )
     return str(info.model_uri)
 
 
@@ -70,8 +79,13 @@ class LiveServer(AppServer):
         super().__init__(app)
         self.url = self.base_url
 
-    def request(self, method: str, path: str, body: bytes | str | None = None,
-                content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": content_type} if body is not None else {}
         return self.raw_request(method, path, body, headers)
 
@@ -98,8 +112,15 @@ class Load:
     Stops on :meth:`stop`, after ``max_requests`` in all, or after ``max_seconds``.
     """
 
-    def __init__(self, port: int, body: str, *, threads: int = 3, max_requests: int = 5000,
-                 max_seconds: float = 60.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        port: int,
+        body: str,
+        *,
+        threads: int = 3,
+        max_requests: int = 5000,
+        max_seconds: float = 60.0,
+    ) -> None:
         self.port = port
         self.body = body
         self.max_requests = max_requests
@@ -152,9 +173,15 @@ class Load:
                 risk = None
                 if resp.status == 200:
                     risk = json.loads(raw)["predictions"][0]["risk"]
-                out = Response(sent, time.monotonic(), resp.status, resp.getheader("X-Model-Version"),
-                               resp.getheader("X-Model-Role"), risk,
-                               None if resp.status == 200 else raw.decode()[:300])  # fmt: skip
+                out = Response(
+                    sent,
+                    time.monotonic(),
+                    resp.status,
+                    resp.getheader("X-Model-Version"),
+                    resp.getheader("X-Model-Role"),
+                    risk,
+                    None if resp.status == 200 else raw.decode()[:300],
+                )
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

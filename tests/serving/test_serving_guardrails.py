@@ -132,8 +132,13 @@ class TestConfig:
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=6),
-                  elements=st.floats(allow_nan=True, allow_infinity=True)))  # fmt: skip
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=6),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    )
+)
 def test_never_raises_and_flags_every_non_finite(values):
     """Any float frame is checked without raising; non_finite is flagged iff a value is not finite."""
     out = pd.DataFrame(values, columns=[f"p_{i}" for i in range(values.shape[1])])

@@ -93,8 +93,9 @@ class TestInputProblems:
         ],
         ids=["null", "nan", "1e308", "inf", "wrong-type"],
     )
-    def test_bad_values_are_400_naming_column_and_row(self, server, tracking_uri, model_name,
-                                                      body, where, what):  # fmt: skip
+    def test_bad_values_are_400_naming_column_and_row(
+        self, server, tracking_uri, model_name, body, where, what
+    ):
         """null / NaN / 1e308 / inf / text: 400 with one line naming column and row; no ledger event."""
         status, _, raw = server.request("POST", "/invocations", body)
         payload = json.loads(raw)
@@ -239,8 +240,12 @@ class TestBatching:
                     records[0]["age"] = None
                 if kind == "poison":
                     records[-1]["age"] = -1
-                conn.request("POST", "/invocations", json.dumps({"dataframe_records": records}),
-                             {"Content-Type": "application/json"})  # fmt: skip
+                conn.request(
+                    "POST",
+                    "/invocations",
+                    json.dumps({"dataframe_records": records}),
+                    {"Content-Type": "application/json"},
+                )
                 resp = conn.getresponse()
                 body = resp.read()
                 with lock:

@@ -87,7 +87,9 @@ class World:
     def serve(self, **kwargs) -> ChampionModel:
         kwargs.setdefault("poll_interval", 60.0)
         kwargs.setdefault("watch", False)
-        model = ChampionModel("m", registry=self.registry, ledger=self.ledger, loader=self.loader, **kwargs)
+        model = ChampionModel(
+            "m", registry=self.registry, ledger=self.ledger, loader=self.loader, **kwargs
+        )
         self.served.append(model)
         return model
 
@@ -112,7 +114,11 @@ class TestHotSwap:
         world.controller.promote("m", "1")
         model = world.serve()
         prediction = model.score(DATA)
-        assert (prediction.version, prediction.role, prediction.fallback) == ("1", "champion", False)
+        assert (prediction.version, prediction.role, prediction.fallback) == (
+            "1",
+            "champion",
+            False,
+        )
         assert prediction.output["risk"].tolist() == [0.1, 0.1]
         assert model.version == "1"
 
@@ -204,7 +210,11 @@ class TestFallback:
         assert (prediction.version, prediction.role, prediction.fallback) == ("1", "fallback", True)
         (error,) = world.events("error")
         (recovery,) = world.events("recovery")
-        assert error.version == "2" and "raised in predict" in error.message and "boom" in error.message
+        assert (
+            error.version == "2"
+            and "raised in predict" in error.message
+            and "boom" in error.message
+        )
         assert (recovery.version, recovery.from_version) == ("1", "2")
         assert recovery.actor.startswith("serving@")
         assert model.counts()[("fallbacks", "predict")] == 1
@@ -229,7 +239,10 @@ class TestFallback:
         assert state["serving"] == {"version": "1", "role": "fallback"}
         assert "missing" in state["champion"]["error"]
         assert state["fallback"]["enabled"] is True and state["fallback"]["loaded"] == "1"
-        assert {e.event_type for e in world.events("error") + world.events("recovery")} == {"error", "recovery"}
+        assert {e.event_type for e in world.events("error") + world.events("recovery")} == {
+            "error",
+            "recovery",
+        }
 
     def test_bad_new_champion_falls_back_instead_of_keeping_the_old_one(self, world):
         """If the promoted version cannot load, the configured fallback answers - not a leftover."""
@@ -249,7 +262,9 @@ class TestFallback:
         world.loader.broken.add("2")
         world.controller.promote("m", "2")
         model.refresh()
-        with pytest.raises(ModelUnavailable, match=r"champion version 2 could not be loaded.*no fallback"):
+        with pytest.raises(
+            ModelUnavailable, match=r"champion version 2 could not be loaded.*no fallback"
+        ):
             model.score(DATA)
         assert model.version is None and model.status()["status"] == "unavailable"
         assert world.loader.models["1"].calls == 0
@@ -259,7 +274,9 @@ class TestFallback:
         world.loader.models["2"].mode = "raise"
         world.loader.models["1"].mode = "nan"
         model = self.fallback_world(world, "raise")
-        with pytest.raises(ModelUnavailable, match=r"champion version 2 raised.*fallback version 1 broke"):
+        with pytest.raises(
+            ModelUnavailable, match=r"champion version 2 raised.*fallback version 1 broke"
+        ):
             model.score(DATA)
 
     def test_missing_champion_alias_uses_the_fallback(self, world):
@@ -328,14 +345,18 @@ class TestStartAndLog:
         model.close()
         engine = sa.create_engine(uri)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT request_id, model_version, route, fallback FROM predictions ORDER BY id"
-            )).all()  # fmt: skip
+            rows = conn.execute(
+                sa.text(
+                    "SELECT request_id, model_version, route, fallback FROM predictions ORDER BY id"
+                )
+            ).all()
         engine.dispose()
         assert [tuple(r) for r in rows] == [
-            ("a", "2", "champion", 0), ("a", "2", "champion", 0),
-            ("b", "1", "fallback", 1), ("b", "1", "fallback", 1),
-        ]  # fmt: skip
+            ("a", "2", "champion", 0),
+            ("a", "2", "champion", 0),
+            ("b", "1", "fallback", 1),
+            ("b", "1", "fallback", 1),
+        ]
 
 
 class TestRouter:

@@ -24,10 +24,25 @@ def db_uri(tmp_path) -> str:
 
 
 def record(i: int = 0, rows: int = 1, **kwargs) -> PredictionRecord:
-    features = pd.DataFrame({"age": np.arange(rows) + 20 + i, "fin": [1] * rows, "id": [f"c{i}-{j}" for j in range(rows)]})
+    features = pd.DataFrame(
+        {
+            "age": np.arange(rows) + 20 + i,
+            "fin": [1] * rows,
+            "id": [f"c{i}-{j}" for j in range(rows)],
+        }
+    )
     output = pd.DataFrame({"risk": np.full(rows, 0.25), "p_low": 0.75, "p_high": 0.25})
-    base = dict(request_id=f"req-{i}", ts=time.time(), model_name="m", model_version="3",
-                route="champion", fallback=False, latency_s=0.002, features=features, output=output)  # fmt: skip
+    base = dict(
+        request_id=f"req-{i}",
+        ts=time.time(),
+        model_name="m",
+        model_version="3",
+        route="champion",
+        fallback=False,
+        latency_s=0.002,
+        features=features,
+        output=output,
+    )
     base.update(kwargs)
     return PredictionRecord(**base)
 
@@ -35,7 +50,9 @@ def record(i: int = 0, rows: int = 1, **kwargs) -> PredictionRecord:
 def table_rows(uri: str) -> list[dict]:
     engine = sa.create_engine(uri)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM predictions ORDER BY id"))]
+        rows = [
+            dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM predictions ORDER BY id"))
+        ]
     engine.dispose()
     return rows
 
@@ -49,7 +66,11 @@ class TestRows:
         rows = table_rows(db_uri)
         assert [r["row_index"] for r in rows] == [0, 1, 2]
         first = rows[0]
-        assert (first["request_id"], first["model_version"], first["route"]) == ("req-0", "3", "champion")
+        assert (first["request_id"], first["model_version"], first["route"]) == (
+            "req-0",
+            "3",
+            "champion",
+        )
         assert json.loads(first["output"]) == {"p_high": 0.25, "p_low": 0.75, "risk": 0.25}
         assert json.loads(first["features"]) == {"age": 20, "fin": 1, "id": "c0-0"}
         assert first["entity_key"] == "c0-0"
@@ -77,8 +98,16 @@ class TestRows:
         log = PredictionLog(db_uri)
         nan_out = pd.DataFrame({"risk": [np.nan]})
         log.log(record(0, output=nan_out, flags=("non_finite",)))
-        log.log(record(1, output=None, model_version=None, route=None,
-                       error="no version could answer", flags=("load",)))  # fmt: skip
+        log.log(
+            record(
+                1,
+                output=None,
+                model_version=None,
+                route=None,
+                error="no version could answer",
+                flags=("load",),
+            )
+        )
         log.close()
         ok, failed = table_rows(db_uri)
         assert json.loads(ok["output"]) == {"risk": None} and ok["guardrail_flags"] == "non_finite"
@@ -138,7 +167,9 @@ class TestQueue:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES"), reason="needs MLFLOW_PLUGIN_TEST_POSTGRES")
+@pytest.mark.skipif(
+    not os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES"), reason="needs MLFLOW_PLUGIN_TEST_POSTGRES"
+)
 def test_postgresql_table():
     """The same table and rows on PostgreSQL, from a plain postgresql:// URI."""
     from mlflow_plugin.testing import postgres_database
@@ -150,6 +181,7 @@ def test_postgresql_table():
         log.close()
         rows = table_rows(uri)
         assert [(r["row_index"], r["entity_key"], len(r["request_id"])) for r in rows] == [
-            (0, "c0-0", 64), (1, "c0-1", 64),
-        ]  # fmt: skip
+            (0, "c0-0", 64),
+            (1, "c0-1", 64),
+        ]
         assert rows[0]["ts"].tzinfo is not None and rows[0]["fallback"] is False

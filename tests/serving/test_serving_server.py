@@ -82,14 +82,23 @@ class TestProtocol:
         row = features().iloc[0].to_dict()
         cases = {
             "malformed-json": ("{not json", "application/json", "valid JSON"),
-            "missing-column": (json.dumps({"dataframe_split": {"columns": ["fin"], "data": [[1]]}}),
-                               "application/json", "missing inputs"),
-            "wrong-type": (json.dumps({"dataframe_records": [{**row, "age": "old"}]}),
-                           "application/json", "column 'age', row 0: 'old' is not a number"),
-            "unknown-format": (json.dumps({"rows": []}), "application/json",
-                               "exactly one of the input fields"),
+            "missing-column": (
+                json.dumps({"dataframe_split": {"columns": ["fin"], "data": [[1]]}}),
+                "application/json",
+                "missing inputs",
+            ),
+            "wrong-type": (
+                json.dumps({"dataframe_records": [{**row, "age": "old"}]}),
+                "application/json",
+                "column 'age', row 0: 'old' is not a number",
+            ),
+            "unknown-format": (
+                json.dumps({"rows": []}),
+                "application/json",
+                "exactly one of the input fields",
+            ),
             "content-type": ("a,b\n1,2", "text/plain", "unsupported content type"),
-        }  # fmt: skip
+        }
         for case, (body, content_type, expect) in cases.items():
             status, _, raw = server.request("POST", "/invocations", body, content_type)
             message = json.loads(raw)["message"]
@@ -160,12 +169,15 @@ class TestUnderLoad:
         assert not [r for r in responses if r.version == v2 and r.sent > first_new]
         swap = server.model.status()["last_swap"]
         assert (swap["from"], swap["to"]) == (v2, v1)
-        print(f"\nrollback -> first v{v1} answer: {first_new - rolled_back:.2f}s "
-              f"(poll 0.5s + load {swap['load_seconds']}s); {len(responses)} requests, 0 failed")  # fmt: skip
+        print(
+            f"\nrollback -> first v{v1} answer: {first_new - rolled_back:.2f}s "
+            f"(poll 0.5s + load {swap['load_seconds']}s); {len(responses)} requests, 0 failed"
+        )
 
     @pytest.mark.parametrize("damage", ["deleted", "corrupted"])
-    def test_broken_champion_artifacts_fall_back(self, served, versions, controller, model_name,
-                                                 one_row, tracking_uri, mlflow_server, damage):  # fmt: skip
+    def test_broken_champion_artifacts_fall_back(
+        self, served, versions, controller, model_name, one_row, tracking_uri, mlflow_server, damage
+    ):
         """A promoted version whose artifacts are gone or garbage: the fallback answers all requests."""
         import mlflow
 
@@ -228,8 +240,10 @@ class TestUnderLoad:
         assert rows[0] == rows[1] == stats["written_rows"] == len(responses) - stats["dropped"]
         assert stats["failed_requests"] == 0
         assert "mlflow_plugin_serving_prediction_log_dropped_total" in metrics.decode()
-        print(f"\nprediction log: {len(responses)} requests, {stats['written_rows']} rows, "
-              f"{stats['dropped']} dropped")  # fmt: skip
+        print(
+            f"\nprediction log: {len(responses)} requests, {stats['written_rows']} rows, "
+            f"{stats['dropped']} dropped"
+        )
 
 
 class TestCommand:
@@ -245,10 +259,22 @@ class TestCommand:
         env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
         exe = Path(sys.executable).with_name("mlflow-plugin")
         proc = subprocess.Popen(
-            [str(exe), "serve", model_name, "--port", str(port), "--poll-interval", "1",
-             "--prediction-log", f"sqlite:///{db}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [
+                str(exe),
+                "serve",
+                model_name,
+                "--port",
+                str(port),
+                "--poll-interval",
+                "1",
+                "--prediction-log",
+                f"sqlite:///{db}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             import urllib.request
 
@@ -261,8 +287,11 @@ class TestCommand:
                     return False
 
             assert wait_until(up, timeout=90, step=0.2)
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=one_row.encode(),
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=one_row.encode(),
+                headers={"Content-Type": "application/json"},
+            )
             for _ in range(5):
                 with urllib.request.urlopen(req, timeout=10) as r:
                     assert r.headers["X-Model-Version"] == v1
@@ -288,8 +317,20 @@ class TestCommand:
     def test_serve_unknown_model_exits_2(self, tracking_uri):
         """An unknown model is a one-line error and exit code 2."""
         exe = Path(sys.executable).with_name("mlflow-plugin")
-        proc = subprocess.run([str(exe), "--tracking-uri", tracking_uri, "serve", "no-such-model",
-                               "--prediction-log", "none"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [
+                str(exe),
+                "--tracking-uri",
+                tracking_uri,
+                "serve",
+                "no-such-model",
+                "--prediction-log",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2
         assert (
             proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
