@@ -489,6 +489,11 @@ class ModelLock:
                         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                             raise
                 holder = self._break_if_stale() or holder
+            except NotFound:
+                # MLflow's SQL store answers a create that collides with an existing lock by
+                # reading that lock back; when its holder released it in between, the create
+                # fails with RESOURCE_DOES_NOT_EXIST. The name is free now: try again.
+                pass
             except RegistryError as exc:
                 if not _is_transient(exc):
                     raise
@@ -588,13 +593,19 @@ class ModelLock:
         """Add to the intent recorded on the lock (e.g. a rollback's computed target), so that
         whoever completes an interrupted operation knows what it was doing."""
         self.intent = {**self.intent, **intent}
-        self.registry._do(
-            f"annotate lock {self.name!r}",
-            self.registry.client.set_registered_model_tag,
-            self.lock_name,
-            _LOCK_INTENT,
-            json.dumps(self.intent, sort_keys=True),
-        )
+        try:
+            self.registry._do(
+                f"annotate lock {self.name!r}",
+                self.registry.client.set_registered_model_tag,
+                self.lock_name,
+                _LOCK_INTENT,
+                json.dumps(self.intent, sort_keys=True),
+            )
+        except NotFound:
+            self._lost = "the lock was broken"
+            raise LockLost(
+                f"lost the lock on {self.name!r}: it was broken; nothing written"
+            ) from None
 
     def _break_if_stale(self) -> str:
         """Break the current lock if its holder is dead; return the holder's name otherwise."""

@@ -24,11 +24,13 @@ from mlflow_plugin.operator._tick import (
 )
 
 __all__ = [
-    "HEARTBEAT_TAG",
     "Alert",
     "Alerter",
     "Firing",
+    "HEARTBEAT_TAG",
+    "kubernetes_job_spec",
     "Launch",
+    "main_parameters",
     "Operator",
     "OperatorBusy",
     "OperatorLease",
@@ -36,7 +38,5 @@ __all__ = [
     "Retrainer",
     "TickContext",
     "TickTask",
-    "kubernetes_job_spec",
-    "main_parameters",
     "utc_now",
 ]
