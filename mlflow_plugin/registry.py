@@ -604,7 +604,8 @@ class ModelLock:
         except NotFound:
             self._lost = "the lock was broken"
             raise LockLost(
-                f"lost the lock on {self.name!r}: it was broken; nothing written"
+                f"lost the lock on {self.name!r} while writing (it was broken); "
+                "`mlflow-plugin reconcile` records what happened"
             ) from None
 
     def _break_if_stale(self) -> str:
