@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
 from mlflow_plugin._types import CHAMPION, FALLBACK
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, Controller
 from mlflow_plugin.doctor import _adapters
@@ -209,10 +210,8 @@ def _disk(o: DoctorOptions) -> CheckResult:
 def _prediction_log(o: DoctorOptions) -> CheckResult:
     from sqlalchemy import create_engine, text
 
-    from mlflow_plugin.serving._prediction_log import _driver, _redact
-
     table = f"mlflow_plugin_doctor_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(_driver(o.prediction_log))
+    engine = create_engine(sqlalchemy_uri(o.prediction_log))
     try:
         with engine.begin() as conn:
             conn.execute(text(f"CREATE TABLE {table} (probe VARCHAR(16))"))
@@ -224,7 +223,7 @@ def _prediction_log(o: DoctorOptions) -> CheckResult:
     if value != "ok":  # pragma: no cover - a database that loses a row in its own transaction
         return CheckResult("prediction log writable", "fail", "probe row not read back")
     return CheckResult(
-        "prediction log writable", "pass", f"{_redact(o.prediction_log)} accepts writes"
+        "prediction log writable", "pass", f"{redact_sql_uri(o.prediction_log)} accepts writes"
     )
 
 
@@ -272,9 +271,7 @@ def _schema(o: DoctorOptions) -> CheckResult:
     from mlflow.store.db.utils import _get_latest_schema_revision, _get_schema_version
     from sqlalchemy import create_engine
 
-    from mlflow_plugin.serving._prediction_log import _driver
-
-    engine = create_engine(_driver(uri))
+    engine = create_engine(sqlalchemy_uri(uri))
     try:
         current = _get_schema_version(engine)
     finally:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mlflow_plugin._errors import ConfigError, DataError
+from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
 
 __all__ = ["IngestResult", "OutcomeStore", "outcomes_table"]
 
@@ -106,11 +107,11 @@ class OutcomeStore:
 
         self.uri = uri
         try:
-            self.engine = create_engine(_driver(uri))
+            self.engine = create_engine(sqlalchemy_uri(uri))
             self.outcomes = outcomes_table(MetaData(), outcomes)
             self.outcomes.metadata.create_all(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
-            raise ConfigError(f"outcomes database {_redact(uri)}: {exc}") from exc
+            raise ConfigError(f"outcomes database {redact_sql_uri(uri)}: {exc}") from exc
         # The prediction table is serving's; only the columns read here are named (typed, so
         # times are bound exactly as the log wrote them).
         self.predictions = table(
@@ -147,7 +148,7 @@ class OutcomeStore:
                 yield conn
         except SQLAlchemyError as exc:
             reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-            raise ConfigError(f"prediction log {_redact(self.uri)}: {reason}") from exc
+            raise ConfigError(f"prediction log {redact_sql_uri(self.uri)}: {reason}") from exc
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(
@@ -441,26 +442,3 @@ def _records(frame: pd.DataFrame, model: str, stamp: datetime) -> list[dict[str,
             }
         )
     return out
-
-
-def _driver(uri: str) -> str:
-    """``postgresql://`` means psycopg 3 to SQLAlchemy; use psycopg2 when only it is here."""
-    if not uri.startswith("postgresql://"):
-        return uri
-    import importlib.util
-
-    if (
-        importlib.util.find_spec("psycopg") is None
-        and importlib.util.find_spec("psycopg2") is not None
-    ):
-        return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
-    return uri
-
-
-def _redact(uri: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(uri).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a message
-        return "<uri>"

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_plugin._errors import ConfigError
+from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
 
 __all__ = ["DEFAULT_URI", "PredictionLog", "PredictionRecord", "prediction_table"]
 
@@ -154,13 +155,13 @@ class PredictionLog:
         self.log_features = log_features
         self.key_column = key_column
         try:
-            self.engine = create_engine(_driver(uri))
+            self.engine = create_engine(sqlalchemy_uri(uri))
             if self.engine.dialect.name == "sqlite":
                 _tune_sqlite(self.engine)
             self.table = prediction_table(MetaData(), table)
             self.table.metadata.create_all(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
-            raise ConfigError(f"prediction log {_redact(uri)}: {exc}") from exc
+            raise ConfigError(f"prediction log {redact_sql_uri(uri)}: {exc}") from exc
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         self._counts = {
@@ -391,26 +392,3 @@ def _tune_sqlite(engine: Any) -> None:
 
 def _clip(value: str | None, width: int) -> str | None:
     return value[:width] if value else None
-
-
-def _driver(uri: str) -> str:
-    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is here."""
-    if not uri.startswith("postgresql://"):
-        return uri
-    import importlib.util
-
-    if (
-        importlib.util.find_spec("psycopg") is None
-        and importlib.util.find_spec("psycopg2") is not None
-    ):
-        return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
-    return uri
-
-
-def _redact(uri: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(uri).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for a message
-        return "<uri>"
