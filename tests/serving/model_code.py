@@ -3,10 +3,13 @@
 - ``risk``: the constant it returns (so each logged model is recognisable in a response);
 - ``mode``: ``ok``, ``raise`` (predict fails), ``nan`` (output breaks the finite guardrail),
   ``badprob`` (probabilities that do not sum to 1) or ``echo`` (``risk`` is each row's ``age``,
-  so a client can tell its rows from others'; a row with ``age == -1`` makes predict raise).
+  so a client can tell its rows from others'; a row with ``age == -1`` makes predict raise);
+- ``sleep``: seconds each predict call waits first (a slow model).
 
 The output has the pipeline's shape: a ``risk`` column and probability bucket columns ``p_*``.
 """
+
+import time
 
 import mlflow
 import numpy as np
@@ -19,8 +22,10 @@ class ConstantRisk(PythonModel):
         config = context.model_config or {}
         self.risk = float(config.get("risk", 0.5))
         self.mode = str(config.get("mode", "ok"))
+        self.sleep = float(config.get("sleep", 0.0))
 
     def predict(self, context, model_input, params=None):
+        time.sleep(self.sleep)
         if self.mode == "raise":
             raise RuntimeError("model is broken")
         n = len(model_input)

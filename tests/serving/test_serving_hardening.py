@@ -12,7 +12,7 @@ import threading
 
 import pytest
 from pickled_model import artifact_dir, booby_trap, log_pickled
-from serving_helpers import PASSED, features, ranged_model, register, shared_model
+from serving_helpers import PASSED, features, log_model, ranged_model, register, shared_model
 
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
 from mlflow_plugin.integrity import record_digest
@@ -185,6 +185,18 @@ class TestLimits:
             answer = oversized(server.port, "/invocations", 8 << 20, chunked=chunked)
             assert answer.startswith(b"HTTP/1.1 413"), (chunked, answer[:200])
         assert server.request("POST", "/invocations", one_row)[0] == 200
+
+    def test_request_timeout_is_a_503_and_the_server_keeps_answering(
+        self, served, model_name, tracking_uri, one_row
+    ):
+        """A predict slower than --request-timeout gets 503 with the reason; /ping still answers."""
+        slow = register(tracking_uri, model_name, log_model(tracking_uri, {"sleep": 3.0}))
+        set_champion(tracking_uri, model_name, slow)
+        server = served(app_kwargs={"request_timeout": 0.5})
+        status, _, raw = server.request("POST", "/invocations", one_row)
+        assert status == 503, raw
+        assert "request timed out after 0.5s" in json.loads(raw)["message"]
+        assert server.request("GET", "/ping")[0] == 200
 
     def test_docs_are_off(self, server):
         """/docs and /openapi.json are not served unless asked for."""
