@@ -41,6 +41,10 @@ EVENT_TYPES = (
     "retrain_triggered",
     "degraded",
     "alert",
+    "rollout_started",
+    "rollout_step",
+    "rollout_paused",
+    "rollout_aborted",
 )
 STRATEGIES = ("all_at_once", "blue_green", "canary")
 

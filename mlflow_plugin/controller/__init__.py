@@ -19,8 +19,24 @@ from mlflow_plugin.controller._controller import (
 )
 from mlflow_plugin.controller._history import GATE_TAGS, last_known_good
 from mlflow_plugin.controller._protocols import IntegrityHook, LedgerLike, LockLike, RegistryLike
+from mlflow_plugin.controller._rollout_state import (
+    CANARY,
+    PREVIEW,
+    ROLLOUT_TAGS,
+    RolloutState,
+    canary_bucket,
+    parse_steps,
+    routes_to_canary,
+)
 
 __all__ = [
+    "CANARY",
+    "PREVIEW",
+    "ROLLOUT_TAGS",
+    "RolloutState",
+    "canary_bucket",
+    "parse_steps",
+    "routes_to_canary",
     "ENFORCE_GATES_TAG",
     "FALLBACK_ENABLED_TAG",
     "FALLBACK_PINNED_TAG",
