@@ -174,16 +174,23 @@ def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, ch
         "--project",
         str(Path(__file__).parents[2]),
     ]
-    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file, not a pipe: a pipe nobody drains fills up with a pass's log lines
+    # on a slow machine and blocks the operator inside a write, so it could not stop.
+    log_path = tmp_path / "operator.log"
+    with open(log_path, "w") as log_file:
+        first = subprocess.Popen(cmd, env=env, stderr=log_file, text=True)
     try:
-        line = first.stderr.readline()  # type: ignore[union-attr]
-        assert f"managing {model_name}" in line, line
+        deadline = time.monotonic() + 120
+        while f"managing {model_name}" not in log_path.read_text():
+            assert first.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
         assert "already managed by operator@" in second.stderr and "Traceback" not in second.stderr
     finally:
         first.send_signal(signal.SIGINT)
-        first.wait(60)
+        first.wait(120)
     registry = Controller.from_uri(tracking_uri).registry
     deadline = time.monotonic() + 30
     while "mlflow_plugin.operator_lease" in registry.get_model(model_name).tags:
