@@ -10,7 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlflow_plugin._errors import BadInput, NotFound, RegistryError, RegistryUnavailable
+from mlflow_plugin._errors import (
+    BadInput,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    RegistryError,
+    RegistryUnavailable,
+)
 
 __all__ = [
     "as_plugin_error",
@@ -121,6 +128,8 @@ def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception |
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
         text = redact(exc.message if hasattr(exc, "message") else str(exc))
+        if (encrypted := _encryption_error(text)) is not None:
+            return encrypted
         if "API request to" in text and ("failed with" in text or "Max retries" in text):
             if "too many 500 error responses" in text:  # reachable, but failing
                 return RegistryError(f"{what}: the tracking server {where} answered HTTP 500")
@@ -137,6 +146,22 @@ def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception |
             f"tracking server {where} could not be reached ({what}): {redact(str(exc))}"
         )
     return None
+
+
+_ENCRYPTION = re.compile(r"mlflow_plugin\.encryption\[(\w+)\] ([^\n\"]*)")
+
+
+def _encryption_error(text: str) -> Exception | None:
+    """An encrypted artifact store's error (mlflow_plugin.encryption, possibly relayed by the
+    tracking server inside MLflow's download report): missing key or foreign workspace is a
+    configuration error (exit 2), a chunk that fails authentication an integrity failure (5)."""
+    match = _ENCRYPTION.search(text)
+    if match is None:
+        return None
+    kind, message = match.group(1), match.group(2).strip()
+    if kind in ("decrypt_failed", "not_encrypted"):
+        return IntegrityError(f"encrypted artifact: {message}", [message])
+    return ConfigError(f"encrypted artifact: {message}")
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ _LAZY_COMMANDS = {
     "monitor": "mlflow_plugin.operator._commands:monitor",
     "tick": "mlflow_plugin.operator._commands:tick",
     "operator": "mlflow_plugin.operator._commands:operator",
+    "rekey": "mlflow_plugin._cli_encryption:rekey",
 }
 
 

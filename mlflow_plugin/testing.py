@@ -71,6 +71,9 @@ class MlflowServer:
             it a kept-alive request to a multi-worker server pays a ~40 ms Nagle/delayed-ACK
             stall: docs/ARCHITECTURE.md, "HTTP round trips and the tracking server"). Pass
             ``""`` for uvicorn's own default.
+        artifacts_destination: ``mlflow server --artifacts-destination``; default a directory
+            in the temp dir. A plugin scheme such as ``encrypted+file:///...`` is resolved by
+            the server through MLflow's ``mlflow.artifact_repository`` entry points.
     """
 
     def __init__(
@@ -81,8 +84,10 @@ class MlflowServer:
         startup_timeout: float = 120.0,
         env: dict[str, str] | None = None,
         uvicorn_opts: str | None = None,
+        artifacts_destination: str | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
+        self.artifacts_destination = artifacts_destination
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.workers = workers
         self.startup_timeout = startup_timeout
@@ -104,7 +109,7 @@ class MlflowServer:
             "--backend-store-uri",
             self.backend_store_uri,
             "--artifacts-destination",
-            str(artifacts),
+            self.artifacts_destination or str(artifacts),
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,0 +1,31 @@
+"""``mlflow-plugin rekey URI``: re-encrypt stored artifacts with each workspace's newest key
+(docs/ARCHITECTURE.md, "Encryption at rest", rotation)."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["rekey"]
+
+
+@click.command()
+@click.argument("uri")
+@click.option("--path", default="", help="Only the files under this path of the store.")
+@click.option("--dry-run", is_flag=True, help="List what would be re-encrypted; write nothing.")
+def rekey(uri: str, path: str, dry_run: bool) -> None:
+    """Re-encrypt every file of the encrypted store URI (the server's --artifacts-destination,
+    e.g. encrypted+file:///srv/mlflow/artifacts) that is not under its workspace's newest key.
+
+    Run it with the same keys as the server (MLFLOW_PLUGIN_KEY_FILE / MLFLOW_PLUGIN_KEY_*),
+    after adding the new key and before removing the old one.
+    """
+    from mlflow_plugin._errors import BadInput
+    from mlflow_plugin.encryption import SCHEME_PREFIX, EncryptedArtifactRepository
+
+    if not uri.startswith(SCHEME_PREFIX):
+        raise BadInput(f"URI must start with {SCHEME_PREFIX} (e.g. encrypted+file:///srv/mlflow)")
+    repo = EncryptedArtifactRepository(uri)
+    done = repo.rekey(path or None, dry_run=dry_run)
+    for file_path, change in done:
+        click.echo(f"{'would re-encrypt' if dry_run else 're-encrypted'} {file_path}: {change}")
+    click.echo(f"{len(done)} file(s) {'to re-encrypt' if dry_run else 're-encrypted'}")

@@ -1,0 +1,127 @@
+"""EncryptedArtifactRepository through MLflow's registry (entry point ``encrypted+file``),
+in-process: the client-side mode, workspaces, rotation and ``rekey``."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from mlflow_plugin.cli import main
+from mlflow_plugin.encryption import EncryptedArtifactRepository
+
+PAYLOAD = b"flavors:\n  python_function: {}\n" + os.urandom(3 * (1 << 20) + 11)
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+@pytest.fixture()
+def keys(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """Distinct keys for the default workspace and team-a / team-b, in the environment."""
+    out = {name: os.urandom(32) for name in ("default", "team-a", "team-b")}
+    monkeypatch.delenv("MLFLOW_PLUGIN_KEY_FILE", raising=False)
+    monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
+    for name, key in out.items():
+        monkeypatch.setenv("MLFLOW_PLUGIN_KEY_" + name.upper().replace("-", "_"), f"k1:{b64(key)}")
+    return out
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def repo(store: Path) -> EncryptedArtifactRepository:
+    found = get_artifact_repository(f"encrypted+file://{store}")
+    assert isinstance(found, EncryptedArtifactRepository)
+    return found
+
+
+def write(tmp_path: Path, name: str = "model.pkl", data: bytes = PAYLOAD) -> Path:
+    src = tmp_path / "src" / name
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(data)
+    return src
+
+
+class TestEncryptedRepository:
+    def test_round_trip_ciphertext_on_disk(self, keys, store, tmp_path):
+        """log_artifacts stores ciphertext (plaintext sizes listed); downloads are the plaintext."""
+        write(tmp_path, "MLmodel", b"flavors: {}\n")
+        write(tmp_path, "model.pkl")
+        repo(store).log_artifacts(str(tmp_path / "src"), "model")
+        stored = (store / "model" / "model.pkl").read_bytes()
+        assert stored.startswith(b"MLPE") and b"flavors" not in stored
+        assert b"flavors" not in (store / "model" / "MLmodel").read_bytes()
+        sizes = {f.path: f.file_size for f in repo(store).list_artifacts("model")}
+        assert sizes == {"model/MLmodel": 12, "model/model.pkl": len(PAYLOAD)}
+        out = Path(repo(store).download_artifacts("model", str(tmp_path)))
+        assert (out / "model.pkl").read_bytes() == PAYLOAD
+        assert repo(store).get_local_path("model/model.pkl") is None
+
+    def test_missing_key_one_line(self, keys, store, tmp_path, monkeypatch):
+        """Without the workspace's key: an error naming the workspace and key id, no file."""
+        repo(store).log_artifact(str(write(tmp_path)), "m")
+        monkeypatch.delenv("MLFLOW_PLUGIN_KEY_DEFAULT")
+        dst = tmp_path / "dst"
+        dst.mkdir()
+        with pytest.raises(MlflowException, match=r"\[key_missing\] no key 'k1' for workspace 'default'"):
+            repo(store).download_artifacts("m/model.pkl", str(dst))
+        assert list(dst.rglob("*.pkl")) == []
+        with pytest.raises(MlflowException, match="no encryption key for workspace 'default'"):
+            repo(store).log_artifact(str(write(tmp_path)), "m")
+
+    def test_workspaces_keys_are_distinct(self, keys, store, tmp_path, monkeypatch):
+        """A file written for team-a does not decrypt with team-b's key, nor inside team-b."""
+        monkeypatch.setenv("MLFLOW_WORKSPACE", "team-a")
+        repo(store).log_artifact(str(write(tmp_path)), "m")
+        header = (store / "m" / "model.pkl").read_bytes()[:128]
+        assert b"team-a" in header
+        monkeypatch.setenv("MLFLOW_WORKSPACE", "team-b")
+        with pytest.raises(MlflowException, match=r"\[workspace_mismatch\].*'team-a'.*'team-b'"):
+            repo(store).download_artifacts("m/model.pkl", str(tmp_path))
+        # team-a's key id now holds team-b's key: authentication fails, nothing is written.
+        monkeypatch.setenv("MLFLOW_WORKSPACE", "team-a")
+        monkeypatch.setenv("MLFLOW_PLUGIN_KEY_TEAM_A", f"k1:{b64(keys['team-b'])}")
+        dst = tmp_path / "dst"
+        dst.mkdir()
+        with pytest.raises(MlflowException, match=r"\[decrypt_failed\]"):
+            repo(store).download_artifacts("m/model.pkl", str(dst))
+        assert list(dst.rglob("*.pkl")) == []
+
+    def test_rotation_and_rekey(self, keys, store, tmp_path, monkeypatch):
+        """After adding k2: new files use k2, old k1 files still load; rekey moves them to k2."""
+        repo(store).log_artifact(str(write(tmp_path, "old.bin")), "m")
+        k2 = os.urandom(32)
+        monkeypatch.setenv("MLFLOW_PLUGIN_KEY_DEFAULT", f"k1:{b64(keys['default'])},k2:{b64(k2)}")
+        repo(store).log_artifact(str(write(tmp_path, "new.bin")), "m")
+        assert (store / "m" / "new.bin").read_bytes()[20:22] == b"k2"
+        assert (store / "m" / "old.bin").read_bytes()[20:22] == b"k1"
+        out = tmp_path / "out"
+        out.mkdir()
+        assert Path(repo(store).download_artifacts("m/old.bin", str(out))).read_bytes() == PAYLOAD
+
+        uri = f"encrypted+file://{store}"
+        dry = CliRunner().invoke(main, ["rekey", uri, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "would re-encrypt m/old.bin: k1 -> k2" in dry.output
+        assert (store / "m" / "old.bin").read_bytes()[20:22] == b"k1"
+        done = CliRunner().invoke(main, ["rekey", uri])
+        assert done.exit_code == 0 and "1 file(s) re-encrypted" in done.output, done.output
+        assert (store / "m" / "old.bin").read_bytes()[20:22] == b"k2"
+        # k1 retired: everything still loads.
+        monkeypatch.setenv("MLFLOW_PLUGIN_KEY_DEFAULT", f"k2:{b64(k2)}")
+        again = Path(repo(store).download_artifacts("m", str(tmp_path / "out")))
+        assert (again / "old.bin").read_bytes() == PAYLOAD == (again / "new.bin").read_bytes()
+
+    def test_rekey_refuses_other_uris(self, keys):
+        """rekey takes only encrypted+ URIs: exit 2, one line."""
+        result = CliRunner().invoke(main, ["rekey", "file:///tmp/x"])
+        assert result.exit_code == 2 and "encrypted+" in result.output
