@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "mlflow_plugin.serving",
     "mlflow_plugin.monitoring",
     "mlflow_plugin.operator",
+    "mlflow_plugin.encryption",
 ]
 
 

@@ -24,16 +24,16 @@ from mlflow_plugin.encryption._repo import (
 )
 
 __all__ = [
-    "KEY_ENV_PREFIX",
-    "KEY_FILE_ENV",
-    "MARKER",
-    "SCHEME_PREFIX",
     "EncryptedArtifactError",
     "EncryptedArtifactRepository",
     "EncryptionFailure",
     "Header",
+    "KEY_ENV_PREFIX",
+    "KEY_FILE_ENV",
     "Key",
     "Keyring",
+    "MARKER",
+    "SCHEME_PREFIX",
     "decrypt_file",
     "encrypt_file",
     "env_name",

@@ -33,10 +33,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
-    "HEADER_SIZE",
-    "MAGIC",
     "EncryptionFailure",
+    "HEADER_SIZE",
     "Header",
+    "MAGIC",
     "decrypt_stream",
     "encrypt_stream",
     "plaintext_size",

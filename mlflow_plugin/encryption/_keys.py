@@ -26,7 +26,14 @@ from typing import Any
 
 from mlflow_plugin.encryption._format import EncryptionFailure
 
-__all__ = ["KEY_FILE_ENV", "KEY_ENV_PREFIX", "Key", "Keyring", "env_name", "keyring"]
+__all__ = [
+    "KEY_ENV_PREFIX",
+    "KEY_FILE_ENV",
+    "Key",
+    "Keyring",
+    "env_name",
+    "keyring",
+]
 
 KEY_FILE_ENV = "MLFLOW_PLUGIN_KEY_FILE"
 KEY_ENV_PREFIX = "MLFLOW_PLUGIN_KEY_"

@@ -33,7 +33,12 @@ from mlflow_plugin.encryption._format import (
 )
 from mlflow_plugin.encryption._keys import keyring
 
-__all__ = ["MARKER", "SCHEME_PREFIX", "EncryptedArtifactError", "EncryptedArtifactRepository"]
+__all__ = [
+    "EncryptedArtifactError",
+    "EncryptedArtifactRepository",
+    "MARKER",
+    "SCHEME_PREFIX",
+]
 
 SCHEME_PREFIX = "encrypted+"
 #: Every error of this repository starts with ``MARKER[kind]``; the message crosses the

@@ -125,3 +125,34 @@ class TestEncryptedRepository:
         """rekey takes only encrypted+ URIs: exit 2, one line."""
         result = CliRunner().invoke(main, ["rekey", "file:///tmp/x"])
         assert result.exit_code == 2 and "encrypted+" in result.output
+
+
+class TestClientSideMode:
+    def test_experiment_with_encrypted_location(self, tracking_uri, keys, tmp_path, model_name):
+        """An experiment whose artifact location is encrypted+file://: the client encrypts before
+        writing, the store holds ciphertext, pyfunc and verify_version read the plaintext."""
+        import mlflow
+        from pickled_model import PickledRisk
+
+        from mlflow_plugin.integrity import record_digest, verify_version
+        from mlflow_plugin.registry import Registry
+
+        store = tmp_path / "client-store"
+        experiment = mlflow.create_experiment(
+            f"enc-{model_name}", artifact_location=f"encrypted+file://{store}"
+        )
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=PickledRisk(0.5), pip_requirements=[]
+            )
+        registry = Registry(tracking_uri)
+        version = registry.register_version(model_name, info.model_uri, None, {}).version
+        record_digest(registry, model_name, version)
+        stored = [p for p in store.rglob("*") if p.is_file()]
+        assert any(p.name == "python_model.pkl" for p in stored)
+        assert all(p.read_bytes().startswith(b"MLPE") for p in stored)
+        assert verify_version(registry, model_name, version).ok
+        import pandas as pd
+
+        loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/{version}")
+        assert float(loaded.predict(pd.DataFrame({"x": [1.0]}))["risk"].iloc[0]) == 0.5
