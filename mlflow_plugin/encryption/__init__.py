@@ -13,7 +13,14 @@ from __future__ import annotations
 import mlflow.store.artifact.artifact_repository_registry  # noqa: F401, I001
 
 from mlflow_plugin.encryption._format import EncryptionFailure, Header, plaintext_size
-from mlflow_plugin.encryption._keys import KEY_ENV_PREFIX, KEY_FILE_ENV, Key, Keyring, env_name, keyring
+from mlflow_plugin.encryption._keys import (
+    KEY_ENV_PREFIX,
+    KEY_FILE_ENV,
+    Key,
+    Keyring,
+    env_name,
+    keyring,
+)
 from mlflow_plugin.encryption._repo import (
     MARKER,
     SCHEME_PREFIX,

@@ -105,9 +105,7 @@ class Header:
                 "decrypt_failed", f"{what} has an unknown encryption header (version {version})"
             )
         try:
-            return cls(
-                key_id[:klen].decode("ascii"), workspace[:wlen].decode("ascii"), nonce, log2
-            )
+            return cls(key_id[:klen].decode("ascii"), workspace[:wlen].decode("ascii"), nonce, log2)
         except UnicodeDecodeError:
             raise EncryptionFailure("decrypt_failed", f"{what} has a corrupt header") from None
 

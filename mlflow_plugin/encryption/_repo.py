@@ -17,6 +17,7 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator
+
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -139,7 +140,9 @@ class EncryptedArtifactRepository(ArtifactRepository):
                 out_dir = os.path.normpath(os.path.join(tmp, rel))
                 os.makedirs(out_dir, exist_ok=True)
                 for name in files:
-                    encrypt_file(os.path.join(dirpath, name), os.path.join(out_dir, name), workspace)
+                    encrypt_file(
+                        os.path.join(dirpath, name), os.path.join(out_dir, name), workspace
+                    )
             self.inner.log_artifacts(tmp, artifact_path)
 
     # -- reads ------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ class TestEncryptedRepository:
         monkeypatch.delenv("MLFLOW_PLUGIN_KEY_DEFAULT")
         dst = tmp_path / "dst"
         dst.mkdir()
-        with pytest.raises(MlflowException, match=r"\[key_missing\] no key 'k1' for workspace 'default'"):
+        with pytest.raises(
+            MlflowException, match=r"\[key_missing\] no key 'k1' for workspace 'default'"
+        ):
             repo(store).download_artifacts("m/model.pkl", str(dst))
         assert list(dst.rglob("*.pkl")) == []
         with pytest.raises(MlflowException, match="no encryption key for workspace 'default'"):

@@ -47,7 +47,9 @@ class Keys:
 
 
 @pytest.fixture(scope="module")
-def encrypted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowServer, Path, Keys]]:
+def encrypted_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MlflowServer, Path, Keys]]:
     """One server for the module: SQLite, artifacts in an encrypted local store."""
     root = tmp_path_factory.mktemp("encrypted")
     store = root / "store"
@@ -95,7 +97,11 @@ class TestEncryptedServer:
         for path in stored:
             data = path.read_bytes()
             assert data.startswith(b"MLPE"), path
-            assert b"flavors" not in data and b"PickledRisk" not in data and b"python_function" not in data
+            assert (
+                b"flavors" not in data
+                and b"PickledRisk" not in data
+                and b"python_function" not in data
+            )
 
     def test_loads_transparently(self, registered):
         """pyfunc, the serving loader and verify_version read the plaintext through the server."""
@@ -105,7 +111,17 @@ class TestEncryptedServer:
         from mlflow_plugin.serving import ChampionModel
 
         uri, name, _ = registered
-        frame = pd.DataFrame({"fin": [0], "age": [30], "race": [1], "wexp": [0], "mar": [0], "paro": [1], "prio": [2]})
+        frame = pd.DataFrame(
+            {
+                "fin": [0],
+                "age": [30],
+                "race": [1],
+                "wexp": [0],
+                "mar": [0],
+                "paro": [1],
+                "prio": [2],
+            }
+        )
         model = mlflow.pyfunc.load_model(f"models:/{name}/1")
         assert float(model.predict(frame)["risk"].iloc[0]) == 0.25
         report = verify_version(Registry(uri), name, "1")

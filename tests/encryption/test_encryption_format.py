@@ -61,10 +61,12 @@ class TestFormat:
             pytest.param(lambda b: b[:-1] + bytes([b[-1] ^ 1]), id="flip-last-byte"),
             pytest.param(lambda b: b[: HEADER_SIZE + C + TAG_SIZE], id="truncate-at-chunk"),
             pytest.param(
-                lambda b: b[:HEADER_SIZE]
-                + b[HEADER_SIZE + C + TAG_SIZE : HEADER_SIZE + 2 * (C + TAG_SIZE)]
-                + b[HEADER_SIZE : HEADER_SIZE + C + TAG_SIZE]
-                + b[HEADER_SIZE + 2 * (C + TAG_SIZE) :],
+                lambda b: (
+                    b[:HEADER_SIZE]
+                    + b[HEADER_SIZE + C + TAG_SIZE : HEADER_SIZE + 2 * (C + TAG_SIZE)]
+                    + b[HEADER_SIZE : HEADER_SIZE + C + TAG_SIZE]
+                    + b[HEADER_SIZE + 2 * (C + TAG_SIZE) :]
+                ),
                 id="swap-chunks",
             ),
             pytest.param(lambda b: b[:20] + b"k2" + b[22:], id="relabel-key-id"),
@@ -121,7 +123,10 @@ class TestKeys:
             ("k1:not base64!!", "must be 32 bytes"),
             ("no-colon", "expected id:base64"),
             ("bad id'\":" + base64.b64encode(bytes(32)).decode(), "must match"),
-            (f"k1:{base64.b64encode(bytes(32)).decode()},k1:{base64.b64encode(bytes(32)).decode()}", "twice"),
+            (
+                f"k1:{base64.b64encode(bytes(32)).decode()},k1:{base64.b64encode(bytes(32)).decode()}",
+                "twice",
+            ),
         ],
     )
     def test_bad_keys_are_one_line(self, value, message):
