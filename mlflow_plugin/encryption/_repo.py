@@ -31,6 +31,7 @@ from mlflow_plugin.encryption._format import (
     decrypt_stream,
     encrypt_stream,
     plaintext_size,
+    read_header,
 )
 from mlflow_plugin.encryption._keys import keyring
 
@@ -177,36 +178,67 @@ class EncryptedArtifactRepository(ArtifactRepository):
 
     # -- rotation ---------------------------------------------------------------------------
 
-    def rekey(self, path: str | None = None, *, dry_run: bool = False) -> list[tuple[str, str]]:
+    def rekey(
+        self, path: str | None = None, *, dry_run: bool = False, plaintext: bool = False
+    ) -> tuple[list[tuple[str, str]], list[str]]:
         """Re-encrypt every file under ``path`` whose key is not its workspace's current key.
 
-        The plaintext (and so the ``mlflow_plugin.sha256`` digest) is unchanged. Returns
-        ``(path, "old_id -> new_id")`` per file re-encrypted (or to re-encrypt, ``dry_run``).
-        """
-        from mlflow_plugin.encryption._format import read_header
+        The plaintext (and so the ``mlflow_plugin.sha256`` digest) is unchanged. Files that are
+        not encrypted yet (a store that predates encryption) are encrypted when ``plaintext``,
+        for the workspace their path names (MLflow's ``workspaces/<name>/...`` layout), else
+        ``default``; otherwise they are listed and left alone.
 
+        Returns:
+            ``(path, "old_id -> new_id")`` per file re-encrypted (or to be, ``dry_run``), and
+            the paths of plaintext files left alone.
+        """
         done: list[tuple[str, str]] = []
+        skipped: list[str] = []
         ring = keyring()
         with tempfile.TemporaryDirectory(prefix="mlflow-plugin-rekey-") as tmp:
             for info in self.inner._iter_artifacts_recursive(path or ""):
                 if info.is_dir:
                     continue
-                fetched = os.path.join(tmp, "stored")
-                self.inner._download_file(info.path, fetched)
-                with _translated(), open(fetched, "rb") as fh:
-                    header, _ = read_header(fh, f"artifact '{info.path}'")
-                    newest = ring.current(header.workspace)
-                if header.key_id == newest.id:
+                what = f"artifact '{info.path}'"
+                stored = self.inner.get_local_path(info.path)
+                if stored is None:
+                    stored = os.path.join(tmp, "stored")
+                    self.inner._download_file(info.path, stored)
+                with _translated(), open(stored, "rb") as fh:
+                    try:
+                        header: Header | None = read_header(fh, what)[0]
+                    except EncryptionFailure as failure:
+                        if failure.kind != "not_encrypted":
+                            raise
+                        header = None
+                    workspace = header.workspace if header else _workspace_of(info.path)
+                    newest = ring.current(workspace)
+                if header is None and not plaintext:
+                    skipped.append(info.path)
                     continue
-                done.append((info.path, f"{header.key_id} -> {newest.id}"))
+                if header is not None and header.key_id == newest.id:
+                    continue
+                done.append(
+                    (info.path, f"{header.key_id if header else 'plaintext'} -> {newest.id}")
+                )
                 if dry_run:
                     continue
-                name = posixpath.basename(info.path)
-                plain, again = os.path.join(tmp, "plain"), os.path.join(tmp, "out", name)
+                plain = os.path.join(tmp, "plain")
+                again = os.path.join(tmp, "out", posixpath.basename(info.path))
                 os.makedirs(os.path.dirname(again), exist_ok=True)
-                decrypt_file(fetched, plain, f"artifact '{info.path}'", any_workspace=True)
+                if header is None:
+                    shutil.copyfile(stored, plain)
+                else:
+                    decrypt_file(stored, plain, what, any_workspace=True)
                 with _translated(), open(plain, "rb") as src, open(again, "wb") as dst:
-                    encrypt_stream(src, dst, newest.secret, newest.id, header.workspace)
+                    encrypt_stream(src, dst, newest.secret, newest.id, workspace)
                 self.inner.log_artifact(again, posixpath.dirname(info.path) or None)
                 shutil.rmtree(os.path.dirname(again))
-        return done
+        return done, skipped
+
+
+def _workspace_of(path: str) -> str:
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "workspaces" and parts[1]:
+        return parts[1]
+    return DEFAULT_WORKSPACE_NAME

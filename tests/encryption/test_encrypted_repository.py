@@ -110,14 +110,25 @@ class TestEncryptedRepository:
         out.mkdir()
         assert Path(repo(store).download_artifacts("m/old.bin", str(out))).read_bytes() == PAYLOAD
 
+        # A file from before encryption was switched on, in team-a's workspace directory.
+        legacy = store / "workspaces" / "team-a" / "legacy.txt"
+        legacy.parent.mkdir(parents=True)
+        legacy.write_bytes(b"flavors: {}\n")
+
         uri = f"encrypted+file://{store}"
         dry = CliRunner().invoke(main, ["rekey", uri, "--dry-run"])
         assert dry.exit_code == 0, dry.output
         assert "would re-encrypt m/old.bin: k1 -> k2" in dry.output
+        assert "1 file(s) not encrypted" in dry.output
         assert (store / "m" / "old.bin").read_bytes()[20:22] == b"k1"
-        done = CliRunner().invoke(main, ["rekey", uri])
-        assert done.exit_code == 0 and "1 file(s) re-encrypted" in done.output, done.output
+        done = CliRunner().invoke(main, ["rekey", uri, "--plaintext"])
+        assert done.exit_code == 0 and "2 file(s) re-encrypted" in done.output, done.output
         assert (store / "m" / "old.bin").read_bytes()[20:22] == b"k2"
+        assert legacy.read_bytes().startswith(b"MLPE") and b"team-a" in legacy.read_bytes()[:128]
+        monkeypatch.setenv("MLFLOW_WORKSPACE", "team-a")
+        got = repo(store).download_artifacts("workspaces/team-a/legacy.txt", str(out))
+        assert Path(got).read_bytes() == b"flavors: {}\n"
+        monkeypatch.delenv("MLFLOW_WORKSPACE")
         # k1 retired: everything still loads.
         monkeypatch.setenv("MLFLOW_PLUGIN_KEY_DEFAULT", f"k2:{b64(k2)}")
         again = Path(repo(store).download_artifacts("m", str(tmp_path / "out")))
