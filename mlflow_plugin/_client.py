@@ -23,6 +23,7 @@ __all__ = [
     "as_plugin_error",
     "check_tracking_uri",
     "configure_http_defaults",
+    "encryption_error",
     "make_client",
     "redact",
     "resolve_tracking_uri",
@@ -128,7 +129,7 @@ def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception |
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
         text = redact(exc.message if hasattr(exc, "message") else str(exc))
-        if (encrypted := _encryption_error(text)) is not None:
+        if (encrypted := encryption_error(text)) is not None:
             return encrypted
         if "API request to" in text and ("failed with" in text or "Max retries" in text):
             if "too many 500 error responses" in text:  # reachable, but failing
@@ -148,10 +149,11 @@ def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception |
     return None
 
 
-_ENCRYPTION = re.compile(r"mlflow_plugin\.encryption\[(\w+)\] ([^\n\"]*)")
+# The message ends at a newline, or at a quote or backslash when relayed inside JSON.
+_ENCRYPTION = re.compile(r"mlflow_plugin\.encryption\[(\w+)\] ([^\n\"\\]*)")
 
 
-def _encryption_error(text: str) -> Exception | None:
+def encryption_error(text: str) -> ConfigError | IntegrityError | None:
     """An encrypted artifact store's error (mlflow_plugin.encryption, possibly relayed by the
     tracking server inside MLflow's download report): missing key or foreign workspace is a
     configuration error (exit 2), a chunk that fails authentication an integrity failure (5)."""

@@ -203,17 +203,32 @@ def download_version(registry: Any, model: str, version: str, dst: str) -> str:
 
     The files are fetched from the location the registry reports for the version, on the
     registry's own server (not through ``models:/``, which resolves against the process-wide
-    registry URI).
+    registry URI). From an encrypted store they arrive decrypted (the digest is of the
+    plaintext: docs/ARCHITECTURE.md, "Encryption at rest").
+
+    Raises:
+        ConfigError: an encrypted store has no key for the files' workspace / key id.
+        IntegrityError: an encrypted file failed authentication (wrong key, tampered).
     """
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_plugin._client import encryption_error
 
     uri = getattr(registry, "uri", "") or None
     source = registry.artifact_uri(model, version)
-    return str(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=source, dst_path=dst, tracking_uri=uri, registry_uri=uri
+    try:
+        return str(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=dst, tracking_uri=uri, registry_uri=uri
+            )
         )
-    )
+    except MlflowException as exc:
+        # An encrypted store's missing key or failed tag: our one-line error (exit 2 / 5).
+        ours = encryption_error(str(exc))
+        if ours is None:
+            raise
+        raise ours from exc
 
 
 @contextlib.contextmanager
