@@ -41,7 +41,7 @@ class TestFormat:
         blob = seal(data)
         assert open_(blob) == data
         assert plaintext_size(len(blob), LOG2) == size
-        assert data == b"" or data not in blob
+        assert size < 16 or data not in blob  # (one random byte may occur by chance)
 
     def test_fresh_nonce_per_file(self):
         """The same plaintext twice gives two different ciphertexts (random per-file nonce)."""
