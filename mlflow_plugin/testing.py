@@ -74,6 +74,7 @@ class MlflowServer:
         artifacts_destination: ``mlflow server --artifacts-destination``; default a directory
             in the temp dir. A plugin scheme such as ``encrypted+file:///...`` is resolved by
             the server through MLflow's ``mlflow.artifact_repository`` entry points.
+        extra_args: more ``mlflow server`` options (e.g. ``["--enable-workspaces"]``).
     """
 
     def __init__(
@@ -85,9 +86,11 @@ class MlflowServer:
         env: dict[str, str] | None = None,
         uvicorn_opts: str | None = None,
         artifacts_destination: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
         self.artifacts_destination = artifacts_destination
+        self.extra_args = list(extra_args or [])
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.workers = workers
         self.startup_timeout = startup_timeout
@@ -119,6 +122,7 @@ class MlflowServer:
         ]
         if self.uvicorn_opts:
             cmd += ["--uvicorn-opts", self.uvicorn_opts]
+        cmd += self.extra_args
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
         # MLflow 3 starts a huey job runner and three consumer processes per server for its

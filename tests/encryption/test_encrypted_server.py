@@ -31,7 +31,8 @@ class Keys:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.good = os.urandom(32)
-        self.write({"default": [("k1", self.good)]})
+        self.team = {"team-a": os.urandom(32), "team-b": os.urandom(32)}
+        self.restore()
 
     def write(self, mapping: dict[str, list[tuple[str, bytes]]]) -> None:
         data = {
@@ -42,15 +43,22 @@ class Keys:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path)
 
+    def all(self) -> dict[str, list[tuple[str, bytes]]]:
+        return {
+            "default": [("k1", self.good)],
+            "team-a": [("a1", self.team["team-a"])],
+            "team-b": [("b1", self.team["team-b"])],
+        }
+
     def restore(self) -> None:
-        self.write({"default": [("k1", self.good)]})
+        self.write(self.all())
 
 
 @pytest.fixture(scope="module")
 def encrypted_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[MlflowServer, Path, Keys]]:
-    """One server for the module: SQLite, artifacts in an encrypted local store."""
+    """One server for the module: SQLite, workspaces on, artifacts in an encrypted local store."""
     root = tmp_path_factory.mktemp("encrypted")
     store = root / "store"
     store.mkdir()
@@ -59,6 +67,7 @@ def encrypted_server(
         workers=1,
         artifacts_destination=f"encrypted+file://{store}",
         env={"MLFLOW_PLUGIN_KEY_FILE": str(keys.path)},
+        extra_args=["--enable-workspaces"],
     )
     with server:
         yield server, store, keys
@@ -166,3 +175,45 @@ class TestEncryptedServer:
             assert result.exit_code == 5 and "failed authentication" in result.output, result.output
         finally:
             target.write_bytes(original)
+
+    def test_each_workspace_has_its_own_key(self, encrypted_server, registered):
+        """team-a's and team-b's models are encrypted under their own keys; without team-b's
+        key (or with team-a's key under team-b's id) team-b cannot load, team-a still can."""
+        import mlflow
+        from mlflow import MlflowClient
+        from mlflow.utils.workspace_context import WorkspaceContext
+
+        server, store, keys = encrypted_server
+        client = MlflowClient(server.uri)
+        uris = {}
+        for ws in ("team-a", "team-b"):
+            client.create_workspace(ws)
+            with WorkspaceContext(ws):
+                uris[ws] = log_pickled(server.uri, 0.5)
+        for ws, key_id in (("team-a", b"a1"), ("team-b", b"b1")):
+            stored = [p for p in (store / "workspaces" / ws).rglob("*") if p.is_file()]
+            assert stored and all(p.read_bytes()[:4] == b"MLPE" for p in stored)
+            headers = {p.read_bytes()[20:52].rstrip(b"\0") for p in stored}
+            assert headers == {key_id}
+            assert all(ws.encode() in p.read_bytes()[52:116] for p in stored)
+        try:
+            without_b = keys.all()
+            del without_b["team-b"]
+            keys.write(without_b)
+            with (
+                WorkspaceContext("team-b"),
+                pytest.raises(MlflowException, match=r"no key 'b1' for workspace 'team-b'"),
+            ):
+                mlflow.pyfunc.load_model(uris["team-b"])
+            with WorkspaceContext("team-a"):
+                mlflow.pyfunc.load_model(uris["team-a"])
+            swapped = keys.all()
+            swapped["team-b"] = [("b1", keys.team["team-a"])]
+            keys.write(swapped)
+            with (
+                WorkspaceContext("team-b"),
+                pytest.raises(MlflowException, match=r"\[decrypt_failed\]"),
+            ):
+                mlflow.pyfunc.load_model(uris["team-b"])
+        finally:
+            keys.restore()
