@@ -66,6 +66,64 @@ class TestEncryptedRepository:
         assert (out / "model.pkl").read_bytes() == PAYLOAD
         assert repo(store).get_local_path("model/model.pkl") is None
 
+    def test_hostile_names_round_trip(self, keys, store, tmp_path):
+        """Quotes, backslashes and unicode in file names survive encryption both ways."""
+        name = "we'i\"rd\\ naïve ✓ $(x).bin"
+        repo(store).log_artifact(str(write(tmp_path, name, b"payload")), "d i r")
+        assert (store / "d i r" / name).read_bytes().startswith(b"MLPE")
+        got = repo(store).download_artifacts(f"d i r/{name}", str(tmp_path))
+        assert Path(got).read_bytes() == b"payload"
+
+    def test_streaming_memory(self, keys, tmp_path):
+        """Encrypting and decrypting 16 MiB keeps a few chunks in memory, not the file."""
+        import tracemalloc
+
+        from mlflow_plugin.encryption import decrypt_file, encrypt_file
+
+        big = write(tmp_path, "big.bin", os.urandom(16 << 20))
+        tracemalloc.start()
+        try:
+            encrypt_file(str(big), str(tmp_path / "big.enc"), "default")
+            decrypt_file(str(tmp_path / "big.enc"), str(tmp_path / "big.out"), "big")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 6 << 20, peak
+        assert (tmp_path / "big.out").read_bytes() == big.read_bytes()
+
+    def test_concurrent_requests_of_two_workspaces(self, keys, store, tmp_path):
+        """One repository instance (as on the server) serving two workspaces' uploads at once:
+        each file is encrypted for the workspace of the request that wrote it."""
+        import threading
+
+        from mlflow.utils.workspace_context import set_server_request_workspace
+
+        shared = repo(store)
+        errors: list[BaseException] = []
+
+        def upload(ws: str, i: int) -> None:
+            try:
+                set_server_request_workspace(ws)  # what the server's middleware does per request
+                src = write(tmp_path / f"{ws}-{i}", f"{ws}-{i}.bin", os.urandom(4096))
+                shared.log_artifact(str(src), ws)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=upload, args=(ws, i))
+            for i in range(6)
+            for ws in ("team-a", "team-b")
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        for ws in ("team-a", "team-b"):
+            files = list((store / ws).iterdir())
+            assert len(files) == 6
+            assert all(f.read_bytes()[52:116].rstrip(b"\0") == ws.encode() for f in files)
+
     def test_missing_key_one_line(self, keys, store, tmp_path, monkeypatch):
         """Without the workspace's key: an error naming the workspace and key id, no file."""
         repo(store).log_artifact(str(write(tmp_path)), "m")
