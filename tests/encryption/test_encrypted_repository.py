@@ -192,10 +192,16 @@ class TestEncryptedRepository:
         again = Path(repo(store).download_artifacts("m", str(tmp_path / "out")))
         assert (again / "old.bin").read_bytes() == PAYLOAD == (again / "new.bin").read_bytes()
 
-    def test_rekey_refuses_other_uris(self, keys):
-        """rekey takes only encrypted+ URIs: exit 2, one line."""
+    def test_rekey_bad_input_exits_2(self, keys, store, tmp_path, monkeypatch):
+        """rekey takes only encrypted+ URIs; a workspace without keys is one line, exit 2."""
         result = CliRunner().invoke(main, ["rekey", "file:///tmp/x"])
         assert result.exit_code == 2 and "encrypted+" in result.output
+        repo(store).log_artifact(str(write(tmp_path, "m.bin", b"x")), "m")
+        monkeypatch.delenv("MLFLOW_PLUGIN_KEY_DEFAULT")
+        result = CliRunner().invoke(main, ["rekey", f"encrypted+file://{store}"])
+        assert result.exit_code == 2, result.output
+        assert "no encryption key for workspace 'default'" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 class TestClientSideMode:
