@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mlflow_plugin._errors import (
@@ -15,9 +15,13 @@ from mlflow_plugin._errors import (
     ConfigError,
     IntegrityError,
     NotFound,
+    PermissionDenied,
     RegistryError,
     RegistryUnavailable,
 )
+
+if TYPE_CHECKING:
+    from mlflow_plugin._workspace import Scope
 
 __all__ = [
     "as_plugin_error",
@@ -56,6 +60,8 @@ _SCHEMES = {
     "mysql",
     "mssql",
 }
+#: tracking URI -> does the server have workspaces (asked once per process).
+_WORKSPACE_SUPPORT: dict[str, bool] = {}
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^/@\s]*@")
 
 
@@ -82,8 +88,14 @@ def configure_http_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
-def make_client(tracking_uri: str, registry_uri: str | None = None) -> Any:
+def make_client(
+    tracking_uri: str, registry_uri: str | None = None, *, scope: Scope | None = None
+) -> Any:
     """An ``MlflowClient`` that checks "is this name a prompt?" once per model, not per write.
+
+    With ``scope`` (an ``http(s)`` server), every request of this client names the scope's
+    workspace and carries its credentials, on whatever thread it runs: the REST API serves
+    callers of several organisations at once from one process.
 
     MLflow 3's client reads the whole registered model (``registered-models/get``) before every
     alias, tag, stage and delete call, to refuse prompts; a retrain made 19 such reads. A
@@ -110,7 +122,66 @@ def make_client(tracking_uri: str, registry_uri: str | None = None) -> Any:
             super().delete_registered_model(name)
             self.__dict__.setdefault("_known_models", set()).discard(name)
 
-    return _Client(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    client = _Client(tracking_uri=tracking_uri, registry_uri=registry_uri)
+    if scope is not None and urlsplit(tracking_uri).scheme in ("http", "https"):
+        _bind_scope(client, tracking_uri, registry_uri or tracking_uri, scope)
+    return client
+
+
+def _bind_scope(client: Any, tracking_uri: str, registry_uri: str, scope: Scope) -> None:
+    """Give ``client`` its own REST stores whose requests carry ``scope``.
+
+    MLflow's stores read credentials from the environment and the workspace from a context
+    variable (which ``set_workspace`` also copies to the environment): both process-wide. The
+    stores built here take credentials from ``scope`` and bind its workspace around each call.
+    """
+    from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
+    from mlflow.store.tracking.rest_store import RestStore as TrackingRestStore
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.workspace_context import ServerWorkspaceContext
+
+    def creds_for(uri: str) -> Any:
+        def get_host_creds() -> Any:
+            creds = get_default_host_creds(uri)
+            creds.username, creds.password, creds.token = scope.username, scope.password, None
+            return creds
+
+        return get_host_creds
+
+    def bound(store_cls: type) -> type:
+        class _Bound(store_cls):  # type: ignore[misc, valid-type]
+            def _call_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+                with ServerWorkspaceContext(scope.workspace):
+                    return super()._call_endpoint(*args, **kwargs)
+
+            @property
+            def supports_workspaces(self) -> bool:
+                # A new store probes the server (one round trip) on its first call: the
+                # answer per server is kept, as a request's stores live for one request.
+                known = _WORKSPACE_SUPPORT.get(tracking_uri)
+                if known is None:
+                    known = _WORKSPACE_SUPPORT[tracking_uri] = bool(super().supports_workspaces)
+                return known
+
+        return _Bound
+
+    tracking_store = bound(TrackingRestStore)(creds_for(tracking_uri))
+    registry_store = bound(RegistryRestStore)(creds_for(registry_uri))
+
+    class _Tracking(TrackingServiceClient):  # type: ignore[misc]
+        @property
+        def store(self) -> Any:
+            return tracking_store
+
+    class _Registry(ModelRegistryClient):  # type: ignore[misc]
+        @property
+        def store(self) -> Any:
+            return registry_store
+
+    client._tracking_client = _Tracking(tracking_uri)
+    client._registry_client_lazy = _Registry(registry_uri, tracking_uri)
 
 
 def resolve_tracking_uri(explicit: str | None) -> str:
@@ -131,6 +202,11 @@ def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception |
         text = redact(exc.message if hasattr(exc, "message") else str(exc))
         if (encrypted := encryption_error(text)) is not None:
             return encrypted
+        if code in ("PERMISSION_DENIED", "UNAUTHENTICATED") or re.search(
+            r"error code (401|403)\b", text
+        ):
+            unauthenticated = code == "UNAUTHENTICATED" or "error code 401" in text
+            return PermissionDenied(f"{what}: {text}", unauthenticated=unauthenticated)
         if "API request to" in text and ("failed with" in text or "Max retries" in text):
             if "too many 500 error responses" in text:  # reachable, but failing
                 return RegistryError(f"{what}: the tracking server {where} answered HTTP 500")
@@ -176,3 +252,116 @@ def wrap_mlflow_errors(what: str, uri: str = "") -> Iterator[None]:
         if ours is None:
             raise
         raise ours from exc
+
+
+def download_scoped(tracking_uri: str, artifact_uri: str, dst: str, scope: Scope) -> str:
+    """Download ``artifact_uri`` (``mlflow-artifacts:/…``, served by ``tracking_uri``) into
+    ``dst`` with ``scope``'s workspace and credentials; the local path.
+
+    MLflow's artifact repositories take credentials from the environment only; a server
+    acting for several callers must not put any caller's there.
+    """
+    import posixpath
+    from pathlib import Path
+    from urllib.parse import quote
+
+    import requests
+
+    parts = urlsplit(artifact_uri)
+    if parts.scheme != "mlflow-artifacts" or (parts.netloc and parts.netloc not in tracking_uri):
+        raise BadInput(f"cannot download {artifact_uri!r} for a scoped caller")
+    base = tracking_uri.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts"
+    root = parts.path.strip("/")
+    auth = (scope.username, scope.password or "") if scope.username else None
+    headers = {"X-MLFLOW-WORKSPACE": scope.workspace} if scope.workspace else {}
+    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"))
+    session = requests.Session()
+
+    def fetch(rel: str) -> None:
+        remote = posixpath.join(root, rel) if rel else root
+        with wrap_mlflow_errors(f"artifacts {remote!r}", tracking_uri):
+            listing = session.get(
+                base, params={"path": remote}, auth=auth, headers=headers, timeout=timeout
+            )
+        _raise_for(listing, remote, tracking_uri)
+        files = listing.json().get("files", [])
+        if not files and rel:  # a file, not a directory
+            return
+        for entry in files:
+            child = posixpath.join(rel, posixpath.basename(entry["path"]))
+            target = Path(dst, *child.split("/"))
+            if entry.get("is_dir"):
+                target.mkdir(parents=True, exist_ok=True)
+                fetch(child)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            url = base + "/" + quote(posixpath.join(root, child))
+            with wrap_mlflow_errors(f"artifact {child!r}", tracking_uri):
+                resp = session.get(url, auth=auth, headers=headers, timeout=timeout, stream=True)
+            _raise_for(resp, child, tracking_uri)
+            with open(target, "wb") as out:
+                for chunk in resp.iter_content(1 << 20):
+                    out.write(chunk)
+
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    fetch("")
+    return dst
+
+
+def _raise_for(resp: Any, what: str, uri: str) -> None:
+    if resp.status_code == 404:
+        raise NotFound(f"artifact {what!r} does not exist")
+    if resp.status_code in (401, 403):
+        raise PermissionDenied(
+            f"artifact {what!r}: the tracking server answered HTTP {resp.status_code}",
+            unauthenticated=resp.status_code == 401,
+        )
+    if resp.status_code >= 400:
+        raise RegistryError(f"artifact {what!r}: {redact(uri)} answered HTTP {resp.status_code}")
+
+
+def check_member(tracking_uri: str, workspace: str, scope: Scope | None = None) -> None:
+    """Raise unless the caller (``scope``'s credentials, else the process's) may work in
+    ``workspace`` on the server: it lists the workspace among those it lets the caller see.
+
+    MLflow's searches answer a non-member with an empty page, not a refusal; this check makes
+    "not your organisation" an error on every route. A server without workspaces says so.
+
+    Raises:
+        NotFound: the workspace does not exist, or the caller has no role in it (MLflow does
+            not tell non-admins which).
+        PermissionDenied: the credentials were refused.
+        BadInput: the server has no workspaces (``--enable-workspaces``).
+    """
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(tracking_uri)
+    if scope is not None:
+        creds.username, creds.password, creds.token = scope.username, scope.password, None
+    with wrap_mlflow_errors(f"workspace {workspace!r}", tracking_uri):
+        resp = http_request(creds, "/api/3.0/mlflow/workspaces", "GET")
+    if resp.status_code in (401, 403):
+        raise PermissionDenied(
+            f"workspace {workspace!r}: the tracking server answered HTTP {resp.status_code}",
+            unauthenticated=resp.status_code == 401,
+        )
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if resp.status_code != 200:
+        if "FEATURE_DISABLED" in str(body.get("error_code", "")) or resp.status_code == 404:
+            raise BadInput(
+                f"workspace {workspace!r}: the tracking server {redact(tracking_uri)} has no "
+                "workspaces (start it with --enable-workspaces)"
+            )
+        raise RegistryError(
+            f"workspace {workspace!r}: {redact(tracking_uri)} answered HTTP {resp.status_code}"
+        )
+    names = {w.get("name") for w in body.get("workspaces", [])}
+    if workspace not in names:
+        raise NotFound(
+            f"organisation {workspace!r} not found (it does not exist, or your MLflow user "
+            "has no role in it)"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -17,7 +18,9 @@ def parallel(*calls: Callable[[], Any]) -> list[Any]:
     """Call each of ``calls`` concurrently and return their results in order.
 
     Every call finishes before this returns; the first failure (in argument order) is then
-    raised, so a caller never proceeds while one of its writes is still in flight.
+    raised, so a caller never proceeds while one of its writes is still in flight. Each call
+    runs in a copy of the caller's context: the actor and workspace a server bound to the
+    request (context variables, which pool threads do not inherit) hold there too.
     """
     if len(calls) <= 1:
         return [call() for call in calls]
@@ -25,6 +28,6 @@ def parallel(*calls: Callable[[], Any]) -> list[Any]:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
-    futures = [_pool.submit(call) for call in calls]
+    futures = [_pool.submit(contextvars.copy_context().run, call) for call in calls]
     wait(futures)
     return [f.result() for f in futures]

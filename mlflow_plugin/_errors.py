@@ -6,7 +6,8 @@ The tree::
     ├── BadInput                 exit 2: the caller gave something we cannot use
     │   ├── ConfigError          a policy file, environment variable or parameter is wrong
     │   ├── DataError            a data set is missing, empty or has the wrong columns/types
-    │   └── NotFound             an unknown model, version or alias
+    │   ├── NotFound             an unknown model, version, alias or workspace
+    │   └── PermissionDenied     the tracking server refused the caller (HTTP 401/403)
     ├── GateFailed               exit 3: a gate refused the promotion
     ├── IntegrityError           exit 5: artifact files do not match their recorded digest, or the ledger's hash chain is broken
     ├── RegistryError            exit 1: MLflow refused an operation
@@ -31,6 +32,7 @@ __all__ = [
     "MlflowPluginError",
     "ModelUnavailable",
     "NotFound",
+    "PermissionDenied",
     "PromotionConflict",
     "RegistryError",
     "RegistryUnavailable",
@@ -53,6 +55,15 @@ class MlflowPluginError(Exception):
 
 class BadInput(MlflowPluginError):
     exit_code = 2
+
+
+class PermissionDenied(BadInput):
+    """MLflow's permission check said no: the credentials are wrong (``unauthenticated``) or
+    the user has no role that allows this in the workspace."""
+
+    def __init__(self, message: str, *, unauthenticated: bool = False) -> None:
+        super().__init__(message)
+        self.unauthenticated = unauthenticated
 
 
 class ConfigError(BadInput):

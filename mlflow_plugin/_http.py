@@ -35,9 +35,12 @@ def _payload(limit: int) -> bytes:
 class BodyLimit:
     """Answer 413 to any request whose body exceeds ``max_bytes`` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, payload: Callable[[int], bytes] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = int(max_bytes)
+        self.payload = payload or _payload  # the app's own JSON error shape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,7 +83,7 @@ class BodyLimit:
                 raise
 
     async def _reject(self, send: Send) -> None:
-        body = _payload(self.max_bytes)
+        body = self.payload(self.max_bytes)
         await send(
             {
                 "type": "http.response.start",

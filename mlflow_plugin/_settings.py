@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import getpass
 import os
+from collections.abc import Iterator
 
 from mlflow_plugin._errors import ConfigError
 
 __all__ = [
     "AUDIT_EXPERIMENT_DEFAULT",
     "TAG_PREFIX",
+    "acting_as",
     "actor",
     "audit_experiment",
     "env_flag",
@@ -36,8 +40,29 @@ def env_flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
+#: The caller a server acts for (the REST API's authenticated user), per request.
+_ACTOR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mlflow_plugin_actor", default=None
+)
+
+
+@contextlib.contextmanager
+def acting_as(who: str) -> Iterator[None]:
+    """Within the block (this thread, and the calls it hands to
+    :func:`mlflow_plugin._concurrency.parallel`), :func:`actor` is ``who``."""
+    token = _ACTOR.set(who)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
 def actor() -> str:
-    """Who acts: ``$MLFLOW_PLUGIN_ACTOR``, else the OS user."""
+    """Who acts: the caller bound by :func:`acting_as`, else ``$MLFLOW_PLUGIN_ACTOR``, else the
+    OS user."""
+    bound = _ACTOR.get()
+    if bound:
+        return bound
     explicit = os.environ.get("MLFLOW_PLUGIN_ACTOR", "").strip()
     if explicit:
         return explicit

@@ -54,6 +54,7 @@ _LAZY_COMMANDS = {
     "tick": "mlflow_plugin.operator._commands:tick",
     "operator": "mlflow_plugin.operator._commands:operator",
     "rekey": "mlflow_plugin._cli_encryption:rekey",
+    "api": "mlflow_plugin.api._commands:api",
 }
 
 
@@ -96,12 +97,36 @@ pass_app = click.make_pass_decorator(AppContext)
     default=None,
     help="Tracking server URI (default: $MLFLOW_TRACKING_URI).",
 )
+@click.option(
+    "--workspace",
+    envvar="MLFLOW_WORKSPACE",
+    default=None,
+    help="Organisation: the MLflow workspace every command works in (default: "
+    "$MLFLOW_WORKSPACE, else the server's default workspace).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="mlflow_plugin")
 @click.pass_context
-def main(ctx: click.Context, tracking_uri: str | None, debug: bool) -> None:
+def main(ctx: click.Context, tracking_uri: str | None, workspace: str | None, debug: bool) -> None:
     """Retrain, gate, promote and roll back models on open-source MLflow."""
+    if workspace:
+        _enter_workspace(workspace, tracking_uri)
     ctx.obj = AppContext(tracking_uri)
+
+
+def _enter_workspace(workspace: str, tracking_uri: str | None) -> None:
+    """Check ``--workspace`` (a name MLflow accepts, that exists and that the caller may use:
+    else one line, exit 2) and make it the process's workspace."""
+    from mlflow_plugin._client import check_member, resolve_tracking_uri
+    from mlflow_plugin._workspace import check_workspace, use_workspace
+
+    check_workspace(workspace, what="--workspace")
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        check_member(uri, workspace)
+    # Process-wide on purpose: MLflow's client, its threads, the serving loader and the
+    # processes `mlflow run` starts all read MLFLOW_WORKSPACE.
+    use_workspace(workspace)
 
 
 def _version_arg(value: str | None) -> str | None:

@@ -217,6 +217,11 @@ def download_version(registry: Any, model: str, version: str, dst: str) -> str:
 
     uri = getattr(registry, "uri", "") or None
     source = registry.artifact_uri(model, version)
+    scope = getattr(registry, "scope", None)
+    if scope is not None and uri and source.startswith("mlflow-artifacts:"):
+        from mlflow_plugin._client import download_scoped
+
+        return download_scoped(uri, source, dst, scope)  # the caller's credentials, not ours
     try:
         return str(
             mlflow.artifacts.download_artifacts(

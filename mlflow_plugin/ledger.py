@@ -29,11 +29,17 @@ from mlflow_plugin._chain import (
     model_digest,
 )
 from mlflow_plugin._chain import verify as verify_entries
-from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
+from mlflow_plugin._client import (
+    configure_http_defaults,
+    make_client,
+    resolve_tracking_uri,
+    wrap_mlflow_errors,
+)
 from mlflow_plugin._concurrency import parallel
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
 from mlflow_plugin._types import Event, check_event_type
+from mlflow_plugin._workspace import Scope, scoped_key
 
 __all__ = ["TAGS", "ChainReport", "Ledger", "PreparedEvent", "parse_since"]
 
@@ -96,6 +102,8 @@ class Ledger:
         lock: ``lock(model)`` returns a context manager that serialises appends to ``model``'s
             chain (the controller passes the model's promotion lock, re-entrant within a holder).
             Without it, two concurrent writers may fork the chain; :meth:`verify_chain` says so.
+        scope: workspace and credentials bound to every request (see
+            :class:`mlflow_plugin.registry.Registry`); each workspace has its own ledger.
     """
 
     def __init__(
@@ -104,18 +112,25 @@ class Ledger:
         experiment: str | None = None,
         *,
         lock: Callable[[str], AbstractContextManager[Any]] | None = None,
+        scope: Scope | None = None,
     ) -> None:
         configure_http_defaults()
-        from mlflow import MlflowClient
-
         tracking_uri = resolve_tracking_uri(tracking_uri)
         self.uri = tracking_uri
         self.experiment = experiment or audit_experiment()
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.scope = scope
+        if scope is None:
+            from mlflow import MlflowClient
+
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+        else:
+            self.client = make_client(tracking_uri, scope=scope)
         self.lock = lock
 
     def experiment_id(self, create: bool = True) -> str | None:
-        key = (self.uri, self.experiment)
+        # Each workspace has its own audit experiment (and its own id for the same name).
+        workspace = self.scope.workspace if self.scope is not None else None
+        key = (scoped_key(self.uri, workspace), self.experiment)
         with _experiment_lock:
             if key in _experiment_ids:
                 return _experiment_ids[key]

@@ -32,6 +32,7 @@ from mlflow_plugin._errors import (
     BadInput,
     LockLost,
     NotFound,
+    PermissionDenied,
     PromotionConflict,
     RegistryError,
     RegistryUnavailable,
@@ -45,6 +46,7 @@ from mlflow_plugin._types import (
     check_model_name,
     check_version,
 )
+from mlflow_plugin._workspace import Scope
 
 __all__ = [
     "LOCK_PREFIX",
@@ -83,17 +85,25 @@ class Registry:
     Args:
         tracking_uri: tracking (and registry) URI; default MLflow's resolution of
             ``MLFLOW_TRACKING_URI``.
+        scope: workspace and credentials bound to every request (the REST API's callers);
+            default the process's (``MLFLOW_WORKSPACE``, ``MLFLOW_TRACKING_USERNAME``).
     """
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, *, scope: Scope | None = None) -> None:
         configure_http_defaults()
         self.uri = resolve_tracking_uri(tracking_uri)
-        self.client = make_client(self.uri, self.uri)
+        self.scope = scope
+        self.client = make_client(self.uri, self.uri, scope=scope)
         self._held: dict[tuple[str, int], ModelLock] = {}
 
     def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with wrap_mlflow_errors(what, self.uri):
-            return fn(*args, **kwargs)
+        try:
+            with wrap_mlflow_errors(what, self.uri):
+                return fn(*args, **kwargs)
+        except PermissionDenied as exc:
+            if args and isinstance(args[0], str) and _lock_vanished(args[0], exc):
+                raise NotFound(f"{what}: the lock is gone") from exc
+            raise
 
     # -- models --------------------------------------------------------------------------
     def get_model(self, name: str) -> ModelInfo:
@@ -107,6 +117,38 @@ class Registry:
             aliases={a: str(v) for a, v in (rm.aliases or {}).items()},
             tags=dict(rm.tags or {}),
         )
+
+    def list_models(self) -> list[ModelInfo]:
+        """Every registered model of the workspace (the promotion locks left out), by name."""
+        out: list[ModelInfo] = []
+        token = None
+        while True:
+            page = self._do(
+                "registered models",
+                self.client.search_registered_models,
+                max_results=1000,
+                page_token=token,
+            )
+            out.extend(
+                ModelInfo(
+                    name=rm.name,
+                    aliases={a: str(v) for a, v in (rm.aliases or {}).items()},
+                    tags=dict(rm.tags or {}),
+                )
+                for rm in page
+                if not rm.name.startswith(LOCK_PREFIX)
+            )
+            token = page.token
+            if not token:
+                return sorted(out, key=lambda m: m.name)
+
+    def version_metrics(self, name: str, version: str | int) -> dict[str, float]:
+        """The metrics of the run that logged the version ({} when it has none)."""
+        info = self.get_version(name, version)
+        if not info.run_id:
+            return {}
+        run = self._do(f"run of {name!r} version {info.version}", self.client.get_run, info.run_id)
+        return {k: float(v) for k, v in sorted(run.data.metrics.items())}
 
     def ensure_model(self, name: str, description: str | None = None) -> None:
         check_model_name(name)
@@ -399,6 +441,13 @@ class _LockState:
         return time.time() >= self.expires or _dead_local_process(self.owner)
 
 
+def _lock_vanished(name: str, exc: PermissionDenied) -> bool:
+    """MLflow's basic-auth answers 403, not 404, when a user reads a model that does not
+    exist: for a lock model (which every member of the workspace may read) that means it was
+    released meanwhile. A creation refused is still refused (``acquire`` does not come here)."""
+    return name.startswith(LOCK_PREFIX) and not exc.unauthenticated
+
+
 def _is_transient(exc: RegistryError) -> bool:
     """MLflow store errors seen while many writers race (SQLite busy, PostgreSQL serialisation,
     a lock released between two calls): worth another try, not worth failing a promotion."""
@@ -634,7 +683,7 @@ class ModelLock:
         try:
             with wrap_mlflow_errors(f"break lock {self.name!r}", self.registry.uri):
                 client.rename_registered_model(self.lock_name, stale_name)
-        except NotFound:
+        except (NotFound, PermissionDenied):  # basic-auth: 403 for a lock that is gone
             return ""  # released or broken by somebody else meanwhile
         except RegistryError as exc:
             if isinstance(exc, RegistryUnavailable):

@@ -75,6 +75,8 @@ class MlflowServer:
             in the temp dir. A plugin scheme such as ``encrypted+file:///...`` is resolved by
             the server through MLflow's ``mlflow.artifact_repository`` entry points.
         extra_args: more ``mlflow server`` options (e.g. ``["--enable-workspaces"]``).
+        admin_password: start MLflow's basic-auth app (``--app-name basic-auth``, users in an
+            SQLite file in the temp dir) with the admin ``admin`` and this password.
     """
 
     def __init__(
@@ -87,10 +89,12 @@ class MlflowServer:
         uvicorn_opts: str | None = None,
         artifacts_destination: str | None = None,
         extra_args: list[str] | None = None,
+        admin_password: str | None = None,
     ) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mlflow-plugin-server-"))
         self.artifacts_destination = artifacts_destination
         self.extra_args = list(extra_args or [])
+        self.admin_password = admin_password
         self.backend_store_uri = backend_store_uri or f"sqlite:///{self.workdir / 'mlflow.db'}"
         self.workers = workers
         self.startup_timeout = startup_timeout
@@ -125,6 +129,24 @@ class MlflowServer:
         cmd += self.extra_args
         env = dict(os.environ)
         env.pop("MLFLOW_TRACKING_URI", None)
+        for key in ("MLFLOW_WORKSPACE", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            env.pop(key, None)
+        if self.admin_password is not None:
+            cmd += ["--app-name", "basic-auth"]
+            ini = self.workdir / "basic_auth.ini"
+            ini.write_text(
+                "[mlflow]\n"
+                "default_permission = READ\n"
+                f"database_uri = sqlite:///{self.workdir / 'basic_auth.db'}\n"
+                "admin_username = admin\n"
+                f"admin_password = {self.admin_password}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                "grant_default_workspace_access = false\n"
+                # PBKDF2 per request costs ~0.1-1 s of CPU; tests change no passwords.
+                "auth_cache_ttl_seconds = 600\n"
+            )
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+            env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", uuid.uuid4().hex)
         # MLflow 3 starts a huey job runner and three consumer processes per server for its
         # GenAI jobs; nothing here uses them, and on a 2-core machine they cost startup CPU.
         env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

@@ -31,6 +31,7 @@ from mlflow_plugin._types import (
     check_strategy,
     check_version,
 )
+from mlflow_plugin._workspace import Scope
 from mlflow_plugin.controller import _recovery
 from mlflow_plugin.controller._history import (
     CHAMPION_EVENTS,
@@ -120,13 +121,15 @@ class Controller:
         return self.registry.lock(model, intent={"op": "record", "actor": actor()})
 
     @classmethod
-    def from_uri(cls, tracking_uri: str | None = None) -> Controller:
+    def from_uri(cls, tracking_uri: str | None = None, *, scope: Scope | None = None) -> Controller:
+        """The controller of the server at ``tracking_uri``; ``scope`` binds a workspace and
+        credentials to every request it makes (see :class:`mlflow_plugin._workspace.Scope`)."""
         from mlflow_plugin.integrity import VersionVerifier
         from mlflow_plugin.ledger import Ledger
         from mlflow_plugin.registry import Registry
 
-        registry = Registry(tracking_uri)
-        return cls(registry, Ledger(registry.uri), integrity=VersionVerifier(registry))
+        registry = Registry(tracking_uri, scope=scope)
+        return cls(registry, Ledger(registry.uri, scope=scope), integrity=VersionVerifier(registry))
 
     # -- reading -------------------------------------------------------------------------
     def champion_events(self, model: str) -> list[Event]:

@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlflow_plugin._workspace import scoped_key
+
 __all__ = ["KEEP", "cache_dir", "cached_copy", "load_model"]
 
 KEEP = 16
@@ -50,7 +52,10 @@ def cached_copy(registry: Any, name: str, version: str | int) -> Path | None:
     key = hashlib.sha256(
         "\n".join(
             [
-                str(registry.uri),
+                # two organisations (workspaces) may have the same name and version
+                scoped_key(
+                    str(registry.uri), getattr(getattr(registry, "scope", None), "workspace", None)
+                ),
                 mv.name,
                 str(mv.version),
                 str(mv.source),

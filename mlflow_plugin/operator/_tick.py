@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_plugin._errors import BadInput, ConfigError, MlflowPluginError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, FALLBACK
+from mlflow_plugin.gates._pipeline import PIPELINE_TAG
 from mlflow_plugin.operator._alerts import Alert, Alerter
 from mlflow_plugin.retention import retention_task
 
@@ -292,8 +293,21 @@ class Operator:
             self.runs.set_state(ctx.report.run_id, "rolled_back")
         self.alerter.send(Alert(ctx.model, fallback, "rollback", f"{ctx.model}: {reason}"))
 
+    def _pipeline(self, ctx: TickContext) -> Any:
+        """The model's pipeline settings stored through the API's ``cicd`` (None: the policy
+        file's). A stored document that no longer validates is reported, not guessed at."""
+        raw = ctx.extra.get("model_tags", {}).get(PIPELINE_TAG)
+        if not raw:
+            return None
+        from mlflow_plugin.gates._pipeline import parse_pipeline
+
+        return parse_pipeline(raw, source=f"{ctx.model}: tag {PIPELINE_TAG}")
+
     def triggers(self, ctx: TickContext) -> None:
-        rules = self.policy.triggers
+        pipeline = self._pipeline(ctx)
+        rules = pipeline.triggers if pipeline is not None else self.policy.triggers
+        ctx.extra["triggers"] = rules
+        ctx.extra["strategy"] = pipeline.strategy if pipeline is not None else None
         if rules is None or ctx.champion is None:
             return
         firings = self._firings(ctx, rules)
@@ -361,12 +375,14 @@ class Operator:
         if self.retrainer is not None:
             from mlflow_plugin.operator._retrain import main_parameters
 
-            triggers = self.policy.triggers
+            triggers = ctx.extra.get("triggers") or self.policy.triggers
             assert triggers is not None
             data = triggers.new_data if any(f.rule == "new_data" for f in fresh) else None
             parameters = main_parameters(
                 ctx.champion, data=data or triggers.new_data, policy=self.policy_path
             )
+            if ctx.extra.get("strategy"):
+                parameters["strategy"] = ctx.extra["strategy"]
             skipped = _short_history(parameters, triggers.min_history)
             if not skipped:
                 with self.controller.registry.lock(

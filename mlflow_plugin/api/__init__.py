@@ -1,0 +1,11 @@
+"""``mlflow-plugin api``: the REST API of organisations (MLflow workspaces) over the controller.
+
+See docs/ARCHITECTURE.md ("Organisations") and the README ("Organisations and the REST API").
+"""
+
+from __future__ import annotations
+
+from mlflow_plugin.api._app import PREFIX, Caller, create_app, error_body
+from mlflow_plugin.api._routes import PIPELINE_TAG, PROTECTED_ALIASES
+
+__all__ = ["PIPELINE_TAG", "PREFIX", "PROTECTED_ALIASES", "Caller", "create_app", "error_body"]

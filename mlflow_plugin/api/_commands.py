@@ -1,0 +1,40 @@
+"""The ``api`` command: serve the REST API with uvicorn."""
+
+from __future__ import annotations
+
+import click
+
+from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, max_body_option
+
+__all__ = ["api"]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@max_body_option(DEFAULT_MAX_BODY_MB)
+@click.option("--no-docs", is_flag=True, help="Do not serve /docs and /openapi.json.")
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int, max_body_mb: float, no_docs: bool) -> None:
+    """Serve the REST API (organisations = MLflow workspaces; callers send their MLflow
+    credentials, which are forwarded, so MLflow's permissions decide)."""
+    import os
+
+    import uvicorn
+
+    from mlflow_plugin._client import resolve_tracking_uri
+    from mlflow_plugin._errors import BadInput
+    from mlflow_plugin.api import create_app
+
+    uri = resolve_tracking_uri(ctx.find_root().params.get("tracking_uri"))
+    if not uri.startswith(("http://", "https://")):
+        raise BadInput(f"api needs an http(s) tracking server, not {uri!r}")
+    if os.environ.get("MLFLOW_WORKSPACE"):
+        # Each request names its organisation; a process-wide workspace would be a default
+        # that a request could silently fall back to.
+        del os.environ["MLFLOW_WORKSPACE"]
+    # Callers' requests carry their own credentials (scoped clients never read these); the
+    # process's own, if any, serve only retention's artifact reads (docs/ARCHITECTURE.md).
+    app = create_app(uri, max_body_mb=max_body_mb, docs=not no_docs)
+    click.echo(f"mlflow-plugin api on http://{host}:{port} for {uri} (docs: /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
