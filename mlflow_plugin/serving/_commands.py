@@ -20,7 +20,8 @@ __all__ = ["serve"]
     default=5.0,
     show_default=True,
     type=click.FloatRange(min=0.05),
-    help="Seconds between two reads of the champion alias.",
+    help="Seconds between two reads of the registry (champion, fallback, rollout: one call); "
+    "a rollout's change reaches every replica within it.",
 )
 @click.option(
     "--prediction-log",
@@ -45,7 +46,8 @@ __all__ = ["serve"]
 @click.option(
     "--key-column",
     default=None,
-    help="Input column stored as entity_key, to join predictions to outcomes.",
+    help="Input column stored as entity_key, to join predictions to outcomes (and, without an "
+    "X-Entity-Key header, the key that keeps an entity on one side of a canary).",
 )
 @click.option(
     "--guardrails",
@@ -177,6 +179,7 @@ def serve(
             prediction_log=prediction_log,
             event_interval=event_interval,
             input_guard=InputGuard(input_mode),
+            key_column=key_column,
         )
     except BaseException:
         if prediction_log is not None:
