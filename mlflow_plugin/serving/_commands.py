@@ -85,6 +85,14 @@ __all__ = ["serve"]
     help="enforce: a value far outside the feature's training range is a 400; observe: "
     "counted and flagged; off: no input checks at all (nulls reach the model).",
 )
+@click.option(
+    "--mirror-queue",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Blue-green: mirrored requests waiting for the preview before new ones are dropped "
+    "(and counted).",
+)
 @max_body_option(DEFAULT_MAX_BODY_MB)
 @click.option(
     "--request-timeout",
@@ -127,6 +135,7 @@ def serve(
     latency_budget_ms: float | None,
     event_interval: float,
     input_mode: str,
+    mirror_queue: int,
     max_body_mb: float,
     request_timeout: float,
     max_batch_rows: int,
@@ -180,6 +189,7 @@ def serve(
             event_interval=event_interval,
             input_guard=InputGuard(input_mode),
             key_column=key_column,
+            mirror_queue=mirror_queue,
         )
     except BaseException:
         if prediction_log is not None:

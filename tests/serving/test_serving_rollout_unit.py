@@ -138,7 +138,9 @@ class TestCanary:
         assert "non_finite" in broke.iloc[0]["guardrail_flags"]
         assert broke.iloc[0]["entity_key"] == "a"
         counts = model.counts()
-        assert counts[("canary_failures", "predict")] == counts[("canary_failures", "guardrail")] == 1
+        assert (
+            counts[("canary_failures", "predict")] == counts[("canary_failures", "guardrail")] == 1
+        )
         assert model.status()["status"] == "ok"  # a failing canary does not degrade the server
 
     def test_canary_that_cannot_load_gets_a_row_and_the_champion_answers(self, world, tmp_path):
