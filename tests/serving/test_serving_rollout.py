@@ -126,9 +126,16 @@ class Replicas:
             headers["X-Entity-Key"] = key
         if rid is not None:
             headers["X-Request-Id"] = rid
-        conn = conns[port]
-        conn.request("POST", "/invocations", body=body(age), headers=headers)
-        resp = conn.getresponse()
+        try:
+            conn = conns[port]
+            conn.request("POST", "/invocations", body=body(age), headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            # The server closed an idle keep-alive connection: one new connection, one retry.
+            conns[port].close()
+            conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/invocations", body=body(age), headers=headers)
+            resp = conn.getresponse()
         raw = resp.read()
         risk = json.loads(raw)["predictions"][0]["risk"] if resp.status == 200 else None
         return Answer(
