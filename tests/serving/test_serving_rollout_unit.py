@@ -91,6 +91,18 @@ class TestCanary:
         assert {model.score(keyed(k)).role for k in keys} == {"champion"}
         assert "2" not in {d.version for d in model._fleet.loaded.values()}
 
+    def test_one_registry_call_per_poll(self, world):
+        """The rollout comes with the champion: a poll is one get_model, whatever the rollout."""
+        start(world, "canary", "2", weight=50, previous="3", keep_previous_until=9e12)
+        world.registry.set_alias("m", "preview", "4")
+        model = world.serve()
+        assert set(model._fleet.loaded) == {"champion", "canary", "preview", "previous"}
+        world.registry.calls.clear()
+        world.registry.set_model_tag("m", ROLLOUT_TAGS["weight"], "60")
+        assert model.refresh() is True  # the new weight is picked up ...
+        assert model.status()["rollout"]["weight"] == 60
+        assert world.registry.calls == ["get_model"]  # ... by the one read of the poll
+
     def test_without_a_key_the_request_id_decides(self, world):
         """No X-Entity-Key and no key column: each request id is hashed (not sticky)."""
         state = start(world, "canary", "2", weight=50)
