@@ -320,7 +320,8 @@ def rollouts(
             closed_loop(ports[label], body, args.clients, 1.0, keyed=True)  # warm up
         got: dict[str, list[tuple[float, float, str]]] = {label: [] for label in setups}
         secs = dict.fromkeys(setups, 0.0)
-        before = _health(ports["blue-green mirror"])["rollout"]["mirror"]
+        port = ports["blue-green mirror"]
+        before = _drained(port)
         names = list(setups)
         for r in range(args.rounds):
             for label in names[r % len(names) :] + names[: r % len(names)]:
@@ -329,11 +330,7 @@ def rollouts(
                     closed_loop(ports[label], body, args.clients, args.seconds, keyed=True)
                 )
                 secs[label] += time.monotonic() - t0
-        port = ports["blue-green mirror"]
-        deadline = time.monotonic() + 60
-        while _health(port)["rollout"]["mirror"]["queued"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        after = _health(port)["rollout"]["mirror"]
+        after = _drained(port)
         steady_p99 = pct([x[1] for x in got["steady"]], 0.99)
         steady_rps = len(got["steady"]) / secs["steady"]
         for label in names:
@@ -355,6 +352,15 @@ def rollouts(
         )
         print(out[-1])
     return out
+
+
+def _drained(port: int) -> dict:
+    """The mirror's counters once everything queued is scored (or after a minute)."""
+    deadline = time.monotonic() + 60
+    while _health(port)["rollout"]["mirror"]["queued"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the batch being scored when the queue emptied
+    return dict(_health(port)["rollout"]["mirror"])
 
 
 def _health(port: int) -> dict:
