@@ -24,8 +24,13 @@ Then measures:
    >= 3x, p99 no worse.
 4. p99 latency of requests sent while the server swaps champions (alias flipped, new version
    loading in the background) against the p99 of the steady state around them.
+5. Rollouts: throughput and p99 with a canary at 50 % and with blue-green mirroring on, against
+   steady state, rounds rotating between the three servers (targets: canary p99 <= 1.1x steady;
+   mirroring costs at most one extra predict per request, off the client's path - printed as
+   preview predicts per request).
 
     .venv/bin/python benchmarks/bench_serving.py [--rounds 3] [--seconds 5] [--clients 32]
+        [--parts 1,2,3,4,5]
 """
 
 from __future__ import annotations
@@ -237,22 +242,26 @@ class Server:
 
 
 def closed_loop(
-    port: int, body: str, threads: int, seconds: float
+    port: int, body: str, threads: int, seconds: float, keyed: bool = False
 ) -> list[tuple[float, float, str]]:
-    """``threads`` keep-alive clients for ``seconds``: (sent, latency, version) per 200 answer."""
+    """``threads`` keep-alive clients for ``seconds``: (sent, latency, version) per 200 answer;
+    ``keyed``: each request carries its own ``X-Entity-Key``."""
     results: list[tuple[float, float, str]] = []
     errors = [0]
     lock = threading.Lock()
     end = time.monotonic() + seconds
 
-    def client() -> None:
+    def client(me: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         mine = []
+        headers = {"Content-Type": "application/json"}
+        n = 0
         while time.monotonic() < end:
             t0 = time.monotonic()
-            conn.request(
-                "POST", "/invocations", body=body, headers={"Content-Type": "application/json"}
-            )
+            if keyed:
+                n += 1
+                headers["X-Entity-Key"] = f"{me}-{n}"
+            conn.request("POST", "/invocations", body=body, headers=headers)
             resp = conn.getresponse()
             resp.read()
             if resp.status == 200:
@@ -263,7 +272,7 @@ def closed_loop(
         with lock:
             results.extend(mine)
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
@@ -271,6 +280,92 @@ def closed_loop(
     if errors[0]:
         print(f"    ({errors[0]} non-200 answers)")
     return results
+
+
+# -- 5. rollouts ------------------------------------------------------------------------------
+def rollouts(
+    registry: Registry, source: str, env: dict[str, str], body: str, args: argparse.Namespace
+) -> list[str]:
+    """Steady state, a canary at 50 % and blue-green mirroring, one server each (three models
+    with the same two coxph versions), rounds rotating between them; p99, throughput, and the
+    mirror's extra ``predict`` calls per request."""
+    from mlflow_plugin.controller import RolloutState
+
+    print(
+        f"5. rollouts, {args.clients} clients, single-row requests with their own X-Entity-Key, "
+        f"{args.rounds} x {args.seconds:g}s rounds each"
+    )
+    setups = {"steady": "", "canary 50 %": "canary", "blue-green mirror": "preview"}
+    ports: dict[str, int] = {}
+    out: list[str] = []
+    with contextlib.ExitStack() as stack:
+        for i, (label, alias) in enumerate(setups.items()):
+            name = f"bench-rollout-{i}"
+            for _ in range(2):
+                version = registry.register_version(name, source, None).version
+                record_digest(registry, name, version)
+            registry.set_alias(name, "champion", "1")
+            if alias:
+                strategy = "canary" if alias == "canary" else "blue_green"
+                state = RolloutState(
+                    "bench", strategy, "2", weight=50.0 if alias == "canary" else 0
+                )
+                for key, value in state.to_tags().items():
+                    registry.set_model_tag(name, key, value)
+                registry.set_alias(name, alias, "2")
+            ports[label] = free_port()
+            cmd = [str(BIN / "mlflow-plugin"), "serve", name, "--port", str(ports[label])]
+            server_ = Server([*cmd, "--prediction-log", "none"], ports[label], env)
+            stack.callback(server_.stop)
+            closed_loop(ports[label], body, args.clients, 1.0, keyed=True)  # warm up
+        got: dict[str, list[tuple[float, float, str]]] = {label: [] for label in setups}
+        secs = dict.fromkeys(setups, 0.0)
+        port = ports["blue-green mirror"]
+        before = _drained(port)
+        names = list(setups)
+        for r in range(args.rounds):
+            for label in names[r % len(names) :] + names[: r % len(names)]:
+                t0 = time.monotonic()
+                got[label].extend(
+                    closed_loop(ports[label], body, args.clients, args.seconds, keyed=True)
+                )
+                secs[label] += time.monotonic() - t0
+        after = _drained(port)
+        steady_p99 = pct([x[1] for x in got["steady"]], 0.99)
+        steady_rps = len(got["steady"]) / secs["steady"]
+        for label in names:
+            lat = [x[1] for x in got[label]]
+            rps = len(lat) / secs[label]
+            share = sum(v == "2" for *_, v in got[label]) / max(1, len(lat))
+            out.append(
+                f"   {label:18s}: {rps:7.1f} req/s ({rps / steady_rps:.2f}x steady), p50 "
+                f"{pct(lat, 0.5) * 1e3:6.2f} ms, p99 {pct(lat, 0.99) * 1e3:6.2f} ms "
+                f"({pct(lat, 0.99) / steady_p99:.2f}x steady), answered by v2: {share:.0%}"
+            )
+            print(out[-1])
+        mirrored = len(got["blue-green mirror"])
+        delta = {k: after[k] - before[k] for k in after if k != "queued"}
+        out.append(
+            f"   mirror: {delta['predicts'] / max(1, mirrored):.3f} preview predicts per request "
+            f"off the client's path ({delta['submitted']} mirrored, {delta['dropped']} dropped "
+            f"on a full queue, {delta['agree']} agree / {delta['disagree']} disagree)"
+        )
+        print(out[-1])
+    return out
+
+
+def _drained(port: int) -> dict:
+    """The mirror's counters once everything queued is scored (or after a minute)."""
+    deadline = time.monotonic() + 60
+    while _health(port)["rollout"]["mirror"]["queued"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the batch being scored when the queue emptied
+    return dict(_health(port)["rollout"]["mirror"])
+
+
+def _health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+        return json.loads(r.read())
 
 
 def main() -> None:
@@ -281,7 +376,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients (part 4)")
     parser.add_argument("--calls", type=int, default=300, help="in-process calls per side")
     parser.add_argument("--swaps", type=int, default=6, help="champion swaps in part 4")
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run, e.g. 5")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     # A SIGTERM unwinds the `with` blocks, so no server outlives the benchmark.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ["MLFLOW_PLUGIN_ACTOR"] = "bench"
@@ -299,168 +396,181 @@ def main() -> None:
         data = rossi().drop(columns=["week", "arrest"]).astype(float)
         batch = data.sample(1000, replace=True, random_state=0).reset_index(drop=True)
         single = data.head(1)
-
-        print("1. ChampionModel.predict / direct pyfunc.predict (medians over adjacent call pairs)")
-        for kind in ("coxph", "constant"):
-            for label, rows, calls in (
-                ("1000 rows", batch, args.calls),
-                ("1 row", single, args.calls * 3),
-            ):
-                for log_label, log_uri in (
-                    ("no log", None),
-                    ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}"),
-                ):
-                    d, o, ratio, extra = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
-                    line = (
-                        f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
-                        f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f} (+{extra * 1e6:.0f} us)"
-                    )
-                    print(line)
-                    summary.append(line)
-
-        for verify in (False, True, False, True):
-            t0 = time.perf_counter()
-            ChampionModel("bench-coxph", tracking_uri=uri, watch=False, verify=verify).close()
-            if verify:
-                line = f"   load of bench-coxph v1 with digest verification: {time.perf_counter() - t0:.3f} s"
-            else:
-                line = f"   load of bench-coxph v1 without verification:    {time.perf_counter() - t0:.3f} s"
-            print(line)
-            summary.append(line)
-
-        print("2. PredictionLog.log enqueue cost (1000-row request)")
-        for label, (p50, p99, dropped) in enqueue_cost(workdir, batch, 20_000).items():
-            line = f"   {label:18s}: p50 {p50:6.2f} us, p99 {p99:6.2f} us (dropped {dropped})"
-            print(line)
-            summary.append(line)
-
-        print(
-            f"3. HTTP, {args.clients} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each"
-        )
         # `mlflow models serve` execs `uvicorn`: it must be on PATH, as in an activated venv.
         path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
         body = json.dumps({"dataframe_split": single.to_dict(orient="split")})
-        plugin = [str(BIN / "mlflow-plugin"), "serve", "bench-coxph"]
-        commands = {
-            "mlflow-plugin serve": [
-                *plugin,
-                "--prediction-log",
-                f"sqlite:///{workdir / 'http.db'}",
-            ],
-            "  same, batching off": [
-                *plugin,
-                "--prediction-log",
-                f"sqlite:///{workdir / 'http2.db'}",
-                "--max-batch-wait-ms",
-                "0",
-            ],
-            "  same, log off": [*plugin, "--prediction-log", "none"],
-            "mlflow models serve": [
-                str(BIN / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                "models:/bench-coxph/1",
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-            ],
-        }
-        with contextlib.ExitStack() as stack:
-            ports: dict[str, int] = {}
-            for name, cmd in commands.items():
-                ports[name] = free_port()
-                flag = "-p" if "models" in cmd else "--port"
-                server_ = Server([*cmd, flag, str(ports[name])], ports[name], env)
-                stack.callback(server_.stop)
-                closed_loop(ports[name], body, args.clients, 1.0)  # warm up
-            got: dict[str, list[tuple[float, float, str]]] = {name: [] for name in commands}
-            secs = dict.fromkeys(commands, 0.0)
-            names = list(commands)
-            for r in range(args.rounds):
-                for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
-                    t0 = time.monotonic()
-                    got[name].extend(closed_loop(ports[name], body, args.clients, args.seconds))
-                    secs[name] += time.monotonic() - t0
-            rps = {name: len(got[name]) / secs[name] for name in got}
-            for name in names:
-                lat = [x[1] for x in got[name]]
+
+        if "1" in parts:
+            print(
+                "1. ChampionModel.predict / direct pyfunc.predict (medians over adjacent call pairs)"
+            )
+            for kind in ("coxph", "constant"):
+                for label, rows, calls in (
+                    ("1000 rows", batch, args.calls),
+                    ("1 row", single, args.calls * 3),
+                ):
+                    for log_label, log_uri in (
+                        ("no log", None),
+                        ("with log", f"sqlite:///{workdir / f'ov-{kind}-{len(rows)}.db'}"),
+                    ):
+                        d, o, ratio, extra = overhead(uri, f"bench-{kind}", rows, calls, log_uri)
+                        line = (
+                            f"   {kind:8s} {label:9s} {log_label:8s}: direct {d * 1e3:7.3f} ms, "
+                            f"ours {o * 1e3:7.3f} ms, ratio {ratio:.3f} (+{extra * 1e6:.0f} us)"
+                        )
+                        print(line)
+                        summary.append(line)
+
+            for verify in (False, True, False, True):
+                t0 = time.perf_counter()
+                ChampionModel("bench-coxph", tracking_uri=uri, watch=False, verify=verify).close()
+                if verify:
+                    line = f"   load of bench-coxph v1 with digest verification: {time.perf_counter() - t0:.3f} s"
+                else:
+                    line = f"   load of bench-coxph v1 without verification:    {time.perf_counter() - t0:.3f} s"
+                print(line)
+                summary.append(line)
+
+        if "2" in parts:
+            print("2. PredictionLog.log enqueue cost (1000-row request)")
+            for label, (p50, p99, dropped) in enqueue_cost(workdir, batch, 20_000).items():
+                line = f"   {label:18s}: p50 {p50:6.2f} us, p99 {p99:6.2f} us (dropped {dropped})"
+                print(line)
+                summary.append(line)
+
+        if "3" in parts:
+            print(
+                f"3. HTTP, {args.clients} clients, single-row dataframe_split, {args.rounds} x {args.seconds:g}s rounds each"
+            )
+            plugin = [str(BIN / "mlflow-plugin"), "serve", "bench-coxph"]
+            commands = {
+                "mlflow-plugin serve": [
+                    *plugin,
+                    "--prediction-log",
+                    f"sqlite:///{workdir / 'http.db'}",
+                ],
+                "  same, batching off": [
+                    *plugin,
+                    "--prediction-log",
+                    f"sqlite:///{workdir / 'http2.db'}",
+                    "--max-batch-wait-ms",
+                    "0",
+                ],
+                "  same, log off": [*plugin, "--prediction-log", "none"],
+                "mlflow models serve": [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/bench-coxph/1",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                ],
+            }
+            with contextlib.ExitStack() as stack:
+                ports: dict[str, int] = {}
+                for name, cmd in commands.items():
+                    ports[name] = free_port()
+                    flag = "-p" if "models" in cmd else "--port"
+                    server_ = Server([*cmd, flag, str(ports[name])], ports[name], env)
+                    stack.callback(server_.stop)
+                    closed_loop(ports[name], body, args.clients, 1.0)  # warm up
+                got: dict[str, list[tuple[float, float, str]]] = {name: [] for name in commands}
+                secs = dict.fromkeys(commands, 0.0)
+                names = list(commands)
+                for r in range(args.rounds):
+                    for name in (
+                        names[r % len(names) :] + names[: r % len(names)]
+                    ):  # rotate the order
+                        t0 = time.monotonic()
+                        got[name].extend(closed_loop(ports[name], body, args.clients, args.seconds))
+                        secs[name] += time.monotonic() - t0
+                rps = {name: len(got[name]) / secs[name] for name in got}
+                for name in names:
+                    lat = [x[1] for x in got[name]]
+                    line = (
+                        f"   {name:20s}: {rps[name]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
+                        f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms"
+                    )
+                    print(line)
+                    summary.append(line)
+                base = rps["mlflow models serve"]
+                p99 = {name: pct([x[1] for x in got[name]], 0.99) for name in names}
                 line = (
-                    f"   {name:20s}: {rps[name]:7.1f} req/s, p50 {pct(lat, 0.5) * 1e3:6.2f} ms, "
-                    f"p99 {pct(lat, 0.99) * 1e3:6.2f} ms"
+                    f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
+                    f"(batching off: {rps['  same, batching off'] / base:.3f}, log off: "
+                    f"{rps['  same, log off'] / base:.3f}); p99 ratio "
+                    f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}"
                 )
                 print(line)
                 summary.append(line)
-            base = rps["mlflow models serve"]
-            p99 = {name: pct([x[1] for x in got[name]], 0.99) for name in names}
-            line = (
-                f"   throughput ratio vs mlflow models serve: {rps['mlflow-plugin serve'] / base:.3f} "
-                f"(batching off: {rps['  same, batching off'] / base:.3f}, log off: "
-                f"{rps['  same, log off'] / base:.3f}); p99 ratio "
-                f"{p99['mlflow-plugin serve'] / p99['mlflow models serve']:.3f}"
+
+        if "4" in parts:
+            print(f"4. p99 latency while swapping ({args.swaps} swaps, poll 0.5s) vs steady state")
+            swap_port = free_port()
+            swapper = Server(
+                [
+                    str(BIN / "mlflow-plugin"),
+                    "serve",
+                    "bench-coxph",
+                    "--port",
+                    str(swap_port),
+                    "--poll-interval",
+                    "0.5",
+                    "--prediction-log",
+                    "none",
+                ],
+                swap_port,
+                env,
             )
-            print(line)
-            summary.append(line)
+            try:
+                windows: list[tuple[float, str]] = []
+                results: list[tuple[float, float, str]] = []
+                total = 4.0 * args.swaps + 3.0
 
-        print(f"4. p99 latency while swapping ({args.swaps} swaps, poll 0.5s) vs steady state")
-        swap_port = free_port()
-        swapper = Server(
-            [
-                str(BIN / "mlflow-plugin"),
-                "serve",
-                "bench-coxph",
-                "--port",
-                str(swap_port),
-                "--poll-interval",
-                "0.5",
-                "--prediction-log",
-                "none",
-            ],
-            swap_port,
-            env,
-        )
-        try:
-            windows: list[tuple[float, str]] = []
-            results: list[tuple[float, float, str]] = []
-            total = 4.0 * args.swaps + 3.0
+                def flip() -> None:
+                    time.sleep(2.0)
+                    for i in range(args.swaps):
+                        target = "2" if i % 2 == 0 else "1"
+                        registry.set_alias("bench-coxph", "champion", target)
+                        windows.append((time.monotonic(), target))
+                        time.sleep(4.0)
 
-            def flip() -> None:
-                time.sleep(2.0)
-                for i in range(args.swaps):
-                    target = "2" if i % 2 == 0 else "1"
-                    registry.set_alias("bench-coxph", "champion", target)
-                    windows.append((time.monotonic(), target))
-                    time.sleep(4.0)
-
-            flipper = threading.Thread(target=flip)
-            flipper.start()
-            results = closed_loop(swap_port, body, args.threads, total)
-            flipper.join()
-            # A swap window runs from the alias change to the first answer by the new version.
-            spans = []
-            for start, target in windows:
-                first = min(
-                    (s + lat for s, lat, v in results if v == target and s >= start), default=None
+                flipper = threading.Thread(target=flip)
+                flipper.start()
+                results = closed_loop(swap_port, body, args.threads, total)
+                flipper.join()
+                # A swap window runs from the alias change to the first answer by the new version.
+                spans = []
+                for start, target in windows:
+                    first = min(
+                        (s + lat for s, lat, v in results if v == target and s >= start),
+                        default=None,
+                    )
+                    if first is not None:
+                        spans.append((start, first))
+                during = [lat for s, lat, _ in results if any(a <= s <= b for a, b in spans)]
+                steady = [
+                    lat
+                    for s, lat, _ in results
+                    if not any(a - 0.5 <= s <= b + 0.5 for a, b in spans)
+                ]
+                p99_swap, p99_steady = pct(during, 0.99), pct(steady, 0.99)
+                took = statistics.median(b - a for a, b in spans) if spans else float("nan")
+                line = (
+                    f"   p99 during swap {p99_swap * 1e3:.2f} ms ({len(during)} requests), steady "
+                    f"{p99_steady * 1e3:.2f} ms ({len(steady)}), ratio {p99_swap / p99_steady:.2f}; "
+                    f"alias change -> new version answering: median {took:.2f}s"
                 )
-                if first is not None:
-                    spans.append((start, first))
-            during = [lat for s, lat, _ in results if any(a <= s <= b for a, b in spans)]
-            steady = [
-                lat for s, lat, _ in results if not any(a - 0.5 <= s <= b + 0.5 for a, b in spans)
-            ]
-            p99_swap, p99_steady = pct(during, 0.99), pct(steady, 0.99)
-            took = statistics.median(b - a for a, b in spans) if spans else float("nan")
-            line = (
-                f"   p99 during swap {p99_swap * 1e3:.2f} ms ({len(during)} requests), steady "
-                f"{p99_steady * 1e3:.2f} ms ({len(steady)}), ratio {p99_swap / p99_steady:.2f}; "
-                f"alias change -> new version answering: median {took:.2f}s"
-            )
-            print(line)
-            summary.append(line)
-        finally:
-            swapper.stop()
+                print(line)
+                summary.append(line)
+            finally:
+                swapper.stop()
+        if "5" in parts:
+            summary.extend(rollouts(registry, sources["coxph"], env, body, args))
     print("\nsummary")
     print("\n".join(summary))
 

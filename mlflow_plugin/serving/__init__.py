@@ -3,7 +3,8 @@
 - :class:`ChampionModel` loads ``models:/NAME@champion``, follows the alias and falls back.
 - :class:`Guardrails` are the rules an output must satisfy.
 - :class:`PredictionLog` writes every prediction to a SQL table off the request path.
-- :class:`Router` / :class:`ChampionRouter` decide which loaded version answers.
+- :class:`Router` / :class:`RolloutRouter` / :class:`ChampionRouter` decide which loaded version
+  answers (and which one scores a mirror of the request, during a blue-green rollout).
 - :func:`create_app` is the HTTP server (``mlflow-plugin serve``).
 """
 
@@ -15,6 +16,7 @@ from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._loader import ChampionModel, Prediction
 from mlflow_plugin.serving._metrics import ServingMetrics
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord, prediction_table
+from mlflow_plugin.serving._rollout import RolloutRouter
 from mlflow_plugin.serving._routing import (
     ChampionRouter,
     Deployment,
@@ -36,6 +38,7 @@ __all__ = [
     "Prediction",
     "PredictionLog",
     "PredictionRecord",
+    "RolloutRouter",
     "Route",
     "Router",
     "ServingMetrics",

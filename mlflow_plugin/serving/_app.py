@@ -8,9 +8,10 @@ response encoding, so clients of ``mlflow models serve`` work unchanged. Endpoin
   ``X-Model-Version``, ``X-Model-Role``, ``X-Request-Id`` (and ``X-Guardrail-Flags``) say who
   answered. Bad requests get 400 with a one-line ``message`` and never reach the model; 503 when
   no version can answer. ``X-Entity-Key`` (one key per row, comma-separated) is logged as the
-  rows' ``entity_key``.
+  rows' ``entity_key``; its first key keeps the request on one side of a canary rollout, on every
+  replica. ``X-Model-Role`` is ``champion``, ``canary``, ``fallback`` or ``previous``.
 - ``GET /ping`` (200 when a version can answer, else 503), ``GET /health`` (JSON: champion,
-  fallback, last swap, prediction log), ``GET /version``, ``GET /metrics`` (Prometheus).
+  fallback, rollout, last swap, prediction log), ``GET /version``, ``GET /metrics`` (Prometheus).
 - ``POST /refresh``: check the registry now (point an MLflow webhook on alias changes here; the
   body is ignored, so the endpoint cannot be used to inject anything).
 """

@@ -20,7 +20,8 @@ __all__ = ["serve"]
     default=5.0,
     show_default=True,
     type=click.FloatRange(min=0.05),
-    help="Seconds between two reads of the champion alias.",
+    help="Seconds between two reads of the registry (champion, fallback, rollout: one call); "
+    "a rollout's change reaches every replica within it.",
 )
 @click.option(
     "--prediction-log",
@@ -45,7 +46,8 @@ __all__ = ["serve"]
 @click.option(
     "--key-column",
     default=None,
-    help="Input column stored as entity_key, to join predictions to outcomes.",
+    help="Input column stored as entity_key, to join predictions to outcomes (and, without an "
+    "X-Entity-Key header, the key that keeps an entity on one side of a canary).",
 )
 @click.option(
     "--guardrails",
@@ -82,6 +84,14 @@ __all__ = ["serve"]
     show_default=True,
     help="enforce: a value far outside the feature's training range is a 400; observe: "
     "counted and flagged; off: no input checks at all (nulls reach the model).",
+)
+@click.option(
+    "--mirror-queue",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Blue-green: mirrored requests waiting for the preview before new ones are dropped "
+    "(and counted).",
 )
 @max_body_option(DEFAULT_MAX_BODY_MB)
 @click.option(
@@ -125,6 +135,7 @@ def serve(
     latency_budget_ms: float | None,
     event_interval: float,
     input_mode: str,
+    mirror_queue: int,
     max_body_mb: float,
     request_timeout: float,
     max_batch_rows: int,
@@ -177,6 +188,8 @@ def serve(
             prediction_log=prediction_log,
             event_interval=event_interval,
             input_guard=InputGuard(input_mode),
+            key_column=key_column,
+            mirror_queue=mirror_queue,
         )
     except BaseException:
         if prediction_log is not None:

@@ -32,19 +32,14 @@ from typing import Any
 
 from mlflow_plugin._errors import BadInput, IntegrityError, MlflowPluginError, ModelUnavailable
 from mlflow_plugin._types import CHAMPION, FALLBACK, check_model_name
-from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+from mlflow_plugin.controller import CANARY, FALLBACK_ENABLED_TAG, RolloutState
 from mlflow_plugin.serving._events import EventReporter
 from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._inputs import InputGuard, ModelInputs
-from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
-from mlflow_plugin.serving._routing import (
-    ChampionRouter,
-    Deployment,
-    Fleet,
-    LoadFailure,
-    Plan,
-    Router,
-)
+from mlflow_plugin.serving._mirror import Mirror
+from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR, PredictionLog, PredictionRecord
+from mlflow_plugin.serving._rollout import RolloutRouter, rollout_status
+from mlflow_plugin.serving._routing import Deployment, Fleet, LoadFailure, Plan, Router
 
 __all__ = ["ChampionModel", "Prediction"]
 
@@ -104,7 +99,8 @@ class ChampionModel:
         guardrails: output rules (default :class:`Guardrails()`; :meth:`Guardrails.off` for none).
         prediction_log: where every prediction is logged (None: not logged). Closed by
             :meth:`close`.
-        router: routing policy (default :class:`ChampionRouter`).
+        router: routing policy (default :class:`~mlflow_plugin.serving._rollout.RolloutRouter`:
+            the champion, and a rollout's canary / preview / previous when the registry has one).
         event_interval: seconds between two ledger events of the same kind.
         retry_interval: seconds before a version that failed to load is tried again.
         registry: registry adapter (default ``Registry(tracking_uri)``; tests pass an in-memory one).
@@ -117,6 +113,10 @@ class ChampionModel:
             non-numeric and far-out-of-range values with :class:`BadInput`).
         verify: check the downloaded files against the version's ``mlflow_plugin.sha256``
             before loading them (the default loader only; see :mod:`mlflow_plugin.integrity`).
+        key_column: input column whose first row's value is a request's entity key for the
+            canary split when no ``X-Entity-Key`` was sent (default the prediction log's).
+        mirror_queue: mirrored (blue-green) requests waiting to be scored before new ones are
+            dropped.
 
     Raises:
         ModelUnavailable: ``require_ready`` and neither champion nor fallback could be loaded.
@@ -142,6 +142,8 @@ class ChampionModel:
         require_ready: bool = True,
         input_guard: InputGuard | None = None,
         verify: bool = True,
+        key_column: str | None = None,
+        mirror_queue: int = 1000,
     ) -> None:
         self.name = check_model_name(model_name)
         if not poll_interval > 0:
@@ -159,7 +161,14 @@ class ChampionModel:
         self.input_guard = input_guard if input_guard is not None else InputGuard()
         self.verify = verify
         self._degraded = False  # a backup route answered last: logged once per change
-        self.router: Router = router if router is not None else ChampionRouter()
+        self.router: Router = router if router is not None else RolloutRouter()
+        self.key_column = key_column or getattr(prediction_log, "key_column", None)
+        self.mirror = Mirror(
+            self.name,
+            prediction_log=prediction_log,
+            guardrails=self.guardrails,
+            max_queue=mirror_queue,
+        )
         self.events = EventReporter(
             self.name, ledger=ledger, tracking_uri=self.tracking_uri, interval=event_interval
         )
@@ -272,13 +281,17 @@ class ChampionModel:
         t0: float,
         in_flags: tuple[str, ...],
     ) -> Prediction:
-        plan: Plan = self.router.plan(self._fleet, rid)
+        plan: Plan = self.router.plan(self._fleet, rid, self._entity_key(data))
         causes = [
             _Cause(role, f.version, "missing" if not f.version else "load", f.error)
             for role, f in plan.skipped
         ]
+        for cause in causes:
+            if cause.role == CANARY:
+                self._log_attempt(rid, data, cause, 0.0, ())
         for route in plan.routes:
             deployment = route.deployment
+            t_route = time.perf_counter()
             try:
                 output = (
                     deployment.model.predict(data, params)
@@ -289,18 +302,27 @@ class ChampionModel:
                 if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
                     self._count("bad_input")
                     raise BadInput(_schema_reason(exc)) from None
-                causes.append(_Cause(route.role, deployment.version, "predict", _one_line(exc)))
+                cause = _Cause(route.role, deployment.version, "predict", _one_line(exc))
+                causes.append(cause)
+                if route.role == CANARY:
+                    self._log_attempt(rid, data, cause, time.perf_counter() - t_route, in_flags)
                 continue
             violations: tuple[Violation, ...] = self.guardrails.check(output)
             if violations:
                 self._count_violations(violations, deployment.version)
                 if self.guardrails.enforce:
                     detail = "; ".join(str(v) for v in violations)
-                    causes.append(_Cause(route.role, deployment.version, "guardrail", detail))
+                    cause = _Cause(route.role, deployment.version, "guardrail", detail)
+                    causes.append(cause)
+                    if route.role == CANARY:
+                        flags = in_flags + tuple(v.rule for v in violations)
+                        self._log_attempt(rid, data, cause, time.perf_counter() - t_route, flags)
                     continue
-            return self._answer(
+            prediction = self._answer(
                 data, output, rid, t0, route.role, deployment.version, violations, in_flags, causes
             )
+            self._mirror(plan, data, params, prediction)
+            return prediction
         message = self._unavailable_message(causes)
         self._count("unavailable")
         for cause in causes:
@@ -367,6 +389,46 @@ class ChampionModel:
             )
         return Prediction(output, version, role, rid, latency, fell_back, flags)
 
+    def _entity_key(self, data: Any) -> str | None:
+        """The request's entity key for the canary split: the first ``X-Entity-Key``, else the
+        key column's value in the first row, else None (the request id decides)."""
+        keys = getattr(data, "attrs", {}).get(ENTITY_KEYS_ATTR)
+        if keys:
+            return str(keys[0])
+        column = self.key_column
+        if column and column in getattr(data, "columns", ()) and len(data):
+            value = data[column].iloc[0]
+            return None if value is None or value != value else str(value)  # NaN != NaN
+        return None
+
+    def _log_attempt(
+        self, rid: str, data: Any, cause: _Cause, latency: float, flags: tuple[str, ...]
+    ) -> None:
+        """A failed canary attempt is a row of its own (the rollout's analysis counts them)."""
+        self._count("canary_failures", cause.kind)
+        if self.prediction_log is not None:
+            self.prediction_log.log(
+                PredictionRecord(
+                    rid,
+                    time.time(),
+                    self.name,
+                    cause.version or None,
+                    cause.role,
+                    False,
+                    latency,
+                    data,
+                    None,
+                    cause.describe(),
+                    flags,
+                )
+            )
+
+    def _mirror(
+        self, plan: Plan, data: Any, params: dict[str, Any] | None, prediction: Prediction
+    ) -> None:
+        for shadow in plan.shadows:
+            self.mirror.submit(shadow, data, params, prediction.request_id, prediction.output)
+
     def score_batch(self, requests: list[tuple[Any, str, float, tuple[str, ...]]]) -> list[Any]:
         """Answer several requests with one ``predict`` call (adaptive batching).
 
@@ -381,6 +443,22 @@ class ChampionModel:
             One :class:`Prediction` or exception (``BadInput``/``ModelUnavailable``) per request,
             in order.
         """
+        # Requests split by plan (a canary's share and the rest); each group is one batch.
+        fleet = self._fleet
+        groups: dict[int, tuple[Plan, list[int]]] = {}
+        for i, item in enumerate(requests):
+            plan = self.router.plan(fleet, item[1], self._entity_key(item[0]))
+            groups.setdefault(id(plan), (plan, []))[1].append(i)
+        out: list[Any] = [None] * len(requests)
+        for plan, indices in groups.values():
+            results = self._score_group(plan, [requests[i] for i in indices])
+            for i, result in zip(indices, results, strict=True):
+                out[i] = result
+        return out
+
+    def _score_group(
+        self, plan: Plan, requests: list[tuple[Any, str, float, tuple[str, ...]]]
+    ) -> list[Any]:
         import pandas as pd
 
         def alone(item: tuple[Any, str, float, tuple[str, ...]]) -> Any:
@@ -389,7 +467,6 @@ class ChampionModel:
             except MlflowPluginError as exc:
                 return exc
 
-        plan = self.router.plan(self._fleet, "")
         if len(requests) == 1 or not plan.routes or plan.skipped:
             return [alone(r) for r in requests]
         route = plan.routes[0]
@@ -416,19 +493,19 @@ class ChampionModel:
                 if self.guardrails.enforce:
                     out.append(alone(item))
                     continue
-            out.append(
-                self._answer(
-                    item[0],
-                    part,
-                    item[1],
-                    item[2],
-                    route.role,
-                    route.deployment.version,
-                    violations,
-                    item[3],
-                    [],
-                )
+            prediction = self._answer(
+                item[0],
+                part,
+                item[1],
+                item[2],
+                route.role,
+                route.deployment.version,
+                violations,
+                item[3],
+                [],
             )
+            self._mirror(plan, item[0], None, prediction)
+            out.append(prediction)
         return out
 
     # -- following the registry ----------------------------------------------------------
@@ -452,6 +529,7 @@ class ChampionModel:
             self.poll_error = None
             wanted = self.router.wanted(info)
             enabled = info.tags.get(FALLBACK_ENABLED_TAG, "false") == "true"
+            rollout = RolloutState.from_tags(info.tags)  # the same call: no extra round trip
             old = self._fleet
             loaded: dict[str, Deployment] = {}
             failed: dict[str, LoadFailure] = {}
@@ -470,7 +548,7 @@ class ChampionModel:
                 if role in old.loaded:
                     # Keep answering with the current version until the new one is loaded.
                     loaded[role] = old.loaded[role]
-            changed = self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled))
+            changed = self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled, rollout))
             for role, version in pending:
                 result = self._load(version)
                 if isinstance(result, Deployment):
@@ -481,7 +559,8 @@ class ChampionModel:
                     failed[role] = result
                     self._report_error(_Cause(role, version, "load", result.error))
                 changed = (
-                    self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled)) or changed
+                    self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled, rollout))
+                    or changed
                 )
             return changed
 
@@ -510,7 +589,11 @@ class ChampionModel:
         for deployment in old.loaded.values():
             if deployment.version not in kept:
                 self._discard(deployment.version)
-        return before != after or old.failed.keys() != fleet.failed.keys()
+        return (
+            before != after
+            or old.failed.keys() != fleet.failed.keys()
+            or old.rollout != fleet.rollout
+        )
 
     def _load(self, version: str) -> Deployment | LoadFailure:
         t0 = time.perf_counter()
@@ -574,6 +657,12 @@ class ChampionModel:
     def _on_fallback(self, causes: list[_Cause], role: str, version: str) -> None:
         first = causes[0]
         self._count("fallbacks", first.kind)
+        if all(c.role == CANARY for c in causes):
+            # The champion backing a failing canary up is the rollout working, not a degraded
+            # server: the failure is counted, logged as its own row and reported (rate-limited).
+            for cause in causes:
+                self._report_error(cause)
+            return
         if not self._degraded:
             self._degraded = True
             _log.warning(
@@ -679,6 +768,7 @@ class ChampionModel:
             "last_poll": _iso(self.last_poll) if self.last_poll else None,
             "poll_error": self.poll_error,
             "poll_interval": self.poll_interval,
+            "rollout": rollout_status(fleet, self.mirror.stats()),
             "prediction_log": self.prediction_log.stats() if self.prediction_log else None,
             "events": self.events.stats(),
         }
@@ -693,6 +783,7 @@ class ChampionModel:
         thread = getattr(self, "_thread", None)
         if thread is not None:
             thread.join(timeout)
+        self.mirror.close(timeout)  # before the log: its last preview rows go to the log too
         if self.prediction_log is not None:
             self.prediction_log.close(timeout)
         self.events.close(timeout)

@@ -86,6 +86,11 @@ class _LoaderCollector:
             "Requests answered by a backup route, by the first cause.",
             labels=["cause"],
         )
+        canary_failures = CounterMetricFamily(
+            f"{_PREFIX}_canary_failures",
+            "Canary attempts that failed (the champion answered instead), by cause.",
+            labels=["cause"],
+        )
         violations = CounterMetricFamily(
             f"{_PREFIX}_guardrail_violations",
             "Guardrail violations, by rule and model version.",
@@ -106,13 +111,15 @@ class _LoaderCollector:
                 predictions.add_metric([key[1], key[2]], n)
             elif kind == "fallbacks":
                 fallbacks.add_metric([key[1]], n)
+            elif kind == "canary_failures":
+                canary_failures.add_metric([key[1]], n)
             elif kind == "guardrail":
                 violations.add_metric([key[1], key[2]], n)
             elif kind in totals:
                 totals[kind] += n
         for kind, family in singles.items():
             family.add_metric([], totals[kind])
-        yield from (predictions, fallbacks, violations, *singles.values())
+        yield from (predictions, fallbacks, canary_failures, violations, *singles.values())
 
         loaded = GaugeMetricFamily(
             f"{_PREFIX}_model_loaded",
@@ -123,6 +130,7 @@ class _LoaderCollector:
         for role, deployment in fleet.loaded.items():
             loaded.add_metric([role, deployment.version], 1)
         yield loaded
+        yield from _rollout_families(fleet, self.model.mirror.stats())
 
         log = self.model.prediction_log
         if log is not None:
@@ -149,3 +157,38 @@ class _LoaderCollector:
         for outcome, n in events.items():
             ledger.add_metric([outcome], n)
         yield ledger
+
+
+def _rollout_families(fleet: Any, mirror: dict[str, int]) -> Iterator[Any]:
+    """The rollout: its canary weight and phase, and what blue-green mirroring did."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from mlflow_plugin.serving._rollout import rollout_status
+
+    state = rollout_status(fleet, mirror) or {}
+    weight = GaugeMetricFamily(
+        f"{_PREFIX}_rollout_weight",
+        "Share of requests (percent) the canary gets; 0 without a canary.",
+        labels=["strategy", "phase", "version"],
+    )
+    if "strategy" in state:
+        weight.add_metric(
+            [str(state["strategy"]), str(state["phase"]), str(state["version"])],
+            float(state["weight"]),  # type: ignore[arg-type]
+        )
+    yield weight
+    mirrored = CounterMetricFamily(
+        f"{_PREFIX}_mirror",
+        "Blue-green mirrored requests by outcome: submitted, dropped (queue full), scored, "
+        "predicts (predict calls), agree / disagree (with the client's answer), errors.",
+        labels=["outcome"],
+    )
+    for outcome, n in mirror.items():
+        if outcome != "queued":
+            mirrored.add_metric([outcome], n)
+    yield mirrored
+    queued = GaugeMetricFamily(
+        f"{_PREFIX}_mirror_queued", "Mirrored requests waiting to be scored."
+    )
+    queued.add_metric([], mirror.get("queued", 0))
+    yield queued

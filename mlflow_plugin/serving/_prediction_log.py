@@ -17,7 +17,9 @@ row_index      position of the row in its request
 ts             when the request was answered (UTC)
 model_name     registered model name
 model_version  the version that answered (NULL when nothing could answer)
-route          the role that answered: ``champion``, ``fallback`` (later ``canary``...)
+route          the role: ``champion``, ``fallback``, ``canary``, ``previous``; ``preview`` for
+               blue-green's mirrored scoring; a failed canary attempt is a ``canary`` row with
+               ``error`` set, before the row of the backup that answered
 fallback       true when the answer did not come from the first route of the plan
 latency_ms     time spent in ``ChampionModel.predict`` for the whole request
 input_digest   SHA-256 of ``features`` (the row's JSON, keys sorted) - recomputable by anyone

@@ -1,21 +1,20 @@
 """Routing: which loaded versions exist, and which one answers a request.
 
 The loader keeps a :class:`Fleet` (an immutable snapshot of every loaded version, by *role*:
-``champion``, ``fallback``, later ``canary`` or ``challenger``) and swaps it whole, so a request
-reads one consistent snapshot. A :class:`Router` is the policy on top, in two halves:
+``champion``, ``fallback``, ``canary``, ``preview``, ``previous``) and swaps it whole, so a
+request reads one consistent snapshot. A :class:`Router` is the policy on top, in two halves:
 
 - :meth:`Router.wanted` reads the registry state (aliases and tags) and names the versions to keep
   loaded, by role. The loader loads what is missing in the background and drops what is no longer
   wanted.
 - :meth:`Router.plan` picks, per request, the route that answers first and the backups tried in
-  order when it fails (raises, or breaks a guardrail).
+  order when it fails (raises, or breaks a guardrail), and the shadows scored off the request
+  path.
 
-:class:`ChampionRouter` is this release's policy: the champion answers, the fallback (when enabled)
-backs it up. A canary policy adds ``"canary"`` to ``wanted`` and sends a share of request ids to
-it with the champion as backup; blue-green shadow scoring adds ``"challenger"`` and returns it in
-:attr:`Plan.shadows`. The loader, the fleet, the health report, the metrics and the prediction log
-are all keyed by role already, so neither needs them reshaped; the one missing piece is running
-``Plan.shadows`` off the request path (ChampionRouter returns none, so the loader ignores them).
+:class:`ChampionRouter` is the policy without rollouts: the champion answers, the fallback (when
+enabled) backs it up. ``serve``'s default is :class:`~mlflow_plugin.serving._rollout.RolloutRouter`,
+which behaves the same until the registry holds a rollout (docs/ARCHITECTURE.md, "Rollouts in
+serve").
 """
 
 from __future__ import annotations
@@ -73,12 +72,15 @@ class Fleet:
         loaded: role -> deployment for every wanted version that is loaded.
         failed: role -> why a wanted version is not loaded.
         fallback_enabled: the registry's fallback switch at the last poll.
+        rollout: the model's rollout (a ``RolloutState``) at the last poll, None when there is
+            none: read from the same registry call as the aliases.
     """
 
     wanted: Mapping[str, str] = field(default_factory=dict)
     loaded: Mapping[str, Deployment] = field(default_factory=dict)
     failed: Mapping[str, LoadFailure] = field(default_factory=dict)
     fallback_enabled: bool = False
+    rollout: Any = None
 
     def by_version(self, version: str) -> Deployment | None:
         for deployment in self.loaded.values():
@@ -103,8 +105,8 @@ class Plan:
         routes: tried in order; the first that answers within the guardrails wins.
         skipped: roles the policy wanted first but that are not loaded, with the reason (they
             count as failures of that request: the answer comes from a backup).
-        shadows: to be scored off the request path with answers discarded (blue-green); not run
-            yet - no router in this release returns any.
+        shadows: scored off the request path on a copy of the request, answers compared with
+            the client's and discarded (blue-green's ``preview``; see ``serving/_mirror.py``).
     """
 
     routes: tuple[Route, ...]
@@ -119,8 +121,12 @@ class Router(Protocol):
         """Role -> version to keep loaded, from the registry state; the first role is primary."""
         ...
 
-    def plan(self, fleet: Fleet, request_id: str) -> Plan:
-        """The routes for one request."""
+    def plan(self, fleet: Fleet, request_id: str, key: str | None = None) -> Plan:
+        """The routes for one request; ``key`` is its entity key (None: none was sent).
+
+        An empty ``request_id`` and no ``key`` ask for the primary plan: what answers a request
+        that no rollout claims (``/health``, ``/version``, the model's signature, batching).
+        """
         ...
 
 
@@ -140,7 +146,7 @@ class ChampionRouter:
             out[FALLBACK] = info.aliases[FALLBACK]
         return out
 
-    def plan(self, fleet: Fleet, request_id: str) -> Plan:
+    def plan(self, fleet: Fleet, request_id: str, key: str | None = None) -> Plan:
         # The plan does not depend on the request: build it once per fleet.
         cached = self._cached  # one read: another thread may replace it meanwhile
         if cached is not None and cached[0] is fleet:
