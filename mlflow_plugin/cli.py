@@ -47,6 +47,7 @@ _LAZY_COMMANDS = {
     "verify": "mlflow_plugin._cli_integrity:verify",
     "webhook-receiver": "mlflow_plugin.webhooks:webhook_receiver",
     "retention": "mlflow_plugin.retention._commands:retention",
+    "rollout": "mlflow_plugin._cli_rollout:rollout",
     "retention-restore": "mlflow_plugin.retention._commands:retention_restore",
     "doctor": "mlflow_plugin.doctor._commands:doctor",
     "outcomes": "mlflow_plugin.operator._commands:outcomes",
@@ -143,13 +144,30 @@ def _version_arg(value: str | None) -> str | None:
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True)
 @click.option("--force", is_flag=True, help="Promote even if a gate did not pass (needs --reason).")
 @click.option("--reason", default="", help="Why (recorded in the ledger).")
+@click.option("--steps", default=None, help="canary: traffic shares in %, e.g. 10,25,50,100.")
+@click.option("--interval", default=None, help="canary/blue_green/--watch: analysis every 5m.")
+@click.option("--keep-previous", default=None, help="blue_green: keep the old champion 1h.")
+@click.option("--watch", default=None, help="all_at_once: watch and roll back for 10m.")
 @pass_app
 def promote(
-    app: AppContext, model: str, version: str | None, strategy: str, force: bool, reason: str
+    app: AppContext,
+    model: str,
+    version: str | None,
+    strategy: str,
+    force: bool,
+    reason: str,
+    steps: str | None,
+    interval: str | None,
+    keep_previous: str | None,
+    watch: str | None,
 ) -> None:
-    """Make VERSION of MODEL champion if its gates passed."""
+    """Make VERSION of MODEL champion if its gates passed (canary and blue_green start a
+    rollout that the operator drives; see `mlflow-plugin rollout`)."""
+    from mlflow_plugin._cli_rollout import rollout_options
+
+    options = rollout_options(strategy, steps, interval, keep_previous, watch)
     outcome = app.controller.promote(
-        model, _version_arg(version), strategy=strategy, force=force, reason=reason
+        model, _version_arg(version), strategy=strategy, force=force, reason=reason, **options
     )
     click.echo(outcome.message)
 

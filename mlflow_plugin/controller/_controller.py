@@ -42,6 +42,7 @@ from mlflow_plugin.controller._history import (
     recorded_champion,
 )
 from mlflow_plugin.controller._mirror import mirror_plan
+from mlflow_plugin.controller._rollout import Rollouts, check_no_rollout
 from mlflow_plugin.controller._protocols import (
     IntegrityHook,
     LedgerLike,
@@ -117,6 +118,11 @@ class Controller:
         if getattr(ledger, "lock", None) is None:
             ledger.lock = self._append_lock
 
+    @functools.cached_property
+    def rollouts(self) -> Rollouts:
+        """Canary, blue-green and the post-promotion watch (see :mod:`._rollout`)."""
+        return Rollouts(self)
+
     def _append_lock(self, model: str) -> Any:
         return self.registry.lock(model, intent={"op": "record", "actor": actor()})
 
@@ -174,6 +180,7 @@ class Controller:
                 }
                 for v in versions
             ],
+            "rollout": self.rollouts.status(model, info),
             "last_event": events[-1].as_dict() if events else None,
             "ledger": {"ok": chain.ok, "events": chain.events, "problems": chain.problems},
         }
@@ -187,8 +194,18 @@ class Controller:
         strategy: str = "all_at_once",
         force: bool = False,
         reason: str = "",
+        steps: tuple[float, ...] | None = None,
+        interval_s: float | None = None,
+        keep_previous_s: float | None = None,
+        watch_s: float | None = None,
+        rollout_id: str = "",
     ) -> Outcome:
         """Make ``version`` (default: the challenger) champion if its gates passed.
+
+        ``canary`` and ``blue_green`` start a rollout instead (``steps``, ``interval_s``,
+        ``keep_previous_s``), ``all_at_once`` with ``watch_s`` promotes and then watches (see
+        :mod:`._rollout`); plain ``all_at_once`` switches at once. A rollout in progress refuses
+        any promotion but its own cutover (``rollout_id``).
 
         Raises:
             GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
@@ -221,6 +238,20 @@ class Controller:
                 failed,
             )
         message = reason or f"promoted version {target.version}"
+        if not rollout_id and (strategy != "all_at_once" or watch_s):
+            return self.rollouts.start(
+                model,
+                target,
+                strategy=strategy,
+                message=reason or f"rollout of version {target.version}",
+                steps=steps,
+                interval_s=interval_s,
+                keep_previous_s=keep_previous_s,
+                watch_s=watch_s,
+                force=force,
+                extra={"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
+                | ({"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}),
+            )
         intent = {
             "op": "promote",
             "version": target.version,
@@ -234,6 +265,7 @@ class Controller:
             info, versions, _ = _parallel(
                 lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
             )
+            check_no_rollout(model, info, rollout_id)
             current = info.aliases.get(CHAMPION)
             if current == target.version:
                 return Outcome(None, f"{model} version {target.version} is already champion")
@@ -356,6 +388,8 @@ class Controller:
                     f"({', '.join(failed)}); use --force to roll back anyway",
                     failed,
                 )
+            if self.rollouts.end_for_rollback(model, lock, reason, info) is not None:
+                info = self.registry.get_model(model)
             alias_writes = [
                 lambda: self.registry.set_alias(model, CHAMPION, target.version),
                 lambda: lock.annotate(version=target.version, from_version=current),

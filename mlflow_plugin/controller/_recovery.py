@@ -9,6 +9,7 @@
   ``registry-ui`` deployment; if the new champion had not passed its gates the event carries
   ``mlflow_plugin.gates_bypassed`` and, where the team enforces the gates, the alias goes back
   to the last recorded champion with a ``rollback`` event.
+- rollouts left half-done are recorded or repaired by :mod:`._rollout_repair`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._settings import actor
 from mlflow_plugin._types import CHALLENGER, CHAMPION, FALLBACK, Event
+from mlflow_plugin.controller import _rollout_repair
 from mlflow_plugin.controller._history import gate_failures, last_known_good
 
 if TYPE_CHECKING:
@@ -26,7 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["REGISTRY_UI", "complete_interrupted", "reconcile"]
 
 REGISTRY_UI = "registry-ui"
-_EVENT_OF = {"promote": "deployment", "rollback": "rollback"}
+_EVENT_OF = {
+    "promote": "deployment",
+    "rollback": "rollback",
+    "rollout_start": "deployment",  # all-at-once with a watch switches first
+}
 
 
 def complete_interrupted(ctl: Controller, model: str, lock: LockLike) -> list[Event]:
@@ -60,12 +66,14 @@ def complete_interrupted(ctl: Controller, model: str, lock: LockLike) -> list[Ev
                     from_version=recorded or "",
                     message=f"{reason} (completed by {me} after an interrupted {op})",
                     who=who,
-                    strategy=str(intent.get("strategy", "")) if op == "promote" else "",
+                    strategy=str(intent.get("strategy", "")) if event_type == "deployment" else "",
                     extra={"interrupted_op": op, "completed_by": me, "reconciled": "true"},
                 )
             )
             _finish_aliases(ctl, model, info, op, str(champion), recorded)
             recorded = champion
+        elif op.startswith("rollout_"):
+            written.append(_rollout_repair.recover_op(ctl, model, intent, who, me, champion))
         else:
             what = f"{op} of version {version}" if version else op
             written.append(
@@ -81,6 +89,7 @@ def complete_interrupted(ctl: Controller, model: str, lock: LockLike) -> list[Ev
                     extra={"interrupted_op": op, "completed_by": me},
                 )
             )
+    written.extend(_rollout_repair.repair(ctl, model, lock))
     ctl._mirror(model, champion, registry.get_model(model).aliases.get(CHALLENGER))
     return written
 
@@ -158,6 +167,8 @@ def reconcile(ctl: Controller, model: str, lock: LockLike, enforce: bool | None)
             if failed and enforce:
                 written.append(_revert(ctl, model, lock, champion, recorded, failed, versions))
                 champion = registry.get_model(model).aliases.get(CHAMPION)
+    written.extend(_rollout_repair.repair(ctl, model, lock))
+    champion = registry.get_model(model).aliases.get(CHAMPION)
     changes = ctl._mirror(model, champion, registry.get_model(model).aliases.get(CHALLENGER))
     if changes:
         caused_by_us = bool(ended) or any(e.actor != REGISTRY_UI for e in written)

@@ -60,6 +60,8 @@ ROLLOUT_TAGS = {
     "reason": ROLLOUT_PREFIX + "reason",
     "failures": ROLLOUT_PREFIX + "failures",
     "inconclusive": ROLLOUT_PREFIX + "inconclusive",
+    "window_start": ROLLOUT_PREFIX + "window_start",
+    "keep_previous_s": ROLLOUT_PREFIX + "keep_previous_s",
 }
 
 
@@ -81,7 +83,10 @@ class RolloutState:
         watch_until: epoch seconds; post-promotion analysis runs until then (phase ``watching``).
         previous: the replaced champion kept loaded by ``serve`` until ``keep_previous_until``.
         reason: why the rollout is paused (or the last analysis verdict).
-        failures / inconclusive: counts of failed / inconclusive analyses so far.
+        failures / inconclusive: failed analyses in this step / inconclusive analyses in a row.
+        window_start: epoch seconds; the operator's analysis window starts here (it restarts
+            after each judged analysis, so every test sees fresh data; 0: ``step_started_at``).
+        keep_previous_s: blue-green's ``--keep-previous`` (seconds), applied at the switch.
     """
 
     rollout_id: str
@@ -101,6 +106,8 @@ class RolloutState:
     reason: str = ""
     failures: int = 0
     inconclusive: int = 0
+    window_start: float = 0.0
+    keep_previous_s: float = 0.0
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> RolloutState | None:
@@ -128,6 +135,8 @@ class RolloutState:
                 reason=get("reason"),
                 failures=int(get("failures", "0") or 0),
                 inconclusive=int(get("inconclusive", "0") or 0),
+                window_start=float(get("window_start", "0") or 0),
+                keep_previous_s=float(get("keep_previous_s", "0") or 0),
             )
         except ValueError:
             return None
@@ -152,6 +161,8 @@ class RolloutState:
             "reason": self.reason[:4000],
             "failures": str(self.failures),
             "inconclusive": str(self.inconclusive),
+            "window_start": f"{self.window_start:.3f}",
+            "keep_previous_s": f"{self.keep_previous_s:g}",
         }
         return {ROLLOUT_TAGS[k]: v for k, v in values.items()}
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 __all__ = ["OUTCOME_TAG", "StepOutcome", "promote_in_run", "run_promote", "run_rollback"]
 
 OUTCOME_TAG = TAG_PREFIX + "outcome"
+# A canary or blue-green promotion starts a rollout that the operator finishes.
+_OUTCOMES = {"deployment": "promoted", "rollout_started": "rollout_started"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,8 @@ class StepOutcome:
     """What a promote/rollback step did.
 
     Attributes:
-        outcome: ``promoted``, ``unchanged`` (already champion), ``rejected`` or ``rolled_back``.
+        outcome: ``promoted``, ``rollout_started`` (canary, blue-green), ``unchanged``
+            (already champion), ``rejected`` or ``rolled_back``.
         message: one line for a person.
         event_run: the ledger run of the event written, if any.
     """
@@ -73,7 +76,7 @@ def promote_in_run(
             print(f"promote {model}: rejected: {exc.message}")
             raise
     event = result.event
-    outcome = "promoted" if event is not None else "unchanged"
+    outcome = "unchanged" if event is None else _OUTCOMES.get(event.event_type, "promoted")
     set_tags(
         {
             OUTCOME_TAG: outcome,

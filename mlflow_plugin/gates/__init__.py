@@ -35,6 +35,7 @@ from mlflow_plugin.gates._policy import (
     Policy,
     SanityPolicy,
 )
+from mlflow_plugin.gates._rollout import Analysis, RolloutPolicy, Sample, judge
 from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
 from mlflow_plugin.gates._retention import (
     PROTECTED_ALIASES,
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Alerts",
+    "Analysis",
     "AtHorizon",
     "CHAMPION_TEST_METHODS",
     "ChampionComparison",
@@ -93,6 +95,8 @@ __all__ = [
     "RetentionPolicy",
     "RetentionRule",
     "RollbackIf",
+    "RolloutPolicy",
+    "Sample",
     "SanityPolicy",
     "SanityResult",
     "Triggers",
@@ -109,6 +113,7 @@ __all__ = [
     "f1_score",
     "horizon_range",
     "integrated_brier_loss",
+    "judge",
     "km_event_share",
     "paired_bootstrap",
     "parse_duration",

@@ -47,6 +47,7 @@ from mlflow_plugin.gates._loop_policy import (
     parse_triggers,
 )
 from mlflow_plugin.gates._retention import RetentionPolicy, parse_retention
+from mlflow_plugin.gates._rollout import RolloutPolicy, parse_rollout
 from mlflow_plugin.gates._scalar import as_number
 
 __all__ = [
@@ -87,6 +88,7 @@ _TOP_KEYS = (
     "triggers",
     "rollback_if",
     "alerts",
+    "rollout",
 )
 _CHAMPION_TEST_KEYS = ("method", "margin", "confidence", "resamples", "seed")
 #: How the candidate-minus-champion interval decides a champion comparison.
@@ -210,6 +212,8 @@ class Policy:
         triggers: when the operator retrains (``triggers`` section; None: never on its own).
         rollback_if: when a champion is degraded (``rollback_if`` section; None: never).
         alerts: where alerts go besides the ledger (``alerts`` section).
+        rollout: thresholds of the canary / blue-green / watch analysis (``rollout`` section;
+            defaults: :class:`~mlflow_plugin.gates.RolloutPolicy`).
     """
 
     gates: tuple[GateSpec, ...]
@@ -220,6 +224,7 @@ class Policy:
     triggers: Triggers | None = None
     rollback_if: RollbackIf | None = None
     alerts: Alerts = field(default_factory=Alerts)
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
 
     @classmethod
     def default(cls) -> Policy:
@@ -294,6 +299,8 @@ class Policy:
             out["alerts"] = {
                 k: v for k, v in dataclasses.asdict(self.alerts).items() if v is not None
             }
+        if self.rollout != RolloutPolicy():
+            out["rollout"] = self.rollout.to_dict()
         return out
 
 
@@ -388,6 +395,9 @@ class _Loader:
         )
         alerts = parse_alerts(self, doc["alerts"]) if doc.get("alerts") is not None else Alerts()
         retention = parse_retention(self, doc.get("retention"))
+        rollout = (
+            parse_rollout(self, doc["rollout"]) if doc.get("rollout") is not None else RolloutPolicy()
+        )
         return Policy(
             gates=gates,
             sanity=sanity,
@@ -397,6 +407,7 @@ class _Loader:
             triggers=triggers,
             rollback_if=rollback_if,
             alerts=alerts,
+            rollout=rollout,
         )
 
     def champion_test(self, value: object) -> ChampionTest:

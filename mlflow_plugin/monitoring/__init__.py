@@ -16,6 +16,7 @@ from mlflow_plugin.monitoring._monitor import (
     survival_column,
 )
 from mlflow_plugin.monitoring._outcomes import IngestResult, OutcomeStore, outcomes_table
+from mlflow_plugin.monitoring._rollout import route_sample
 from mlflow_plugin.monitoring._runs import (
     MONITORING_EXPERIMENT,
     MonitoringRuns,
@@ -43,6 +44,7 @@ __all__ = [
     "matured_labels",
     "monitor_version",
     "outcomes_table",
+    "route_sample",
     "survival_column",
     "window_metrics",
     "window_spans",

@@ -15,8 +15,11 @@ A pass runs the operator's **tasks** in order for each model; each task is a fun
     heartbeat    the model tag ``mlflow_plugin.operator_heartbeat`` = this pass's time (ISO-8601
                  UTC), which ``mlflow-plugin doctor`` checks; a cron ``tick`` holds no lease
 
-Later work plugs in by inserting into :attr:`Operator.tasks` (rollout steps after
-``degradation``): ``operator.tasks.insert(i, ("rollout", step_fn))``.
+    rollout      (after degradation) a canary / blue-green / watch analysis when due, and
+                 the step, pause, abort, cutover or rollback it leads to (:mod:`._rollout`)
+
+Later work plugs in by inserting into :attr:`Operator.tasks`:
+``operator.tasks.insert(i, (name, step_fn))``.
 
 Every decision is a ledger event; each firing carries a dedupe key (rule + window, or the
 scheduled time, or the data fingerprint), and a key already in the ledger never fires again,
@@ -39,6 +42,7 @@ from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, FALLBACK
 from mlflow_plugin.gates._pipeline import PIPELINE_TAG
 from mlflow_plugin.operator._alerts import Alert, Alerter
+from mlflow_plugin.operator._rollout import rollout_task
 from mlflow_plugin.retention import retention_task
 
 if TYPE_CHECKING:
@@ -132,6 +136,7 @@ class Operator:
             ("reconcile", self.reconcile),
             ("monitor", self.monitor),
             ("degradation", self.degradation),
+            ("rollout", rollout_task(self)),
             ("triggers", self.triggers),
             ("retention", retention_task(controller, policy)),
             ("heartbeat", self.heartbeat),

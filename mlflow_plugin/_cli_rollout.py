@@ -1,0 +1,138 @@
+"""``mlflow-plugin rollout status|pause|resume|abort|promote MODEL`` (Argo Rollouts' verbs) and
+the rollout options of ``promote`` (``--steps``, ``--interval``, ``--keep-previous``,
+``--watch``). See docs/ARCHITECTURE.md, "Rollouts"."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from mlflow_plugin._errors import BadInput
+
+__all__ = ["parse_seconds", "rollout", "rollout_options"]
+
+
+def parse_seconds(option: str, text: str) -> float:
+    """``30s``, ``5m``, ``1h``, ``2d`` or a bare number of seconds -> seconds (BadInput else)."""
+    from mlflow_plugin.gates import parse_duration
+
+    try:
+        return parse_duration(text, default_unit="s")
+    except ValueError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
+def rollout_options(
+    strategy: str,
+    steps: str | None,
+    interval: str | None,
+    keep_previous: str | None,
+    watch: str | None,
+) -> dict[str, Any]:
+    """``promote``'s rollout options, checked against the strategy (one line, exit 2)."""
+    from mlflow_plugin.controller import parse_steps
+
+    wrong = [
+        name
+        for name, value, allowed in (
+            ("--steps", steps, ("canary",)),
+            ("--keep-previous", keep_previous, ("blue_green",)),
+            ("--watch", watch, ("all_at_once",)),
+        )
+        if value is not None and strategy not in allowed
+    ]
+    if wrong:
+        raise BadInput(f"{', '.join(wrong)} does not apply to --strategy {strategy}")
+    if interval is not None and strategy == "all_at_once" and watch is None:
+        raise BadInput("--interval applies to canary, blue_green or all_at_once with --watch")
+    return {
+        "steps": parse_steps(steps) if steps is not None else None,
+        "interval_s": parse_seconds("--interval", interval) if interval is not None else None,
+        "keep_previous_s": (
+            parse_seconds("--keep-previous", keep_previous) if keep_previous is not None else None
+        ),
+        "watch_s": parse_seconds("--watch", watch) if watch is not None else None,
+    }
+
+
+def _controller() -> Any:
+    ctx = click.get_current_context()
+    return ctx.find_root().obj.controller
+
+
+@click.group()
+def rollout() -> None:
+    """Canary and blue-green rollouts: status, pause, resume, abort, promote."""
+
+
+def _when(epoch: float) -> str:
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
+
+
+@rollout.command("status")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON.")
+def status(model: str, as_json: bool) -> None:
+    """Print MODEL's rollout as JSON, then as a table (exit 0 with null when there is none)."""
+    state = _controller().rollouts.status(model)
+    click.echo(json.dumps(state, indent=2))
+    if as_json or state is None:
+        if state is None and not as_json:
+            click.echo(f"{model}: no rollout in progress")
+        return
+    rows = [
+        ("strategy", state["strategy"]),
+        ("version", f"v{state['version']} (from v{state['from_version'] or '-'})"),
+        ("phase", state["phase"]),
+        ("weight", f"{state['weight']:g}%"),
+        ("steps", ",".join(f"{s:g}" for s in state["steps"]) or "-"),
+        ("step", str(state["step"])),
+        ("interval", f"{state['interval_s']:g}s"),
+        ("started", _when(state["started_at"])),
+        ("step started", _when(state["step_started_at"])),
+        ("watch until", _when(state["watch_until"])),
+        ("previous", f"v{state['previous']} until {_when(state['keep_previous_until'])}"
+         if state["previous"] else "-"),
+        ("failures", str(state["failures"])),
+        ("inconclusive", str(state["inconclusive"])),
+        ("reason", state["reason"] or "-"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+@rollout.command("pause")
+@click.argument("model")
+@click.option("--reason", required=True, help="Why (recorded in the ledger).")
+def pause(model: str, reason: str) -> None:
+    """Stop MODEL's analysis steps (the traffic shares stay)."""
+    click.echo(_controller().rollouts.pause(model, reason).message)
+
+
+@rollout.command("resume")
+@click.argument("model")
+def resume(model: str) -> None:
+    """Continue MODEL's paused rollout with a fresh analysis window."""
+    click.echo(_controller().rollouts.resume(model).message)
+
+
+@rollout.command("abort")
+@click.argument("model")
+@click.option("--reason", required=True, help="Why (recorded in the ledger).")
+def abort(model: str, reason: str) -> None:
+    """End MODEL's rollout: the new version gets no more traffic, the champion is untouched."""
+    click.echo(_controller().rollouts.abort(model, reason).message)
+
+
+@rollout.command("promote")
+@click.argument("model")
+@click.option("--reason", default="", help="Why (recorded in the ledger).")
+def promote(model: str, reason: str) -> None:
+    """Skip the remaining steps: cut over (canary), switch (blue-green) or end the watch now."""
+    click.echo(_controller().rollouts.promote(model, reason).message)
