@@ -96,8 +96,12 @@ def status(model: str, as_json: bool) -> None:
         ("started", _when(state["started_at"])),
         ("step started", _when(state["step_started_at"])),
         ("watch until", _when(state["watch_until"])),
-        ("previous", f"v{state['previous']} until {_when(state['keep_previous_until'])}"
-         if state["previous"] else "-"),
+        (
+            "previous",
+            f"v{state['previous']} until {_when(state['keep_previous_until'])}"
+            if state["previous"]
+            else "-",
+        ),
         ("failures", str(state["failures"])),
         ("inconclusive", str(state["inconclusive"])),
         ("reason", state["reason"] or "-"),

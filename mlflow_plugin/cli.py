@@ -204,6 +204,15 @@ def status(app: AppContext, model: str, as_json: bool) -> None:
         ),
     ]
     rows += [(f"stage {k}", ", ".join(v) or "-") for k, v in state["stages"].items()]
+    rollout = state.get("rollout")
+    if rollout:
+        rows.append(
+            (
+                "rollout",
+                f"{rollout['strategy']} v{rollout['version']} {rollout['phase']} at "
+                f"{rollout['weight']:g}% (mlflow-plugin rollout status {model})",
+            )
+        )
     last = state["last_event"]
     rows.append(
         (

@@ -42,7 +42,6 @@ from mlflow_plugin.controller._history import (
     recorded_champion,
 )
 from mlflow_plugin.controller._mirror import mirror_plan
-from mlflow_plugin.controller._rollout import Rollouts, check_no_rollout
 from mlflow_plugin.controller._protocols import (
     IntegrityHook,
     LedgerLike,
@@ -50,6 +49,7 @@ from mlflow_plugin.controller._protocols import (
     PreparedLike,
     RegistryLike,
 )
+from mlflow_plugin.controller._rollout import Rollouts, check_no_rollout
 
 __all__ = [
     "ENFORCE_GATES_TAG",
@@ -250,7 +250,9 @@ class Controller:
                 watch_s=watch_s,
                 force=force,
                 extra={"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
-                | ({"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}),
+                | (
+                    {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
+                ),
             )
         intent = {
             "op": "promote",

@@ -198,7 +198,9 @@ class Rollouts:
                     "weight": f"{state.weight:g}",
                 },
             )
-        return Outcome(event, f"{model}: {strategy} rollout of version {target.version} started ({what})")
+        return Outcome(
+            event, f"{model}: {strategy} rollout of version {target.version} started ({what})"
+        )
 
     def _start_watch(
         self,
@@ -311,7 +313,16 @@ class Rollouts:
             from mlflow_plugin.controller import _rollout_ops
 
             return _rollout_ops.apply(
-                self, model, lock, info, state, verb, reason, verdict=verdict, limits=limits, now=now
+                self,
+                model,
+                lock,
+                info,
+                state,
+                verb,
+                reason,
+                verdict=verdict,
+                limits=limits,
+                now=now,
             )
 
     def end_for_rollback(

@@ -148,9 +148,7 @@ def _promote(
     return switch(ro, model, lock, state, reason)
 
 
-def cutover(
-    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str
-) -> Outcome:
+def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str) -> Outcome:
     """Canary -> champion: the deployment event (strategy canary), then the rollout ends."""
     lock.annotate(op="promote", version=state.version, strategy="canary", reason=reason[:500])
     outcome = ro.ctl.promote(
@@ -260,7 +258,15 @@ def _decide(
         ro._write(
             model,
             new,
-            only=("step", "weight", "step_started_at", "window_start", "failures", "inconclusive", "reason"),
+            only=(
+                "step",
+                "weight",
+                "step_started_at",
+                "window_start",
+                "failures",
+                "inconclusive",
+                "reason",
+            ),
         )
         event = ro.ledger.record(
             "rollout_step",
@@ -286,7 +292,9 @@ def _decide(
                 replace(state, failures=failures, window_start=now, reason=summary),
                 only=("failures", "window_start", "reason"),
             )
-            return _outcome(None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)")
+            return _outcome(
+                None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)"
+            )
         if state.phase == "watching":
             return _roll_back(ro, model, lock, info, state, champion, summary)
         event = ro.finish(
@@ -331,7 +339,12 @@ def _roll_back(
     why = f"post-promotion analysis of v{state.version} failed: {summary}"
     if not state.from_version or champion != state.version:
         event = ro.finish(
-            model, lock, info, state, "rollout_aborted", f"{why}; no earlier champion to roll back to"
+            model,
+            lock,
+            info,
+            state,
+            "rollout_aborted",
+            f"{why}; no earlier champion to roll back to",
         )
         return _outcome(event, f"{model}: watch aborted: {summary}")
     lock.annotate(op="rollback", version=state.from_version, reason=why[:500])

@@ -109,7 +109,9 @@ def repair(ctl: Controller, model: str, lock: LockLike) -> list[Event]:
         lock.check()
         ro.clear(model, info)
         what = ", ".join([f"alias {a} (v{info.aliases[a]})" for a in strays])
-        what += (", " if what and leftovers else "") + (f"{len(leftovers)} rollout tags" if leftovers else "")
+        what += (", " if what and leftovers else "") + (
+            f"{len(leftovers)} rollout tags" if leftovers else ""
+        )
         version = next((info.aliases[a] for a in strays), "")
         return [note(version, f"half-written rollout removed ({what}): no rollout id recorded")]
     need = alias_of(state)
@@ -117,7 +119,9 @@ def repair(ctl: Controller, model: str, lock: LockLike) -> list[Event]:
         lock.check()
         if state.strategy == "canary":
             ro.clear(model, info)
-            return [note(state.version, f"canary v{state.version} is champion: rollout state removed")]
+            return [
+                note(state.version, f"canary v{state.version} is champion: rollout state removed")
+            ]
         _rollout_ops.watching(ro, model, lock, state)
         return [note(state.version, f"blue-green switch to v{state.version} completed: watching")]
     if state.phase == "watching" and champion != state.version:

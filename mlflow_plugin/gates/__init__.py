@@ -35,7 +35,6 @@ from mlflow_plugin.gates._policy import (
     Policy,
     SanityPolicy,
 )
-from mlflow_plugin.gates._rollout import Analysis, RolloutPolicy, Sample, judge
 from mlflow_plugin.gates._report import GateReport, GateResult, GateStatus, SanityResult
 from mlflow_plugin.gates._retention import (
     PROTECTED_ALIASES,
@@ -45,6 +44,7 @@ from mlflow_plugin.gates._retention import (
     RetentionPolicy,
     RetentionRule,
 )
+from mlflow_plugin.gates._rollout import Analysis, RolloutPolicy, Sample, judge
 from mlflow_plugin.gates._scalar import UndefinedMetric
 
 if TYPE_CHECKING:

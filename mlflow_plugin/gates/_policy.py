@@ -396,7 +396,9 @@ class _Loader:
         alerts = parse_alerts(self, doc["alerts"]) if doc.get("alerts") is not None else Alerts()
         retention = parse_retention(self, doc.get("retention"))
         rollout = (
-            parse_rollout(self, doc["rollout"]) if doc.get("rollout") is not None else RolloutPolicy()
+            parse_rollout(self, doc["rollout"])
+            if doc.get("rollout") is not None
+            else RolloutPolicy()
         )
         return Policy(
             gates=gates,

@@ -116,6 +116,8 @@ def rollout_task(op: Operator) -> TickTask:
             limits=(policy.failure_limit, policy.inconclusive_limit),
             now=now,
         )
-        ctx.did(f"rollout v{state.version} ({state.strategy}): {outcome.message}: {analysis.summary}")
+        ctx.did(
+            f"rollout v{state.version} ({state.strategy}): {outcome.message}: {analysis.summary}"
+        )
 
     return rollout

@@ -84,7 +84,9 @@ class TestCanary:
         ctl.rollouts.decide("m", rid, "inconclusive", "not enough traffic", limits=(0, 1))
         assert _state(ctl).phase == "running"
         out = ctl.rollouts.decide("m", rid, "inconclusive", "not enough traffic", limits=(0, 1))
-        assert out.event.event_type == "rollout_paused" and "not enough traffic" in out.event.message
+        assert (
+            out.event.event_type == "rollout_paused" and "not enough traffic" in out.event.message
+        )
         assert _state(ctl).phase == "paused" and _state(ctl).weight == 10
         assert ctl.rollouts.decide("m", rid, "success", "ok", limits=LIMITS).event is None
         resumed = ctl.rollouts.resume("m")
@@ -167,7 +169,9 @@ class TestBlueGreenAndWatch:
         assert _kinds(ctl)[-2:] == ["deployment", "rollout_started"]
         state = _state(ctl)
         assert state.phase == "watching" and _aliases(ctl)["champion"] == "2"
-        assert ctl.rollouts.decide("m", state.rollout_id, "success", "ok", limits=LIMITS).event is None
+        assert (
+            ctl.rollouts.decide("m", state.rollout_id, "success", "ok", limits=LIMITS).event is None
+        )
         end = ctl.rollouts.decide(
             "m", state.rollout_id, "success", "ok", limits=LIMITS, now=state.watch_until + 1
         )
