@@ -279,11 +279,14 @@ class Rollouts:
         *,
         limits: tuple[int, int],
         now: float | None = None,
+        seen: RolloutState | None = None,
     ) -> Outcome:
         """Apply an analysis verdict (the operator's): ``limits`` = (failure_limit,
-        inconclusive_limit); ``now`` (epoch seconds) decides whether a watch is over."""
+        inconclusive_limit); ``now`` (epoch seconds) decides whether a watch is over; ``seen``,
+        the state the analysis was made on: if it changed meanwhile (another pass, a person),
+        nothing is done."""
         return self._change(
-            model, "decide", summary, rollout_id, verdict=verdict, limits=limits, now=now
+            model, "decide", summary, rollout_id, verdict=verdict, limits=limits, now=now, seen=seen
         )
 
     # -- the one write path --------------------------------------------------------------
@@ -297,6 +300,7 @@ class Rollouts:
         verdict: str = "",
         limits: tuple[int, int] = (0, 0),
         now: float | None = None,
+        seen: RolloutState | None = None,
     ) -> Outcome:
         from mlflow_plugin.controller._controller import Outcome
 
@@ -306,6 +310,8 @@ class Rollouts:
             self.ctl._recover(model, lock)
             info, _ = _parallel(lambda: self.registry.get_model(model), lock.check)
             state = RolloutState.from_tags(info.tags)
+            if seen is not None and state != seen:
+                return Outcome(None, f"{model}: the rollout changed meanwhile; nothing done")
             if state is None or (rollout_id and state.rollout_id != rollout_id):
                 if rollout_id:  # the operator's view is stale: someone else acted first
                     return Outcome(None, f"{model}: the rollout changed meanwhile; nothing done")

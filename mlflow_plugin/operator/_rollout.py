@@ -115,6 +115,7 @@ def rollout_task(op: Operator) -> TickTask:
             analysis.summary,
             limits=(policy.failure_limit, policy.inconclusive_limit),
             now=now,
+            seen=state,
         )
         ctx.did(
             f"rollout v{state.version} ({state.strategy}): {outcome.message}: {analysis.summary}"

@@ -129,6 +129,23 @@ class TestExclusion:
         assert _aliases(ctl)["champion"] == "1"
         _no_rollout_left(ctl)
 
+    def test_concurrent_decisions_on_one_state_advance_once(self, ctl):
+        """Two passes that analysed the same state race: one step, one event, not two."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        ctl.promote("m", "2", strategy="canary")
+        seen = _state(ctl)
+
+        def decide(_: int) -> object:
+            return ctl.rollouts.decide(
+                "m", seen.rollout_id, "success", "ok", limits=LIMITS, seen=seen
+            )
+
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(decide, range(4)))
+        assert sum(o.event is not None for o in outcomes) == 1
+        assert _state(ctl).weight == 25 and _kinds(ctl).count("rollout_step") == 1
+
     def test_canary_needs_a_champion_and_steps_below_100(self):
         """No champion to compare with, or only a 100 % step, is bad input."""
         registry, ledger = InMemoryRegistry(), InMemoryLedger()
