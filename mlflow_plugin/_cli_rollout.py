@@ -10,52 +10,9 @@ from typing import Any
 
 import click
 
-from mlflow_plugin._errors import BadInput
+from mlflow_plugin.controller._rollout import parse_seconds, rollout_options
 
 __all__ = ["parse_seconds", "rollout", "rollout_options"]
-
-
-def parse_seconds(option: str, text: str) -> float:
-    """``30s``, ``5m``, ``1h``, ``2d`` or a bare number of seconds -> seconds (BadInput else)."""
-    from mlflow_plugin.gates import parse_duration
-
-    try:
-        return parse_duration(text, default_unit="s")
-    except ValueError as exc:
-        raise BadInput(f"{option}: {exc}") from None
-
-
-def rollout_options(
-    strategy: str,
-    steps: str | None,
-    interval: str | None,
-    keep_previous: str | None,
-    watch: str | None,
-) -> dict[str, Any]:
-    """``promote``'s rollout options, checked against the strategy (one line, exit 2)."""
-    from mlflow_plugin.controller import parse_steps
-
-    wrong = [
-        name
-        for name, value, allowed in (
-            ("--steps", steps, ("canary",)),
-            ("--keep-previous", keep_previous, ("blue_green",)),
-            ("--watch", watch, ("all_at_once",)),
-        )
-        if value is not None and strategy not in allowed
-    ]
-    if wrong:
-        raise BadInput(f"{', '.join(wrong)} does not apply to --strategy {strategy}")
-    if interval is not None and strategy == "all_at_once" and watch is None:
-        raise BadInput("--interval applies to canary, blue_green or all_at_once with --watch")
-    return {
-        "steps": parse_steps(steps) if steps is not None else None,
-        "interval_s": parse_seconds("--interval", interval) if interval is not None else None,
-        "keep_previous_s": (
-            parse_seconds("--keep-previous", keep_previous) if keep_previous is not None else None
-        ),
-        "watch_s": parse_seconds("--watch", watch) if watch is not None else None,
-    }
 
 
 def _controller() -> Any:

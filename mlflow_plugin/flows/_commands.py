@@ -289,12 +289,31 @@ def _exit_on_failure(verdict: Any) -> None:
 @_model_name
 @_version
 @_strategy
-def promote(model_name: str, version: str, strategy: str) -> None:
-    """Promote a version (default: the challenger) if every gate passed."""
-    from mlflow_plugin.flows._params import optional_version
+@click.option("--steps", default="default", help="canary: traffic shares, e.g. 10,25,50,100.")
+@click.option("--interval", default="default", help="Rollout analysis interval, e.g. 5m.")
+@click.option("--keep-previous", default="default", help="blue_green: keep the old champion.")
+@click.option("--watch", default="default", help="all_at_once: post-promotion watch, e.g. 10m.")
+def promote(
+    model_name: str,
+    version: str,
+    strategy: str,
+    steps: str,
+    interval: str,
+    keep_previous: str,
+    watch: str,
+) -> None:
+    """Promote a version (default: the challenger) if every gate passed; canary and blue_green
+    start a rollout (README, "Rollouts")."""
+    from mlflow_plugin.controller._rollout import rollout_options
+    from mlflow_plugin.flows._params import given, optional_version
     from mlflow_plugin.flows._promote import run_promote
 
-    run_promote(model_name, optional_version(version), strategy, tracking_uri=_tracking_uri())
+    options = rollout_options(
+        strategy, *(given(v, "default", "none") for v in (steps, interval, keep_previous, watch))
+    )
+    run_promote(
+        model_name, optional_version(version), strategy, tracking_uri=_tracking_uri(), **options
+    )
 
 
 @click.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._errors import GateFailed
 from mlflow_plugin._settings import TAG_PREFIX
@@ -42,20 +42,32 @@ def _controller(tracking_uri: str | None) -> Controller:
 
 
 def run_promote(
-    model: str, version: str | None, strategy: str, *, tracking_uri: str | None = None
+    model: str,
+    version: str | None,
+    strategy: str,
+    *,
+    tracking_uri: str | None = None,
+    **rollout: Any,
 ) -> StepOutcome:
-    """``mlflow run -e promote``.
+    """``mlflow run -e promote`` (``rollout``: the rollout options of
+    :meth:`~mlflow_plugin.controller.Controller.promote`).
 
     Raises:
         GateFailed: a gate of the version did not pass (a ``rejected`` event was written).
     """
     controller = _controller(tracking_uri)
     with step_run("promote", model):
-        return promote_in_run(controller, model, version, strategy)
+        return promote_in_run(controller, model, version, strategy, **rollout)
 
 
 def promote_in_run(
-    controller: Controller, model: str, version: str | None, strategy: str, *, reason: str = ""
+    controller: Controller,
+    model: str,
+    version: str | None,
+    strategy: str,
+    *,
+    reason: str = "",
+    **rollout: Any,
 ) -> StepOutcome:
     """Promote in the active run and tag it with the outcome.
 
@@ -64,7 +76,7 @@ def promote_in_run(
     """
     with CLOCK("registry"):
         try:
-            result = controller.promote(model, version, strategy=strategy, reason=reason)
+            result = controller.promote(model, version, strategy=strategy, reason=reason, **rollout)
         except GateFailed as exc:
             set_tags(
                 {
