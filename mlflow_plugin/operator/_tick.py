@@ -7,6 +7,8 @@ A pass runs the operator's **tasks** in order for each model; each task is a fun
     monitor      match predictions to outcomes, window metrics, log the monitoring run
     degradation  rollback_if breached -> ``degraded`` (+ alert); the fallback does better on
                  the same windows -> the controller's ``rollback``
+    rollout      a canary / blue-green / watch analysis when due, and the step, pause, abort,
+                 cutover or rollback it leads to (:mod:`._rollout`)
     triggers     schedule / performance / new data -> ``retrain_triggered`` (+ alert) and one
                  run of ``main`` through MLflow Projects
 
@@ -14,9 +16,6 @@ A pass runs the operator's **tasks** in order for each model; each task is a fun
                  per model and process, only when the policy can delete
     heartbeat    the model tag ``mlflow_plugin.operator_heartbeat`` = this pass's time (ISO-8601
                  UTC), which ``mlflow-plugin doctor`` checks; a cron ``tick`` holds no lease
-
-    rollout      (after degradation) a canary / blue-green / watch analysis when due, and
-                 the step, pause, abort, cutover or rollback it leads to (:mod:`._rollout`)
 
 Later work plugs in by inserting into :attr:`Operator.tasks`:
 ``operator.tasks.insert(i, (name, step_fn))``.
