@@ -100,7 +100,8 @@ def make_client(
     MLflow 3's client reads the whole registered model (``registered-models/get``) before every
     alias, tag, stage and delete call, to refuse prompts; a retrain made 19 such reads. A
     registered model never becomes a prompt (the prompt tag is set at creation), so the answer
-    is kept for the client's lifetime; names this client created are known models already.
+    is kept for the client's lifetime; names this client created or read (MLflow's
+    ``get_registered_model`` refuses prompts) are known models already.
     """
     from mlflow import MlflowClient
 
@@ -112,6 +113,12 @@ def make_client(
             if name not in known:
                 super()._raise_if_prompt(name)
                 known.add(name)
+
+        def get_registered_model(self, name: str) -> Any:
+            # MLflow's own read refuses prompts: a model read here needs no second check.
+            rm = super().get_registered_model(name)
+            self.__dict__.setdefault("_known_models", set()).add(name)
+            return rm
 
         def create_registered_model(self, name: str, *args: Any, **kwargs: Any) -> Any:
             rm = super().create_registered_model(name, *args, **kwargs)

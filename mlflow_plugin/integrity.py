@@ -43,6 +43,7 @@ __all__ = [
     "IntegrityReport",
     "Manifest",
     "VersionVerifier",
+    "digest_tags",
     "download_version",
     "manifest_of",
     "record_digest",
@@ -263,12 +264,18 @@ def verify_version(registry: _RegistryLike, model: str, version: str | int) -> I
         return verify_files(root, dict(info.tags), require_signed=required)
 
 
-def _write(registry: _RegistryLike, model: str, version: str, manifest: Manifest) -> None:
+def digest_tags(manifest: Manifest) -> dict[str, str]:
+    """The version tags that record ``manifest`` (the manifest when it fits, and its digest),
+    for a version registered with them (the files hashed before the upload, no extra call)."""
     text = manifest.to_json()
-    if len(text) <= _MAX_MANIFEST_CHARS:
-        registry.set_version_tag(model, version, MANIFEST_TAG, text)
+    tags = {MANIFEST_TAG: text} if len(text) <= _MAX_MANIFEST_CHARS else {}
+    return {**tags, DIGEST_TAG: manifest.digest}
+
+
+def _write(registry: _RegistryLike, model: str, version: str, manifest: Manifest) -> None:
     # The digest last: a reader that sees it also sees the manifest it summarises.
-    registry.set_version_tag(model, version, DIGEST_TAG, manifest.digest)
+    for key, value in digest_tags(manifest).items():
+        registry.set_version_tag(model, version, key, value)
 
 
 def record_digest(

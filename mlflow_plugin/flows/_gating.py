@@ -110,10 +110,11 @@ def recipe_of(version: VersionInfo) -> dict[str, Any]:
 
 
 def log_report(report: GateReport, title: str, *, extra: str = "") -> None:
-    """The report as ``gate_report.json`` and ``gate_report.md`` of the active run; ``extra``
+    """The report as ``gate_report.json`` of the active run and, in Markdown, as the run's
+    description (``mlflow.note.content``, in the step's batch: no upload of its own); ``extra``
     (Markdown, e.g. the candidate-minus-champion table) goes under the gate table."""
     markdown = f"### {title}\n\n{report.to_markdown()}" + (f"\n\n{extra}" if extra else "")
-    log_artifact_files({"gate_report.json": report.to_json(), "gate_report.md": markdown})
+    log_artifact_files({"gate_report.json": report.to_json()})
     set_tags(
         {
             TAG_PREFIX + "gates": "passed" if report.passed else "failed",

@@ -6,8 +6,10 @@ the champion, which the previous retrain downloaded as its candidate; a register
 artifacts never change, so the copy is kept, keyed by the server, the name, the version and
 the version's source and creation time (one ``model-versions/get`` to read them: a model
 deleted and registered again under the same name gets a new key). Training downloads the new
-version once, hashes that copy for its integrity digest and leaves it here, so validating the
-candidate does not download it again either.
+version's files where it saved them before the upload, hashes them for the integrity digest
+and stores that copy here (:func:`store_copy`), so validating the candidate does not download
+it at all; a caller that holds the version's record (``VersionInfo``) passes it and saves the
+``model-versions/get``.
 
 ``MLFLOW_PLUGIN_MODEL_CACHE`` sets the directory (default ``~/.cache/mlflow_plugin/models``);
 ``off`` disables the cache. The newest :data:`KEEP` entries are kept.
@@ -26,7 +28,7 @@ from typing import Any
 
 from mlflow_plugin._workspace import scoped_key
 
-__all__ = ["KEEP", "cache_dir", "cached_copy", "load_model"]
+__all__ = ["KEEP", "cache_dir", "cached_copy", "load_model", "store_copy"]
 
 KEEP = 16
 _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -40,30 +42,32 @@ def cache_dir() -> Path | None:
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "mlflow_plugin" / "models"
 
 
-def cached_copy(registry: Any, name: str, version: str | int) -> Path | None:
+def _entry(root: Path, registry: Any, info: Any) -> Path:
+    """The cache entry of a version: ``info`` has ``name``, ``version``, ``source`` and the
+    creation time (``created_ms`` of our ``VersionInfo``, or MLflow's ``creation_timestamp``)."""
+    created = getattr(info, "created_ms", None) or getattr(info, "creation_timestamp", 0)
+    # two organisations (workspaces) may have the same name and version
+    server = scoped_key(
+        str(registry.uri), getattr(getattr(registry, "scope", None), "workspace", None)
+    )
+    parts = [server, info.name, str(info.version), str(info.source), str(created)]
+    return root / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def cached_copy(registry: Any, name: str, version: str | int, info: Any = None) -> Path | None:
     """A local copy of the version's files, downloaded from the registry's server unless the
-    cache has it; None when the cache is off. The caller must not modify it."""
+    cache has it; None when the cache is off. The caller must not modify it.
+
+    ``info`` is the version's record when the caller has it (else it is read: one call).
+    """
     root = cache_dir()
     if root is None:
         return None
     from mlflow_plugin.integrity import download_version
 
-    mv = registry.client.get_model_version(name, str(version))
-    key = hashlib.sha256(
-        "\n".join(
-            [
-                # two organisations (workspaces) may have the same name and version
-                scoped_key(
-                    str(registry.uri), getattr(getattr(registry, "scope", None), "workspace", None)
-                ),
-                mv.name,
-                str(mv.version),
-                str(mv.source),
-                str(mv.creation_timestamp),
-            ]
-        ).encode()
-    ).hexdigest()[:32]
-    entry = root / key
+    if info is None or not getattr(info, "source", None):
+        info = registry.client.get_model_version(name, str(version))
+    entry = _entry(root, registry, info)
     if (entry / "MLmodel").is_file():
         with contextlib.suppress(OSError):
             os.utime(entry)
@@ -80,9 +84,34 @@ def cached_copy(registry: Any, name: str, version: str | int) -> Path | None:
     return entry
 
 
-def load_model(uri: str) -> Any:
+def store_copy(registry: Any, info: Any, local: str | Path) -> Path | None:
+    """Keep ``local`` (the files a version was just registered from, as uploaded) as the
+    version's cached copy; None when the cache is off or the copy could not be stored."""
+    root = cache_dir()
+    if root is None:
+        return None
+    entry = _entry(root, registry, info)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".store-", dir=root))
+    except OSError:
+        return None
+    try:
+        shutil.copytree(local, staging / "model")
+        with contextlib.suppress(OSError):  # else another process stored it first
+            os.replace(staging / "model", entry)
+    except OSError:
+        return None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _trim(root)
+    return entry if (entry / "MLmodel").is_file() else None
+
+
+def load_model(uri: str, info: Any = None) -> Any:
     """``mlflow.pyfunc.load_model(uri)``, from the local cache when ``uri`` names a registered
-    version (``models:/<name>/<version>``) that was downloaded before."""
+    version (``models:/<name>/<version>``) that was downloaded before; ``info`` is the
+    version's record when the caller has it."""
     import mlflow.pyfunc
 
     match = _VERSION_URI.match(uri)
@@ -90,7 +119,7 @@ def load_model(uri: str) -> Any:
         return mlflow.pyfunc.load_model(uri)
     from mlflow_plugin.registry import Registry
 
-    entry = cached_copy(Registry(), match["name"], match["version"])
+    entry = cached_copy(Registry(), match["name"], match["version"], info)
     assert entry is not None
     try:
         return mlflow.pyfunc.load_model(str(entry))

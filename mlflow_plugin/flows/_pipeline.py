@@ -26,7 +26,6 @@ from mlflow_plugin.flows._promote import OUTCOME_TAG, promote_in_run
 from mlflow_plugin.flows._tracking import (
     CLOCK,
     VERSION_TAG,
-    log_artifact_files,
     log_params_once,
     set_tags,
     step_run,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["PipelineParams", "PipelineResult", "run_pipeline"]
 
 REASONS_TAG = TAG_PREFIX + "reasons"
+TIMINGS_TAG = TAG_PREFIX + "timings"
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
             }
         )
         timings = CLOCK.summary()
-        log_artifact_files({"timings.json": json.dumps(timings, indent=2)})
+        set_tags({TIMINGS_TAG: json.dumps(timings)})  # in the run's batch, not an upload
     result = PipelineResult(
         outcome, model, version.version, parent.info.run_id, reasons, validation, backtest, timings
     )

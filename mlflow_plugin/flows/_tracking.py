@@ -32,6 +32,7 @@ __all__ = [
     "queue_metrics",
     "set_tags",
     "step_run",
+    "upload_dir",
     "warm_imports",
 ]
 
@@ -305,4 +306,26 @@ def log_artifact_files(files: dict[str, str | bytes | Any]) -> None:
                 content.savefig(local)
             folder = os.path.dirname(name) or None
             uploads.append(lambda local=local, folder=folder: repo.log_artifact(local, folder))
+        parallel(*uploads)
+
+
+def upload_dir(local: str, artifact_uri: str) -> None:
+    """Upload every file under ``local`` to ``artifact_uri`` (same layout), in parallel: one
+    request per file, as ``log_artifacts`` makes them one after the other."""
+    import os
+
+    import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from mlflow_plugin._concurrency import parallel
+
+    repo = get_artifact_repository(artifact_uri, tracking_uri=mlflow.get_tracking_uri())
+    uploads = []
+    for folder, _, names in os.walk(local):
+        rel = os.path.relpath(folder, local)
+        where = None if rel == "." else rel.replace(os.sep, "/")
+        for name in names:
+            path = os.path.join(folder, name)
+            uploads.append(lambda path=path, where=where: repo.log_artifact(path, where))
+    with CLOCK("tracking"):
         parallel(*uploads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
-from mlflow_plugin.flows._model_cache import cached_copy
+from mlflow_plugin.flows._model_cache import store_copy
 from mlflow_plugin.flows._params import TrainParams
 from mlflow_plugin.flows._tracking import (
     CLOCK,
@@ -28,8 +29,9 @@ from mlflow_plugin.flows._tracking import (
     queue_metrics,
     set_tags,
     step_run,
+    upload_dir,
 )
-from mlflow_plugin.integrity import record_digest
+from mlflow_plugin.integrity import digest_tags, manifest_of
 
 if TYPE_CHECKING:
     from mlflow_plugin.flows._model import SurvivalModel
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINGERPRINT_ARTIFACT",
+    "FINGERPRINT_IN_MODEL",
     "TrainResult",
     "check_train_horizon",
     "fingerprint_columns",
@@ -44,9 +47,12 @@ __all__ = [
     "train_in_run",
 ]
 
-#: Artifact of the training run: one 64-bit hash per training row (and the rows' durations
-#: and events, the censoring distribution validate weighs with). See docs/ARCHITECTURE.md.
+#: One 64-bit hash per training row (and the rows' durations and events, the censoring
+#: distribution validate weighs with), in the logged model's files at
+#: :data:`FINGERPRINT_IN_MODEL` (versions registered before: an artifact of the training run).
+#: See docs/ARCHITECTURE.md.
 FINGERPRINT_ARTIFACT = "training_rows.npz"
+FINGERPRINT_IN_MODEL = "artifacts/" + FINGERPRINT_ARTIFACT
 
 TRAINING_RUN_TAG = TAG_PREFIX + "training_run"
 DATA_TAG = TAG_PREFIX + "data"
@@ -177,9 +183,6 @@ def train_in_run(
         queue_metrics({"train_c_index": train_c_index})
     with CLOCK("tracking"):
         _log_dataset(dataset, train)
-        _log_fingerprint(train)
-    with CLOCK("model logging"):
-        model_uri = _log_model(model, train)
     tags = {
         TRAINING_RUN_TAG: run_id,
         DATA_TAG: params.data[:5000],
@@ -188,14 +191,16 @@ def train_in_run(
         TAG_PREFIX + "model_kind": params.model_kind,
         TAG_PREFIX + "horizon": f"{model.horizon:g}",
     }
-    with CLOCK("registry"):
-        version = registry.register_version(params.model_name, model_uri, run_id, tags)
-        # Hash the server's copy once and keep it for validate (flows/_model_cache.py).
-        local = cached_copy(registry, params.model_name, version.version)
-        record_digest(
-            registry, params.model_name, version.version, path=str(local) if local else None
-        )
-        _make_challenger(registry, params.model_name, version.version)
+    with tempfile.TemporaryDirectory() as tmp:
+        with CLOCK("model logging"):
+            model_uri, local = _log_model(model, train, tmp)
+            # The files as uploaded: hashed for the integrity digest, which is registered with
+            # the version, and kept as its cached copy for validate (flows/_model_cache.py).
+            tags.update(digest_tags(manifest_of(local)))
+        with CLOCK("registry"):
+            version = registry.register_version(params.model_name, model_uri, run_id, tags)
+            store_copy(registry, version, local)
+            _make_challenger(registry, params.model_name, version.version)
     set_tags({VERSION_TAG: version.version, "mlflow_plugin.model_uri": model_uri})
     print(
         f"registered {params.model_name} version {version.version} (challenger) from run {run_id}"
@@ -216,27 +221,20 @@ def fingerprint_columns(data: SurvivalData) -> list[str]:
     return [c for c in (cols.duration, cols.event, cols.time, *data.features) if c is not None]
 
 
-def _log_fingerprint(train: SurvivalData) -> None:
-    """``training_rows.npz``: the training rows' 64-bit hashes, durations and events."""
-    import os
-    import tempfile
-
-    import mlflow
-
+def _write_fingerprint(train: SurvivalData, path: str) -> None:
+    """``training_rows.npz`` at ``path``: the training rows' 64-bit hashes, durations and
+    events (logged with the model: see :data:`FINGERPRINT_IN_MODEL`)."""
     from mlflow_plugin.flows._data import row_hashes
 
     columns = fingerprint_columns(train)
     source = train.raw if train.raw is not None else train.frame
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, FINGERPRINT_ARTIFACT)
-        np.savez_compressed(
-            path,
-            hashes=row_hashes(source, columns),
-            durations=train.durations,
-            events=train.events,
-            columns=np.array(columns, dtype=str),
-        )
-        mlflow.log_artifact(path)
+    np.savez_compressed(
+        path,
+        hashes=row_hashes(source, columns),
+        durations=train.durations,
+        events=train.events,
+        columns=np.array(columns, dtype=str),
+    )
 
 
 def _train_c_index(model: SurvivalModel, train: SurvivalData) -> float | None:
@@ -278,26 +276,56 @@ def _requirements() -> list[str]:
     return out
 
 
-def _log_model(model: SurvivalModel, train: SurvivalData) -> str:
-    """Log ``model`` as a pyfunc with signature and input example; return its ``models:/`` URI."""
+def _log_model(model: SurvivalModel, train: SurvivalData, tmp: str) -> tuple[str, str]:
+    """Log ``model`` as a pyfunc (signature, input example, the training-row fingerprint) in
+    the active run; return its ``models:/<model_id>`` URI and the local copy of its files.
+
+    What ``mlflow.pyfunc.log_model`` does, with MLflow's public calls, minus its round trips
+    that only read back what this process knows (the run twice, the new logged model once):
+    create the logged model, link it as the run's output, save the files locally, upload them
+    in parallel, mark it ready (docs/ARCHITECTURE.md, "HTTP round trips").
+    """
+    import os
+
+    import mlflow
     import mlflow.pyfunc
-    from mlflow.models import infer_signature
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model, infer_signature
 
     from mlflow_plugin.flows._model import pickled_by_value
 
+    run = mlflow.active_run()
+    assert run is not None
+    fingerprint = os.path.join(tmp, FINGERPRINT_ARTIFACT)
+    _write_fingerprint(train, fingerprint)
     # The signature declares the features as they were read (ints as long, text as string), so
     # predicting on the same kind of frame as the training data just works.
     features = train.inputs.loc[:, list(train.features)]
     example, typed = features.head(5), features.head(50)
+    client = mlflow.MlflowClient()
+    logged = mlflow.initialize_logged_model(
+        name="model",
+        source_run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+    )
+    client.log_outputs(run.info.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    local = os.path.join(tmp, "model")
     with warnings.catch_warnings(), _quiet_logger("mlflow.pyfunc"), _quiet_logger("mlflow.models"):
         # Pickling our own object is the point (and it is pickled by value, see _model), so
         # MLflow's warning about pickled python_model objects only adds noise to every run.
         warnings.simplefilter("ignore")
         signature = infer_signature(typed, model.predict(None, typed))
         with pickled_by_value():
-            info = mlflow.pyfunc.log_model(
-                name="model",
+            mlflow.pyfunc.save_model(
+                local,
                 python_model=model,
+                artifacts={"training_rows": fingerprint},
+                mlflow_model=Model(
+                    artifact_path=logged.artifact_location,
+                    model_uuid=logged.model_id,
+                    run_id=run.info.run_id,
+                    model_id=logged.model_id,
+                ),
                 signature=signature,
                 input_example=example,
                 pip_requirements=_requirements(),
@@ -308,7 +336,9 @@ def _log_model(model: SurvivalModel, train: SurvivalData) -> str:
                     FEATURE_RANGES_KEY: feature_ranges(features),
                 },
             )
-    return str(info.model_uri)
+    upload_dir(local, logged.artifact_location)
+    mlflow.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return f"models:/{logged.model_id}", local
 
 
 @contextlib.contextmanager

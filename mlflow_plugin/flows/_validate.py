@@ -134,19 +134,42 @@ class _Censoring:
 
 
 def _fingerprint(version: VersionInfo) -> dict[str, np.ndarray] | None:
-    """The version's ``training_rows.npz`` (hashes, durations, events, columns), if it has one."""
+    """The version's ``training_rows.npz`` (hashes, durations, events, columns), if it has one:
+    from its files (the cached copy, no request), else from its training run (versions
+    registered before the fingerprint moved into the model)."""
+    import contextlib
+    import os
+
     import mlflow
 
-    from mlflow_plugin.flows._train import FINGERPRINT_ARTIFACT, TRAINING_RUN_TAG
+    from mlflow_plugin.flows._model_cache import cached_copy
+    from mlflow_plugin.flows._train import (
+        FINGERPRINT_ARTIFACT,
+        FINGERPRINT_IN_MODEL,
+        TRAINING_RUN_TAG,
+    )
+    from mlflow_plugin.registry import Registry
 
-    run_id = version.tags.get(TRAINING_RUN_TAG) or version.run_id
-    if not run_id:
-        return None
     with CLOCK("registry"):
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=FINGERPRINT_ARTIFACT
-            )
+            registry = Registry()
+            local = cached_copy(registry, version.name, version.version, version)
+            path: Any = local / FINGERPRINT_IN_MODEL if local is not None else None
+            if path is None:  # the cache is off: the one file from the version's files
+                with contextlib.suppress(Exception):
+                    path = mlflow.artifacts.download_artifacts(
+                        artifact_uri=registry.artifact_uri(version.name, version.version)
+                        + "/"
+                        + FINGERPRINT_IN_MODEL,
+                        tracking_uri=registry.uri,
+                    )
+            if path is None or not os.path.isfile(path):
+                run_id = version.tags.get(TRAINING_RUN_TAG) or version.run_id
+                if not run_id:
+                    return None
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=FINGERPRINT_ARTIFACT
+                )
             with np.load(path, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
         except Exception:  # noqa: BLE001 - no fingerprint (an older or foreign version)
@@ -244,7 +267,7 @@ def validate_in_run(
     explicit = check_explicit_horizon(horizon, policy, data)
     censoring = _censoring(version, data, train_rows)
     candidate = score_version(
-        f"models:/{name}/{version.version}", data, policy, explicit, censoring
+        f"models:/{name}/{version.version}", data, policy, explicit, censoring, version
     )
     used_horizon = candidate.horizon
     with CLOCK("registry"):
@@ -256,8 +279,15 @@ def validate_in_run(
     n_unseen = 0
     if champion_version and champion_version != version.version:
         # The same rows and the same horizon, so the two sets of metrics compare.
+        with CLOCK("registry"):
+            champion_info = registry.get_version(name, champion_version)
         champion = score_version(
-            f"models:/{name}/{champion_version}", data, policy, used_horizon, censoring
+            f"models:/{name}/{champion_version}",
+            data,
+            policy,
+            used_horizon,
+            censoring,
+            champion_info,
         )
         if not champion.sane:
             notes.append(
@@ -266,8 +296,6 @@ def validate_in_run(
             )
             champion = None
         elif candidate.sane:
-            with CLOCK("registry"):
-                champion_info = registry.get_version(name, champion_version)
             unseen, note = _unseen(champion_info, data)
             if note:
                 notes.append(note)
@@ -427,14 +455,16 @@ def score_version(
     policy: Policy,
     horizon: float | None,
     censoring: _Censoring | None = None,
+    info: VersionInfo | None = None,
 ) -> Scored:
-    """Load ``uri`` with ``mlflow.pyfunc``, predict on ``data`` and score the predictions."""
+    """Load ``uri`` with ``mlflow.pyfunc``, predict on ``data`` and score the predictions
+    (``info``: the version's record, when ``uri`` names it and the caller has it)."""
     from mlflow_plugin.flows._model_cache import load_model
     from mlflow_plugin.gates import SanityResult
 
     with CLOCK("model loading"):
         try:
-            model = load_model(uri)  # the champion from the local cache (docs/ARCHITECTURE.md)
+            model = load_model(uri, info)  # the champion from the local cache (docs/ARCHITECTURE.md)
         except Exception as exc:  # noqa: BLE001 - any failure to load is the gate's verdict
             return Scored([SanityResult("loads", False, 1, f"{uri} does not load: {_line(exc)}")])
     with CLOCK("gates"):

@@ -157,7 +157,7 @@ def test_candidate_vs_champion_interval_is_logged(
         low, mid, high = (m[f"{name}_vs_champion{s}"] for s in ("_ci_low", "", "_ci_high"))
         assert low <= mid <= high
     assert 20 <= m["champion_rows"] < 86  # the holdout rows among the champion's 300 are out
-    md = mlflow.artifacts.load_text(f"runs:/{second.validation.run_id}/gate_report.md")
+    md = mlflow.MlflowClient().get_run(second.validation.run_id).data.tags["mlflow.note.content"]
     assert "Candidate − champion" in md and "CI [" in md
 
 
