@@ -18,8 +18,8 @@ from mlflow_plugin.testing import count_http_calls, endpoint_of
 pytestmark = pytest.mark.integration
 
 #: Calls of a second retrain of a model (a champion exists), artifact transfers included.
-RETRAIN_BUDGET = 94  # +1 per promotion: the lock's ownership check before the commit
-ROLLBACK_BUDGET = 29  # ~10 download the target to verify its digest; 1 checks lock ownership
+RETRAIN_BUDGET = 70  # 66 counted (94 before the model was logged without read-backs)
+ROLLBACK_BUDGET = 32  # ~12 download the target to verify its digest; 1 checks lock ownership
 STATUS_BUDGET = 4
 
 
@@ -88,18 +88,21 @@ class TestRetrain:
         calls = retrained[3]
         # One prompt check per model, not one per alias/tag/stage write (was 19).
         assert calls.count("GET registered-models/get") <= 8, calls.summary()  # + lock checks
-        # No read-back of runs for their URL or artifact location (was 11; what is left: MLflow's
-        # log_model, and the champion's training fingerprint read from its training run).
-        assert calls.count("GET runs/get") <= 5, calls.summary()
+        # No read-back of runs for their URL or artifact location (was 11), none in model
+        # logging, and the champion's fingerprint comes with its cached files.
+        assert calls.count("GET runs/get") == 0, calls.summary()
         # One log_batch per step run (six runs: main, train, validate, backtest, promote,
         # the ledger event), not one per params/tags/metrics call (was 22).
         assert calls.count("POST runs/log-batch") <= 8, calls.summary()
         assert calls.count("POST runs/log-metric") == 0, calls.summary()
         # Child runs take the parent's experiment instead of looking it up by name each.
         assert calls.count("GET experiments/get-by-name") <= 1, calls.summary()
-        # The candidate is downloaded once (hashed for its digest, then validated from that
-        # copy); the champion comes from the local model cache.
-        assert calls.count("GET artifacts") <= 12, calls.summary()
+        # Nothing is downloaded: the candidate's files are hashed and cached where training
+        # saved them, the champion is the previous retrain's cached candidate (was 11).
+        assert calls.count("GET artifacts") == 0, calls.summary()
+        # The model's 8 files and 6 reports; the digest is registered with the version.
+        assert calls.count("PUT artifacts") <= 14, calls.summary()
+        assert calls.count("POST model-versions/set-tag") <= 4, calls.summary()
 
     def test_batched_data_reaches_the_runs(self, retrained):
         """The batch is written: the parent has its params, tags and metrics, the train run
@@ -125,6 +128,27 @@ class TestRetrain:
         )[0]
         history = client.get_metric_history(backtest.info.run_id, "c_index")
         assert len({m.step for m in history}) == 4  # one value per fold, each its own step
+
+
+class TestModelFiles:
+    def test_fingerprint_and_digest_come_with_the_version(self, retrained, monkeypatch):
+        """The training-row fingerprint is one of the model's files (read from the server when
+        the cache is off), and the digest registered with the version matches the server's
+        bytes."""
+        from mlflow_plugin.flows._validate import _fingerprint
+        from mlflow_plugin.integrity import verify_version
+        from mlflow_plugin.registry import Registry
+
+        name, _, second, _ = retrained
+        registry = Registry()
+        info = registry.get_version(name, second.version)
+        monkeypatch.setenv("MLFLOW_PLUGIN_MODEL_CACHE", "off")
+        fp = _fingerprint(info)
+        assert fp is not None and "week" in [str(c) for c in fp["columns"]]
+        assert len(fp["hashes"]) == len(fp["durations"]) > 100
+        report = verify_version(registry, name, second.version)
+        assert report.ok and not report.trusted_on_first_use, report.problems
+        assert "artifacts/training_rows.npz" in {f.path for f in report.manifest.files}
 
 
 class TestCli:

@@ -463,8 +463,8 @@ def score_version(
     from mlflow_plugin.gates import SanityResult
 
     with CLOCK("model loading"):
-        try:
-            model = load_model(uri, info)  # the champion from the local cache (docs/ARCHITECTURE.md)
+        try:  # from the local cache when it has the version (docs/ARCHITECTURE.md)
+            model = load_model(uri, info)
         except Exception as exc:  # noqa: BLE001 - any failure to load is the gate's verdict
             return Scored([SanityResult("loads", False, 1, f"{uri} does not load: {_line(exc)}")])
     with CLOCK("gates"):
