@@ -67,6 +67,8 @@ def retrained(mlflow_server, tmp_path_factory):
     env.setenv("MLFLOW_PLUGIN_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
     mlflow.set_tracking_uri(mlflow_server.uri)
     mlflow.set_registry_uri(mlflow_server.uri)
+    # This server's experiment, whatever an earlier test (on another backend) made active.
+    mlflow.set_experiment("mlflow_plugin-budget-tests")
     name = f"budget-{uuid.uuid4().hex[:8]}"
     try:
         first = run_pipeline(PipelineParams(TrainParams(name)), tracking_uri=mlflow_server.uri)
