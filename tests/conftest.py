@@ -6,33 +6,13 @@ database is created for the session and dropped afterwards).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from _servers import BACKENDS, _start
 
-from mlflow_plugin.testing import MlflowServer, postgres_database
-
-POSTGRES_URI = os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES", "").strip()
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URI else [])
-
-_servers: dict[str, MlflowServer] = {}
-
-
-def _start(backend: str, request: pytest.FixtureRequest) -> MlflowServer:
-    if backend in _servers:
-        return _servers[backend]
-    if backend == "sqlite":
-        server = MlflowServer(workers=2).start()
-    else:
-        ctx = postgres_database(POSTGRES_URI)
-        db_uri = ctx.__enter__()
-        request.session.config.add_cleanup(lambda: ctx.__exit__(None, None, None))
-        server = MlflowServer(db_uri, workers=2).start()
-    request.session.config.add_cleanup(server.stop)
-    _servers[backend] = server
-    return server
+from mlflow_plugin.testing import MlflowServer
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from _servers import BACKENDS, _start
 from click.testing import CliRunner
-from conftest import BACKENDS, _start
 
 from mlflow_plugin import GateFailed
 from mlflow_plugin._errors import LockLost, PromotionConflict
