@@ -57,6 +57,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _PortTaken(RuntimeError):
+    """The server could not bind its port (taken between :func:`free_port` and the bind)."""
+
+
 class MlflowServer:
     """A real ``mlflow server`` subprocess with its stores in a temporary directory.
 
@@ -106,6 +110,23 @@ class MlflowServer:
         self._log = self.workdir / "server.log"
 
     def start(self) -> MlflowServer:
+        """Start the server and wait for ``/health``.
+
+        :func:`free_port` releases the port it found before the server binds it; another
+        process (a parallel test worker, an outgoing connection) may take it in between. A
+        server that exits because its port is taken is started again on a new port.
+        """
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken as exc:
+                if attempt == 2:
+                    raise RuntimeError(f"mlflow server found no free port:\n{exc}") from None
+                self.port = free_port()
+                self.uri = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> MlflowServer:
         artifacts = self.workdir / "artifacts"
         artifacts.mkdir(exist_ok=True)
         cmd = [
@@ -163,7 +184,11 @@ class MlflowServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited early:\n{self.log_tail()}")
+                tail = self.log_tail()
+                if "address already in use" in tail.lower():
+                    self._proc = None
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"mlflow server exited early:\n{tail}")
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
                     if resp.status == 200:
