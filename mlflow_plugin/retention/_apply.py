@@ -28,8 +28,8 @@ from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import MinMetric, Policy, RetentionPolicy
 from mlflow_plugin.retention._archive import (
     ArchiveRecord,
-    archive_version,
     _scope,
+    archive_version,
     artifact_bytes,
     delete_artifacts,
 )

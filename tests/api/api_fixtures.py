@@ -66,9 +66,9 @@ def _log_files(uri: str) -> tuple[str, str]:
 
 def _register(uri: str, model: str, n: int, source: tuple[str, str]) -> list[str]:
     """``n`` versions of ``model`` from ``source``, with every gate passed."""
-    from helpers import PASSED
-
     from mlflow_plugin.registry import Registry
+
+    from helpers import PASSED
 
     registry = Registry(uri)
     return [registry.register_version(model, *source, dict(PASSED)).version for _ in range(n)]
