@@ -3,7 +3,12 @@ permission check decides, one organisation never reaches another, every write is
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -488,3 +493,43 @@ def test_same_model_name_in_two_organisations_under_concurrent_promotions(orgs: 
         assert actors == {user}, (workspace, actors)
         champion = Registry(orgs.uri, scope=scope).get_model(MODEL).aliases["champion"]
         assert champion in orgs.versions[workspace][:3]
+
+
+class TestWorkspaceFromTheEnvironment:
+    """``MLFLOW_WORKSPACE`` alone (no ``--workspace``) puts the CLI, ``tick`` (the operator's
+    pass) and the MLproject entry points in the caller's organisation."""
+
+    def test_cli_tick_and_entry_point(self, orgs: Orgs, monkeypatch: pytest.MonkeyPatch) -> None:
+        """org-a's own model is found, ticked and promoted by ``mlflow run . -e promote``; the
+        deployment event is in org-a's ledger; org-b is untouched."""
+        before = snapshot(orgs, "org-b")
+        as_user(monkeypatch, ALICE, "org-a")
+        runner = CliRunner()
+        base = ["--tracking-uri", orgs.uri]
+        status = runner.invoke(main, [*base, "status", ROLLOUT_MODEL, "--json"])
+        assert status.exit_code == 0, status.output
+        champion = json.loads(status.output)["champion"]
+        target = next(v for v in orgs.own[ROLLOUT_MODEL] if v != champion)
+        tick = runner.invoke(main, [*base, "tick", "--model", ROLLOUT_MODEL, "--json", "--no-wait"])
+        assert tick.exit_code == 0, tick.output
+        assert ROLLOUT_MODEL in json.loads(tick.output[tick.output.index("{") :])
+        root = Path(__file__).resolve().parents[2]
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": orgs.uri,
+            "MLFLOW_EXPERIMENT_NAME": "mlflow_plugin-tests",
+            "MLFLOW_PLUGIN_ACTOR": "alice-by-mlflow-run",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        env.pop("MLFLOW_EXPERIMENT_ID", None)
+        cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", "promote", "--env-manager"]
+        cmd += ["local", "-P", f"model_name={ROLLOUT_MODEL}", "-P", f"version={target}"]
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        last = Ledger(orgs.uri, scope=Scope("org-a", *ADMIN)).events(ROLLOUT_MODEL)[-1]
+        assert (last.event_type, last.version, last.actor) == (
+            "deployment",
+            target,
+            "alice-by-mlflow-run",
+        )
+        assert snapshot(orgs, "org-b") == before
