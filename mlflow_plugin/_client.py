@@ -261,6 +261,55 @@ def wrap_mlflow_errors(what: str, uri: str = "") -> Iterator[None]:
         raise ours from exc
 
 
+def _scoped(tracking_uri: str, artifact_uri: str, scope: Scope) -> tuple[Any, ...]:
+    """``(base, root, auth, headers, timeout, session)`` of the scoped artifact calls."""
+    import requests
+
+    parts = urlsplit(artifact_uri)
+    if parts.scheme != "mlflow-artifacts" or (parts.netloc and parts.netloc not in tracking_uri):
+        raise BadInput(f"cannot reach {artifact_uri!r} for a scoped caller")
+    base = tracking_uri.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts"
+    auth = (scope.username, scope.password or "") if scope.username else None
+    headers = {"X-MLFLOW-WORKSPACE": scope.workspace} if scope.workspace else {}
+    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"))
+    return base, parts.path.strip("/"), auth, headers, timeout, requests.Session()
+
+
+def list_scoped(tracking_uri: str, artifact_uri: str, scope: Scope) -> list[tuple[str, int]]:
+    """Every file under ``artifact_uri`` (``mlflow-artifacts:/…``) as ``(relative path,
+    size)``, listed with ``scope``'s workspace and credentials (see :func:`download_scoped`)."""
+    import posixpath
+
+    base, root, auth, headers, timeout, session = _scoped(tracking_uri, artifact_uri, scope)
+    out: list[tuple[str, int]] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        remote = posixpath.join(root, rel) if rel else root
+        with wrap_mlflow_errors(f"artifacts {remote!r}", tracking_uri):
+            listing = session.get(
+                base, params={"path": remote}, auth=auth, headers=headers, timeout=timeout
+            )
+        _raise_for(listing, remote, tracking_uri)
+        for entry in listing.json().get("files", []):
+            child = posixpath.join(rel, posixpath.basename(entry["path"]))
+            if entry.get("is_dir"):
+                stack.append(child)
+            else:
+                out.append((child, int(entry.get("file_size") or 0)))
+    return out
+
+
+def delete_scoped(tracking_uri: str, artifact_uri: str, scope: Scope) -> None:
+    """Delete the files under ``artifact_uri`` with ``scope``'s workspace and credentials."""
+    from urllib.parse import quote
+
+    base, root, auth, headers, timeout, session = _scoped(tracking_uri, artifact_uri, scope)
+    with wrap_mlflow_errors(f"delete artifacts {root!r}", tracking_uri):
+        resp = session.delete(base + "/" + quote(root), auth=auth, headers=headers, timeout=timeout)
+    _raise_for(resp, root, tracking_uri)
+
+
 def download_scoped(tracking_uri: str, artifact_uri: str, dst: str, scope: Scope) -> str:
     """Download ``artifact_uri`` (``mlflow-artifacts:/…``, served by ``tracking_uri``) into
     ``dst`` with ``scope``'s workspace and credentials; the local path.
@@ -272,46 +321,18 @@ def download_scoped(tracking_uri: str, artifact_uri: str, dst: str, scope: Scope
     from pathlib import Path
     from urllib.parse import quote
 
-    import requests
-
-    parts = urlsplit(artifact_uri)
-    if parts.scheme != "mlflow-artifacts" or (parts.netloc and parts.netloc not in tracking_uri):
-        raise BadInput(f"cannot download {artifact_uri!r} for a scoped caller")
-    base = tracking_uri.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts"
-    root = parts.path.strip("/")
-    auth = (scope.username, scope.password or "") if scope.username else None
-    headers = {"X-MLFLOW-WORKSPACE": scope.workspace} if scope.workspace else {}
-    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"))
-    session = requests.Session()
-
-    def fetch(rel: str) -> None:
-        remote = posixpath.join(root, rel) if rel else root
-        with wrap_mlflow_errors(f"artifacts {remote!r}", tracking_uri):
-            listing = session.get(
-                base, params={"path": remote}, auth=auth, headers=headers, timeout=timeout
-            )
-        _raise_for(listing, remote, tracking_uri)
-        files = listing.json().get("files", [])
-        if not files and rel:  # a file, not a directory
-            return
-        for entry in files:
-            child = posixpath.join(rel, posixpath.basename(entry["path"]))
-            target = Path(dst, *child.split("/"))
-            if entry.get("is_dir"):
-                target.mkdir(parents=True, exist_ok=True)
-                fetch(child)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            url = base + "/" + quote(posixpath.join(root, child))
-            with wrap_mlflow_errors(f"artifact {child!r}", tracking_uri):
-                resp = session.get(url, auth=auth, headers=headers, timeout=timeout, stream=True)
-            _raise_for(resp, child, tracking_uri)
-            with open(target, "wb") as out:
-                for chunk in resp.iter_content(1 << 20):
-                    out.write(chunk)
-
+    base, root, auth, headers, timeout, session = _scoped(tracking_uri, artifact_uri, scope)
     Path(dst).mkdir(parents=True, exist_ok=True)
-    fetch("")
+    for child, _ in list_scoped(tracking_uri, artifact_uri, scope):
+        target = Path(dst, *child.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        url = base + "/" + quote(posixpath.join(root, child))
+        with wrap_mlflow_errors(f"artifact {child!r}", tracking_uri):
+            resp = session.get(url, auth=auth, headers=headers, timeout=timeout, stream=True)
+        _raise_for(resp, child, tracking_uri)
+        with open(target, "wb") as out:
+            for chunk in resp.iter_content(1 << 20):
+                out.write(chunk)
     return dst
 
 

@@ -1,5 +1,6 @@
 """The routes: the deployment service's (models, deploy, rollback, delete, retention, metrics,
-cicd) and the controller's verbs (promote, rollback, events, status), each acting as the caller.
+cicd) and the controller's verbs (promote, rollback, events, status, and the rollout verbs
+``models/{name}/rollout[/pause|resume|abort|promote]``), each acting as the caller.
 
 Handlers are plain functions: FastAPI runs them on its thread pool, and everything they do
 for the caller goes through the caller's scoped controller (workspace and credentials bound to
@@ -21,6 +22,7 @@ from mlflow_plugin._types import (
     FALLBACK,
     STRATEGIES,
     check_model_name,
+    check_strategy,
     check_version,
 )
 from mlflow_plugin.api._app import Caller, Conflict, caller
@@ -47,6 +49,30 @@ class DeployBody(_Body):
     strategy: str = Field("all_at_once", description=f"One of {', '.join(STRATEGIES)}.")
     force: bool = Field(False, description="Deploy even if a gate did not pass (needs reason).")
     reason: str = Field("", max_length=4000)
+    steps: str | list[float] | None = Field(
+        None, description='canary: traffic shares in %, "10,25,50,100" or [10, 25, 50, 100].'
+    )
+    interval: str | None = Field(
+        None, max_length=32, description="canary/blue_green/watch: analysis every 5m."
+    )
+    keep_previous: str | None = Field(
+        None, max_length=32, description="blue_green: keep the old champion loaded 1h."
+    )
+    watch: str | None = Field(
+        None, max_length=32, description="all_at_once: watch and roll back for 10m."
+    )
+
+
+class ReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(description="Why (recorded in the ledger).", max_length=4000)
+
+
+class OptionalReasonBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", description="Why (recorded in the ledger).", max_length=4000)
 
 
 class RollbackBody(_Body):
@@ -166,15 +192,44 @@ def get_cicd(who: CallerDep, model: ModelQuery) -> dict[str, Any]:
 
 
 # -- writing ---------------------------------------------------------------------------------
+_OPTION_NAMES = (
+    ("--steps", "steps"),
+    ("--interval", "interval"),
+    ("--keep-previous", "keep_previous"),
+    ("--watch", "watch"),
+    ("--strategy", "strategy"),
+)
+
+
+def _rollout_options(body: DeployBody) -> dict[str, Any]:
+    """The CLI's ``promote`` options, checked the same way (messages name the body's keys)."""
+    from mlflow_plugin.controller._rollout import rollout_options
+
+    check_strategy(body.strategy)
+    steps = body.steps
+    if isinstance(steps, list):
+        steps = ",".join(f"{s:g}" for s in steps)
+    try:
+        return rollout_options(body.strategy, steps, body.interval, body.keep_previous, body.watch)
+    except BadInput as exc:
+        message = exc.message
+        for option, key in _OPTION_NAMES:
+            message = message.replace(option, key)
+        raise BadInput(message) from None
+
+
 def _deploy(who: Caller, body: DeployBody) -> dict[str, Any]:
     version = check_version(body.version) if body.version is not None else None
+    name = _model(body.model)
+    options = _rollout_options(body)
     with acting_as(who.actor):
         outcome = who.controller.promote(
-            _model(body.model),
+            name,
             version,
             strategy=body.strategy,
             force=body.force,
             reason=body.reason,
+            **options,
         )
     return _outcome(outcome)
 
@@ -276,3 +331,68 @@ def cicd(who: CallerDep, body: CicdBody) -> dict[str, Any]:
         "pipeline": json.loads(stored),
         "event": event.as_dict(),
     }
+
+
+# -- rollouts (Argo Rollouts' verbs, as `mlflow-plugin rollout ...`) --------------------------
+@router.get("/models/{name}/rollout", summary="The model's rollout (null when there is none)")
+def rollout_status(who: CallerDep, name: str) -> dict[str, Any]:
+    model = _model(name)
+    return {
+        "organization": who.workspace,
+        "model": model,
+        "rollout": who.controller.rollouts.status(model),
+    }
+
+
+def _rollout_verb(who: Caller, name: str, verb: str, reason: str) -> dict[str, Any]:
+    model = _model(name)
+    rollouts = who.controller.rollouts
+    if rollouts.state(model) is None:  # 404 for an unknown model, 409 for no rollout
+        raise Conflict(f"{model!r} has no rollout in progress")
+    with acting_as(who.actor):
+        try:
+            if verb == "pause":
+                outcome = rollouts.pause(model, reason)
+            elif verb == "resume":
+                outcome = rollouts.resume(model)
+            elif verb == "abort":
+                outcome = rollouts.abort(model, reason)
+            else:
+                outcome = rollouts.promote(model, reason)
+        except BadInput as exc:
+            if type(exc) is not BadInput:  # NotFound, PermissionDenied: as they are
+                raise
+            raise BadInput(exc.message.replace("--reason", "reason")) from None
+    return _outcome(outcome)
+
+
+@router.post(
+    "/models/{name}/rollout/pause", summary="Stop the analysis steps (traffic shares stay)"
+)
+def rollout_pause(who: CallerDep, name: str, body: ReasonBody) -> dict[str, Any]:
+    return _rollout_verb(who, name, "pause", body.reason)
+
+
+@router.post(
+    "/models/{name}/rollout/resume", summary="Continue a paused rollout with a fresh window"
+)
+def rollout_resume(who: CallerDep, name: str) -> dict[str, Any]:
+    return _rollout_verb(who, name, "resume", "")
+
+
+@router.post(
+    "/models/{name}/rollout/abort",
+    summary="End the rollout: the new version gets no more traffic, the champion is untouched",
+)
+def rollout_abort(who: CallerDep, name: str, body: ReasonBody) -> dict[str, Any]:
+    return _rollout_verb(who, name, "abort", body.reason)
+
+
+@router.post(
+    "/models/{name}/rollout/promote",
+    summary="Skip the remaining steps: cut over (canary), switch (blue-green), end a watch",
+)
+def rollout_promote(
+    who: CallerDep, name: str, body: OptionalReasonBody | None = None
+) -> dict[str, Any]:
+    return _rollout_verb(who, name, "promote", body.reason if body else "")

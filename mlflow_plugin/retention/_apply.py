@@ -28,6 +28,7 @@ from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import MinMetric, Policy, RetentionPolicy
 from mlflow_plugin.retention._archive import (
     ArchiveRecord,
+    _scope,
     archive_version,
     artifact_bytes,
     delete_artifacts,
@@ -137,9 +138,8 @@ def apply_retention(
     report = RetentionReport(model, dry_run, decisions)
     doomed = [versions[v] for v in report.to_delete][:MAX_DELETIONS_PER_RUN]
     for v in doomed:
-        report.sizes[v.version] = artifact_bytes(
-            registry.artifact_uri(model, v.version), registry.uri
-        )
+        uri = registry.artifact_uri(model, v.version)
+        report.sizes[v.version] = artifact_bytes(uri, registry.uri, _scope(registry, uri))
     if dry_run or not doomed:
         return report
     assert rules.archive_uri is not None  # the policy loader requires it when rules delete
@@ -182,7 +182,7 @@ def apply_retention(
             if i == 0:
                 _failpoint("retention.after_first_delete")
         for uri, owner in reclaim.items():
-            delete_artifacts(uri, registry.uri)
+            delete_artifacts(uri, registry.uri, _scope(registry, uri))
             report.bytes_reclaimed += report.archived[owner].bytes
     return report
 

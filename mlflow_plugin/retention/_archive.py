@@ -20,13 +20,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlflow_plugin._client import wrap_mlflow_errors
 from mlflow_plugin._errors import IntegrityError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.registry import Registry
+
+if TYPE_CHECKING:
+    from mlflow_plugin._workspace import Scope
 
 __all__ = [
     "RESTORED_FROM_TAG",
@@ -112,12 +115,18 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
         source_dir = Path(tmp, "source")
         source_dir.mkdir()
         download_uri = registry.artifact_uri(version.name, version.version)
+        scope = _scope(registry, download_uri)
         with wrap_mlflow_errors(
             f"download {version.name!r} version {version.version}", registry.uri
         ):
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=download_uri, dst_path=str(source_dir), tracking_uri=registry.uri
-            )
+            if scope is not None:
+                from mlflow_plugin._client import download_scoped
+
+                local = download_scoped(registry.uri, download_uri, str(source_dir), scope)
+            else:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=download_uri, dst_path=str(source_dir), tracking_uri=registry.uri
+                )
         _check_recorded_digest(version, local, download_uri)
         files = _digests(Path(local))
         with wrap_mlflow_errors(f"write archive {_join(archive_uri, where)}"):
@@ -257,8 +266,23 @@ def restore_version(
     )
 
 
-def artifact_bytes(download_uri: str, tracking_uri: str) -> int:
-    """Total size of the files under an artifact URI (listing only, nothing downloaded)."""
+def _scope(registry: Any, download_uri: str) -> Scope | None:
+    """The caller's scope when ``registry`` acts for one (the REST API) and the files are on
+    its tracking server: then they are read and deleted with the caller's workspace and
+    credentials, never the process's (docs/ARCHITECTURE.md, "Organisations")."""
+    scope = getattr(registry, "scope", None)
+    if scope is None or not download_uri.startswith("mlflow-artifacts:"):
+        return None
+    return cast("Scope", scope)
+
+
+def artifact_bytes(download_uri: str, tracking_uri: str, scope: Scope | None = None) -> int:
+    """Total size of the files under an artifact URI (listing only, nothing downloaded);
+    ``scope``: list with that caller's workspace and credentials."""
+    if scope is not None:
+        from mlflow_plugin._client import list_scoped
+
+        return sum(size for _, size in list_scoped(tracking_uri, download_uri, scope))
     repo = _repo(download_uri, tracking_uri)
     total, stack = 0, [None]
     with wrap_mlflow_errors(f"list {download_uri}", tracking_uri):
@@ -271,7 +295,12 @@ def artifact_bytes(download_uri: str, tracking_uri: str) -> int:
     return total
 
 
-def delete_artifacts(download_uri: str, tracking_uri: str) -> None:
+def delete_artifacts(download_uri: str, tracking_uri: str, scope: Scope | None = None) -> None:
     """Delete the files under an artifact URI (what a deleted version no longer needs)."""
+    if scope is not None:
+        from mlflow_plugin._client import delete_scoped
+
+        delete_scoped(tracking_uri, download_uri, scope)
+        return
     with wrap_mlflow_errors(f"delete artifacts {download_uri}", tracking_uri):
         _repo(download_uri, tracking_uri).delete_artifacts()

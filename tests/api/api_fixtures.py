@@ -17,6 +17,8 @@ BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URI else [])
 ADMIN = ("admin", "admin-password-1234")
 ORGS = {"org-a": ("alice", "alice-password-1234"), "org-b": ("bob", "bob-password-1234")}
 MODEL = "churn"
+#: Models of org-a only, one per test that changes them: a rollout's, and retention's.
+ROLLOUT_MODEL, RETENTION_MODEL = "fraud", "stale"
 _CLEAR = ("MLFLOW_WORKSPACE", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -27,6 +29,8 @@ class Orgs:
     server: MlflowServer
     api: str
     versions: dict[str, list[str]]
+    #: org-a's ROLLOUT_MODEL and RETENTION_MODEL -> their versions
+    own: dict[str, list[str]]
 
     @property
     def uri(self) -> str:
@@ -40,13 +44,42 @@ def as_user(monkeypatch: pytest.MonkeyPatch, user: tuple[str, str], workspace: s
     monkeypatch.setenv("MLFLOW_WORKSPACE", workspace)
 
 
-def _setup(server: MlflowServer) -> dict[str, list[str]]:
+def _log_files(uri: str) -> tuple[str, str]:
+    """One logged model made of a few files (the API never loads a model: no flavour, no
+    training, no sklearn import); returns its ``models:/`` source and its run's id."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("mlflow_plugin-tests")
+    client = mlflow.MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
+        (Path(tmp) / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+        (Path(tmp) / "weights.bin").write_bytes(bytes(range(256)) * 4)
+        logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id)
+        client.log_model_artifacts(logged.model_id, tmp)
+        mlflow.finalize_logged_model(logged.model_id, "READY")
+    return f"models:/{logged.model_id}", run.info.run_id
+
+
+def _register(uri: str, model: str, n: int, source: tuple[str, str]) -> list[str]:
+    """``n`` versions of ``model`` from ``source``, with every gate passed."""
+    from mlflow_plugin.registry import Registry
+
+    from helpers import PASSED
+
+    registry = Registry(uri)
+    return [registry.register_version(model, *source, dict(PASSED)).version for _ in range(n)]
+
+
+def _setup(server: MlflowServer) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     import mlflow
     from mlflow.server import get_app_client
 
-    from helpers import log_own_models, register_own_artifacts
-
     versions: dict[str, list[str]] = {}
+    own: dict[str, list[str]] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
         mp.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
@@ -60,16 +93,22 @@ def _setup(server: MlflowServer) -> dict[str, list[str]]:
             auth.add_role_permission(role.id, "workspace", "*", "MANAGE")
             auth.assign_role(user, role.id)
             mp.setenv("MLFLOW_WORKSPACE", workspace)
-            # one logged model per organisation (a source in another workspace is refused)
-            source = log_own_models(server.uri, 1)[0]
-            versions[workspace] = register_own_artifacts(server.uri, MODEL, 4, [source] * 4)
-    return versions
+            # one source per organisation (a source in another workspace is refused)
+            source = _log_files(server.uri)
+            versions[workspace] = _register(server.uri, MODEL, 4, source)
+            if workspace == "org-a":  # the same logged model again: nothing more is trained
+                own[ROLLOUT_MODEL] = _register(server.uri, ROLLOUT_MODEL, 3, source)
+                # retention's: the two it deletes have files of their own (reclaimed)
+                doomed = _log_files(server.uri)
+                own[RETENTION_MODEL] = _register(server.uri, RETENTION_MODEL, 2, doomed)
+                own[RETENTION_MODEL] += _register(server.uri, RETENTION_MODEL, 1, source)
+    return versions, own
 
 
 def _start(backend: str, request: pytest.FixtureRequest) -> MlflowServer:
     if backend == "sqlite":
         server = MlflowServer(
-            workers=2,
+            workers=1,  # half the startup CPU; uvicorn still serves requests concurrently
             extra_args=["--enable-workspaces"],
             admin_password=ADMIN[1],
             startup_timeout=300,
@@ -80,7 +119,7 @@ def _start(backend: str, request: pytest.FixtureRequest) -> MlflowServer:
         request.addfinalizer(lambda: ctx.__exit__(None, None, None))
         server = MlflowServer(
             db_uri,
-            workers=2,
+            workers=1,
             extra_args=["--enable-workspaces"],
             admin_password=ADMIN[1],
             startup_timeout=300,
@@ -96,9 +135,9 @@ def orgs(request: pytest.FixtureRequest) -> Iterator[Orgs]:
 
     saved = {k: os.environ.pop(k) for k in _CLEAR if k in os.environ}
     server = _start(request.param, request)
-    versions = _setup(server)
+    versions, own = _setup(server)
     try:
         with AppServer(create_app(server.uri)) as api:
-            yield Orgs(server, api.base_url, versions)
+            yield Orgs(server, api.base_url, versions, own)
     finally:
         os.environ.update(saved)

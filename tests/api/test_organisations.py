@@ -3,12 +3,17 @@ permission check decides, one organisation never reaches another, every write is
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from api_fixtures import ADMIN, MODEL, ORGS, Orgs, as_user
+from api_fixtures import ADMIN, MODEL, ORGS, RETENTION_MODEL, ROLLOUT_MODEL, Orgs, as_user
 from click.testing import CliRunner
 
 from mlflow_plugin._workspace import Scope
@@ -28,11 +33,17 @@ def call(
     return requests.request(method, orgs.api + path, auth=user, timeout=60, **kwargs)
 
 
-def snapshot(orgs: Orgs, workspace: str) -> tuple[list[str], dict[str, str]]:
-    """What an organisation's ledger and model look like (read as the admin)."""
+def snapshot(
+    orgs: Orgs, workspace: str, model: str = MODEL
+) -> tuple[list[str], dict[str, str], dict[str, str], list[str]]:
+    """What an organisation's ledger and model look like (read as the admin): events, aliases,
+    tags and versions."""
     scope = Scope(workspace, *ADMIN)
     events = [e.run_id for e in Ledger(orgs.uri, scope=scope).events()]
-    return events, Registry(orgs.uri, scope=scope).get_model(MODEL).aliases
+    registry = Registry(orgs.uri, scope=scope)
+    info = registry.get_model(model)
+    versions = sorted(v.version for v in registry.list_versions(model))
+    return events, info.aliases, info.tags, versions
 
 
 def _error(resp: requests.Response) -> dict[str, Any]:
@@ -58,6 +69,12 @@ class TestIsolation:
             ("POST", f"{b}/cicd", {"json": {"model": MODEL, "schedule": "0 2 * * *"}}),
             ("GET", f"{b}/events", {}),
             ("GET", f"{b}/status", {"params": {"model": MODEL}}),
+            ("POST", f"{b}/retention", {"json": {"model": MODEL, "dry_run": False}}),
+            ("GET", f"{b}/models/{MODEL}/rollout", {}),
+            ("POST", f"{b}/models/{MODEL}/rollout/pause", {"json": {"reason": "x"}}),
+            ("POST", f"{b}/models/{MODEL}/rollout/resume", {}),
+            ("POST", f"{b}/models/{MODEL}/rollout/abort", {"json": {"reason": "x"}}),
+            ("POST", f"{b}/models/{MODEL}/rollout/promote", {}),
         ]
         for method, path, kwargs in attempts:
             resp = call(orgs, method, path, ALICE, **kwargs)
@@ -248,8 +265,198 @@ class TestApi:
             "/promote",
             "/events",
             "/status",
+            "/models/{name}/rollout",
+            "/models/{name}/rollout/pause",
+            "/models/{name}/rollout/resume",
+            "/models/{name}/rollout/abort",
+            "/models/{name}/rollout/promote",
         } <= paths
         assert requests.get(orgs.api + "/docs", timeout=30).status_code == 200
+
+
+class TestRollouts:
+    """The rollout verbs (Argo's, as ``mlflow-plugin rollout ...``) and deploy's rollout options,
+    as org-a's user; org-b's user reaches none of it."""
+
+    def test_canary_and_blue_green_through_the_api(self, orgs: Orgs) -> None:
+        """deploy with strategy/steps/interval/keep_previous starts a rollout; status, pause,
+        resume, promote and abort each write their event with the caller as actor."""
+        a = f"{PREFIX}/org-a"
+        m = f"{a}/models/{ROLLOUT_MODEL}/rollout"
+        v = orgs.own[ROLLOUT_MODEL]
+        deploy = f"{a}/deploy"
+        before = len(
+            call(orgs, "GET", f"{a}/events", ALICE, params={"model": ROLLOUT_MODEL}).json()[
+                "events"
+            ]
+        )
+        # no rollout: status is null, a verb is 409, an unknown model 404
+        assert call(orgs, "GET", m, ALICE).json()["rollout"] is None
+        resp = call(orgs, "POST", f"{m}/promote", ALICE)
+        assert resp.status_code == 409 and _error(resp)["code"] == "conflict", resp.text
+        resp = call(orgs, "GET", f"{a}/models/no-such-model/rollout", ALICE)
+        assert resp.status_code in (403, 404), resp.text
+        r = call(orgs, "POST", deploy, ALICE, json={"model": ROLLOUT_MODEL, "version": v[0]})
+        assert r.status_code == 200, r.text
+        # the CLI's option checks, naming the body's keys: 400 and nothing written
+        unchanged = snapshot(orgs, "org-a", ROLLOUT_MODEL)
+        for body, words in (
+            ({"strategy": "all_at_once", "steps": "10,100"}, "steps"),
+            ({"strategy": "canary", "keep_previous": "1h"}, "keep_previous"),
+            ({"strategy": "canary", "steps": "50,10"}, "steps"),
+            ({"strategy": "canary", "interval": "soon"}, "interval"),
+            ({"strategy": "yolo"}, "strategy"),
+        ):
+            resp = call(
+                orgs, "POST", deploy, ALICE, json={"model": ROLLOUT_MODEL, "version": v[1], **body}
+            )
+            assert resp.status_code == 400, (body, resp.text)
+            message = _error(resp)["message"]
+            assert words in message and "--" not in message, message
+        assert snapshot(orgs, "org-a", ROLLOUT_MODEL) == unchanged
+
+        # canary: start, status, pause (reason required), resume, promote (cutover)
+        body = {
+            "model": ROLLOUT_MODEL,
+            "version": v[1],
+            "strategy": "canary",
+            "steps": [10, 50],
+            "interval": "5m",
+        }
+        r = call(orgs, "POST", deploy, ALICE, json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["event"]["event_type"] == "rollout_started"
+        state = call(orgs, "GET", m, ALICE).json()["rollout"]
+        assert state["strategy"] == "canary" and state["version"] == v[1]
+        assert state["steps"] == [10, 50, 100] and state["weight"] == 10
+        assert state["interval_s"] == 300 and state["alias"] == {"canary": v[1]}
+        # a manual promote of the same model is refused while the rollout runs
+        r = call(orgs, "POST", deploy, ALICE, json={"model": ROLLOUT_MODEL, "version": v[2]})
+        assert r.status_code == 400 and "rollout" in _error(r)["message"], r.text
+        r = call(orgs, "POST", f"{m}/pause", ALICE, json={"reason": " "})
+        assert r.status_code == 400 and "reason" in _error(r)["message"], r.text
+        r = call(orgs, "POST", f"{m}/pause", ALICE, json={})
+        assert r.status_code == 400, r.text
+        r = call(orgs, "POST", f"{m}/pause", ALICE, json={"reason": "ticket 42"})
+        assert r.status_code == 200 and r.json()["event"]["event_type"] == "rollout_paused"
+        assert call(orgs, "GET", m, ALICE).json()["rollout"]["phase"] == "paused"
+
+        # org-b's user: every verb on org-a's rollout refused, nothing written
+        during = snapshot(orgs, "org-a", ROLLOUT_MODEL)
+        for method, verb, kwargs in (
+            ("GET", "", {}),
+            ("POST", "/resume", {}),
+            ("POST", "/abort", {"json": {"reason": "x"}}),
+            ("POST", "/promote", {"json": {"reason": "x"}}),
+            ("POST", "/pause", {"json": {"reason": "x"}}),
+        ):
+            resp = call(orgs, method, m + verb, BOB, **kwargs)
+            assert resp.status_code in (403, 404), (verb, resp.status_code, resp.text)
+            _error(resp)
+        resp = call(orgs, "POST", deploy, BOB, json={**body, "version": v[2]})
+        assert resp.status_code in (403, 404), resp.text
+        assert snapshot(orgs, "org-a", ROLLOUT_MODEL) == during
+
+        r = call(orgs, "POST", f"{m}/resume", ALICE)
+        assert r.status_code == 200 and r.json()["event"]["event_type"] == "rollout_step"
+        r = call(orgs, "POST", f"{m}/promote", ALICE, json={"reason": "looks good"})
+        assert r.status_code == 200, r.text
+        event = r.json()["event"]
+        assert (event["event_type"], event["strategy"], event["version"]) == (
+            "deployment",
+            "canary",
+            v[1],
+        )
+        assert call(orgs, "GET", m, ALICE).json()["rollout"] is None
+        status = call(orgs, "GET", f"{a}/status", ALICE, params={"model": ROLLOUT_MODEL})
+        assert status.json()["champion"] == v[1]
+
+        # blue-green: start with keep_previous, promote = the switch, then abort ends the watch
+        bg = {
+            "model": ROLLOUT_MODEL,
+            "version": v[2],
+            "strategy": "blue_green",
+            "keep_previous": "2h",
+        }
+        r = call(orgs, "POST", deploy, ALICE, json=bg)
+        assert r.status_code == 200 and r.json()["event"]["event_type"] == "rollout_started"
+        state = call(orgs, "GET", m, ALICE).json()["rollout"]
+        assert state["alias"] == {"preview": v[2]} and state["keep_previous_s"] == 7200
+        r = call(orgs, "POST", f"{m}/promote", ALICE)
+        assert r.status_code == 200, r.text
+        assert r.json()["event"]["strategy"] == "blue_green"
+        state = call(orgs, "GET", m, ALICE).json()["rollout"]
+        assert state["phase"] == "watching" and state["previous"] == v[1]
+        assert state["champion"] == v[2]
+        r = call(orgs, "POST", f"{m}/abort", ALICE, json={"reason": "done watching"})
+        assert r.status_code == 200 and r.json()["event"]["event_type"] == "rollout_aborted"
+        assert call(orgs, "GET", m, ALICE).json()["rollout"] is None
+
+        events = call(orgs, "GET", f"{a}/events", ALICE, params={"model": ROLLOUT_MODEL}).json()
+        new = events["events"][before:]
+        assert [(e["event_type"], e["strategy"]) for e in new] == [
+            ("deployment", "all_at_once"),
+            ("rollout_started", "canary"),
+            ("rollout_paused", "canary"),
+            ("rollout_step", "canary"),
+            ("deployment", "canary"),
+            ("rollout_started", "blue_green"),
+            ("deployment", "blue_green"),
+            ("rollout_aborted", "blue_green"),
+        ]
+        assert {e["actor"] for e in new} == {ALICE[0]}
+
+
+class TestRetention:
+    """``POST retention``: the dry run changes nothing; the real run archives, deletes and
+    writes one ``retention`` event with the caller as actor; org-b's user is refused."""
+
+    def test_dry_run_then_real(self, orgs: Orgs, tmp_path: Any) -> None:
+        """Artifacts are listed, archived and deleted with the caller's workspace and
+        credentials (the API process has none)."""
+        a = f"{PREFIX}/org-a"
+        v = orgs.own[RETENTION_MODEL]
+        rules = {
+            "archive_uri": str(tmp_path / "archive"),
+            "rules": [{"keep_last": 1}],
+            "default": "delete",
+        }
+        body = {"model": RETENTION_MODEL, "rules": rules}
+        before = snapshot(orgs, "org-a", RETENTION_MODEL)
+        # org-b's user, dry run or not: refused, nothing written
+        for dry in (True, False):
+            resp = call(orgs, "POST", f"{a}/retention", BOB, json={**body, "dry_run": dry})
+            assert resp.status_code in (403, 404), resp.text
+            _error(resp)
+        resp = call(orgs, "POST", f"{a}/retention", ALICE, json={**body, "rules": {"bogus": 1}})
+        assert resp.status_code == 400, resp.text
+        dry = call(orgs, "POST", f"{a}/retention", ALICE, json=body)  # dry_run by default
+        assert dry.status_code == 200, dry.text
+        report = dry.json()
+        assert report["dry_run"] is True and report["event_run_id"] is None
+        actions = {d["version"]: d["action"] for d in report["versions"]}
+        assert actions == {v[2]: "keep", v[1]: "delete", v[0]: "delete"}, report
+        assert snapshot(orgs, "org-a", RETENTION_MODEL) == before
+        assert not (tmp_path / "archive").exists()
+
+        real = call(orgs, "POST", f"{a}/retention", ALICE, json={**body, "dry_run": False})
+        assert real.status_code == 200, real.text
+        report = real.json()
+        assert sorted(report["deleted"]) == sorted([v[0], v[1]]) and report["event_run_id"]
+        assert set(report["archived"]) == {v[0], v[1]}
+        assert report["bytes_reclaimed"] > 0
+        for version in (v[0], v[1]):  # archived: the files are there
+            assert (tmp_path / "archive" / RETENTION_MODEL / f"v{version}").is_dir()
+        events, _, _, versions = snapshot(orgs, "org-a", RETENTION_MODEL)
+        assert versions == [v[2]]
+        rows = call(
+            orgs,
+            "GET",
+            f"{a}/events",
+            ALICE,
+            params={"model": RETENTION_MODEL, "event": "retention"},
+        ).json()["events"]
+        assert [(e["run_id"], e["actor"]) for e in rows] == [(report["event_run_id"], ALICE[0])]
 
 
 def test_same_model_name_in_two_organisations_under_concurrent_promotions(orgs: Orgs) -> None:
@@ -286,3 +493,43 @@ def test_same_model_name_in_two_organisations_under_concurrent_promotions(orgs: 
         assert actors == {user}, (workspace, actors)
         champion = Registry(orgs.uri, scope=scope).get_model(MODEL).aliases["champion"]
         assert champion in orgs.versions[workspace][:3]
+
+
+class TestWorkspaceFromTheEnvironment:
+    """``MLFLOW_WORKSPACE`` alone (no ``--workspace``) puts the CLI, ``tick`` (the operator's
+    pass) and the MLproject entry points in the caller's organisation."""
+
+    def test_cli_tick_and_entry_point(self, orgs: Orgs, monkeypatch: pytest.MonkeyPatch) -> None:
+        """org-a's own model is found, ticked and promoted by ``mlflow run . -e promote``; the
+        deployment event is in org-a's ledger; org-b is untouched."""
+        before = snapshot(orgs, "org-b")
+        as_user(monkeypatch, ALICE, "org-a")
+        runner = CliRunner()
+        base = ["--tracking-uri", orgs.uri]
+        status = runner.invoke(main, [*base, "status", ROLLOUT_MODEL, "--json"])
+        assert status.exit_code == 0, status.output
+        champion = json.loads(status.output)["champion"]
+        target = next(v for v in orgs.own[ROLLOUT_MODEL] if v != champion)
+        tick = runner.invoke(main, [*base, "tick", "--model", ROLLOUT_MODEL, "--json", "--no-wait"])
+        assert tick.exit_code == 0, tick.output
+        assert ROLLOUT_MODEL in json.loads(tick.output[tick.output.index("{") :])
+        root = Path(__file__).resolve().parents[2]
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": orgs.uri,
+            "MLFLOW_EXPERIMENT_NAME": "mlflow_plugin-tests",
+            "MLFLOW_PLUGIN_ACTOR": "alice-by-mlflow-run",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        env.pop("MLFLOW_EXPERIMENT_ID", None)
+        cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", "promote", "--env-manager"]
+        cmd += ["local", "-P", f"model_name={ROLLOUT_MODEL}", "-P", f"version={target}"]
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        last = Ledger(orgs.uri, scope=Scope("org-a", *ADMIN)).events(ROLLOUT_MODEL)[-1]
+        assert (last.event_type, last.version, last.actor) == (
+            "deployment",
+            target,
+            "alice-by-mlflow-run",
+        )
+        assert snapshot(orgs, "org-b") == before

@@ -179,6 +179,33 @@ class TestBlueGreenAndWatch:
         assert _aliases(ctl)["champion"] == "1"
         _no_rollout_left(ctl)
 
+    def test_manual_promote_switches_then_ends_the_watch(self, ctl):
+        """``rollout promote`` on a blue-green preview: the switch now (deployment blue_green,
+        the preview alias gone, phase watching, the old champion kept as previous); promote
+        again ends the watch early (rollout_step, watch ended); nothing is left."""
+        ctl.promote("m", "2", strategy="blue_green", keep_previous_s=600)
+        out = ctl.rollouts.promote("m", "mirror agrees")
+        assert (out.event.event_type, out.event.strategy, out.event.version) == (
+            "deployment",
+            "blue_green",
+            "2",
+        )
+        assert out.event.from_version == "1" and "mirror agrees" in out.event.message
+        state = _state(ctl)
+        assert (state.phase, state.previous, state.version) == ("watching", "1", "2")
+        assert state.keep_previous_until > time.time()
+        assert _aliases(ctl)["champion"] == "2" and "preview" not in _aliases(ctl)
+        end = ctl.rollouts.promote("m")
+        assert end.event.event_type == "rollout_step" and "ended early" in end.event.message
+        assert _kinds(ctl) == [
+            "deployment",
+            "rollout_started",
+            "deployment",
+            "rollout_step",
+        ]
+        assert _aliases(ctl)["champion"] == "2"
+        _no_rollout_left(ctl)
+
     def test_all_at_once_watch_passes_at_its_end(self, ctl):
         """all_at_once with a watch: the switch, then the watch; a success before the end only
         restarts the window, one at the end finishes it (rollout_step "watch passed")."""

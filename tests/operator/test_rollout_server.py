@@ -211,6 +211,38 @@ def test_rollout_verbs_and_exit_codes(tracking_uri, model_name):
     assert _run("rollout", "status", model_name).exit_code == 0
 
 
+def test_rollout_promote_switches_a_blue_green_preview(tracking_uri, model_name):
+    """``rollout promote`` on a blue-green rollout, as typed: the champion moves to the preview
+    in one step (deployment, strategy blue_green), the old champion is kept as previous for
+    the watch; promote again ends the watch. The ledger holds exactly those events."""
+    make_versions(tracking_uri, model_name, 2)
+    _run("promote", model_name, "--version", "1")
+    started = _run(
+        "promote", model_name, "--version", "2", "--strategy", "blue_green", "--keep-previous", "1h"
+    )
+    assert started.exit_code == 0 and "blue_green rollout" in started.output, started.output
+    ctl = Controller.from_uri(tracking_uri)
+    assert ctl.registry.get_model(model_name).aliases["preview"] == "2"
+    switched = _run("rollout", "promote", model_name, "--reason", "mirror agrees")
+    assert switched.exit_code == 0, switched.output
+    info = ctl.registry.get_model(model_name)
+    assert info.aliases["champion"] == "2" and "preview" not in info.aliases
+    state = json.loads(_run("rollout", "status", model_name, "--json").output)
+    assert (state["phase"], state["previous"], state["strategy"]) == ("watching", "1", "blue_green")
+    assert state["keep_previous_until"] - state["step_started_at"] == pytest.approx(3600, abs=5)
+    assert _run("rollout", "promote", model_name).exit_code == 0
+    assert ctl.rollouts.state(model_name) is None
+    events = [(e.event_type, e.strategy, e.version) for e in ctl.ledger.events(model_name)]
+    assert events == [
+        ("deployment", "all_at_once", "1"),
+        ("rollout_started", "blue_green", "2"),
+        ("deployment", "blue_green", "2"),
+        ("rollout_step", "blue_green", "2"),
+    ]
+    switch = ctl.ledger.events(model_name)[2]
+    assert switch.from_version == "1" and "mirror agrees" in switch.message
+
+
 def test_killed_start_is_repaired_by_reconcile(tracking_uri, model_name):
     """kill -9 after the canary alias and tags but before the rollout id: reconcile records the
     interrupted start and removes the half rollout; the champion never moved."""
