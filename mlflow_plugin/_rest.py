@@ -26,12 +26,11 @@ import posixpath
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-from mlflow_plugin._concurrency import parallel
 
 if TYPE_CHECKING:
     import requests
@@ -711,12 +710,16 @@ class RestClient:
             name = posixpath.basename(root)
             self._fetch(root, Path(dst, name))
             return str(Path(dst, name))
-        parallel(
-            *(
-                self._fetcher(posixpath.join(root, rel), Path(dst, *rel.split("/")))
-                for rel, _ in files
+        # Own threads, not the shared pool: the check itself may run inside a pooled call.
+        with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+            list(
+                pool.map(
+                    lambda item: self._fetch(
+                        posixpath.join(root, item[0]), Path(dst, *item[0].split("/"))
+                    ),
+                    files,
+                )
             )
-        )
         return dst
 
     def _walk(self, root: str, rel: str, out: list[tuple[str, int | None]]) -> None:
@@ -729,9 +732,6 @@ class RestClient:
                 self._walk(root, child, out)
             else:
                 out.append((child, _int(entry.get("file_size"))))
-
-    def _fetcher(self, remote: str, target: Path) -> Any:
-        return lambda: self._fetch(remote, target)
 
     def _fetch(self, remote: str, target: Path) -> None:
         url = self.base + _ARTIFACTS + "/" + quote(remote)
