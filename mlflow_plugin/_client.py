@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -21,16 +22,19 @@ from mlflow_plugin._errors import (
 )
 
 if TYPE_CHECKING:
+    from mlflow_plugin._rest import RestError
     from mlflow_plugin._workspace import Scope
 
 __all__ = [
     "as_plugin_error",
     "check_tracking_uri",
+    "client_errors",
     "configure_http_defaults",
     "encryption_error",
     "make_client",
     "redact",
     "resolve_tracking_uri",
+    "run_tags",
     "wrap_mlflow_errors",
 ]
 
@@ -89,9 +93,18 @@ def configure_http_defaults() -> None:
 
 
 def make_client(
-    tracking_uri: str, registry_uri: str | None = None, *, scope: Scope | None = None
+    tracking_uri: str,
+    registry_uri: str | None = None,
+    *,
+    scope: Scope | None = None,
+    rest: bool = False,
 ) -> Any:
     """An ``MlflowClient`` that checks "is this name a prompt?" once per model, not per write.
+
+    With ``rest`` (the controller commands), a :class:`mlflow_plugin._rest.RestClient` instead
+    when both URIs are ``http(s)`` and ``$MLFLOW_PLUGIN_REST_CLIENT`` is not ``off``: the same
+    calls without importing ``mlflow`` (docs/ARCHITECTURE.md, "Process start of the controller
+    commands").
 
     With ``scope`` (an ``http(s)`` server), every request of this client names the scope's
     workspace and carries its credentials, on whatever thread it runs: the REST API serves
@@ -103,6 +116,13 @@ def make_client(
     is kept for the client's lifetime; names this client created or read (MLflow's
     ``get_registered_model`` refuses prompts) are known models already.
     """
+    if rest:
+        from mlflow_plugin._rest import RestClient, rest_client_enabled
+
+        if rest_client_enabled(tracking_uri, registry_uri or tracking_uri) and (
+            registry_uri in (None, tracking_uri)
+        ):
+            return RestClient(tracking_uri, scope=scope)
     from mlflow import MlflowClient
 
     class _Client(MlflowClient):  # type: ignore[misc]
@@ -194,17 +214,44 @@ def _bind_scope(client: Any, tracking_uri: str, registry_uri: str, scope: Scope)
 def resolve_tracking_uri(explicit: str | None) -> str:
     if explicit:
         return check_tracking_uri(explicit)
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env and "mlflow" not in sys.modules:  # nothing can have called mlflow.set_tracking_uri
+        return check_tracking_uri(env)
     import mlflow
 
     return check_tracking_uri(str(mlflow.get_tracking_uri()))
 
 
-def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception | None:
-    """Our error for a foreign one from MLflow or the network (None if it is neither)."""
-    from mlflow.exceptions import MlflowException
+def client_errors() -> tuple[type[RestError], ...]:
+    """The exception types a client raises for an answer of the server (they carry
+    ``error_code`` and ``message``): :class:`mlflow_plugin._rest.RestError`, and MLflow's
+    ``MlflowException`` once ``mlflow`` is loaded (none can exist before). For ``except``."""
+    from mlflow_plugin._rest import RestError
 
+    loaded = sys.modules.get("mlflow.exceptions")
+    if loaded is None:
+        return (RestError,)
+    # Typed as RestError: MLflow's exception has the same ``error_code`` and ``message``.
+    return (RestError, loaded.MlflowException)
+
+
+def run_tags(client: Any, tags: Mapping[str, str]) -> list[Any]:
+    """``RunTag`` entities for ``client.log_batch`` of the client's kind (MLflow's or ours)."""
+    from mlflow_plugin._rest import RestClient
+    from mlflow_plugin._rest import RunTag as LightTag
+
+    if isinstance(client, RestClient):
+        return [LightTag(k, v) for k, v in tags.items()]
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, v) for k, v in tags.items()]
+
+
+def as_plugin_error(exc: BaseException, what: str, uri: str = "") -> Exception | None:
+    """Our error for a foreign one from MLflow, our REST client or the network (None if it is
+    neither). Imports nothing of MLflow: an MLflow exception exists only once it is loaded."""
     where = redact(uri) if uri else "unknown"
-    if isinstance(exc, MlflowException):
+    if isinstance(exc, client_errors()):
         code = getattr(exc, "error_code", "")
         text = redact(exc.message if hasattr(exc, "message") else str(exc))
         if (encrypted := encryption_error(text)) is not None:
@@ -361,14 +408,20 @@ def check_member(tracking_uri: str, workspace: str, scope: Scope | None = None) 
         PermissionDenied: the credentials were refused.
         BadInput: the server has no workspaces (``--enable-workspaces``).
     """
-    from mlflow.utils.credentials import get_default_host_creds
-    from mlflow.utils.rest_utils import http_request
+    from mlflow_plugin._rest import RestClient, rest_client_enabled
 
-    creds = get_default_host_creds(tracking_uri)
-    if scope is not None:
-        creds.username, creds.password, creds.token = scope.username, scope.password, None
     with wrap_mlflow_errors(f"workspace {workspace!r}", tracking_uri):
-        resp = http_request(creds, "/api/3.0/mlflow/workspaces", "GET")
+        if rest_client_enabled(tracking_uri):  # the same request without importing mlflow
+            resp = RestClient(tracking_uri, scope=scope).get_raw("/api/3.0/mlflow/workspaces")
+        else:
+            from mlflow.utils.credentials import get_default_host_creds
+            from mlflow.utils.rest_utils import http_request
+
+            creds = get_default_host_creds(tracking_uri)
+            if scope is not None:
+                creds.username, creds.password = scope.username, scope.password
+                creds.token = None
+            resp = http_request(creds, "/api/3.0/mlflow/workspaces", "GET")
     if resp.status_code in (401, 403):
         raise PermissionDenied(
             f"workspace {workspace!r}: the tracking server answered HTTP {resp.status_code}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 
 from mlflow_plugin._errors import BadInput
@@ -47,9 +48,10 @@ def check_workspace(name: str, *, what: str = "workspace") -> str:
 
 def active_workspace() -> str | None:
     """The workspace MLflow's client sends (``X-MLFLOW-WORKSPACE``), None when it sends none."""
-    from mlflow.utils.workspace_context import get_request_workspace
-
-    return get_request_workspace()
+    context = sys.modules.get("mlflow.utils.workspace_context")
+    if context is None:  # mlflow not loaded: nothing set its context variable, the env rules
+        return (os.environ.get("MLFLOW_WORKSPACE") or "").strip() or None
+    return context.get_request_workspace()  # type: ignore[no-any-return]
 
 
 def use_workspace(name: str | None) -> None:

@@ -211,13 +211,24 @@ def download_version(registry: Any, model: str, version: str, dst: str) -> str:
         ConfigError: an encrypted store has no key for the files' workspace / key id.
         IntegrityError: an encrypted file failed authentication (wrong key, tampered).
     """
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
     from mlflow_plugin._client import encryption_error
 
     uri = getattr(registry, "uri", "") or None
     source = registry.artifact_uri(model, version)
+    client: Any = getattr(registry, "client", None)
+    if callable(getattr(client, "serves", None)) and client.serves(source):
+        # Our REST client (controller commands): files the server proxies, fetched without
+        # importing mlflow; other stores (s3, gs, file, ...) need MLflow's repositories below.
+        try:
+            return str(client.download_artifacts(source, dst))
+        except Exception as exc:
+            ours = encryption_error(str(exc))
+            if ours is None:
+                raise
+            raise ours from exc
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
     scope = getattr(registry, "scope", None)
     if scope is not None and uri and source.startswith("mlflow-artifacts:"):
         from mlflow_plugin._client import download_scoped

@@ -30,9 +30,11 @@ from mlflow_plugin._chain import (
 )
 from mlflow_plugin._chain import verify as verify_entries
 from mlflow_plugin._client import (
+    client_errors,
     configure_http_defaults,
     make_client,
     resolve_tracking_uri,
+    run_tags,
     wrap_mlflow_errors,
 )
 from mlflow_plugin._concurrency import parallel
@@ -104,6 +106,7 @@ class Ledger:
             Without it, two concurrent writers may fork the chain; :meth:`verify_chain` says so.
         scope: workspace and credentials bound to every request (see
             :class:`mlflow_plugin.registry.Registry`); each workspace has its own ledger.
+        client: the client to use (the registry's, for the controller commands).
     """
 
     def __init__(
@@ -113,13 +116,16 @@ class Ledger:
         *,
         lock: Callable[[str], AbstractContextManager[Any]] | None = None,
         scope: Scope | None = None,
+        client: Any = None,
     ) -> None:
         configure_http_defaults()
         tracking_uri = resolve_tracking_uri(tracking_uri)
         self.uri = tracking_uri
         self.experiment = experiment or audit_experiment()
         self.scope = scope
-        if scope is None:
+        if client is not None:
+            self.client = client
+        elif scope is None:
             from mlflow import MlflowClient
 
             self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -134,7 +140,7 @@ class Ledger:
         with _experiment_lock:
             if key in _experiment_ids:
                 return _experiment_ids[key]
-        from mlflow.exceptions import MlflowException
+        MlflowException = client_errors()  # noqa: N806 - MLflow's or our REST client's
 
         with wrap_mlflow_errors("audit experiment", self.uri):
             exp = self.client.get_experiment_by_name(self.experiment)
@@ -159,7 +165,7 @@ class Ledger:
             else:
                 exp_id = exp.experiment_id
                 if "mlflow.experimentKind" not in exp.tags:  # created by an older version
-                    with contextlib.suppress(MlflowException):
+                    with contextlib.suppress(*MlflowException):
                         self.client.set_experiment_tag(
                             exp_id, "mlflow.experimentKind", "custom_model_development"
                         )
@@ -241,8 +247,6 @@ class Ledger:
         exp_id = self.experiment_id(create=False)
         if exp_id is None:
             return []
-        from mlflow.entities import ViewType
-
         out: list[Any] = []
         token = None
         with wrap_mlflow_errors("read the ledger", self.uri):
@@ -251,7 +255,7 @@ class Ledger:
                     [exp_id],
                     " and ".join(clauses),
                     max_results=1000,
-                    run_view_type=ViewType.ALL if all_runs else ViewType.ACTIVE_ONLY,
+                    run_view_type=3 if all_runs else 1,  # MLflow's ViewType.ALL / ACTIVE_ONLY
                     order_by=["attributes.start_time ASC"],
                     page_token=token,
                 )
@@ -346,8 +350,6 @@ class PreparedEvent:
 
     def commit(self) -> Event:
         """Tag the run as the next event of the model's chain and finish it."""
-        from mlflow.entities import RunTag
-
         client, what = self.ledger.client, f"record {self.tags[TAGS['event']]} event"
         tags = {
             **self.tags,
@@ -358,7 +360,9 @@ class PreparedEvent:
         late = [TAGS["event"], SEQ_TAG, PREV_HASH_TAG, HASH_TAG]
         with wrap_mlflow_errors(what, self.ledger.uri):
             parallel(
-                lambda: client.log_batch(self.run_id, tags=[RunTag(k, tags[k]) for k in late]),
+                lambda: client.log_batch(
+                    self.run_id, tags=run_tags(client, {k: tags[k] for k in late})
+                ),
                 lambda: client.set_terminated(self.run_id, "FINISHED", end_time=self.start_ms),
             )
         return _event_from(self.run_id, self.start_ms, tags)

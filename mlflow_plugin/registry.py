@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlflow_plugin._client import (
+    client_errors,
     configure_http_defaults,
     make_client,
     resolve_tracking_uri,
@@ -87,13 +88,17 @@ class Registry:
             ``MLFLOW_TRACKING_URI``.
         scope: workspace and credentials bound to every request (the REST API's callers);
             default the process's (``MLFLOW_WORKSPACE``, ``MLFLOW_TRACKING_USERNAME``).
+        client: the client to use (``make_client(..., rest=True)`` for the controller
+            commands); default ``make_client``'s ``MlflowClient``.
     """
 
-    def __init__(self, tracking_uri: str | None = None, *, scope: Scope | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, *, scope: Scope | None = None, client: Any = None
+    ) -> None:
         configure_http_defaults()
         self.uri = resolve_tracking_uri(tracking_uri)
         self.scope = scope
-        self.client = make_client(self.uri, self.uri, scope=scope)
+        self.client = client if client is not None else make_client(self.uri, self.uri, scope=scope)
         self._held: dict[tuple[str, int], ModelLock] = {}
 
     def _do(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -152,7 +157,7 @@ class Registry:
 
     def ensure_model(self, name: str, description: str | None = None) -> None:
         check_model_name(name)
-        from mlflow.exceptions import MlflowException
+        MlflowException = client_errors()  # noqa: N806 - MLflow's or our REST client's
 
         with wrap_mlflow_errors(f"create model {name!r}", self.uri):
             try:
@@ -517,7 +522,7 @@ class ModelLock:
         }
 
     def acquire(self) -> ModelLock:
-        from mlflow.exceptions import MlflowException
+        MlflowException = client_errors()  # noqa: N806 - MLflow's or our REST client's
 
         client = self.registry.client
         deadline = time.monotonic() + self.timeout
@@ -659,7 +664,7 @@ class ModelLock:
 
     def _break_if_stale(self) -> str:
         """Break the current lock if its holder is dead; return the holder's name otherwise."""
-        from mlflow.exceptions import MlflowException
+        MlflowException = client_errors()  # noqa: N806 - MLflow's or our REST client's
 
         try:
             info = self.registry.get_model(self.lock_name)
@@ -700,7 +705,7 @@ class ModelLock:
                 with wrap_mlflow_errors(f"restore lock {self.name!r}", self.registry.uri):
                     client.rename_registered_model(stale_name, self.lock_name)
                 return renamed.owner
-            except (RegistryError, MlflowException):
+            except (RegistryError, *MlflowException):  # type: ignore[misc]
                 self._broken.append(stale_name)  # its holder learns at its next check()
             return renamed.owner
         self.stale.append(StaleLock(owner=state.owner, intent=state.intent, token=state.token))

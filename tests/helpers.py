@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
 
 from mlflow_plugin.registry import Registry
 
@@ -69,3 +76,45 @@ def register_own_artifacts(
     registry = Registry(tracking_uri)
     sources = sources or log_own_models(tracking_uri, n)
     return [registry.register_version(model, src, None, dict(PASSED)).version for src in sources]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Runs CLI commands in one fresh interpreter, then reports exit codes and whether any module
+# of mlflow was imported. argv: result file, then one JSON list of argument lists.
+_HARNESS = textwrap.dedent(
+    """
+    import json, sys
+    from mlflow_plugin.cli import main
+    out, runs = sys.argv[1], json.loads(sys.argv[2])
+    codes = []
+    for args in runs:
+        try:
+            main(args, prog_name="mlflow-plugin", standalone_mode=True)
+            codes.append(0)
+        except SystemExit as exc:
+            codes.append(exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1))
+    loaded = sorted(m for m in sys.modules if m == "mlflow" or m.startswith("mlflow."))
+    with open(out, "w") as fh:
+        json.dump({"codes": codes, "mlflow_modules": loaded}, fh)
+    """
+)
+
+
+def run_cli_without_mlflow(
+    tmp_path: Path, runs: list[list[str]], env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run ``mlflow-plugin`` with each of ``runs`` in one fresh interpreter: its result
+    (``codes``: exit codes; ``mlflow_modules``: modules of mlflow it imported) and process."""
+    out = tmp_path / f"result-{len(list(tmp_path.iterdir()))}.json"
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _HARNESS, str(out), json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=tmp_path,
+    )
+    assert out.exists(), proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc

@@ -127,15 +127,27 @@ class Controller:
         return self.registry.lock(model, intent={"op": "record", "actor": actor()})
 
     @classmethod
-    def from_uri(cls, tracking_uri: str | None = None, *, scope: Scope | None = None) -> Controller:
+    def from_uri(
+        cls, tracking_uri: str | None = None, *, scope: Scope | None = None, rest: bool = False
+    ) -> Controller:
         """The controller of the server at ``tracking_uri``; ``scope`` binds a workspace and
-        credentials to every request it makes (see :class:`mlflow_plugin._workspace.Scope`)."""
+        credentials to every request it makes (see :class:`mlflow_plugin._workspace.Scope`).
+
+        ``rest``: registry and ledger share one client, a :class:`mlflow_plugin._rest.RestClient`
+        when the server is ``http(s)`` and ``$MLFLOW_PLUGIN_REST_CLIENT`` is not ``off`` (the
+        CLI's controller commands: no ``import mlflow``), else MLflow's."""
+        from mlflow_plugin._client import make_client, resolve_tracking_uri
         from mlflow_plugin.integrity import VersionVerifier
         from mlflow_plugin.ledger import Ledger
         from mlflow_plugin.registry import Registry
 
-        registry = Registry(tracking_uri, scope=scope)
-        return cls(registry, Ledger(registry.uri, scope=scope), integrity=VersionVerifier(registry))
+        client = None
+        if rest:
+            uri = resolve_tracking_uri(tracking_uri)
+            client = make_client(uri, uri, scope=scope, rest=True)
+        registry = Registry(tracking_uri, scope=scope, client=client)
+        ledger = Ledger(registry.uri, scope=scope, client=client)
+        return cls(registry, ledger, integrity=VersionVerifier(registry))
 
     # -- reading -------------------------------------------------------------------------
     def champion_events(self, model: str) -> list[Event]:

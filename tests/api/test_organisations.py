@@ -533,3 +533,41 @@ class TestWorkspaceFromTheEnvironment:
             "alice-by-mlflow-run",
         )
         assert snapshot(orgs, "org-b") == before
+
+
+def test_cli_rollback_as_a_member_without_mlflow(
+    orgs: Orgs, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The controller commands' REST client on an auth-enabled server with workspaces: alice
+    promotes and rolls back in her organisation (basic auth, workspace header, the membership
+    check) without one module of mlflow imported; a wrong password is one line, exit 2."""
+    from helpers import run_cli_without_mlflow
+
+    v1, v2 = orgs.versions["org-a"][:2]
+    base = ["--tracking-uri", orgs.uri, "--workspace", "org-a"]
+    env = {
+        "MLFLOW_TRACKING_USERNAME": ALICE[0],
+        "MLFLOW_TRACKING_PASSWORD": ALICE[1],
+        "MLFLOW_WORKSPACE": "org-a",
+        "MLFLOW_PLUGIN_ACTOR": "alice",
+    }
+    runs = [
+        [*base, "promote", MODEL, "--version", v1],
+        [*base, "promote", MODEL, "--version", v2],
+        [*base, "rollback", MODEL, "--reason", "member rollback", "--to-version", v1],
+    ]
+    result, proc = run_cli_without_mlflow(tmp_path, runs, env)
+    assert result["codes"] == [0, 0, 0], proc.stderr[-3000:]
+    assert result["mlflow_modules"] == []
+    events = Ledger(orgs.uri, scope=Scope("org-a", *ADMIN)).events(MODEL)
+    last = events[-1]
+    assert (last.event_type, last.version, last.message) == ("rollback", v1, "member rollback")
+    assert snapshot(orgs, "org-a")[1]["champion"] == v1
+    before = snapshot(orgs, "org-a")
+    wrong = {**env, "MLFLOW_TRACKING_PASSWORD": "wrong"}
+    result, proc = run_cli_without_mlflow(
+        tmp_path, [[*base, "rollback", MODEL, "--reason", "x"]], wrong
+    )
+    assert result["codes"] == [2] and proc.stderr.count("\n") == 1, proc.stderr
+    assert "401" in proc.stderr and result["mlflow_modules"] == []
+    assert snapshot(orgs, "org-a") == before

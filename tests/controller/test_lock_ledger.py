@@ -46,18 +46,22 @@ def _memory(name: str, n: int, tags=None) -> Controller:
     return Controller(registry, InMemoryLedger())
 
 
-@pytest.fixture(params=["memory", *BACKENDS])
+@pytest.fixture(params=["memory", *BACKENDS, *(f"{b}-rest" for b in BACKENDS)])
 def make(request, monkeypatch):
-    """Build a controller over ``n`` versions of a model, in memory or on a real server."""
+    """Build a controller over ``n`` versions of a model, in memory or on a real server (with
+    MLflow's client, or ``-rest``: the REST client of the CLI's controller commands)."""
     if request.param == "memory":
         return _memory
-    uri = _start(request.param, request).uri
+    backend, _, client = request.param.partition("-")
+    uri = _start(backend, request).uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_PLUGIN_ACTOR", "pytest")
 
     def build(name: str, n: int, tags=None) -> Controller:
         make_versions(uri, name, n, tags)
-        return Controller.from_uri(uri)
+        ctl = Controller.from_uri(uri, rest=client == "rest")
+        assert (type(ctl.registry.client).__name__ == "RestClient") == (client == "rest")
+        return ctl
 
     return build
 
@@ -127,8 +131,9 @@ class TestContract:
             assert reg.lock_status(model_name)["stale"] is False
 
     @pytest.mark.parametrize("name", HOSTILE)
-    def test_hostile_names_work_end_to_end(self, make, name):
+    def test_hostile_names_work_end_to_end(self, make, name, model_name):
         """Quotes, backslashes, spaces and unicode: events, rollback and the chain all work."""
+        name = f"{name} {model_name[-4:]}"  # each client variant on the same server: its own
         ctl = make(name, 3)
         ctl.promote(name, "1")
         ctl.promote(name, "2")

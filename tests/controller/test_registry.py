@@ -7,6 +7,7 @@ import time
 import pytest
 
 from mlflow_plugin import BadInput, NotFound, PromotionConflict
+from mlflow_plugin._client import make_client
 from mlflow_plugin.registry import Registry, lock_model_name
 
 from helpers import make_versions
@@ -14,8 +15,11 @@ from helpers import make_versions
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
-def registry(tracking_uri: str) -> Registry:
+@pytest.fixture(params=["mlflow", "rest"])
+def registry(tracking_uri: str, request: pytest.FixtureRequest) -> Registry:
+    """The adapter on MLflow's client, and on the REST client of the controller commands."""
+    if request.param == "rest":
+        return Registry(tracking_uri, client=make_client(tracking_uri, rest=True))
     return Registry(tracking_uri)
 
 
