@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-__all__ = ["beside", "parallel"]
+__all__ = ["beside", "parallel", "submit"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -49,3 +49,13 @@ def beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> Any:
         wait([future])
     future.result()
     return result
+
+
+def submit(call: Callable[[], Any]) -> Future[Any]:
+    """Start ``call`` in a pool thread (in a copy of the caller's context); the caller waits for
+    the future before it depends on the call. ``call`` must not wait for other pool work."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
+    return _pool.submit(contextvars.copy_context().run, call)

@@ -332,8 +332,12 @@ class Controller:
             )
             if v not in versions:
                 raise NotFound(f"{model!r} has no version {v}")
-            self.registry.set_alias(model, CHALLENGER, v)
-            _parallel(*self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v))
+            # The alias and its mirror side by side: the mirror follows the alias, and a
+            # failed alias write raises after both (reconcile repairs a stage left ahead).
+            _parallel(
+                lambda: self.registry.set_alias(model, CHALLENGER, v),
+                *self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v),
+            )
 
     def reject(self, model: str, version: str, failed: list[str], message: str = "") -> Event:
         """Record that ``version`` was refused by the gates ``failed``. The champion is

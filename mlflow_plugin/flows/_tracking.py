@@ -111,6 +111,24 @@ class _Pending:
         self.params: dict[str, str] = {}
         self.tags: dict[str, str] = {}
         self.metrics: list[Any] = []  # mlflow.entities.Metric
+        self.uploads: list[Any] = []  # futures of artifact uploads still in flight
+        self.tmpdirs: list[str] = []
+
+    def settle(self) -> None:
+        """Wait for the step's uploads (raise the first failure); remove their local copies."""
+        from concurrent.futures import wait
+
+        try:
+            wait(self.uploads)
+            for future in self.uploads:
+                future.result()
+        finally:
+            self.uploads.clear()
+            import shutil
+
+            for tmp in self.tmpdirs:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self.tmpdirs.clear()
 
 
 #: run id -> what it still has to write; only runs opened by :func:`step_run` are here.
@@ -206,12 +224,17 @@ def step_run(
     _PENDING[run_id] = pending
     try:
         yield run
+        with CLOCK("tracking"):
+            pending.settle()  # an upload that failed fails the step
     except GateFailed:
         with CLOCK("tracking"):
+            pending.settle()
             _finish(run_id, "FINISHED")
         raise
     except BaseException as exc:
         pending.tags[ERROR_TAG] = " ".join(str(exc).split())[:5000] or type(exc).__name__
+        with CLOCK("tracking"), contextlib.suppress(Exception):
+            pending.settle()
         with CLOCK("tracking"), contextlib.suppress(Exception):
             _flush(run_id)
         with CLOCK("tracking"), contextlib.suppress(Exception):
@@ -363,23 +386,28 @@ def log_artifact_files(files: dict[str, str | bytes | Any]) -> None:
     """Upload artifacts of the active run in parallel: ``{name: text | bytes | Figure}``.
 
     Unlike ``mlflow.log_text``/``log_figure``, which read the run back (``runs/get``) to learn
-    where its artifacts go, this uses the artifact URI the run was started with.
+    where its artifacts go, this uses the artifact URI the run was started with. In a step
+    run the files are written here and uploaded in the background, beside the step's other
+    round trips; the step waits for them before it ends (and fails if one failed).
     """
     import os
+    import shutil
     import tempfile
 
     import mlflow
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    from mlflow_plugin._concurrency import parallel
+    from mlflow_plugin._concurrency import parallel, submit
 
     run = mlflow.active_run()
     assert run is not None
     if _DEFERRED:
         raise RuntimeError("a deferred step run has no artifact location while it runs")
     repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=mlflow.get_tracking_uri())
-    with CLOCK("tracking"), tempfile.TemporaryDirectory() as tmp:
-        uploads = []
+    pending = _PENDING.get(run.info.run_id)
+    tmp = tempfile.mkdtemp(prefix="mlflow_plugin-")
+    uploads = []
+    try:
         for i, (name, content) in enumerate(files.items()):
             local = os.path.join(tmp, str(i), os.path.basename(name))
             os.makedirs(os.path.dirname(local))
@@ -389,11 +417,22 @@ def log_artifact_files(files: dict[str, str | bytes | Any]) -> None:
             elif isinstance(content, bytes):
                 with open(local, "wb") as fh:
                     fh.write(content)
-            else:  # a matplotlib Figure
+            else:  # a matplotlib Figure, rendered on this thread
                 content.savefig(local)
             folder = os.path.dirname(name) or None
             uploads.append(lambda local=local, folder=folder: repo.log_artifact(local, folder))
-        parallel(*uploads)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if pending is not None:
+        pending.tmpdirs.append(tmp)
+        pending.uploads += [submit(upload) for upload in uploads]
+        return
+    try:
+        with CLOCK("tracking"):
+            parallel(*uploads)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def upload_dir(local: str, artifact_uri: str) -> None:
