@@ -133,7 +133,7 @@ class _Pending:
 
 #: run id -> what it still has to write; only runs opened by :func:`step_run` are here.
 _PENDING: dict[str, _Pending] = {}
-#: Deferred step runs open in this process, innermost last (see :func:`step_run`).
+#: Deferred step runs open in this process, innermost last (see :func:`deferred_step_run`).
 _DEFERRED: list[_Pending] = []
 
 
