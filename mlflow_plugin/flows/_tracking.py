@@ -216,10 +216,11 @@ def step_run(
             if not name or _GENERATED_NAME.match(name):
                 pending.tags["mlflow.runName"] = f"{step}-{model}"
         else:
-            _named_experiment()
             # A new run: its tags and a name a person can scan ("train-churn", not MLflow's
             # generated "brave-fox-123") go in the create call.
-            run = mlflow.start_run(run_name=f"{step}-{model}", tags=all_tags)
+            run = mlflow.start_run(
+                run_name=f"{step}-{model}", tags=all_tags, experiment_id=_named_experiment()
+            )
     run_id = run.info.run_id
     _PENDING[run_id] = pending
     try:
@@ -309,28 +310,42 @@ def _create_finished(parent: Run, step: str, start_ms: int, pending: _Pending, s
 TRAINING_EXPERIMENT = "mlflow_plugin-training"
 
 
-def _named_experiment() -> None:
-    """Use ``$MLFLOW_PLUGIN_EXPERIMENT`` (default ``mlflow_plugin-training``) unless the caller
-    chose an experiment or ``mlflow run`` created the run already."""
+#: (tracking URI, workspace, name) -> id of ``$MLFLOW_EXPERIMENT_NAME``'s experiment, looked up
+#: once per process (as ``mlflow.set_experiment`` remembers its own), not at every new run.
+_ENV_EXPERIMENTS: dict[tuple[str, str, str], str] = {}
+
+
+def _named_experiment() -> str | None:
+    """The experiment of a new step run: None where MLflow's own choice stands (``mlflow run``
+    created the run, ``$MLFLOW_EXPERIMENT_ID``, ``set_experiment()`` in this process), the id of
+    ``$MLFLOW_EXPERIMENT_NAME``'s experiment (looked up once per process), else
+    ``$MLFLOW_PLUGIN_EXPERIMENT`` (default ``mlflow_plugin-training``), made active."""
     import os
 
     import mlflow
 
-    if any(
-        os.environ.get(k)
-        for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
-    ):
-        return
+    if any(os.environ.get(k) for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")):
+        return None
     from mlflow.tracking.fluent import _active_experiment_id
 
     if _active_experiment_id is not None:  # set_experiment() was called in this process
-        return
+        return None
+    env_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip()
+    if env_name:
+        key = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_WORKSPACE", ""), env_name)
+        if key not in _ENV_EXPERIMENTS:
+            experiment = mlflow.MlflowClient().get_experiment_by_name(env_name)
+            if experiment is None or experiment.lifecycle_stage != "active":
+                return None  # start_run creates it (or says why not), as MLflow does
+            _ENV_EXPERIMENTS[key] = experiment.experiment_id
+        return _ENV_EXPERIMENTS[key]
     name = os.environ.get("MLFLOW_PLUGIN_EXPERIMENT", "").strip() or TRAINING_EXPERIMENT
     experiment = mlflow.set_experiment(name)
     if "mlflow.experimentKind" not in experiment.tags:
         mlflow.MlflowClient().set_experiment_tag(
             experiment.experiment_id, "mlflow.experimentKind", "custom_model_development"
         )
+    return None
 
 
 def set_tags(tags: dict[str, Any]) -> None:
