@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-__all__ = ["parallel"]
+__all__ = ["beside", "parallel", "submit"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -31,3 +31,31 @@ def parallel(*calls: Callable[[], Any]) -> list[Any]:
     futures = [_pool.submit(contextvars.copy_context().run, call) for call in calls]
     wait(futures)
     return [f.result() for f in futures]
+
+
+def beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> Any:
+    """Call ``background`` in a pool thread while ``foreground`` runs in this thread (for a
+    call that must stay on the caller's thread, e.g. MLflow's ``end_run``, which pops that
+    thread's run stack); return ``foreground``'s result once both are done. A failure is raised
+    after both finished (``foreground``'s if both failed)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
+    future = _pool.submit(contextvars.copy_context().run, background)
+    try:
+        result = foreground()
+    finally:
+        wait([future])
+    future.result()
+    return result
+
+
+def submit(call: Callable[[], Any]) -> Future[Any]:
+    """Start ``call`` in a pool thread (in a copy of the caller's context); the caller waits for
+    the future before it depends on the call. ``call`` must not wait for other pool work."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
+    return _pool.submit(contextvars.copy_context().run, call)

@@ -235,6 +235,10 @@ class InMemoryRegistry:
     def alias_version(self, name: str, alias: str) -> str | None:
         return self._model(name).aliases.get(alias)
 
+    def version_by_alias(self, name: str, alias: str) -> VersionInfo | None:
+        version = self._model(name).aliases.get(alias)
+        return None if version is None else self.get_version(name, version)
+
     def lock(
         self,
         name: str,

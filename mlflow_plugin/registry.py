@@ -323,6 +323,21 @@ class Registry:
             return None
         return str(mv.version)
 
+    def version_by_alias(self, name: str, alias: str) -> VersionInfo | None:
+        """The version record ``alias`` points at, or None: one call where ``get_model`` +
+        ``get_version`` make two (validate's champion)."""
+        check_alias(alias)
+        try:
+            mv = self._do(
+                f"alias {alias!r} of {name!r}",
+                self.client.get_model_version_by_alias,
+                name,
+                alias,
+            )
+        except (NotFound, BadInput):
+            return None
+        return _version_info(mv)
+
     # -- lock ----------------------------------------------------------------------------
     def lock(
         self,

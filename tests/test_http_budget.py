@@ -18,7 +18,7 @@ from mlflow_plugin.testing import count_http_calls, endpoint_of
 pytestmark = pytest.mark.integration
 
 #: Calls of a second retrain of a model (a champion exists), artifact transfers included.
-RETRAIN_BUDGET = 70  # 66 counted (94 before the model was logged without read-backs)
+RETRAIN_BUDGET = 63  # 60 counted (66 before the promotion read under the lock only; 94, 129)
 ROLLBACK_BUDGET = 32  # ~12 download the target to verify its digest; 1 checks lock ownership
 STATUS_BUDGET = 4
 
@@ -89,13 +89,21 @@ class TestRetrain:
     def test_what_was_cut_stays_cut(self, retrained):
         calls = retrained[3]
         # One prompt check per model, not one per alias/tag/stage write (was 19).
-        assert calls.count("GET registered-models/get") <= 8, calls.summary()  # + lock checks
+        # Two model reads (challenger, promotion: under the lock, nothing before it) and the
+        # lock's three ownership checks (was 7 with the promotion's read before the lock).
+        assert calls.count("GET registered-models/get") <= 6, calls.summary()  # + a heartbeat
+        # No version read: promotion takes the target from the versions it lists under the
+        # lock, validate reads the champion's record by its alias (was 2).
+        assert calls.count("GET model-versions/get") == 0, calls.summary()
+        assert calls.count("GET registered-models/alias") <= 1, calls.summary()
         # No read-back of runs for their URL or artifact location (was 11), none in model
         # logging, and the champion's fingerprint comes with its cached files.
         assert calls.count("GET runs/get") == 0, calls.summary()
-        # One log_batch per step run (six runs: main, train, validate, backtest, promote,
-        # the ledger event), not one per params/tags/metrics call (was 22).
-        assert calls.count("POST runs/log-batch") <= 8, calls.summary()
+        # One log_batch per step run (main, train, validate, backtest; the ledger event's
+        # chain tags), not one per params/tags/metrics call (was 22); promote's run is created
+        # when it ends, with its tags (was 6).
+        assert calls.count("POST runs/log-batch") <= 5, calls.summary()
+        assert calls.count("POST runs/create") <= 6, calls.summary()
         assert calls.count("POST runs/log-metric") == 0, calls.summary()
         # Child runs take the parent's experiment instead of looking it up by name each.
         assert calls.count("GET experiments/get-by-name") <= 1, calls.summary()
@@ -105,6 +113,8 @@ class TestRetrain:
         # The model's 8 files and 6 reports; the digest is registered with the version.
         assert calls.count("PUT artifacts") <= 14, calls.summary()
         assert calls.count("POST model-versions/set-tag") <= 4, calls.summary()
+        # The lock's intent is not annotated for a promotion of a named version (was 1).
+        assert calls.count("POST registered-models/set-tag") <= 1, calls.summary()  # heartbeat
 
     def test_batched_data_reaches_the_runs(self, retrained):
         """The batch is written: the parent has its params, tags and metrics, the train run
@@ -130,6 +140,21 @@ class TestRetrain:
         )[0]
         history = client.get_metric_history(backtest.info.run_id, "c_index")
         assert len({m.step for m in history}) == 4  # one value per fold, each its own step
+        # The promote run, created when the step ended: a finished child of main with its
+        # step's tags, its outcome, the event it wrote and the step's own start time.
+        promote = client.search_runs(
+            [parent.info.experiment_id],
+            f"tags.mlflow.parentRunId = '{second.run_id}' and tags.mlflow_plugin.step = 'promote'",
+        )
+        assert len(promote) == 1
+        run = promote[0]
+        assert run.info.status == "FINISHED" and run.info.run_name == "promote"
+        assert run.data.tags["mlflow_plugin.model"] == parent.data.tags["mlflow_plugin.model"]
+        assert run.data.tags["mlflow_plugin.outcome"] == "promoted"
+        assert run.data.tags["mlflow_plugin.version"] == second.version
+        assert run.data.tags["mlflow_plugin.event_run"]
+        assert parent.info.start_time <= run.info.start_time <= run.info.end_time
+        assert run.info.start_time >= train.info.start_time
 
 
 class TestModelFiles:

@@ -228,29 +228,11 @@ class Controller:
         check_strategy(strategy)
         if force and not reason.strip():
             raise BadInput("--force needs a --reason")
-        info = self.registry.get_model(model)
-        if version is None:
-            if CHALLENGER not in info.aliases:
-                raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass --version")
-            version = info.aliases[CHALLENGER]
-        target = self.registry.get_version(model, check_version(version))
-        failed = gate_failures(target)
-        if failed and not force:
-            self.ledger.record(
-                "rejected",
-                model,
-                version=target.version,
-                from_version=info.aliases.get(CHAMPION, ""),
-                message=f"promotion refused: {', '.join(failed)}",
-                strategy=strategy,
-                extra={"failed_gates": ",".join(failed)},
-            )
-            raise GateFailed(
-                f"{model} version {target.version} not promoted: gates {', '.join(failed)}",
-                failed,
-            )
-        message = reason or f"promoted version {target.version}"
+        wanted = check_version(version) if version is not None else None
         if not rollout_id and (strategy != "all_at_once" or watch_s):
+            info = self.registry.get_model(model)
+            target = self.registry.get_version(model, wanted or self._challenger(model, info))
+            failed = self._gate_check(model, target, info, strategy, force)
             return self.rollouts.start(
                 model,
                 target,
@@ -266,11 +248,14 @@ class Controller:
                     {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
                 ),
             )
+        # The switch itself: the model and its versions (the target's gate tags among them)
+        # are read once, under the lock, in the round trip of its ownership check
+        # (docs/ARCHITECTURE.md, "HTTP round trips and the tracking server").
         intent = {
             "op": "promote",
-            "version": target.version,
+            "version": wanted or "",
             "actor": actor(),
-            "reason": message,
+            "reason": reason or (f"promoted version {wanted}" if wanted else ""),
             "strategy": strategy,
         }
         with self.registry.lock(model, intent=intent) as lock:
@@ -279,18 +264,23 @@ class Controller:
             info, versions, _ = _parallel(
                 lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
             )
+            chosen = wanted or self._challenger(model, info)
+            if chosen not in versions:
+                raise NotFound(f"{model!r} has no version {chosen}")
+            target = versions[chosen]
+            failed = self._gate_check(model, target, info, strategy, force)
             check_no_rollout(model, info, rollout_id)
             current = info.aliases.get(CHAMPION)
             if current == target.version:
                 return Outcome(None, f"{model} version {target.version} is already champion")
+            message = reason or f"promoted version {target.version}"
             extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
             if force:
                 extra.update(forced="true", forced_gates=",".join(failed))
             extra.update(self.integrity(model, target.version, force=force))
-            alias_writes = [
-                lambda: self.registry.set_alias(model, CHAMPION, target.version),
-                lambda: lock.annotate(from_version=current or ""),
-            ]
+            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
+            if not wanted:  # the challenger's version: what an interrupted holder was promoting
+                alias_writes.append(lambda: lock.annotate(version=target.version, reason=message))
             if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
                 alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
             if info.aliases.get(CHALLENGER) == target.version:
@@ -314,6 +304,34 @@ class Controller:
             event, f"{model} version {target.version} is champion (was {current or 'none'})"
         )
 
+    @staticmethod
+    def _challenger(model: str, info: Any) -> str:
+        if CHALLENGER not in info.aliases:
+            raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass --version")
+        return str(info.aliases[CHALLENGER])
+
+    def _gate_check(
+        self, model: str, target: VersionInfo, info: Any, strategy: str, force: bool
+    ) -> list[str]:
+        """The gates ``target`` failed; without ``force`` a failure is recorded as a
+        ``rejected`` event and raised as :class:`GateFailed`."""
+        failed = gate_failures(target)
+        if failed and not force:
+            self.ledger.record(
+                "rejected",
+                model,
+                version=target.version,
+                from_version=info.aliases.get(CHAMPION, ""),
+                message=f"promotion refused: {', '.join(failed)}",
+                strategy=strategy,
+                extra={"failed_gates": ",".join(failed)},
+            )
+            raise GateFailed(
+                f"{model} version {target.version} not promoted: gates {', '.join(failed)}",
+                failed,
+            )
+        return failed
+
     def set_challenger(self, model: str, version: str | int) -> None:
         """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
         ``Staging``; the previous challenger leaves ``Staging``."""
@@ -326,8 +344,12 @@ class Controller:
             )
             if v not in versions:
                 raise NotFound(f"{model!r} has no version {v}")
-            self.registry.set_alias(model, CHALLENGER, v)
-            _parallel(*self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v))
+            # The alias and its mirror side by side: the mirror follows the alias, and a
+            # failed alias write raises after both (reconcile repairs a stage left ahead).
+            _parallel(
+                lambda: self.registry.set_alias(model, CHALLENGER, v),
+                *self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v),
+            )
 
     def reject(self, model: str, version: str, failed: list[str], message: str = "") -> Event:
         """Record that ``version`` was refused by the gates ``failed``. The champion is

@@ -26,6 +26,7 @@ from mlflow_plugin.flows._promote import OUTCOME_TAG, promote_in_run
 from mlflow_plugin.flows._tracking import (
     CLOCK,
     VERSION_TAG,
+    deferred_step_run,
     log_params_once,
     set_tags,
     step_run,
@@ -201,7 +202,9 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
                 )
             raise
         reasons = validation.reasons() + backtest.reasons()
-        with step_run("promote", model, nested=True, tags={VERSION_TAG: version.version}):
+        # Nothing to upload and no run id needed while it runs: created when it ends, with
+        # its tags in the create call (docs/ARCHITECTURE.md, "HTTP round trips").
+        with deferred_step_run("promote", model, tags={VERSION_TAG: version.version}):
             outcome = _promote(
                 controller,
                 model,

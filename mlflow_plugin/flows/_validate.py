@@ -270,8 +270,9 @@ def validate_in_run(
         f"models:/{name}/{version.version}", data, policy, explicit, censoring, version
     )
     used_horizon = candidate.horizon
-    with CLOCK("registry"):
-        champion_version = registry.get_model(name).aliases.get(CHAMPION)
+    with CLOCK("registry"):  # the champion's record in one call (its alias, not the model)
+        champion_info = registry.version_by_alias(name, CHAMPION)
+    champion_version = champion_info.version if champion_info is not None else None
     champion: Scored | None = None
     champion_metrics: dict[str, Any] | None = None
     comparisons: dict[str, Any] = {}
@@ -279,8 +280,7 @@ def validate_in_run(
     n_unseen = 0
     if champion_version and champion_version != version.version:
         # The same rows and the same horizon, so the two sets of metrics compare.
-        with CLOCK("registry"):
-            champion_info = registry.get_version(name, champion_version)
+        assert champion_info is not None
         champion = score_version(
             f"models:/{name}/{champion_version}",
             data,

@@ -47,6 +47,12 @@ class TestRegistry:
         assert registry.alias_version(model_name, "champion") is None
         registry.set_alias(model_name, "champion", "2")
         assert registry.alias_version(model_name, "champion") == "2"
+        # The record in one call (validate's champion): the version with its tags.
+        registry.set_version_tag(model_name, "2", "mlflow_plugin.validation", "passed")
+        info = registry.version_by_alias(model_name, "champion")
+        assert info is not None and info.version == "2"
+        assert info.tags["mlflow_plugin.validation"] == "passed"
+        assert registry.version_by_alias(model_name, "fallback") is None
 
     def test_stage_calls_do_not_warn(self, registry, tracking_uri, model_name):
         """The stage mirror's own calls show no FutureWarning to users."""
