@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,10 @@ class ModelLock:
       the lock still carries this holder's token; :meth:`check` (called right before the alias
       writes and before the event is committed) raises :class:`LockLost` when the token is gone
       or the lease could not be renewed in time.
+    - *Deadline fence*: the holder knows (monotonic clock) when the acquisition or its last
+      renewal that landed in time started; until that start + lease - margin no breaker may
+      break the lock, so :meth:`check` costs no round trip there. Past the fence it reads the
+      lock's token (see :meth:`check`).
     - A holder that crashed is detected when its lease ran out, or at once when it ran on this
       host and its process is gone. The lock is broken by renaming it to
       ``<lock>.stale.<token>`` — one winner per stale instance, since a second rename to the
@@ -198,6 +203,7 @@ class ModelLock:
         lease: float,
         timeout: float,
         heartbeat: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.name = name
@@ -207,10 +213,15 @@ class ModelLock:
         self.timeout = timeout
         self.token = uuid.uuid4().hex
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.token[:8]}"
+        if _PID_NAMESPACE:
+            self.owner += f":pidns{_PID_NAMESPACE}"
         self.stale: list[StaleLock] = []
         self.held = False
         self.heartbeat = heartbeat
-        self._valid_until = 0.0  # monotonic time until which the lease is known to be ours
+        self._clock = clock  # monotonic; injectable for tests of the fence
+        self.margin = min(2.0, lease / 4)  # clock disagreement allowed between hosts
+        self._valid_until = 0.0  # start of the last renewal that went through, + lease
+        self._fence = 0.0  # start of the last renewal that landed in time, + lease - margin
         self._confirmed = 0.0  # monotonic time of the last remote confirmation of our token
         self._lost = ""
         self._broken: list[str] = []  # stale copies this process renamed aside (see release)
@@ -234,7 +245,7 @@ class ModelLock:
         delay = 0.05
         holder = ""
         while True:
-            started = time.monotonic()
+            started = self._clock()
             try:
                 with wrap_mlflow_errors(f"lock {self.name!r}", self.registry.uri):
                     try:
@@ -269,7 +280,9 @@ class ModelLock:
 
     def _acquired(self, started: float) -> ModelLock:
         self.held = True
+        # The lock is ours from its creation on, with an expiry written after ``started``.
         self._valid_until = started + self.lease
+        self._fence = started + self.lease - self.margin
         self.registry._held[(self.name, threading.get_ident())] = self
         if self.heartbeat:
             self._stop.clear()
@@ -296,7 +309,7 @@ class ModelLock:
     def _beat(self) -> None:
         """Renew the lease every third of it while held (see :meth:`check`)."""
         while not self._stop.wait(self.lease / 3):
-            started = time.monotonic()
+            started = self._clock()
             try:
                 token = self._token_now()
                 if token is None:
@@ -312,32 +325,52 @@ class ModelLock:
                     _LOCK_EXPIRES,
                     expires,
                 )
-                self._valid_until = started + self.lease
+                self._renewed(started, self._clock())
             except (RegistryError, NotFound):
                 continue  # try again; check() refuses once the lease is over
+
+    def _renewed(self, started: float, answered: float) -> None:
+        """A renewal that started at ``started`` (read our token, then wrote a new expiry)
+        was answered at ``answered`` (monotonic seconds).
+
+        It extends the fence only if it landed while the lease it renews was still in force
+        (answered before the current fence): then no breaker can have broken the lock before
+        the new expiry was written, and none will before that expiry (>= ``started`` + lease,
+        by the writer's clock). A late renewal may have come after a breaker judged the lock
+        stale: it keeps the lock usable (``_valid_until``) but :meth:`check` reads the token."""
+        self._valid_until = max(self._valid_until, started + self.lease)
+        if answered < self._fence:
+            self._fence = max(self._fence, started + self.lease - self.margin)
+
+    def fenced(self) -> bool:
+        """True while no other writer may break the lock (inside the deadline fence)."""
+        return self.held and not self._lost and self._clock() < self._fence
 
     def check(self) -> None:
         """Raise :class:`LockLost` unless this holder still owns the lock with lease to spare.
 
-        One round trip: the lock's token must still be ours, and the lease renewed recently
-        enough that it cannot run out during the next write."""
+        Inside the deadline fence (see :meth:`_renewed`) no other writer may break the lock:
+        no round trip. Past it, one read: the lock's token must still be ours, and the lease
+        renewed recently enough that it cannot run out during the next write."""
         if not self.held:
             raise LockLost(f"lock on {self.name!r} is not held")
-        margin = min(2.0, self.lease / 4)
+        margin = self.margin
         if self._lost:
             raise LockLost(f"lost the lock on {self.name!r}: {self._lost}; nothing written")
-        if time.monotonic() + margin > self._valid_until:
+        if self._clock() < self._fence:
+            return
+        if self._clock() + margin > self._valid_until:
             raise LockLost(
                 f"lost the lock on {self.name!r}: its lease ran out before the write "
                 "(the process stalled); nothing written"
             )
-        started = time.monotonic()
+        started = self._clock()
         token = self._token_now()
         for _ in range(3):  # a read that failed says nothing; the lease margin allows retries
-            if token is not None or time.monotonic() + margin > self._valid_until:
+            if token is not None or self._clock() + margin > self._valid_until:
                 break
             time.sleep(0.2)
-            started = time.monotonic()
+            started = self._clock()
             token = self._token_now()
         ours = token == self.token
         if ours:
@@ -443,7 +476,8 @@ class ModelLock:
         # check() that confirmed the token moments ago (before the commit) spares a round trip.
         if self._lost:
             return
-        recent = time.monotonic() - self._confirmed < min(1.0, self.lease / 10)
+        now = self._clock()
+        recent = now < self._fence or now - self._confirmed < min(1.0, self.lease / 10)
         if not recent and not self._is_ours():
             return
         with contextlib.suppress(NotFound):
@@ -481,10 +515,28 @@ class _Reentered(ModelLock):
         pass
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (the inode of ``/proc/self/ns/pid``; "" where unknown), so
+    two containers on one host with the same host name do not judge each other's PIDs."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except (OSError, AttributeError):
+        return ""
+    digits = "".join(ch for ch in link if ch.isdigit())
+    return digits
+
+
+_PID_NAMESPACE = _pid_namespace()
+
+
 def _dead_local_process(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
+    """The holder ran on this host, in this PID namespace, and its process is gone."""
+    parts = owner.split(":")
+    host, pid_text = parts[0], parts[1] if len(parts) > 1 else ""
+    namespace = next((p[len("pidns") :] for p in parts[3:] if p.startswith("pidns")), "")
     if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if namespace != _PID_NAMESPACE:  # another container (or an older holder that did not say)
         return False
     try:
         os.kill(int(pid_text), 0)
