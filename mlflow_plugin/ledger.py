@@ -222,18 +222,43 @@ class Ledger:
         with self._serialised(model):
             return self.prepare(event_type, model, **fields).commit()
 
-    def prepare(self, event_type: str, model: str, **fields: Any) -> PreparedEvent:
+    def prepare(
+        self, event_type: str, model: str, *, head: ChainReport | None = None, **fields: Any
+    ) -> PreparedEvent:
         """Create the event's run now, without its event and chain tags;
         :meth:`PreparedEvent.commit` makes it an event, appended to the model's chain. Lets the
         controller overlap the run's creation with the change it records; a run that is never
-        committed is not an event (``events`` skips it). Call it under the model's lock."""
+        committed is not an event (``events`` skips it). Call it under the model's lock.
+
+        ``head``: the chain as the caller already read it under the same lock (from
+        :meth:`history`); without it the chain is read here, beside the run's creation."""
         tags = self._tags(event_type, model, **fields)
         event_tag = tags.pop(TAGS["event"])
-        (run_id, now), head = parallel(
-            lambda: self._create_run(tags, f"record {event_type} event"),
-            lambda: self.verify_chain(model, include_deleted=False),
-        )
+        if head is None:
+            (run_id, now), head = parallel(
+                lambda: self._create_run(tags, f"record {event_type} event"),
+                lambda: self.verify_chain(model, include_deleted=False),
+            )
+        else:
+            run_id, now = self._create_run(tags, f"record {event_type} event")
         return PreparedEvent(self, run_id, now, {**tags, TAGS["event"]: event_tag}, head)
+
+    def history(self, model: str) -> tuple[list[Event], ChainReport]:
+        """``model``'s events (oldest first) and the state of its chain, from one read (the
+        runs in MLflow's trash are not read: see :meth:`verify_chain` for a full check)."""
+        runs = [run for run in self._model_runs(model) if TAGS["event"] in run.data.tags]
+        events = sorted(
+            (_event_from(run.info.run_id, run.info.start_time, run.data.tags) for run in runs),
+            key=lambda e: e.timestamp_ms,
+        )
+        head = verify_entries(
+            model,
+            [
+                ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags)
+                for run in runs
+            ],
+        )
+        return events, head
 
     def _search(
         self, clauses: list[str], *, all_runs: bool = False, statuses: bool = False

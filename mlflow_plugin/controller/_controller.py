@@ -365,13 +365,15 @@ class Controller:
         with self.registry.lock(model, intent=intent) as lock:
             self._recover(model, lock)
             _failpoint("rollback.locked")
-            # One round trip for everything the decision needs (and the ownership check).
-            info, history, versions, _ = _parallel(
+            # One round trip for everything the decision needs (and the ownership check); the
+            # ledger is read once: its champion events and the chain's head for the commit.
+            info, (events, head), versions, _ = _parallel(
                 lambda: self.registry.get_model(model),
-                lambda: self.champion_events(model),
+                lambda: self.ledger.history(model),
                 lambda: self._versions(model),
                 lock.check,
             )
+            history = [e for e in events if e.event_type in CHAMPION_EVENTS]
             current = info.aliases.get(CHAMPION)
             if current is None:
                 raise BadInput(f"{model!r} has no champion to roll back from")
@@ -391,7 +393,7 @@ class Controller:
                     failed,
                 )
             if self.rollouts.end_for_rollback(model, lock, reason, info) is not None:
-                info = self.registry.get_model(model)
+                info, head = self.registry.get_model(model), None  # an event was appended
             alias_writes = [
                 lambda: self.registry.set_alias(model, CHAMPION, target.version),
                 lambda: lock.annotate(version=target.version, from_version=current),
@@ -410,6 +412,7 @@ class Controller:
                     from_version=current,
                     message=reason,
                     extra=extra,
+                    head=head,
                 ),
                 op="rollback",
             )
