@@ -150,6 +150,19 @@ class Controller:
         self.registry.get_model(check_model_name(model))
         return self.ledger.verify_chain(model)
 
+    def migrate_ledger(self, model: str, *, dry_run: bool = False, force: bool = False) -> Any:
+        """Seal ``model``'s events written before the hash chain into it (``verify-ledger
+        --migrate``; see :meth:`mlflow_plugin.ledger.Ledger.migrate`), under the model's lock."""
+        self.registry.get_model(check_model_name(model))
+        migrate = getattr(self.ledger, "migrate", None)
+        if migrate is None:
+            raise BadInput("this ledger has no events from before the chain to migrate")
+        if dry_run:
+            return migrate(model, dry_run=True, force=force)
+        with self.registry.lock(model, intent={"op": "migrate_ledger", "actor": actor()}) as lock:
+            self._recover(model, lock)
+            return migrate(model, force=force)
+
     def status(self, model: str) -> dict[str, Any]:
         """Champion, challenger, fallback, stages, the last event and the ledger chain's state,
         as a JSON-ready dict."""
