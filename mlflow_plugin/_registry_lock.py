@@ -508,6 +508,9 @@ class _Reentered(ModelLock):
     def check(self) -> None:
         self._outer.check()
 
+    def fenced(self) -> bool:
+        return self._outer.fenced()
+
     def annotate(self, **intent: str) -> None:
         self._outer.annotate(**intent)
 

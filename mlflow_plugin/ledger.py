@@ -383,7 +383,8 @@ class Ledger:
         Raises:
             IntegrityError: the chain is broken, or an unchained event is newer than the
                 chain's first event (not a legacy event: its chain tags were removed).
-            BadInput: the chain would be rewritten and ``force`` is not set.
+            BadInput: the chain would be rewritten and ``force`` is not set (a dry run
+                only reports it).
         """
         runs = {run.info.run_id: run for run in self._model_runs(model)}
         for run in self._legacy_runs(model):
@@ -458,7 +459,7 @@ class Ledger:
                 if run.info.run_id not in in_prefix:
                     plan.relinked += 1
         plan.writes = [f"{run_id}: {', '.join(sorted(tags))}" for run_id, tags in writes]
-        if plan.relinked and not force:
+        if plan.relinked and not force and not dry_run:
             raise BadInput(
                 f"{model}: sealing {len(pending)} older event(s) before the chain re-links its "
                 f"{len(chained)} chained event(s) (seq, prev_hash, hash rewritten); "
@@ -513,7 +514,7 @@ class Migration:
         relinked = f", re-linking {self.relinked} chained events" if self.relinked else ""
         return (
             f"{self.model}: {verb} {self.legacy} events written before the chain{relinked} "
-            f"({len(self.writes)} runs tagged)"
+            f"({len(self.writes)} runs {'tagged' if self.done else 'to tag'})"
         )
 
 

@@ -106,6 +106,8 @@ def test_legacy_events_before_an_existing_chain_need_force(tracking_uri, model_n
     before = ctl.ledger.events(model_name)
     assert [e.version for e in before] == ["2", "3"]
 
+    dry = verify(model_name, "--migrate", "--dry-run")  # shows the re-link, needs no --force
+    assert dry.exit_code == 0 and "re-linking 2 chained events" in dry.output, dry.output
     refused = verify(model_name, "--migrate")
     assert refused.exit_code == 2 and "--force" in refused.output
     assert "mlflow_plugin.seq" not in _tags(tracking_uri, [legacy])[0]
