@@ -339,9 +339,14 @@ class InMemoryLedger:
         self._tags[run_id] = tags
         return event
 
-    def prepare(self, event_type: str, model: str, **fields: Any) -> _PreparedMemoryEvent:
-        check_event_type(event_type)
+    def prepare(
+        self, event_type: str, model: str, *, head: ChainReport | None = None, **fields: Any
+    ) -> _PreparedMemoryEvent:
+        check_event_type(event_type)  # the head is read again at commit (no round trip here)
         return _PreparedMemoryEvent(self, event_type, model, fields)
+
+    def history(self, model: str) -> tuple[list[Event], ChainReport]:
+        return self.events(model), self.verify_chain(model)
 
     def events(
         self,

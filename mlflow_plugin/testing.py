@@ -319,6 +319,7 @@ class HttpCalls:
         self.by_endpoint: Counter[str] = Counter()
         self.seconds_by_endpoint: dict[str, float] = {}
         self.seconds = 0.0
+        self.intervals: list[tuple[float, float]] = []  # (start, end) of each request
         self._lock = threading.Lock()
 
     @property
@@ -329,8 +330,20 @@ class HttpCalls:
         """Calls whose endpoint contains ``fragment`` (e.g. ``"registered-models/get"``)."""
         return sum(n for key, n in self.by_endpoint.items() if fragment in key)
 
-    def record(self, endpoint: str, seconds: float) -> None:
+    @property
+    def sequential(self) -> int:
+        """Sequential round trips: the longest chain of requests each sent after the previous
+        one was answered (requests that overlap in time count once)."""
+        chain, free_at = 0, float("-inf")
+        for start, end in sorted(self.intervals, key=lambda iv: iv[1]):
+            if start >= free_at:
+                chain, free_at = chain + 1, end
+        return chain
+
+    def record(self, endpoint: str, seconds: float, start: float | None = None) -> None:
         with self._lock:
+            if start is not None:
+                self.intervals.append((start, start + seconds))
             self.by_endpoint[endpoint] += 1
             self.seconds_by_endpoint[endpoint] = (
                 self.seconds_by_endpoint.get(endpoint, 0.0) + seconds
@@ -373,7 +386,7 @@ def _counting_send(self: Any, request: Any, **kwargs: Any) -> Any:
         elapsed = time.perf_counter() - start
         endpoint = endpoint_of(request.method or "GET", request.url or "")
         for counter in list(_counters):
-            counter.record(endpoint, elapsed)
+            counter.record(endpoint, elapsed, start)
 
 
 @contextlib.contextmanager

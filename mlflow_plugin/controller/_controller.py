@@ -162,6 +162,19 @@ class Controller:
         self.registry.get_model(check_model_name(model))
         return self.ledger.verify_chain(model)
 
+    def migrate_ledger(self, model: str, *, dry_run: bool = False, force: bool = False) -> Any:
+        """Seal ``model``'s events written before the hash chain into it (``verify-ledger
+        --migrate``; see :meth:`mlflow_plugin.ledger.Ledger.migrate`), under the model's lock."""
+        self.registry.get_model(check_model_name(model))
+        migrate = getattr(self.ledger, "migrate", None)
+        if migrate is None:
+            raise BadInput("this ledger has no events from before the chain to migrate")
+        if dry_run:
+            return migrate(model, dry_run=True, force=force)
+        with self.registry.lock(model, intent={"op": "migrate_ledger", "actor": actor()}) as lock:
+            self._recover(model, lock)
+            return migrate(model, force=force)
+
     def status(self, model: str) -> dict[str, Any]:
         """Champion, challenger, fallback, stages, the last event and the ledger chain's state,
         as a JSON-ready dict."""
@@ -399,13 +412,15 @@ class Controller:
         with self.registry.lock(model, intent=intent) as lock:
             self._recover(model, lock)
             _failpoint("rollback.locked")
-            # One round trip for everything the decision needs (and the ownership check).
-            info, history, versions, _ = _parallel(
+            # One round trip for everything the decision needs (and the ownership check); the
+            # ledger is read once: its champion events and the chain's head for the commit.
+            info, (events, head), versions, _ = _parallel(
                 lambda: self.registry.get_model(model),
-                lambda: self.champion_events(model),
+                lambda: self.ledger.history(model),
                 lambda: self._versions(model),
                 lock.check,
             )
+            history = [e for e in events if e.event_type in CHAMPION_EVENTS]
             current = info.aliases.get(CHAMPION)
             if current is None:
                 raise BadInput(f"{model!r} has no champion to roll back from")
@@ -425,7 +440,7 @@ class Controller:
                     failed,
                 )
             if self.rollouts.end_for_rollback(model, lock, reason, info) is not None:
-                info = self.registry.get_model(model)
+                info, head = self.registry.get_model(model), None  # an event was appended
             alias_writes = [
                 lambda: self.registry.set_alias(model, CHAMPION, target.version),
                 lambda: lock.annotate(version=target.version, from_version=current),
@@ -444,6 +459,7 @@ class Controller:
                     from_version=current,
                     message=reason,
                     extra=extra,
+                    head=head,
                 ),
                 op="rollback",
             )
