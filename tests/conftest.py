@@ -6,6 +6,9 @@ database is created for the session and dropped afterwards).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -13,6 +16,48 @@ import pytest
 from _servers import BACKENDS, _start
 
 from mlflow_plugin.testing import MlflowServer
+
+_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextlib.contextmanager
+def _mlflow_uris_kept() -> Iterator[None]:
+    """Put MLflow's process-wide tracking and registry URIs back as they were.
+
+    ``mlflow.set_registry_uri`` also exports ``MLFLOW_REGISTRY_URI``, which nothing unsets: a
+    test that set it for its server would send a later test's ``MlflowClient(uri)`` registry
+    calls (and its subprocesses') to that other server.
+    """
+    env = {key: os.environ.get(key) for key in _URI_VARS}
+    tracking = getattr(
+        sys.modules.get("mlflow.tracking._tracking_service.utils"), "_tracking_uri", None
+    )
+    registry = getattr(
+        sys.modules.get("mlflow.tracking._model_registry.utils"), "_registry_uri", None
+    )
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(registry)  # type: ignore[arg-type]
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mlflow_uris_per_module() -> Iterator[None]:
+    with _mlflow_uris_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_per_test() -> Iterator[None]:
+    with _mlflow_uris_kept():
+        yield
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -164,8 +164,18 @@ def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reaso
     return _outcome(outcome.event, f"{model}: canary v{state.version} is champion")
 
 
-def switch(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str) -> Outcome:
-    """Blue-green: champion -> the preview in one step; the previous one is kept for the watch."""
+def switch(
+    ro: Rollouts,
+    model: str,
+    lock: LockLike,
+    state: RolloutState,
+    reason: str,
+    now: float | None = None,
+) -> Outcome:
+    """Blue-green: champion -> the preview in one step; the previous one is kept for the watch.
+
+    ``now`` is the clock of the analysis that decided the switch (the operator's pass), so the
+    watch window and its "before the switch" baseline are on the prediction log's timeline."""
     lock.annotate(op="promote", version=state.version, strategy="blue_green", reason=reason[:500])
     outcome = ro.ctl.promote(
         model,
@@ -175,13 +185,15 @@ def switch(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason
         reason=f"blue-green switch: {reason}"[:1000],
         rollout_id=state.rollout_id,
     )
-    watching(ro, model, lock, state)
+    watching(ro, model, lock, state, now)
     return _outcome(outcome.event, f"{model}: v{state.version} is champion (blue-green)")
 
 
-def watching(ro: Rollouts, model: str, lock: LockLike, state: RolloutState) -> None:
+def watching(
+    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, now: float | None = None
+) -> None:
     """After a blue-green switch: phase ``watching`` until ``keep_previous_until``."""
-    now = time.time()
+    now = time.time() if now is None else now
     keep = now + (state.keep_previous_s or 3600.0)
     new = replace(
         state,
@@ -237,7 +249,7 @@ def _decide(
             )
             return _outcome(event, f"{model}: watch of v{state.version} passed")
         if state.strategy == "blue_green":
-            return switch(ro, model, lock, state, f"pre-promotion analysis passed: {summary}")
+            return switch(ro, model, lock, state, f"pre-promotion analysis passed: {summary}", now)
         below = [s for s in state.steps if s < 100]
         nxt = state.step + 1
         if nxt >= len(below):

@@ -77,7 +77,7 @@ class Replicas:
     def client(self) -> Any:
         from mlflow import MlflowClient
 
-        return MlflowClient(self.uri)
+        return MlflowClient(self.uri, registry_uri=self.uri)
 
     def start_rollout(self, alias: str, version: str, **fields: Any) -> RolloutState:
         fields.setdefault("strategy", "canary" if alias == "canary" else "blue_green")
