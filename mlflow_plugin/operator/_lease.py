@@ -69,25 +69,33 @@ class OperatorLease:
             self._take(model)
 
     def _take(self, model: str) -> None:
+        # A live lease of another operator is refused before waiting for the model lock: that
+        # operator may hold the lock pass after pass, and the answer is "busy" anyway. The
+        # check is repeated under the lock before the lease is written.
+        self._refuse_if_busy(model)
         with self.registry.lock(model, intent={"op": "operator_lease", "version": ""}):
-            raw = self.registry.get_model(model).tags.get(LEASE_TAG)
-            if raw:
-                try:
-                    lease = json.loads(raw)
-                except ValueError:
-                    lease = {}
-                owner = str(lease.get("owner", ""))
-                live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner)
-                if owner != self.owner and live:
-                    raise OperatorBusy(
-                        f"{model} is already managed by {lease.get('owner')} (lease until "
-                        f"{time.strftime('%H:%M:%S', time.gmtime(float(lease['expires'])))} UTC); "
-                        "one operator per model"
-                    )
+            self._refuse_if_busy(model)
             value = json.dumps({"owner": self.owner, "expires": time.time() + self.ttl})
             self.registry.set_model_tag(model, LEASE_TAG, value)
             if model not in self.held:
                 self.held.append(model)
+
+    def _refuse_if_busy(self, model: str) -> None:
+        raw = self.registry.get_model(model).tags.get(LEASE_TAG)
+        if not raw:
+            return
+        try:
+            lease = json.loads(raw)
+        except ValueError:
+            lease = {}
+        owner = str(lease.get("owner", ""))
+        live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner)
+        if owner != self.owner and live:
+            raise OperatorBusy(
+                f"{model} is already managed by {lease.get('owner')} (lease until "
+                f"{time.strftime('%H:%M:%S', time.gmtime(float(lease['expires'])))} UTC); "
+                "one operator per model"
+            )
 
     def release(self) -> None:
         for model in self.held:
