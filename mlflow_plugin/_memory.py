@@ -21,7 +21,7 @@ from mlflow_plugin._chain import (
 )
 from mlflow_plugin._chain import verify as verify_entries
 from mlflow_plugin._errors import LockLost, NotFound, PromotionConflict
-from mlflow_plugin._settings import TAG_PREFIX, actor
+from mlflow_plugin._event_tags import event_from, event_tags
 from mlflow_plugin._types import (
     Event,
     ModelInfo,
@@ -288,53 +288,15 @@ class InMemoryLedger:
         with self.lock(model) if self.lock is not None else contextlib.nullcontext():
             return self._append(event_type, model, **fields)
 
-    def _append(
-        self,
-        event_type: str,
-        model: str,
-        *,
-        version: str = "",
-        from_version: str | None = "",
-        message: str = "",
-        strategy: str = "",
-        who: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> Event:
-        check_event_type(event_type)
-        extra_tags = {
-            (k if k.startswith(TAG_PREFIX) else TAG_PREFIX + k): str(v)
-            for k, v in (extra or {}).items()
-        }
-        if event_type == "rollback":
-            extra_tags[TAG_PREFIX + "rollback"] = "true"
+    def _append(self, event_type: str, model: str, **fields: Any) -> Event:
+        """``fields`` as :meth:`mlflow_plugin.ledger.Ledger.record` takes them."""
+        tags = event_tags(event_type, model, **fields)
         head = self.verify_chain(model)
         run_id, ts = f"mem-{next(self._ids)}", next(self._clock)
-        tags = {
-            TAG_PREFIX + "event": event_type,
-            TAG_PREFIX + "model": model,
-            TAG_PREFIX + "version": str(version or ""),
-            TAG_PREFIX + "from_version": str(from_version or ""),
-            TAG_PREFIX + "actor": who or actor(),
-            TAG_PREFIX + "reason": message,
-            **({TAG_PREFIX + "strategy": strategy} if strategy else {}),
-            **extra_tags,
-            SEQ_TAG: str(head.head_seq + 1),
-            PREV_HASH_TAG: head.head_hash,
-        }
+        tags[SEQ_TAG] = str(head.head_seq + 1)
+        tags[PREV_HASH_TAG] = head.head_hash
         tags[HASH_TAG] = event_hash(run_id, ts, tags)
-        chain_tags = {k: tags[k] for k in (SEQ_TAG, PREV_HASH_TAG, HASH_TAG)}
-        event = Event(
-            event_type,
-            model,
-            str(version or ""),
-            str(from_version or ""),
-            who or actor(),
-            message,
-            strategy,
-            ts,
-            run_id,
-            {**extra_tags, **chain_tags},
-        )
+        event = event_from(run_id, ts, tags)
         self._events.append(event)
         self._tags[run_id] = tags
         return event

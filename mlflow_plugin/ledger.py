@@ -5,7 +5,8 @@ This is the only module that writes audit runs. Reading it back (``events``) is 
 ``search_runs`` call; the controller derives "last known good" from it. Queries find a model's
 events by a digest of its name (any legal name works, no quoting inside filter strings), and the
 events of a model form a hash chain (:mod:`mlflow_plugin._chain`) that :meth:`Ledger.verify_chain`
-checks.
+checks. An event's tags are built and read back by :mod:`mlflow_plugin._event_tags` (shared with
+the in-memory ledger); sealing events older than the chain is :mod:`mlflow_plugin._ledger_migrate`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_plugin._chain import (
-    GENESIS,
     HASH_TAG,
     MODEL_DIGEST_TAG,
     PREV_HASH_TAG,
@@ -40,31 +39,14 @@ from mlflow_plugin._client import (
     wrap_mlflow_errors,
 )
 from mlflow_plugin._concurrency import parallel
-from mlflow_plugin._errors import BadInput, IntegrityError
-from mlflow_plugin._settings import TAG_PREFIX, actor, audit_experiment
+from mlflow_plugin._errors import BadInput
+from mlflow_plugin._event_tags import TAGS, event_from, event_tags
+from mlflow_plugin._ledger_migrate import Migration, migrate
+from mlflow_plugin._settings import audit_experiment
 from mlflow_plugin._types import Event, check_event_type
 from mlflow_plugin._workspace import Scope, scoped_key
 
 __all__ = ["TAGS", "ChainReport", "Ledger", "Migration", "PreparedEvent", "parse_since"]
-
-TAGS = {
-    "event": TAG_PREFIX + "event",
-    "model": TAG_PREFIX + "model",
-    "version": TAG_PREFIX + "version",
-    "from_version": TAG_PREFIX + "from_version",
-    "actor": TAG_PREFIX + "actor",
-    "reason": TAG_PREFIX + "reason",
-    "strategy": TAG_PREFIX + "strategy",
-    "rollback": TAG_PREFIX + "rollback",
-}
-# Everything but the rollback flag has its own Event field; the flag stays in ``extra``.
-_KNOWN = set(TAGS.values()) - {TAGS["rollback"]}
-
-# Set by ``verify-ledger --migrate`` (part of the hash like every mlflow_plugin.* tag): an event
-# sealed into the chain after the fact, and an already chained event re-linked behind them (its
-# seq before the migration, so an interrupted migration is recomputed identically).
-MIGRATED_TAG = TAG_PREFIX + "migrated"
-SEQ_BEFORE_TAG = TAG_PREFIX + "seq_before_migration"
 
 _experiment_ids: dict[tuple[str, str], str] = {}
 _experiment_lock = threading.Lock()
@@ -81,18 +63,6 @@ def parse_since(text: str | None) -> int | None:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return int(ts.timestamp() * 1000)
-
-
-def run_name(event_type: str, version: str | int = "", from_version: str | None = "") -> str:
-    """What happened, readable in the run list: ``deployment v3 ← v2``, ``rejected v4``."""
-    name = event_type + (f" v{version}" if version else "")
-    if (
-        from_version
-        and event_type in ("deployment", "rollback")
-        and str(from_version) != str(version)
-    ):
-        name += f" ← v{from_version}"
-    return name
 
 
 def _quote(value: str) -> str:
@@ -181,40 +151,6 @@ class Ledger:
             _experiment_ids[key] = str(exp_id)
         return str(exp_id)
 
-    def _tags(
-        self,
-        event_type: str,
-        model: str,
-        *,
-        version: str = "",
-        from_version: str | None = "",
-        message: str = "",
-        strategy: str = "",
-        who: str | None = None,
-        extra: dict[str, str] | None = None,
-    ) -> dict[str, str]:
-        check_event_type(event_type)
-        who = who or actor()
-        tags: dict[str, str] = {
-            TAGS["event"]: event_type,
-            TAGS["model"]: model,
-            MODEL_DIGEST_TAG: model_digest(model),
-            TAGS["version"]: str(version or ""),
-            TAGS["from_version"]: str(from_version or ""),
-            TAGS["actor"]: who,
-            TAGS["reason"]: message,
-            "mlflow.user": who,
-            "mlflow.note.content": message,
-            "mlflow.runName": run_name(event_type, version, from_version),
-        }
-        if strategy:
-            tags[TAGS["strategy"]] = strategy
-        if event_type == "rollback":
-            tags[TAGS["rollback"]] = "true"
-        for key, value in (extra or {}).items():
-            tags[key if key.startswith(TAG_PREFIX) else TAG_PREFIX + key] = str(value)
-        return tags
-
     def _create_run(self, tags: dict[str, str], what: str) -> tuple[str, int]:
         exp_id = self.experiment_id()
         assert exp_id is not None  # create=True
@@ -246,7 +182,7 @@ class Ledger:
 
         ``head``: the chain as the caller already read it under the same lock (from
         :meth:`history`); without it the chain is read here, beside the run's creation."""
-        tags = self._tags(event_type, model, **fields)
+        tags = event_tags(event_type, model, **fields)
         event_tag = tags.pop(TAGS["event"])
         if head is None:
             (run_id, now), head = parallel(
@@ -262,7 +198,7 @@ class Ledger:
         runs in MLflow's trash are not read: see :meth:`verify_chain` for a full check)."""
         runs = [run for run in self._model_runs(model) if TAGS["event"] in run.data.tags]
         events = sorted(
-            (_event_from(run.info.run_id, run.info.start_time, run.data.tags) for run in runs),
+            (event_from(run.info.run_id, run.info.start_time, run.data.tags) for run in runs),
             key=lambda e: e.timestamp_ms,
         )
         head = verify_entries(
@@ -335,7 +271,7 @@ class Ledger:
                 continue
             if wanted is not None and tags[TAGS["event"]] not in wanted:
                 continue
-            out.append(_event_from(run.info.run_id, run.info.start_time, tags))
+            out.append(event_from(run.info.run_id, run.info.start_time, tags))
         out.sort(key=lambda e: e.timestamp_ms)  # stable: ties keep the server's order
         return out
 
@@ -354,131 +290,10 @@ class Ledger:
         ]
         return verify_entries(model, entries)
 
-    def _legacy_runs(self, model: str) -> list[Any]:
-        """Event runs of ``model`` written before the chain existed: found by the model tag
-        (they have no digest tag), the name matched exactly here. The name is quoted with the
-        quote character it does not contain (MLflow's filter parser has no escapes); a name
-        with both is found among every event run."""
-        if "'" not in model:
-            clause = f"tags.`{TAGS['model']}` = '{model}'"
-        elif '"' not in model:
-            clause = f'tags.`{TAGS["model"]}` = "{model}"'
-        else:
-            clause = f"tags.`{TAGS['event']}` LIKE '%'"
-        return [
-            run
-            for run in self._search([clause])
-            if run.data.tags.get(TAGS["model"]) == model
-            and TAGS["event"] in run.data.tags
-            and MODEL_DIGEST_TAG not in run.data.tags
-        ]
-
     def migrate(self, model: str, *, dry_run: bool = False, force: bool = False) -> Migration:
-        """Seal ``model``'s events written before the hash chain existed into the chain, in
-        their time order, before the chained ones (``verify-ledger --migrate``; see
-        docs/ARCHITECTURE.md, "The ledger"). Call it under the model's lock.
-
-        With no chained event yet they become seq 1..n. With a chain already there they are
-        sealed as its prefix and every chained event is re-linked behind them (seq, prev_hash
-        and hash rewritten): that rewrites a chain that verifies, so it needs ``force``, and
-        is refused when the chain is broken (a migration must not launder tampering).
-        Idempotent; an interrupted migration is completed by running it again.
-
-        Raises:
-            IntegrityError: the chain is broken, or an unchained event is newer than the
-                chain's first event (not a legacy event: its chain tags were removed).
-            BadInput: the chain would be rewritten and ``force`` is not set (a dry run
-                only reports it).
-        """
-        runs = {run.info.run_id: run for run in self._model_runs(model)}
-        for run in self._legacy_runs(model):
-            runs.setdefault(run.info.run_id, run)
-        events = [run for run in runs.values() if TAGS["event"] in run.data.tags]
-
-        def start(run: Any) -> int:
-            return int(run.info.start_time or 0)
-
-        def original_seq(run: Any) -> int:
-            tags = run.data.tags
-            text = tags.get(SEQ_BEFORE_TAG) or tags.get(SEQ_TAG, "0")
-            return int(text) if text.isascii() and text.isdigit() else 0
-
-        chained = sorted(
-            (r for r in events if SEQ_TAG in r.data.tags and MIGRATED_TAG not in r.data.tags),
-            key=lambda r: (original_seq(r), start(r), r.info.run_id),
-        )
-        prefix = sorted(
-            (r for r in events if SEQ_TAG not in r.data.tags or MIGRATED_TAG in r.data.tags),
-            key=lambda r: (start(r), r.info.run_id),
-        )
-        if chained:
-            first_ms = start(chained[0])
-            newer = [r.info.run_id for r in prefix if start(r) > first_ms]
-            if newer:
-                raise IntegrityError(
-                    f"{model}: event run(s) {', '.join(newer)} have no chain tags but are newer "
-                    "than the chain's first event (chain tags removed?); not migrated"
-                )
-        resuming = any(MIGRATED_TAG in r.data.tags or SEQ_BEFORE_TAG in r.data.tags for r in events)
-        pending = [r for r in prefix if MIGRATED_TAG not in r.data.tags]
-        plan = Migration(model, legacy=len(pending), sealed=len(prefix) - len(pending))
-        if not pending and not resuming:
-            return plan
-        if not resuming:
-            report = verify_entries(
-                model,
-                [ChainEntry(r.info.run_id, start(r), r.data.tags) for r in chained],
-            )
-            if not report.ok:
-                raise IntegrityError(
-                    f"{model}: not migrated, the chain is broken: " + "; ".join(report.problems)
-                )
-        else:
-            edited = [
-                r.info.run_id
-                for r in events
-                if HASH_TAG in r.data.tags
-                and event_hash(r.info.run_id, start(r), r.data.tags) != r.data.tags[HASH_TAG]
-            ]
-            if edited:
-                raise IntegrityError(f"{model}: not migrated, event run(s) edited: {edited}")
-        # The target state, computed from scratch (the same on every run).
-        writes: list[tuple[str, dict[str, str]]] = []
-        in_prefix = {r.info.run_id for r in prefix}
-        prev_hash = GENESIS
-        for seq, run in enumerate([*prefix, *chained], start=1):
-            tags = dict(run.data.tags)
-            want = {MODEL_DIGEST_TAG: model_digest(model), SEQ_TAG: str(seq)}
-            if run.info.run_id in in_prefix:
-                want[MIGRATED_TAG] = "true"
-            elif str(seq) != tags.get(SEQ_TAG) or SEQ_BEFORE_TAG in tags:
-                want[SEQ_BEFORE_TAG] = str(original_seq(run))
-            want[PREV_HASH_TAG] = prev_hash
-            tags.update(want)
-            want[HASH_TAG] = tags[HASH_TAG] = event_hash(run.info.run_id, start(run), tags)
-            prev_hash = want[HASH_TAG]
-            changed = {k: v for k, v in want.items() if run.data.tags.get(k) != v}
-            if changed:
-                writes.append((run.info.run_id, changed))
-                if run.info.run_id not in in_prefix:
-                    plan.relinked += 1
-        plan.writes = [f"{run_id}: {', '.join(sorted(tags))}" for run_id, tags in writes]
-        if plan.relinked and not force and not dry_run:
-            raise BadInput(
-                f"{model}: sealing {len(pending)} older event(s) before the chain re-links its "
-                f"{len(chained)} chained event(s) (seq, prev_hash, hash rewritten); "
-                "pass --force to do it"
-            )
-        if dry_run:
-            return plan
-        from mlflow.entities import RunTag
-
-        # Last event first: until the migration completes, the new prefix is not yet linked.
-        for run_id, tags in reversed(writes):
-            with wrap_mlflow_errors("migrate the ledger", self.uri):
-                self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        plan.done = True
-        return plan
+        """Seal ``model``'s events written before the hash chain existed into the chain (see
+        :func:`mlflow_plugin._ledger_migrate.migrate`). Call it under the model's lock."""
+        return migrate(self, model, dry_run=dry_run, force=force)
 
     def end_prepared(self, model: str) -> list[str]:
         """End the prepared (still RUNNING, never committed) event runs of ``model`` as KILLED:
@@ -496,30 +311,6 @@ class Ledger:
                 self.client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
         return ended
-
-
-@dataclass
-class Migration:
-    """What :meth:`Ledger.migrate` found and did: ``legacy`` events not yet in the chain,
-    ``sealed`` already migrated, ``relinked`` chained events re-linked behind them, ``writes``
-    one line per run written (or to be written, with ``done`` False on a dry run)."""
-
-    model: str
-    legacy: int = 0
-    sealed: int = 0
-    relinked: int = 0
-    writes: list[str] = field(default_factory=list)
-    done: bool = False
-
-    def summary(self) -> str:
-        if not self.writes:
-            return f"{self.model}: nothing to migrate ({self.sealed} events migrated earlier)"
-        verb = "migrated" if self.done else "would migrate"
-        relinked = f", re-linking {self.relinked} chained events" if self.relinked else ""
-        return (
-            f"{self.model}: {verb} {self.legacy} events written before the chain{relinked} "
-            f"({len(self.writes)} runs {'tagged' if self.done else 'to tag'})"
-        )
 
 
 class PreparedEvent:
@@ -548,24 +339,9 @@ class PreparedEvent:
                 ),
                 lambda: client.set_terminated(self.run_id, "FINISHED", end_time=self.start_ms),
             )
-        return _event_from(self.run_id, self.start_ms, tags)
+        return event_from(self.run_id, self.start_ms, tags)
 
     def abandon(self) -> None:
         """Mark the run KILLED; it never becomes an event."""
         with contextlib.suppress(Exception):
             self.ledger.client.set_terminated(self.run_id, "KILLED")
-
-
-def _event_from(run_id: str, start_ms: Any, tags: dict[str, str]) -> Event:
-    return Event(
-        event_type=tags.get(TAGS["event"], ""),
-        model=tags.get(TAGS["model"], ""),
-        version=tags.get(TAGS["version"], ""),
-        from_version=tags.get(TAGS["from_version"], ""),
-        actor=tags.get(TAGS["actor"], ""),
-        message=tags.get(TAGS["reason"], ""),
-        strategy=tags.get(TAGS["strategy"], ""),
-        timestamp_ms=int(start_ms or 0),
-        run_id=run_id,
-        extra={k: v for k, v in tags.items() if k.startswith(TAG_PREFIX) and k not in _KNOWN},
-    )
