@@ -23,17 +23,15 @@ from mlflow_plugin._client import (
     wrap_mlflow_errors,
 )
 from mlflow_plugin._errors import BadInput, NotFound, PermissionDenied
-from mlflow_plugin._registry_lock import (
+from mlflow_plugin._lock_state import (
     LOCK_PREFIX,
-    ModelLock,
-    StaleLock,
     _lock_vanished,
-    _Reentered,
     env_seconds,
     lock_lease,
     lock_model_name,
     lock_status,
 )
+from mlflow_plugin._registry_lock import ModelLock, StaleLock, _Reentered
 from mlflow_plugin._types import (
     ModelInfo,
     VersionInfo,
