@@ -10,7 +10,7 @@ A pass runs the operator's **tasks** in order for each model; each task is a fun
     rollout      a canary / blue-green / watch analysis when due, and the step, pause, abort,
                  cutover or rollback it leads to (:mod:`._rollout`)
     triggers     schedule / performance / new data -> ``retrain_triggered`` (+ alert) and one
-                 run of ``main`` through MLflow Projects
+                 run of ``main`` through MLflow Projects (:mod:`._triggers`)
 
     retention    the policy's ``retention`` rules (archive, then delete), at most once a day
                  per model and process, only when the policy can delete
@@ -27,21 +27,19 @@ so re-running a pass, or ingesting the same outcomes twice, changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._errors import BadInput, ConfigError, MlflowPluginError
+from mlflow_plugin._errors import MlflowPluginError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, FALLBACK
-from mlflow_plugin.gates._pipeline import PIPELINE_TAG
 from mlflow_plugin.operator._alerts import Alert, Alerter
 from mlflow_plugin.operator._rollout import rollout_task
+from mlflow_plugin.operator._triggers import Firing, breached, run_triggers
+from mlflow_plugin.operator._triggers import _short_history as _short_history
 from mlflow_plugin.retention import retention_task
 
 if TYPE_CHECKING:
@@ -55,22 +53,12 @@ __all__ = ["HEARTBEAT_TAG", "Firing", "Operator", "TickContext", "TickTask", "ut
 
 _log = logging.getLogger("mlflow_plugin.operator")
 DEDUPE_TAG = TAG_PREFIX + "dedupe_keys"
-FINGERPRINT_TAG = TAG_PREFIX + "new_data_fingerprint"
 #: Registered-model tag: the time of the operator's last pass over the model (ISO-8601, UTC).
 HEARTBEAT_TAG = TAG_PREFIX + "operator_heartbeat"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Firing:
-    """A trigger rule that fired: ``rule``, its dedupe ``key`` and the ``evidence`` (one line)."""
-
-    rule: str
-    key: str
-    evidence: str
 
 
 @dataclass
@@ -229,7 +217,7 @@ class Operator:
         rules = self.policy.rollback_if
         if rules is None or not rules.active or ctx.report is None or ctx.champion is None:
             return
-        bad = _breached(ctx.report, rules)
+        bad = breached(ctx.report, rules)
         if bad is None:
             return
         windows, breaches = bad
@@ -297,133 +285,8 @@ class Operator:
             self.runs.set_state(ctx.report.run_id, "rolled_back")
         self.alerter.send(Alert(ctx.model, fallback, "rollback", f"{ctx.model}: {reason}"))
 
-    def _pipeline(self, ctx: TickContext) -> Any:
-        """The model's pipeline settings stored through the API's ``cicd`` (None: the policy
-        file's). A stored document that no longer validates is reported, not guessed at."""
-        raw = ctx.extra.get("model_tags", {}).get(PIPELINE_TAG)
-        if not raw:
-            return None
-        from mlflow_plugin.gates._pipeline import parse_pipeline
-
-        return parse_pipeline(raw, source=f"{ctx.model}: tag {PIPELINE_TAG}")
-
     def triggers(self, ctx: TickContext) -> None:
-        pipeline = self._pipeline(ctx)
-        rules = pipeline.triggers if pipeline is not None else self.policy.triggers
-        ctx.extra["triggers"] = rules
-        ctx.extra["strategy"] = pipeline.strategy if pipeline is not None else None
-        if rules is None or ctx.champion is None:
-            return
-        firings = self._firings(ctx, rules)
-        used = self._used_keys(ctx.model, "retrain_triggered")
-        fresh = [f for f in firings if f.key not in used]
-        if not fresh:
-            return
-        self._retrain(ctx, fresh)
-
-    # -- triggers ------------------------------------------------------------------------
-    def _firings(self, ctx: TickContext, rules: Any) -> list[Firing]:
-        out: list[Firing] = []
-        if rules.schedule:
-            from croniter import croniter
-
-            due = croniter(rules.schedule, ctx.now).get_prev(datetime)
-            promoted = datetime.fromtimestamp(ctx.promoted_ms / 1000, tz=UTC)
-            if due > promoted:
-                out.append(
-                    Firing(
-                        "schedule",
-                        f"schedule:{due.isoformat()}",
-                        f"scheduled at {due:%Y-%m-%d %H:%M} UTC ({rules.schedule})",
-                    )
-                )
-        if ctx.report is not None and ctx.champion is not None and rules.active:
-            version = ctx.champion.version
-            bad = _breached(ctx.report, rules)
-            if bad is not None:
-                windows, breaches = bad
-                for rule in sorted(set.intersection(*(set(b) for b in breaches))):
-                    evidence = "; ".join(
-                        f"window {w.index}: {b[rule]}"
-                        for w, b in zip(windows, breaches, strict=True)
-                    )
-                    out.append(Firing(rule, f"{rule}:v{version}:{windows[-1].key}", evidence))
-        if rules.new_data:
-            firing = self._new_data(ctx, rules.new_data)
-            if firing is not None:
-                out.append(firing)
-        return out
-
-    def _new_data(self, ctx: TickContext, source: str) -> Firing | None:
-        fingerprint = _fingerprint(source)
-        seen = ctx.extra.get("model_tags", {}).get(FINGERPRINT_TAG)
-        if seen == fingerprint:
-            return None
-        self.controller.registry.set_model_tag(ctx.model, FINGERPRINT_TAG, fingerprint)
-        if seen is None:  # first sight: remember it, nothing is "new" yet
-            ctx.did(f"new_data: watching {source} ({fingerprint[:12]})")
-            return None
-        return Firing(
-            "new_data",
-            f"new_data:{fingerprint}",
-            f"{source} changed ({seen[:12]} -> {fingerprint[:12]})",
-        )
-
-    def _retrain(self, ctx: TickContext, fresh: list[Firing]) -> None:
-        assert ctx.champion is not None
-        rules = ", ".join(f.rule for f in fresh)
-        evidence = "; ".join(f"{f.rule}: {f.evidence}" for f in fresh)
-        keys = ",".join(f.key for f in fresh)
-        run_id, blocked, skipped = "", "", ""
-        parameters: dict[str, str] = {}
-        if self.retrainer is not None:
-            from mlflow_plugin.operator._retrain import main_parameters
-
-            triggers = ctx.extra.get("triggers") or self.policy.triggers
-            assert triggers is not None
-            data = triggers.new_data if any(f.rule == "new_data" for f in fresh) else None
-            parameters = main_parameters(
-                ctx.champion, data=data or triggers.new_data, policy=self.policy_path
-            )
-            if ctx.extra.get("strategy"):
-                parameters["strategy"] = ctx.extra["strategy"]
-            skipped = _short_history(parameters, triggers.min_history)
-            if not skipped:
-                with self.controller.registry.lock(
-                    ctx.model, intent={"op": "retrain", "version": ""}
-                ):
-                    blocked = self.retrainer.in_progress(ctx.model) or ""
-                    if not blocked:
-                        run_id = self.retrainer.create_run(ctx.model, rules, evidence)
-        message = f"retraining triggered by {rules}: {evidence}"
-        if blocked:
-            message += f" (a retraining is already running: run {blocked})"
-        elif skipped:
-            message += f" (not started: {skipped})"
-        extra = {"dedupe_keys": keys[:5000], "rules": rules, "retrain_run": run_id or blocked}
-        event = self.controller.ledger.record(
-            "retrain_triggered",
-            ctx.model,
-            version=ctx.champion.version,
-            message=message[:1000],
-            extra=extra,
-        )
-        ctx.did(f"retrain_triggered: {message}")
-        self.alerter.send(
-            Alert(
-                ctx.model,
-                ctx.champion.version,
-                "retrain_triggered",
-                f"{ctx.model}: {message}",
-                {"event_run": event.run_id, "run": run_id or blocked},
-            )
-        )
-        if run_id and self.retrainer is not None:
-            launch = self.retrainer.launch(run_id, parameters)
-            ctx.did(
-                f"retraining run {launch.run_id}: {launch.status}"
-                + (f", {launch.outcome}" if launch.outcome else "")
-            )
+        run_triggers(self, ctx)
 
     # -- helpers -------------------------------------------------------------------------
     def _used_keys(self, model: str, event_type: str) -> set[str]:
@@ -438,24 +301,6 @@ class Operator:
             if event.version == version.version:
                 return event.timestamp_ms
         return version.created_ms
-
-
-def _judged(report: MonitorReport, rules: PerformanceRules) -> list[Window]:
-    return [w for w in report.complete if w.counts.get("matured", 0) >= rules.min_matured]
-
-
-def _breached(
-    report: MonitorReport, rules: PerformanceRules
-) -> tuple[list[Window], list[dict[str, str]]] | None:
-    """The last ``consecutive_windows`` judged windows and their breaches, if every one breaks
-    a rule (the same rule need not break in each; triggers intersect them per rule)."""
-    judged = _judged(report, rules)
-    n = rules.consecutive_windows
-    if len(judged) < n:
-        return None
-    last = judged[-n:]
-    breaches = [rules.breaches(w.metrics, report.baseline) for w in last]
-    return (last, breaches) if all(breaches) else None
 
 
 def _fallback_better(
@@ -491,54 +336,3 @@ def _fallback_better(
                 f"window {w.index}: fallback also breaks {', '.join(rules.breaches(theirs, baseline))}"
             )
     return better, lines
-
-
-def _fingerprint(source: str) -> str:
-    """SHA-256 of a local file's bytes; for a URI MLflow can download, of the downloaded copy."""
-    path = source.removeprefix("file://")
-    if "://" in path:
-        import tempfile
-
-        from mlflow.artifacts import download_artifacts
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = download_artifacts(artifact_uri=source, dst_path=tmp)
-            return _fingerprint(path)
-    if not os.path.isfile(path):
-        raise ConfigError(f"triggers.new_data: {source!r} is not a file")
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _short_history(parameters: dict[str, str], min_history: float | None) -> str:
-    """Why the data is too short for ``min_history`` (seconds), or '' when it is long enough.
-
-    The span is measured on the recipe's time column: dates/times as such, numbers as days.
-    """
-    if min_history is None:
-        return ""
-    time_col = parameters.get("time_col", "none")
-    if time_col in ("", "none"):
-        return "min_history needs a time column; the recipe has none"
-    from mlflow_plugin.flows._data import load_data
-
-    try:
-        frame = load_data(parameters["data"]).frame
-    except BadInput as exc:
-        return f"min_history: {exc}"
-    if time_col not in frame.columns:
-        return f"min_history: the data has no column {time_col!r}"
-    import pandas as pd
-
-    values = frame[time_col].dropna()
-    if pd.api.types.is_numeric_dtype(values):
-        span = (float(values.max()) - float(values.min())) * 86400.0
-    else:
-        stamps = pd.to_datetime(values, utc=True, errors="coerce").dropna()
-        span = (stamps.max() - stamps.min()).total_seconds() if len(stamps) else 0.0
-    if span < min_history:
-        return f"the data spans {span / 86400:.0f} days, min_history is {min_history / 86400:.0f}"
-    return ""
