@@ -1,12 +1,12 @@
-"""What ``validate`` and ``backtest`` share: which version, its recipe, the policy's share of
+"""What ``validate`` and ``backtest`` share: their inputs, which version, its recipe, the policy's share of
 gates per step, and how a verdict is recorded (run artifacts + version tags)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlflow_plugin._errors import BadInput, ConfigError
 from mlflow_plugin._settings import TAG_PREFIX
@@ -14,17 +14,21 @@ from mlflow_plugin._types import CHALLENGER, VersionInfo
 from mlflow_plugin.flows._tracking import CLOCK, log_artifact_files, queue_metrics, set_tags
 
 if TYPE_CHECKING:
+    from mlflow_plugin.flows._data import SurvivalData
+    from mlflow_plugin.flows._params import Columns
     from mlflow_plugin.gates import GateReport, Policy
     from mlflow_plugin.registry import Registry
 
 __all__ = [
     "BACKTEST_GATES",
     "VALIDATE_GATES",
+    "StepParams",
     "StepVerdict",
     "log_report",
     "recipe_of",
     "record_verdict",
     "resolve_version",
+    "step_inputs",
     "step_policy",
 ]
 
@@ -93,6 +97,41 @@ def resolve_version(registry: Registry, model: str, version: str | None) -> Vers
                 raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass version")
             version = aliases[CHALLENGER]
         return registry.get_version(model, version)
+
+
+class StepParams(Protocol):
+    """What ``validate`` and ``backtest`` read their inputs from (their ``*Params``)."""
+
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def data(self) -> str: ...
+    @property
+    def policy(self) -> str | None: ...
+    @property
+    def missing(self) -> str: ...
+
+
+def step_inputs(
+    params: StepParams,
+    tracking_uri: str | None,
+    columns_of: Callable[[VersionInfo], Columns],
+) -> tuple[Policy, Registry, VersionInfo, SurvivalData]:
+    """A step's policy, registry, version and data (prepared with ``columns_of(version)``),
+    read before its run starts, so that bad input fails without a run."""
+    from mlflow_plugin.flows._data import load_data, prepare
+    from mlflow_plugin.flows._params import load_policy
+    from mlflow_plugin.registry import Registry
+
+    policy = load_policy(params.policy)
+    registry = Registry(tracking_uri)
+    version = resolve_version(registry, params.model_name, params.version)
+    columns = columns_of(version)
+    with CLOCK("data"):
+        data = prepare(load_data(params.data), columns, missing=params.missing)
+    return policy, registry, version, data
 
 
 def recipe_of(version: VersionInfo) -> dict[str, Any]:

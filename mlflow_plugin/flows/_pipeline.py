@@ -256,7 +256,7 @@ def _horizon(
     Raises:
         DataError: too few distinct times for the folds, or a horizon outside the follow-up.
     """
-    from mlflow_plugin.flows._backtest import fold_data, horizon_sets, splits_for
+    from mlflow_plugin.flows._folds import fold_data, horizon_sets, splits_for
     from mlflow_plugin.gates import auto_horizon, check_horizon
 
     splits, _ = splits_for(data, folds, tp.seed)
