@@ -20,23 +20,18 @@ receiver runs :meth:`mlflow_plugin.controller.Controller.reconcile` for the mode
 
 ``GET /health`` reports the queue, ``GET /recent`` what the last runs recorded.
 :func:`register_webhook` creates (or updates) the webhook on the tracking server.
+
+A delivery's signature, freshness and payload are checked by :mod:`mlflow_plugin._webhook_delivery`;
+the reconcile workers are :mod:`mlflow_plugin._reconcile_queue`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import collections
 import contextlib
-import hashlib
-import hmac
-import json
 import logging
 import os
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -46,9 +41,22 @@ import click
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from mlflow_plugin._errors import BadInput, MlflowPluginError
+from mlflow_plugin._errors import BadInput
 from mlflow_plugin._http import BodyLimit, max_body_option, mb_to_bytes
+from mlflow_plugin._reconcile_queue import Reconciled, ReconcileQueue
 from mlflow_plugin._types import Event
+from mlflow_plugin._webhook_delivery import (
+    DELIVERY_ID_HEADER,
+    EVENTS,
+    MAX_AGE_SECONDS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    _SeenDeliveries,
+    parse_payload,
+    sign,
+    verify_signature,
+)
 from mlflow_plugin.registry import LOCK_PREFIX
 
 __all__ = [
@@ -71,271 +79,10 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-EVENTS = ("model_version_alias.created", "model_version_alias.deleted", "model_version_tag.set")
-MAX_AGE_SECONDS = 300.0
 SECRET_ENV = "MLFLOW_PLUGIN_WEBHOOK_SECRET"
 WEBHOOK_NAME = "mlflow-plugin-reconcile"
-# As in mlflow.webhooks.constants (not imported: that would load all of mlflow for three strings).
-SIGNATURE_HEADER = "X-MLflow-Signature"
-TIMESTAMP_HEADER = "X-MLflow-Timestamp"
-DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
-_SIGNATURE_VERSION = "v1"
 # MLflow's registry payloads are a few hundred bytes: 64 KiB is plenty.
 DEFAULT_MAX_BODY_MB = 0.0625
-
-
-class SignatureError(BadInput):
-    """A delivery that is not authentic or not fresh; the message is the one-line reason."""
-
-
-def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
-    """The ``X-MLflow-Signature`` MLflow sends with ``body``: ``v1,<base64 HMAC-SHA256>``."""
-    signed = b".".join((delivery_id.encode(), timestamp.encode(), body))
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
-    return f"{_SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
-
-
-def verify_signature(
-    secret: str,
-    body: bytes,
-    *,
-    signature: str | None,
-    timestamp: str | None,
-    delivery_id: str | None,
-    now: float | None = None,
-    max_age: float = MAX_AGE_SECONDS,
-) -> None:
-    """Check that ``body`` was signed with ``secret`` and that its timestamp is fresh.
-
-    Args:
-        secret: the secret the webhook was created with.
-        body: the raw request body, exactly as received.
-        signature: ``X-MLflow-Signature``; several space-separated signatures may be given
-            (Standard Webhooks' convention during a secret rotation), any one must match.
-        timestamp: ``X-MLflow-Timestamp``, Unix seconds (part of the signed content).
-        delivery_id: ``X-MLflow-Delivery-Id`` (part of the signed content).
-        now: the current Unix time (default ``time.time()``).
-        max_age: how far, in seconds, the timestamp may lie from ``now`` either way.
-
-    Raises:
-        SignatureError: a header is missing, no signature matches, or the timestamp is stale.
-    """
-    if not signature:
-        raise SignatureError(f"missing {SIGNATURE_HEADER} header")
-    if not timestamp:
-        raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
-    if not delivery_id:
-        raise SignatureError(f"missing {DELIVERY_ID_HEADER} header")
-    expected = sign(secret, delivery_id, timestamp, body).encode()
-    # Check every candidate (no early exit) so the time taken says nothing about which matched.
-    matched = False
-    for candidate in signature.split():
-        matched |= hmac.compare_digest(expected, candidate.encode())
-    if not matched:
-        raise SignatureError("signature does not match the shared secret")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time") from None
-    age = (time.time() if now is None else now) - sent
-    if age > max_age:
-        raise SignatureError(f"timestamp is {age:.0f}s old (limit {max_age:.0f}s): possible replay")
-    if age < -max_age:
-        raise SignatureError(f"timestamp is {-age:.0f}s in the future (limit {max_age:.0f}s)")
-
-
-def parse_payload(body: bytes) -> tuple[str, str | None]:
-    """``(event, model)`` from a webhook body; ``model`` is None for events we do not handle.
-
-    Raises:
-        BadInput: the body is not JSON, or not an MLflow webhook payload.
-    """
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput("body is not valid JSON") from None
-    if not isinstance(payload, dict):
-        raise BadInput("payload must be a JSON object")
-    entity, action, data = payload.get("entity"), payload.get("action"), payload.get("data")
-    if not isinstance(entity, str) or not isinstance(action, str) or not isinstance(data, dict):
-        raise BadInput("payload needs 'entity' and 'action' strings and a 'data' object")
-    event = f"{entity}.{action}"
-    if event not in EVENTS:
-        return event, None
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise BadInput(f"{event} payload has no model 'name'")
-    return event, name
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    """One reconcile run: the events it recorded, or the error that stopped it."""
-
-    model: str
-    triggers: int
-    events: list[Event] = field(default_factory=list)
-    error: str | None = None
-    finished_ms: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "triggers": self.triggers,
-            "events": [e.as_dict() for e in self.events],
-            "error": self.error,
-            "finished_ms": self.finished_ms,
-        }
-
-
-class ReconcileQueue:
-    """Runs ``reconcile(model)`` in background threads, coalescing bursts per model.
-
-    A model waits in the queue at most once, however many deliveries name it. A model is never
-    reconciled by two threads at once; a delivery that arrives while its model is being
-    reconciled queues exactly one more run, since the running one may have read the registry
-    before the change.
-
-    Args:
-        reconcile: what to run, e.g. ``Controller.from_uri(uri).reconcile``.
-        threads: worker threads (different models are reconciled in parallel).
-        history: how many finished runs :attr:`recent` keeps.
-    """
-
-    def __init__(
-        self, reconcile: Callable[[str], list[Event]], *, threads: int = 2, history: int = 100
-    ) -> None:
-        self._reconcile = reconcile
-        self._cond = threading.Condition()
-        self._pending: dict[str, int] = {}  # model -> deliveries waiting; insertion order = FIFO
-        self._running: set[str] = set()
-        self._closed = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"webhook-reconcile-{i}", daemon=True)
-            for i in range(max(1, threads))
-        ]
-        self.recent: collections.deque[Reconciled] = collections.deque(maxlen=history)
-        self.runs = 0
-        self.failures = 0
-
-    def start(self) -> ReconcileQueue:
-        for thread in self._threads:
-            if not thread.is_alive():
-                thread.start()
-        return self
-
-    def submit(self, model: str) -> bool:
-        """Queue a reconcile of ``model``; False when it joined one already waiting.
-
-        Raises:
-            RuntimeError: the queue is closed.
-        """
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("the reconcile queue is closed")
-            if model in self._pending:
-                self._pending[model] += 1
-                return False
-            self._pending[model] = 1
-            self._cond.notify()
-            return True
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._cond:
-            return {
-                "pending": list(self._pending),
-                "running": sorted(self._running),
-                "runs": self.runs,
-                "failures": self.failures,
-            }
-
-    def recent_runs(self) -> list[dict[str, Any]]:
-        """The last finished runs, oldest first, JSON-ready."""
-        with self._cond:
-            return [r.as_dict() for r in self.recent]
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is queued or running; False if ``timeout`` ran out first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._running, timeout)
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Accept no more work, finish what is queued (up to ``timeout`` seconds), stop."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-    def _next(self) -> tuple[str, int] | None:
-        with self._cond:
-            while True:
-                model = next((m for m in self._pending if m not in self._running), None)
-                if model is not None:
-                    self._running.add(model)
-                    return model, self._pending.pop(model)
-                if self._closed and not self._pending:
-                    return None
-                self._cond.wait()
-
-    def _work(self) -> None:
-        while (item := self._next()) is not None:
-            model, triggers = item
-            events: list[Event] = []
-            error = None
-            try:
-                events = self._reconcile(model)
-            except MlflowPluginError as exc:
-                error = str(exc)
-                _log.warning("reconcile %s failed: %s", model, error)
-            except Exception as exc:  # noqa: BLE001 - one bad run must not stop the worker
-                error = f"unexpected {type(exc).__name__}: {exc}"
-                _log.exception("reconcile %s failed", model)
-            else:
-                for event in events:
-                    about = f" v{event.version}" if event.version else ""
-                    _log.info(
-                        "%s: %s%s by %s: %s",
-                        model,
-                        event.event_type,
-                        about,
-                        event.actor,
-                        event.message,
-                    )
-                if not events:
-                    _log.info("%s: in sync (%d deliveries)", model, triggers)
-            result = Reconciled(model, triggers, events, error, int(time.time() * 1000))
-            with self._cond:
-                self._running.discard(model)
-                self.recent.append(result)
-                self.runs += 1
-                self.failures += error is not None
-                self._cond.notify_all()
-
-
-class _SeenDeliveries:
-    """Delivery ids accepted in the replay window (a replay within it is not acted on twice)."""
-
-    def __init__(self, window: float, limit: int = 100_000) -> None:
-        self.window = window
-        self.limit = limit
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def first_time(self, delivery_id: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            while self._seen:
-                oldest, seen_at = next(iter(self._seen.items()))
-                if now - seen_at <= self.window and len(self._seen) < self.limit:
-                    break
-                del self._seen[oldest]
-            if delivery_id in self._seen:
-                return False
-            self._seen[delivery_id] = now
-            return True
 
 
 def create_app(
