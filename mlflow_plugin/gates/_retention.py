@@ -137,7 +137,7 @@ def format_duration(seconds: float) -> str:
 
 def parse_retention(loader: _Loader, value: object) -> RetentionPolicy:
     """Validate the ``retention`` mapping (errors carry the dotted path, see ``_Loader``)."""
-    from mlflow_plugin.gates._policy import GATE_DIRECTIONS
+    from mlflow_plugin.gates._gate_spec import GATE_DIRECTIONS
 
     if value is None:
         return RetentionPolicy()
