@@ -3,17 +3,14 @@
 Everything that can be wrong with the data is found here, before a model is fitted or
 registered, and reported as one :class:`~mlflow_plugin.DataError` line that names the source
 and the column: a missing file, an unknown dataset name, a missing column, a column of the wrong
-type, missing values, an empty data set.
+type, missing values, an empty data set. Reading the file or dataset is
+:mod:`mlflow_plugin.flows._sources` (re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import urllib.parse
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +18,7 @@ import pandas as pd
 
 from mlflow_plugin._errors import DataError
 from mlflow_plugin.flows._params import Columns
+from mlflow_plugin.flows._sources import Dataset, load_data
 
 __all__ = [
     "MISSING_POLICIES",
@@ -35,34 +33,8 @@ __all__ = [
 #: What ``prepare`` does with missing values in the columns it uses.
 MISSING_POLICIES = ("fail", "drop")
 
-_CSV = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".tsv")
-_PARQUET = (".parquet", ".pq", ".parq")
-# Schemes pandas reads itself (fsspec for the cloud ones, when installed).
-_PANDAS_SCHEMES = ("http", "https", "s3", "gs", "gcs", "abfs", "az", "hdfs")
-_MLFLOW_SCHEMES = ("runs", "models", "mlflow-artifacts", "dbfs")
 # A text column whose values are at least this share numbers is a numeric column with bad values.
 _NUMERIC_SHARE = 0.9
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A loaded table and where it came from.
-
-    Attributes:
-        frame: the rows, as read.
-        source: what the user gave (path, URI or dataset name).
-        name: short name for runs and reports (file stem or dataset name).
-        lifelines_name: the lifelines dataset name, when it is one.
-    """
-
-    frame: pd.DataFrame
-    source: str
-    name: str
-    lifelines_name: str | None = None
-
-    @property
-    def digest(self) -> str:
-        return frame_digest(self.frame)
 
 
 @dataclass(frozen=True)
@@ -138,14 +110,6 @@ class SurvivalData:
         return len(self.frame)
 
 
-def frame_digest(frame: pd.DataFrame) -> str:
-    """SHA-256 of a frame's column names and values (row order matters, the index does not)."""
-    h = hashlib.sha256()
-    h.update("\x1f".join(map(str, frame.columns)).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()
-
-
 def row_hashes(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> np.ndarray:
     """One 64-bit hash per row of ``columns`` (``pandas.util.hash_pandas_object``), with
     numbers as float64 and everything else as text, so a row hashes the same whether it was
@@ -159,108 +123,6 @@ def row_hashes(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> np.
             parts[name] = col.astype(str)
     table = pd.DataFrame(parts, index=frame.index)
     return np.asarray(pd.util.hash_pandas_object(table, index=False).to_numpy(), dtype=np.uint64)
-
-
-def lifelines_datasets() -> list[str]:
-    """Names of the datasets lifelines ships (``rossi``, ``waltons``, ...)."""
-    import lifelines.datasets as ds
-
-    return sorted(n.removeprefix("load_") for n in dir(ds) if n.startswith("load_"))
-
-
-def _looks_like_name(text: str) -> bool:
-    return text.replace("_", "").isalnum() and not os.path.exists(text)
-
-
-def load_data(data: str) -> Dataset:
-    """Read ``data``: a CSV or Parquet path or URI, or the name of a lifelines dataset.
-
-    Raises:
-        DataError: the file does not exist or cannot be parsed, its format is unknown, or the
-            name is not a lifelines dataset.
-    """
-    text = str(data).strip()
-    if not text:
-        raise DataError("data: no data set given")
-    if _looks_like_name(text):
-        return _load_lifelines(text)
-    scheme = urllib.parse.urlparse(text).scheme.lower()
-    if scheme in _MLFLOW_SCHEMES:
-        local = _download(text)
-        return Dataset(_read(local, text), text, Path(local).stem.split(".")[0])
-    if scheme == "file":
-        path = urllib.parse.unquote(urllib.parse.urlparse(text).path)
-    elif scheme in _PANDAS_SCHEMES:
-        return Dataset(_read(text, text), text, _stem(urllib.parse.urlparse(text).path))
-    elif len(scheme) > 1:
-        raise DataError(f"data {text!r}: unsupported URI scheme {scheme!r}")
-    else:
-        path = text
-    if not os.path.exists(path):
-        raise DataError(f"data file not found: {path}")
-    if os.path.isdir(path):
-        raise DataError(f"data {path!r} is a directory; give a CSV or Parquet file")
-    return Dataset(_read(path, text), text, _stem(path))
-
-
-def _stem(path: str) -> str:
-    return Path(path).name.split(".")[0] or "data"
-
-
-def _load_lifelines(name: str) -> Dataset:
-    import lifelines.datasets as ds
-
-    loader = getattr(ds, f"load_{name}", None)
-    if loader is None:
-        known = ", ".join(lifelines_datasets())
-        raise DataError(
-            f"data {name!r}: no such file, and lifelines ships no dataset of that name "
-            f"(known: {known})"
-        )
-    return Dataset(loader(), name, name, lifelines_name=name)
-
-
-def _download(uri: str) -> str:
-    import mlflow
-
-    from mlflow_plugin.registry import wrap_mlflow_errors
-
-    try:
-        with wrap_mlflow_errors(f"download {uri}"):
-            return str(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except Exception as exc:  # NotFound/BadInput/RegistryError: all "cannot get the data"
-        raise DataError(f"data {uri!r} could not be downloaded: {exc}") from exc
-
-
-def _read(path: str, source: str) -> pd.DataFrame:
-    lower = path.lower().split("?")[0]
-    try:
-        if lower.endswith(_PARQUET):
-            return pd.read_parquet(path)
-        if lower.endswith(_CSV):
-            sep = "\t" if lower.endswith(".tsv") else ","
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-                header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str)
-                names = [str(v) for v in header.iloc[0].tolist()] if len(header) else []
-                dupes = sorted({n for n in names if names.count(n) > 1})
-                if dupes:
-                    raise DataError(f"data {source!r}: column {dupes[0]!r} appears twice")
-                return pd.read_csv(path, sep=sep)
-    except FileNotFoundError:
-        raise DataError(f"data file not found: {source}") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data {source!r} is empty (no columns)") from None
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"data {source!r} could not be read: {first}") from exc
-    raise DataError(
-        f"data {source!r}: unknown format; expected a .csv or .parquet file "
-        "or a lifelines dataset name"
-    )
-
-
-# -- checks ------------------------------------------------------------------------------------
 
 
 def prepare(

@@ -18,10 +18,11 @@ from mlflow_plugin._errors import DataError
 from mlflow_plugin._ranges import FEATURE_RANGES_KEY, feature_ranges
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
-from mlflow_plugin.flows._data import Dataset, SurvivalData, frame_digest, load_data, prepare
+from mlflow_plugin.flows._data import Dataset, SurvivalData, load_data, prepare
 from mlflow_plugin.flows._gating import RECIPE_TAG
 from mlflow_plugin.flows._model_cache import store_copy
 from mlflow_plugin.flows._params import TrainParams
+from mlflow_plugin.flows._sources import frame_digest
 from mlflow_plugin.flows._tracking import (
     CLOCK,
     VERSION_TAG,
