@@ -203,7 +203,7 @@ _OPTION_NAMES = (
 
 def _rollout_options(body: DeployBody) -> dict[str, Any]:
     """The CLI's ``promote`` options, checked the same way (messages name the body's keys)."""
-    from mlflow_plugin.controller._rollout import rollout_options
+    from mlflow_plugin.controller._rollout_options import rollout_options
 
     check_strategy(body.strategy)
     steps = body.steps

@@ -20,13 +20,19 @@ from mlflow_plugin._concurrency import parallel as _parallel
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import actor
 from mlflow_plugin._types import CHAMPION, Event, ModelInfo, VersionInfo, check_model_name
+from mlflow_plugin.controller._rollout_options import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_KEEP_PREVIOUS_S,
+    DEFAULT_STEPS,
+    parse_seconds,
+    rollout_options,
+)
 from mlflow_plugin.controller._rollout_state import (
     CANARY,
     PREVIEW,
     ROLLOUT_PREFIX,
     ROLLOUT_TAGS,
     RolloutState,
-    parse_steps,
 )
 
 if TYPE_CHECKING:
@@ -44,9 +50,6 @@ __all__ = [
     "rollout_options",
 ]
 
-DEFAULT_STEPS = (10.0, 25.0, 50.0, 100.0)
-DEFAULT_INTERVAL_S = 300.0
-DEFAULT_KEEP_PREVIOUS_S = 3600.0
 _ID_TAG = ROLLOUT_TAGS["rollout_id"]
 
 
@@ -65,47 +68,6 @@ def check_no_rollout(model: str, info: ModelInfo, allowed_id: str = "") -> None:
             f"{model!r} has a {state.strategy} rollout of version {state.version} in progress "
             f"(phase {state.phase}); use 'mlflow-plugin rollout promote|abort {model}'"
         )
-
-
-def parse_seconds(option: str, text: str) -> float:
-    """``30s``, ``5m``, ``1h``, ``2d`` or a bare number of seconds -> seconds (BadInput else)."""
-    from mlflow_plugin.gates import parse_duration
-
-    try:
-        return parse_duration(text, default_unit="s")
-    except ValueError as exc:
-        raise BadInput(f"{option}: {exc}") from None
-
-
-def rollout_options(
-    strategy: str,
-    steps: str | None,
-    interval: str | None,
-    keep_previous: str | None,
-    watch: str | None,
-) -> dict[str, Any]:
-    """``promote``'s rollout options, checked against the strategy (one line, exit 2)."""
-    wrong = [
-        name
-        for name, value, allowed in (
-            ("--steps", steps, ("canary",)),
-            ("--keep-previous", keep_previous, ("blue_green",)),
-            ("--watch", watch, ("all_at_once",)),
-        )
-        if value is not None and strategy not in allowed
-    ]
-    if wrong:
-        raise BadInput(f"{', '.join(wrong)} does not apply to --strategy {strategy}")
-    if interval is not None and strategy == "all_at_once" and watch is None:
-        raise BadInput("--interval applies to canary, blue_green or all_at_once with --watch")
-    return {
-        "steps": parse_steps(steps) if steps is not None else None,
-        "interval_s": parse_seconds("--interval", interval) if interval is not None else None,
-        "keep_previous_s": (
-            parse_seconds("--keep-previous", keep_previous) if keep_previous is not None else None
-        ),
-        "watch_s": parse_seconds("--watch", watch) if watch is not None else None,
-    }
 
 
 def _failpoint(name: str) -> None:

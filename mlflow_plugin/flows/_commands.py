@@ -304,7 +304,7 @@ def promote(
 ) -> None:
     """Promote a version (default: the challenger) if every gate passed; canary and blue_green
     start a rollout (README, "Rollouts")."""
-    from mlflow_plugin.controller._rollout import rollout_options
+    from mlflow_plugin.controller._rollout_options import rollout_options
     from mlflow_plugin.flows._params import given, optional_version
     from mlflow_plugin.flows._promote import run_promote
 
