@@ -20,6 +20,7 @@ from mlflow_plugin._concurrency import parallel as _parallel
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import actor
 from mlflow_plugin._types import CHAMPION, Event, ModelInfo, VersionInfo, check_model_name
+from mlflow_plugin.controller._rollout_ops import Decision, apply
 from mlflow_plugin.controller._rollout_options import (
     DEFAULT_INTERVAL_S,
     DEFAULT_KEEP_PREVIOUS_S,
@@ -291,9 +292,8 @@ class Rollouts:
         inconclusive_limit); ``now`` (epoch seconds) decides whether a watch is over; ``seen``,
         the state the analysis was made on: if it changed meanwhile (another pass, a person),
         nothing is done."""
-        return self._change(
-            model, "decide", summary, rollout_id, verdict=verdict, limits=limits, now=now, seen=seen
-        )
+        decision = Decision(verdict, limits, now)
+        return self._change(model, "decide", summary, rollout_id, decision=decision, seen=seen)
 
     # -- the one write path --------------------------------------------------------------
     def _change(
@@ -303,9 +303,7 @@ class Rollouts:
         reason: str,
         rollout_id: str,
         *,
-        verdict: str = "",
-        limits: tuple[int, int] = (0, 0),
-        now: float | None = None,
+        decision: Decision | None = None,
         seen: RolloutState | None = None,
     ) -> Outcome:
         from mlflow_plugin.controller._controller import Outcome
@@ -322,20 +320,7 @@ class Rollouts:
                 if rollout_id:  # the operator's view is stale: someone else acted first
                     return Outcome(None, f"{model}: the rollout changed meanwhile; nothing done")
                 raise BadInput(f"{model!r} has no rollout in progress")
-            from mlflow_plugin.controller import _rollout_ops
-
-            return _rollout_ops.apply(
-                self,
-                model,
-                lock,
-                info,
-                state,
-                verb,
-                reason,
-                verdict=verdict,
-                limits=limits,
-                now=now,
-            )
+            return apply(self, model, lock, info, state, verb, reason, decision)
 
     def end_for_rollback(
         self, model: str, lock: LockLike, reason: str, info: ModelInfo

@@ -18,11 +18,11 @@ state just read. Transitions (each writes one ledger event unless marked "tags o
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._errors import BadInput
-from mlflow_plugin._types import CHAMPION, ModelInfo
+from mlflow_plugin._types import CHAMPION, Event, ModelInfo
 from mlflow_plugin.controller._rollout_state import PREVIEW, RolloutState
 
 if TYPE_CHECKING:
@@ -30,7 +30,18 @@ if TYPE_CHECKING:
     from mlflow_plugin.controller._protocols import LockLike
     from mlflow_plugin.controller._rollout import Rollouts
 
-__all__ = ["apply", "cutover", "switch"]
+__all__ = ["Decision", "apply", "cutover", "switch"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An analysis verdict to apply (``decide``): ``success``, ``failure`` or ``inconclusive``;
+    ``limits`` = (failure_limit, inconclusive_limit); ``now`` (epoch seconds, None: the wall
+    clock) decides whether a watch is over."""
+
+    verdict: str
+    limits: tuple[int, int] = (0, 0)
+    now: float | None = None
 
 
 def _failpoint(name: str) -> None:
@@ -45,6 +56,57 @@ def _outcome(event: object, message: str) -> Outcome:
     return Outcome(event, message)  # type: ignore[arg-type]
 
 
+def _set(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, **changes: Any) -> None:
+    """A transition that writes only the tags of ``changes`` (after a last lock check)."""
+    lock.check()
+    ro._write(model, replace(state, **changes), only=tuple(changes))
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A transition that keeps the rollout going: its event, the tag value that proves it went
+    through (``expect``), the reason announced on the lock, the tags it changes, the event's
+    message and extra tags."""
+
+    event_type: str
+    expect: str
+    announce: str
+    changes: dict[str, Any]
+    message: str
+    extra: dict[str, str]
+
+
+def _transition(
+    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, champion: str, step: _Step
+) -> Event:
+    """Announce ``step`` on the lock, write its tags, then record its event."""
+    ro.intend(lock, state, step.event_type, step.expect, step.announce)
+    _set(ro, model, lock, state, **step.changes)
+    return ro.ledger.record(
+        step.event_type,
+        model,
+        version=state.version,
+        from_version=champion,
+        message=step.message[:1000],
+        strategy=state.strategy,
+        extra={"rollout_id": state.rollout_id, **step.extra},
+    )
+
+
+def _end_watch(
+    ro: Rollouts,
+    model: str,
+    lock: LockLike,
+    info: ModelInfo,
+    state: RolloutState,
+    watch: str,
+    message: str,
+) -> Event:
+    """The post-promotion watch is over (``watch``: how): the rollout ends."""
+    extra = {"from_weight": "100", "to_weight": "100", "watch": watch}
+    return ro.finish(model, lock, info, state, "rollout_step", message, extra=extra)
+
+
 def apply(
     ro: Rollouts,
     model: str,
@@ -53,11 +115,9 @@ def apply(
     state: RolloutState,
     verb: str,
     reason: str,
-    *,
-    verdict: str = "",
-    limits: tuple[int, int] = (0, 0),
-    now: float | None = None,
+    decision: Decision | None = None,
 ) -> Outcome:
+    """Apply ``verb`` (``decide``: ``decision``) to the rollout ``state``, under ``lock``."""
     champion = info.aliases.get(CHAMPION, "")
     if verb == "abort":
         kept = f"champion v{champion or '-'} untouched"
@@ -73,24 +133,22 @@ def apply(
         return _resume(ro, model, lock, state, champion)
     if verb == "promote":
         return _promote(ro, model, lock, info, state, champion, reason)
-    return _decide(ro, model, lock, info, state, champion, verdict, reason, limits, now)
+    assert decision is not None, "decide needs a decision"
+    return _decide(ro, model, lock, info, state, champion, decision, reason)
 
 
 def _pause(
     ro: Rollouts, model: str, lock: LockLike, state: RolloutState, champion: str, reason: str
 ) -> Outcome:
-    ro.intend(lock, state, "rollout_paused", "phase=paused", f"rollout paused: {reason}")
-    lock.check()
-    ro._write(model, replace(state, phase="paused", reason=reason), only=("phase", "reason"))
-    event = ro.ledger.record(
-        "rollout_paused",
-        model,
-        version=state.version,
-        from_version=champion,
-        message=f"rollout paused: {reason}"[:1000],
-        strategy=state.strategy,
-        extra={"rollout_id": state.rollout_id, "paused_phase": state.phase},
+    step = _Step(
+        event_type="rollout_paused",
+        expect="phase=paused",
+        announce=f"rollout paused: {reason}",
+        changes={"phase": "paused", "reason": reason},
+        message=f"rollout paused: {reason}",
+        extra={"paused_phase": state.phase},
     )
+    event = _transition(ro, model, lock, state, champion, step)
     return _outcome(event, f"{model}: rollout of v{state.version} paused ({reason})")
 
 
@@ -100,26 +158,22 @@ def _resume(
     if state.phase != "paused":
         raise BadInput(f"{model!r}'s rollout is not paused (phase {state.phase})")
     phase = "watching" if champion == state.version else "running"
-    new = replace(
-        state, phase=phase, failures=0, inconclusive=0, window_start=time.time(), reason="resumed"
-    )
-    ro.intend(lock, state, "rollout_step", f"phase={phase}", "rollout resumed")
-    lock.check()
-    ro._write(model, new, only=("phase", "failures", "inconclusive", "window_start", "reason"))
-    event = ro.ledger.record(
-        "rollout_step",
-        model,
-        version=state.version,
-        from_version=champion,
-        message=f"rollout resumed ({phase}) at weight {state.weight:g}%",
-        strategy=state.strategy,
-        extra={
-            "rollout_id": state.rollout_id,
-            "resumed": "true",
-            "from_weight": f"{state.weight:g}",
-            "to_weight": f"{state.weight:g}",
+    weight = f"{state.weight:g}"
+    step = _Step(
+        event_type="rollout_step",
+        expect=f"phase={phase}",
+        announce="rollout resumed",
+        changes={
+            "phase": phase,
+            "failures": 0,
+            "inconclusive": 0,
+            "window_start": time.time(),
+            "reason": "resumed",
         },
+        message=f"rollout resumed ({phase}) at weight {weight}%",
+        extra={"resumed": "true", "from_weight": weight, "to_weight": weight},
     )
+    event = _transition(ro, model, lock, state, champion, step)
     return _outcome(event, f"{model}: rollout of v{state.version} resumed ({phase})")
 
 
@@ -133,32 +187,40 @@ def _promote(
     reason: str,
 ) -> Outcome:
     if champion == state.version:  # after the switch: end the watch now
-        event = ro.finish(
-            model,
-            lock,
-            info,
-            state,
-            "rollout_step",
-            f"post-promotion watch of v{state.version} ended early: {reason}",
-            extra={"from_weight": "100", "to_weight": "100", "watch": "ended"},
-        )
+        why = f"post-promotion watch of v{state.version} ended early: {reason}"
+        event = _end_watch(ro, model, lock, info, state, "ended", why)
         return _outcome(event, f"{model}: watch of v{state.version} ended")
     if state.strategy == "canary":
         return cutover(ro, model, lock, state, reason)
     return switch(ro, model, lock, state, reason)
 
 
-def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str) -> Outcome:
-    """Canary -> champion: the deployment event (strategy canary), then the rollout ends."""
-    lock.annotate(op="promote", version=state.version, strategy="canary", reason=reason[:500])
-    outcome = ro.ctl.promote(
+def _to_champion(
+    ro: Rollouts,
+    model: str,
+    lock: LockLike,
+    state: RolloutState,
+    strategy: str,
+    reason: str,
+    message: str,
+) -> Outcome:
+    """The rollout's version becomes champion through the controller's ``promote`` (its
+    deployment event, with ``strategy``), announced on the lock first."""
+    lock.annotate(op="promote", version=state.version, strategy=strategy, reason=reason[:500])
+    return ro.ctl.promote(
         model,
         state.version,
-        strategy="canary",
+        strategy=strategy,
         force=True,
-        reason=f"canary rollout {state.weight:g}% -> 100%: {reason}"[:1000],
+        reason=message[:1000],
         rollout_id=state.rollout_id,
     )
+
+
+def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str) -> Outcome:
+    """Canary -> champion: the deployment event (strategy canary), then the rollout ends."""
+    why = f"canary rollout {state.weight:g}% -> 100%: {reason}"
+    outcome = _to_champion(ro, model, lock, state, "canary", reason, why)
     _failpoint("rollout.after_cutover")
     ro.clear(model, ro.registry.get_model(model))
     return _outcome(outcome.event, f"{model}: canary v{state.version} is champion")
@@ -176,15 +238,8 @@ def switch(
 
     ``now`` is the clock of the analysis that decided the switch (the operator's pass), so the
     watch window and its "before the switch" baseline are on the prediction log's timeline."""
-    lock.annotate(op="promote", version=state.version, strategy="blue_green", reason=reason[:500])
-    outcome = ro.ctl.promote(
-        model,
-        state.version,
-        strategy="blue_green",
-        force=True,
-        reason=f"blue-green switch: {reason}"[:1000],
-        rollout_id=state.rollout_id,
-    )
+    why = f"blue-green switch: {reason}"
+    outcome = _to_champion(ro, model, lock, state, "blue_green", reason, why)
     watching(ro, model, lock, state, now)
     return _outcome(outcome.event, f"{model}: v{state.version} is champion (blue-green)")
 
@@ -219,34 +274,20 @@ def _decide(
     info: ModelInfo,
     state: RolloutState,
     champion: str,
-    verdict: str,
+    decision: Decision,
     summary: str,
-    limits: tuple[int, int],
-    now: float | None,
 ) -> Outcome:
     if state.phase == "paused":
         return _outcome(None, f"{model}: the rollout is paused; nothing done")
-    failure_limit, inconclusive_limit = limits
-    now = time.time() if now is None else now
-    if verdict == "success":
+    failure_limit, inconclusive_limit = decision.limits
+    now = time.time() if decision.now is None else decision.now
+    if decision.verdict == "success":
         if state.phase == "watching":
             if now < state.watch_until:
-                lock.check()
-                ro._write(
-                    model,
-                    replace(state, window_start=now, inconclusive=0, reason=summary),
-                    only=("window_start", "inconclusive", "reason"),
-                )
+                _set(ro, model, lock, state, window_start=now, inconclusive=0, reason=summary)
                 return _outcome(None, f"{model}: watch of v{state.version}: analysis passed")
-            event = ro.finish(
-                model,
-                lock,
-                info,
-                state,
-                "rollout_step",
-                f"post-promotion watch of v{state.version} passed: {summary}",
-                extra={"from_weight": "100", "to_weight": "100", "watch": "passed"},
-            )
+            why = f"post-promotion watch of v{state.version} passed: {summary}"
+            event = _end_watch(ro, model, lock, info, state, "passed", why)
             return _outcome(event, f"{model}: watch of v{state.version} passed")
         if state.strategy == "blue_green":
             return switch(ro, model, lock, state, f"pre-promotion analysis passed: {summary}", now)
@@ -255,55 +296,32 @@ def _decide(
         if nxt >= len(below):
             return cutover(ro, model, lock, state, f"analysis passed: {summary}")
         weight = below[nxt]
-        new = replace(
-            state,
-            step=nxt,
-            weight=weight,
-            step_started_at=now,
-            window_start=now,
-            failures=0,
-            inconclusive=0,
-            reason=summary,
-        )
-        ro.intend(lock, state, "rollout_step", f"step={nxt}", f"canary -> {weight:g}%")
-        lock.check()
-        ro._write(
-            model,
-            new,
-            only=(
-                "step",
-                "weight",
-                "step_started_at",
-                "window_start",
-                "failures",
-                "inconclusive",
-                "reason",
-            ),
-        )
-        event = ro.ledger.record(
-            "rollout_step",
-            model,
-            version=state.version,
-            from_version=champion,
-            message=f"canary {state.weight:g}% -> {weight:g}%: {summary}"[:1000],
-            strategy=state.strategy,
+        step = _Step(
+            event_type="rollout_step",
+            expect=f"step={nxt}",
+            announce=f"canary -> {weight:g}%",
+            changes={
+                "step": nxt,
+                "weight": weight,
+                "step_started_at": now,
+                "window_start": now,
+                "failures": 0,
+                "inconclusive": 0,
+                "reason": summary,
+            },
+            message=f"canary {state.weight:g}% -> {weight:g}%: {summary}",
             extra={
-                "rollout_id": state.rollout_id,
                 "from_weight": f"{state.weight:g}",
                 "to_weight": f"{weight:g}",
                 "step": str(nxt),
             },
         )
+        event = _transition(ro, model, lock, state, champion, step)
         return _outcome(event, f"{model}: canary v{state.version} {state.weight:g}% -> {weight:g}%")
-    if verdict == "failure":
+    if decision.verdict == "failure":
         failures = state.failures + 1
         if failures <= failure_limit:
-            lock.check()
-            ro._write(
-                model,
-                replace(state, failures=failures, window_start=now, reason=summary),
-                only=("failures", "window_start", "reason"),
-            )
+            _set(ro, model, lock, state, failures=failures, window_start=now, reason=summary)
             return _outcome(
                 None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)"
             )
@@ -329,12 +347,7 @@ def _decide(
             f"inconclusive {inconclusive} times in a row (inconclusive_limit "
             f"{inconclusive_limit}): {summary}",
         )
-    lock.check()
-    ro._write(
-        model,
-        replace(state, inconclusive=inconclusive, reason=summary),
-        only=("inconclusive", "reason"),
-    )
+    _set(ro, model, lock, state, inconclusive=inconclusive, reason=summary)
     return _outcome(None, f"{model}: analysis inconclusive ({inconclusive}/{inconclusive_limit})")
 
 
