@@ -298,23 +298,20 @@ class Registry:
 
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at, or None (one cheap call; used by serving)."""
-        try:
-            mv = self._do(
-                f"alias {alias!r} of {name!r}",
-                self.client.get_model_version_by_alias,
-                name,
-                alias,
-            )
-        except (NotFound, BadInput):
-            return None
-        return str(mv.version)
+        mv = self._by_alias(name, alias)
+        return None if mv is None else str(mv.version)
 
     def version_by_alias(self, name: str, alias: str) -> VersionInfo | None:
         """The version record ``alias`` points at, or None: one call where ``get_model`` +
         ``get_version`` make two (validate's champion)."""
         check_alias(alias)
+        mv = self._by_alias(name, alias)
+        return None if mv is None else _version_info(mv)
+
+    def _by_alias(self, name: str, alias: str) -> Any:
+        """MLflow's model version ``alias`` points at, or None (no such model or alias)."""
         try:
-            mv = self._do(
+            return self._do(
                 f"alias {alias!r} of {name!r}",
                 self.client.get_model_version_by_alias,
                 name,
@@ -322,7 +319,6 @@ class Registry:
             )
         except (NotFound, BadInput):
             return None
-        return _version_info(mv)
 
     # -- lock ----------------------------------------------------------------------------
     def lock(
