@@ -13,6 +13,7 @@ Exit codes as everywhere: 0 ok, 2 bad input, 3 a gate failed or refused the prom
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -67,86 +68,60 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return apply
 
 
-_model_name = click.option(
-    "--model-name",
-    "--model",
-    "model_name",
-    default="survival-model",
-    show_default=True,
-    help="Registered model name.",
+# Every option of the steps shows its default in --help.
+_option = functools.partial(click.option, show_default=True)
+
+_model_name = _option(
+    "--model-name", "--model", "model_name", default="survival-model", help="Registered model name."
 )
-_data = click.option(
-    "--data",
-    default="rossi",
-    show_default=True,
-    help="CSV/Parquet path or URI, or a lifelines dataset name.",
+_data = _option(
+    "--data", default="rossi", help="CSV/Parquet path or URI, or a lifelines dataset name."
 )
-_version = click.option(
-    "--version", default="challenger", show_default=True, help="Model version, or challenger."
-)
-_policy = click.option(
+_version = _option("--version", default="challenger", help="Model version, or challenger.")
+_policy = _option(
     "--policy",
     default="default",
-    show_default=True,
     help="Gate policy YAML; default: flows/policy.yaml, else built-in.",
 )
-_horizon = click.option(
-    "--horizon",
-    default="auto",
-    show_default=True,
-    help="Time point of the Brier score and of 'event within horizon'.",
+_horizon = _option(
+    "--horizon", default="auto", help="Time point of the Brier score and of 'event within horizon'."
 )
-_time_col = click.option(
-    "--time-col", default="none", show_default=True, help="Time-order column (holdout, backtest)."
-)
-_folds = click.option("--folds", type=WHOLE, default=4, show_default=True, help="Backtest folds.")
-_seed = click.option("--seed", type=WHOLE, default=0, show_default=True, help="Random seed.")
-_missing = click.option(
+_time_col = _option("--time-col", default="none", help="Time-order column (holdout, backtest).")
+_folds = _option("--folds", type=WHOLE, default=4, help="Backtest folds.")
+_seed = _option("--seed", type=WHOLE, default=0, help="Random seed.")
+_missing = _option(
     "--missing",
     type=click.Choice(["fail", "drop"]),
     default="fail",
-    show_default=True,
     help="Rows with missing values: fail (refuse the data) or drop them (says how many).",
 )
-_time_scale = click.option(
+_time_scale = _option(
     "--time-scale",
     type=float,
     default=1.0,
-    show_default=True,
     help="Duration units per unit of time_col (per day for dates); rolling-origin censoring.",
 )
-_strategy = click.option(
-    "--strategy", type=click.Choice(STRATEGIES), default="all_at_once", show_default=True
-)
+_strategy = _option("--strategy", type=click.Choice(STRATEGIES), default="all_at_once")
 _train_options = _options(
     _model_name,
     _data,
-    click.option(
-        "--model-kind",
-        type=click.Choice(["coxph", "classifier"]),
-        default="coxph",
-        show_default=True,
-    ),
-    click.option("--duration-col", default="week", show_default=True),
-    click.option("--event-col", default="arrest", show_default=True),
+    _option("--model-kind", type=click.Choice(["coxph", "classifier"]), default="coxph"),
+    _option("--duration-col", default="week"),
+    _option("--event-col", default="arrest"),
     _time_col,
-    click.option(
-        "--features", default="all", show_default=True, help="Comma-separated feature columns."
-    ),
-    click.option("--penalizer", type=float, default=0.1, show_default=True, help="L2 penalty."),
-    click.option(
+    _option("--features", default="all", help="Comma-separated feature columns."),
+    _option("--penalizer", type=float, default=0.1, help="L2 penalty."),
+    _option(
         "--holdout",
         type=float,
         default=0.2,
-        show_default=True,
         help="Share of rows kept out of training for validate/backtest.",
     ),
     _horizon,
-    click.option(
+    _option(
         "--buckets",
         type=WHOLE,
         default=4,
-        show_default=True,
         help="Time buckets up to the horizon in the predicted distribution.",
     ),
     _seed,
@@ -188,12 +163,8 @@ def train(**kw: Any) -> None:
 @_data
 @_policy
 @_horizon
-@click.option(
-    "--duration-col", default="auto", show_default=True, help="auto: the version's training column."
-)
-@click.option(
-    "--event-col", default="auto", show_default=True, help="auto: the version's training column."
-)
+@_option("--duration-col", default="auto", help="auto: the version's training column.")
+@_option("--event-col", default="auto", help="auto: the version's training column.")
 @_missing
 def validate(
     model_name: str,
@@ -233,10 +204,9 @@ def validate(
 @_policy
 @_seed
 @_missing
-@click.option(
+@_option(
     "--time-scale",
     default="auto",
-    show_default=True,
     help="Duration units per unit of time_col; auto: the version's recipe, else 1.",
 )
 def backtest(
@@ -318,9 +288,7 @@ def promote(
 
 @click.command()
 @_model_name
-@click.option(
-    "--to-version", default="last_good", show_default=True, help="Target version, or last_good."
-)
+@_option("--to-version", default="last_good", help="Target version, or last_good.")
 @click.option("--reason", required=True, help="Why (required; recorded in the ledger).")
 def rollback(model_name: str, to_version: str, reason: str) -> None:
     """Move the champion back to the last known good version."""
