@@ -68,9 +68,14 @@ def status(model: str, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
+_REASON_HELP = "Why (recorded in the ledger)."
+# pause and abort need a reason; promote's is optional.
+_reason = click.option("--reason", required=True, help=_REASON_HELP)
+
+
 @rollout.command("pause")
 @click.argument("model")
-@click.option("--reason", required=True, help="Why (recorded in the ledger).")
+@_reason
 def pause(model: str, reason: str) -> None:
     """Stop MODEL's analysis steps (the traffic shares stay)."""
     click.echo(_controller().rollouts.pause(model, reason).message)
@@ -85,7 +90,7 @@ def resume(model: str) -> None:
 
 @rollout.command("abort")
 @click.argument("model")
-@click.option("--reason", required=True, help="Why (recorded in the ledger).")
+@_reason
 def abort(model: str, reason: str) -> None:
     """End MODEL's rollout: the new version gets no more traffic, the champion is untouched."""
     click.echo(_controller().rollouts.abort(model, reason).message)
@@ -93,7 +98,7 @@ def abort(model: str, reason: str) -> None:
 
 @rollout.command("promote")
 @click.argument("model")
-@click.option("--reason", default="", help="Why (recorded in the ledger).")
+@click.option("--reason", default="", help=_REASON_HELP)
 def promote(model: str, reason: str) -> None:
     """Skip the remaining steps: cut over (canary), switch (blue-green) or end the watch now."""
     click.echo(_controller().rollouts.promote(model, reason).message)
