@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -209,44 +211,47 @@ def _fmt(value: float | None) -> str:
     return "undefined" if value is None else f"{value:.4f}"
 
 
-def _build(
-    policy: str | None,
-    predictions_uri: str,
-    window: str,
-    models: tuple[str, ...],
-    project: str,
-    backend: str,
-    backend_config: str | None,
-    wait: bool,
-    now: str | None,
-) -> Any:
+@dataclass(frozen=True)
+class _Loop:
+    """What ``tick`` and ``operator`` are both given (see :func:`_loop_options`)."""
+
+    models: tuple[str, ...]
+    policy: str | None
+    predictions_uri: str
+    window: str
+    project: str
+    backend: str
+    backend_config: str | None
+
+
+def _build(loop: _Loop, wait: bool, now: str | None) -> Any:
     from mlflow_plugin.controller import Controller
     from mlflow_plugin.flows._params import load_policy
     from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore
     from mlflow_plugin.operator._retrain import Retrainer
     from mlflow_plugin.operator._tick import Operator
 
-    loaded = load_policy(policy)
-    length = _window(window)  # bad input first, before the server is asked anything
+    loaded = load_policy(loop.policy)
+    length = _window(loop.window)  # bad input first, before the server is asked anything
     controller = Controller.from_uri(_tracking_uri())
     _probe(controller)
     retrainer = Retrainer(
         controller.registry.uri,
-        project_uri=project,
-        backend=backend,
-        backend_config=backend_config,
+        project_uri=loop.project,
+        backend=loop.backend,
+        backend_config=loop.backend_config,
         synchronous=wait,
     )
     return Operator(
         controller,
         loaded,
-        store=OutcomeStore(predictions_uri),
+        store=OutcomeStore(loop.predictions_uri),
         runs=MonitoringRuns(controller.registry.uri),
         retrainer=retrainer,
         window=length,
-        models=list(models) or None,
+        models=list(loop.models) or None,
         clock=_clock(now),
-        policy_path=policy,
+        policy_path=loop.policy,
     )
 
 
@@ -256,6 +261,13 @@ def _probe(controller: Any) -> None:
 
 
 def _loop_options(fn: Any) -> Any:
+    """The options of :class:`_Loop`, handed to the command as its first argument ``loop``."""
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        loop = _Loop(**{name: kwargs.pop(name) for name in _Loop.__dataclass_fields__})
+        return fn(loop, **kwargs)
+
     for option in reversed(
         [
             click.option(
@@ -286,8 +298,8 @@ def _loop_options(fn: Any) -> Any:
             ),
         ]
     ):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return command
 
 
 @click.command()
@@ -297,25 +309,12 @@ def _loop_options(fn: Any) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @_NOW
-def tick(
-    models: tuple[str, ...],
-    policy: str | None,
-    predictions_uri: str,
-    window: str,
-    project: str,
-    backend: str,
-    backend_config: str | None,
-    wait: bool,
-    as_json: bool,
-    now: str | None,
-) -> None:
+def tick(loop: _Loop, wait: bool, as_json: bool, now: str | None) -> None:
     """One pass of the operator (for cron, systemd timers or a Kubernetes CronJob)."""
     from mlflow_plugin.operator._lease import OperatorLease
 
     _service_logging()
-    op = _build(
-        policy, predictions_uri, window, models, project, backend, backend_config, wait, now
-    )
+    op = _build(loop, wait, now)
     names = op.managed_models()
     with OperatorLease(op.controller.registry, names, ttl=6 * 3600.0, kind="tick"):
         done = op.tick()
@@ -340,24 +339,13 @@ def tick(
     type=click.FloatRange(min=1.0),
     help="Seconds between two passes.",
 )
-def operator(
-    models: tuple[str, ...],
-    policy: str | None,
-    predictions_uri: str,
-    window: str,
-    project: str,
-    backend: str,
-    backend_config: str | None,
-    interval: float,
-) -> None:
+def operator(loop: _Loop, interval: float) -> None:
     """Run the closed loop until stopped: one pass every --interval seconds (one process)."""
     from mlflow_plugin.operator._lease import OperatorLease
 
     _service_logging()
     log = logging.getLogger("mlflow_plugin.operator")
-    op = _build(
-        policy, predictions_uri, window, models, project, backend, backend_config, False, None
-    )
+    op = _build(loop, False, None)
     names = op.managed_models()
     lease = OperatorLease(op.controller.registry, names, ttl=max(3 * interval, 300.0)).acquire()
     log.info(
