@@ -6,6 +6,7 @@ import json
 
 import click
 
+from mlflow_plugin._click import json_option
 from mlflow_plugin._errors import IntegrityError
 
 __all__ = ["sign", "verify"]
@@ -45,7 +46,7 @@ def sign(ctx: click.Context, model: str, version: str, force: bool, reason: str)
 @click.command()
 @click.argument("model")
 @click.option("--version", "version", required=True, help="Version to verify.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def verify(ctx: click.Context, model: str, version: str, as_json: bool) -> None:
     """Check VERSION's artifacts against its recorded digest (exit 5 on a mismatch)."""

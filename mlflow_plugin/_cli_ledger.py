@@ -8,6 +8,7 @@ import json
 
 import click
 
+from mlflow_plugin._click import json_option
 from mlflow_plugin._errors import BadInput, IntegrityError
 
 __all__ = ["verify_ledger"]
@@ -15,7 +16,7 @@ __all__ = ["verify_ledger"]
 
 @click.command("verify-ledger")
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option(
     "--migrate",
     is_flag=True,

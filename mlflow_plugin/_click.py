@@ -13,7 +13,10 @@ import click
 
 from mlflow_plugin._errors import MlflowPluginError
 
-__all__ = ["ErrorHandlingGroup", "fail"]
+__all__ = ["ErrorHandlingGroup", "fail", "json_option"]
+
+#: ``--json``: machine-readable output instead of the aligned text (the ``as_json`` parameter).
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 class ErrorHandlingGroup(click.Group):

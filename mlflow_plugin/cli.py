@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from mlflow_plugin._cli_ledger import verify_ledger
-from mlflow_plugin._click import ErrorHandlingGroup
+from mlflow_plugin._click import ErrorHandlingGroup, json_option
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._types import EVENT_TYPES, STRATEGIES
 
@@ -188,7 +188,7 @@ def rollback(app: AppContext, model: str, to_version: str | None, reason: str, f
 
 @main.command()
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @pass_app
 def status(app: AppContext, model: str, as_json: bool) -> None:
     """Show champion, challenger, fallback, stages and the last event of MODEL."""

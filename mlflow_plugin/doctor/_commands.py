@@ -7,6 +7,8 @@ import os
 
 import click
 
+from mlflow_plugin._click import json_option
+
 __all__ = ["doctor"]
 
 _MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -14,7 +16,7 @@ _MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option(
     "--policy",
     default="default",

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from mlflow_plugin._click import json_option
 from mlflow_plugin._errors import BadInput, RegistryUnavailable
 
 __all__ = ["monitor", "operator", "outcomes", "tick"]
@@ -116,7 +117,7 @@ def ingest(
 @_WINDOW
 @_POLICY
 @click.option("--version", default=None, help="Version to monitor (default: the champion).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @_NOW
 def monitor(
     model: str,
@@ -307,7 +308,7 @@ def _loop_options(fn: Any) -> Any:
 @click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for a retraining run to end."
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @_NOW
 def tick(loop: _Loop, wait: bool, as_json: bool, now: str | None) -> None:
     """One pass of the operator (for cron, systemd timers or a Kubernetes CronJob)."""

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from mlflow_plugin._click import json_option
+
 __all__ = ["retention", "retention_restore"]
 
 
@@ -29,7 +31,7 @@ def _human(n: int | None) -> str:
     show_default=True,
     help="Policy YAML with a retention section; default: flows/policy.yaml.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 def retention(ctx: click.Context, model: str, dry_run: bool, policy: str, as_json: bool) -> None:
     """Archive, then delete, the versions of MODEL the policy's retention rules select."""
