@@ -37,22 +37,7 @@ SEQ_BEFORE_TAG = TAG_PREFIX + "seq_before_migration"
 
 
 def migrate(ledger: Ledger, model: str, *, dry_run: bool = False, force: bool = False) -> Migration:
-    """Seal ``model``'s events written before the hash chain existed into the chain, in
-    their time order, before the chained ones (``verify-ledger --migrate``; see
-    docs/ARCHITECTURE.md, "The ledger"). Call it under the model's lock.
-
-    With no chained event yet they become seq 1..n. With a chain already there they are
-    sealed as its prefix and every chained event is re-linked behind them (seq, prev_hash
-    and hash rewritten): that rewrites a chain that verifies, so it needs ``force``, and
-    is refused when the chain is broken (a migration must not launder tampering).
-    Idempotent; an interrupted migration is completed by running it again.
-
-    Raises:
-        IntegrityError: the chain is broken, or an unchained event is newer than the
-            chain's first event (not a legacy event: its chain tags were removed).
-        BadInput: the chain would be rewritten and ``force`` is not set (a dry run
-            only reports it).
-    """
+    """What :meth:`Ledger.migrate <mlflow_plugin.ledger.Ledger.migrate>` does (see there)."""
     runs = {run.info.run_id: run for run in ledger._model_runs(model)}
     for run in _legacy_runs(ledger, model):
         runs.setdefault(run.info.run_id, run)

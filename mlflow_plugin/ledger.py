@@ -291,8 +291,22 @@ class Ledger:
         return verify_entries(model, entries)
 
     def migrate(self, model: str, *, dry_run: bool = False, force: bool = False) -> Migration:
-        """Seal ``model``'s events written before the hash chain existed into the chain (see
-        :func:`mlflow_plugin._ledger_migrate.migrate`). Call it under the model's lock."""
+        """Seal ``model``'s events written before the hash chain existed into the chain, in
+        their time order, before the chained ones (``verify-ledger --migrate``; see
+        docs/ARCHITECTURE.md, "The ledger"). Call it under the model's lock.
+
+        With no chained event yet they become seq 1..n. With a chain already there they are
+        sealed as its prefix and every chained event is re-linked behind them (seq, prev_hash
+        and hash rewritten): that rewrites a chain that verifies, so it needs ``force``, and
+        is refused when the chain is broken (a migration must not launder tampering).
+        Idempotent; an interrupted migration is completed by running it again.
+
+        Raises:
+            IntegrityError: the chain is broken, or an unchained event is newer than the
+                chain's first event (not a legacy event: its chain tags were removed).
+            BadInput: the chain would be rewritten and ``force`` is not set (a dry run
+                only reports it).
+        """
         return migrate(self, model, dry_run=dry_run, force=force)
 
     def end_prepared(self, model: str) -> list[str]:
