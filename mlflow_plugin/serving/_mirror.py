@@ -174,7 +174,7 @@ class Mirror:
         """One ``predict`` for tabular jobs without params; False when they must go one by one."""
         import pandas as pd
 
-        from mlflow_plugin.serving._loader import _split
+        from mlflow_plugin.serving._batch_scoring import _split
 
         if any(j.params or not isinstance(j.data, pd.DataFrame) or not len(j.data) for j in group):
             return False
@@ -200,7 +200,7 @@ class Mirror:
         try:
             output = job.model.predict(data, job.params) if job.params else job.model.predict(data)
         except Exception as exc:  # noqa: BLE001 - a failing preview is recorded, never raised
-            from mlflow_plugin.serving._loader import _one_line
+            from mlflow_plugin.serving._observing import _one_line
 
             self._record(
                 job,
