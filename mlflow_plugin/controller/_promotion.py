@@ -44,7 +44,18 @@ def promote(
     watch_s: float | None = None,
     rollout_id: str = "",
 ) -> Outcome:
-    """:meth:`Controller.promote <mlflow_plugin.controller.Controller.promote>`."""
+    """Make ``version`` (default: the challenger) champion if its gates passed.
+
+    ``canary`` and ``blue_green`` start a rollout instead (``steps``, ``interval_s``,
+    ``keep_previous_s``), ``all_at_once`` with ``watch_s`` promotes and then watches (see
+    :mod:`._rollout`); plain ``all_at_once`` switches at once. A rollout in progress refuses
+    any promotion but its own cutover (``rollout_id``).
+
+    Raises:
+        GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
+        BadInput: unknown model/version, no challenger, ``force`` without a reason.
+        LockLost: the lock was lost before the alias writes (nothing was written).
+    """
     from mlflow_plugin.controller._controller import FALLBACK_PINNED_TAG, Outcome, _failpoint
 
     check_model_name(model)

@@ -28,7 +28,13 @@ def rollback(
     to_version: str | int | None = None,
     force: bool = False,
 ) -> Outcome:
-    """:meth:`Controller.rollback <mlflow_plugin.controller.Controller.rollback>`."""
+    """Move ``champion`` back to the last known good version (or ``to_version``).
+
+    Raises:
+        BadInput: empty reason, no champion, no earlier champion, unknown version.
+        GateFailed: the target failed its gates and ``force`` is not set.
+        LockLost: the lock was lost before the alias writes (nothing was written).
+    """
     from mlflow_plugin.controller._controller import Outcome, _failpoint
 
     check_model_name(model)
