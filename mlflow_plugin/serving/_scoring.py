@@ -158,22 +158,8 @@ class _Scoring(_Observing):
         self._count("unavailable")
         for cause in causes:
             self._report_error(cause)
-        if self.prediction_log is not None:
-            self.prediction_log.log(
-                PredictionRecord(
-                    rid,
-                    time.time(),
-                    self.name,
-                    None,
-                    None,
-                    False,
-                    time.perf_counter() - t0,
-                    data,
-                    None,
-                    message,
-                    tuple(c.kind for c in causes),
-                )
-            )
+        kinds = tuple(c.kind for c in causes)
+        self._log_row(rid, None, None, time.perf_counter() - t0, data, error=message, flags=kinds)
         raise ModelUnavailable(message)
 
     def _answer(
@@ -202,22 +188,7 @@ class _Scoring(_Observing):
             _log.warning("%s: recovered: champion version %s answers again", self.name, version)
         with self._counts_lock:
             self._counts["predictions", version, role] += 1
-        if self.prediction_log is not None:
-            self.prediction_log.log(
-                PredictionRecord(
-                    rid,
-                    time.time(),
-                    self.name,
-                    version,
-                    role,
-                    fell_back,
-                    latency,
-                    data,
-                    output,
-                    None,
-                    flags,
-                )
-            )
+        self._log_row(rid, version, role, latency, data, output, fallback=fell_back, flags=flags)
         return Prediction(output, version, role, rid, latency, fell_back, flags)
 
     def _entity_key(self, data: Any) -> str | None:
@@ -237,22 +208,40 @@ class _Scoring(_Observing):
     ) -> None:
         """A failed canary attempt is a row of its own (the rollout's analysis counts them)."""
         self._count("canary_failures", cause.kind)
-        if self.prediction_log is not None:
-            self.prediction_log.log(
-                PredictionRecord(
-                    rid,
-                    time.time(),
-                    self.name,
-                    cause.version or None,
-                    cause.role,
-                    False,
-                    latency,
-                    data,
-                    None,
-                    cause.describe(),
-                    flags,
-                )
+        version = cause.version or None
+        self._log_row(rid, version, cause.role, latency, data, error=cause.describe(), flags=flags)
+
+    def _log_row(
+        self,
+        rid: str,
+        version: str | None,
+        role: str | None,
+        latency: float,
+        data: Any,
+        output: Any = None,
+        *,
+        fallback: bool = False,
+        error: str | None = None,
+        flags: tuple[str, ...] = (),
+    ) -> None:
+        """One request's row in the prediction log (when there is one)."""
+        if self.prediction_log is None:
+            return
+        self.prediction_log.log(
+            PredictionRecord(
+                rid,
+                time.time(),
+                self.name,
+                version,
+                role,
+                fallback,
+                latency,
+                data,
+                output,
+                error,
+                flags,
             )
+        )
 
     def _mirror(
         self, plan: Plan, data: Any, params: dict[str, Any] | None, prediction: Prediction
