@@ -15,26 +15,34 @@ Errors are :class:`RestError`: the same ``error_code`` and message text as MLflo
 :func:`mlflow_plugin._client.as_plugin_error` translates both the same way. Returned objects
 are light dataclasses with the attribute names of MLflow's entities. See docs/ARCHITECTURE.md
 ("Process start of the controller commands").
+
+The client's parts: :mod:`._rest_http` (session, options, errors), :mod:`._rest_entities` (the
+returned objects), :mod:`._rest_artifacts` (downloads); the import-linter contract
+``rest-no-mlflow`` covers all of them.
 """
 
 from __future__ import annotations
 
-import configparser
-import json
 import os
-import posixpath
-import threading
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from mlflow_plugin._rest_artifacts import _ArtifactDownloads
+from mlflow_plugin._rest_entities import (
+    Experiment,
+    ModelVersion,
+    PagedList,
+    RegisteredModel,
+    Run,
+    RunTag,
+    _kv,
+)
+from mlflow_plugin._rest_http import _TRUE, RestError
+from mlflow_plugin._rest_http import _verify as _verify  # re-exported: tests hold its parity
 
 if TYPE_CHECKING:
-    import requests
-
     from mlflow_plugin._workspace import Scope
 
 __all__ = [
@@ -50,26 +58,8 @@ __all__ = [
 ]
 
 SWITCH = "MLFLOW_PLUGIN_REST_CLIENT"
-_API = "/api/2.0/mlflow/"
-_ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 _PROMPT_TAG = "mlflow.prompt.is_prompt"
-#: MLflow's ``_TRANSIENT_FAILURE_RESPONSE_CODES``: retried, as its client does.
-_RETRY_CODES = frozenset([408, 429, 500, 502, 503, 504])
-#: MLflow's ``HTTP_STATUS_TO_ERROR_CODE`` for answers without a JSON error body.
-_STATUS_CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "ENDPOINT_NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    501: "NOT_IMPLEMENTED",
-    503: "TEMPORARILY_UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
 _VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def rest_client_enabled(*uris: str) -> bool:
@@ -85,234 +75,7 @@ def rest_client_enabled(*uris: str) -> bool:
     return all(urlsplit(u).scheme.lower() in ("http", "https") for u in uris if u)
 
 
-class RestError(Exception):
-    """An MLflow REST error: ``error_code`` (e.g. ``RESOURCE_DOES_NOT_EXIST``) and ``message``
-    worded as MLflow's client words it (``"<CODE>: <server message>"``)."""
-
-    def __init__(self, message: str, error_code: str = "INTERNAL_ERROR", status: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error_code = error_code
-        self.status = status
-
-
-class PagedList(list[Any]):
-    """A page of results with the next page's ``token`` (None on the last page)."""
-
-    def __init__(self, items: Iterable[Any], token: str | None) -> None:
-        super().__init__(items)
-        self.token = token or None
-
-
-def _tags(raw: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
-    return {t["key"]: t.get("value", "") for t in raw or []}
-
-
-@dataclass(frozen=True)
-class RunTag:
-    key: str
-    value: str
-
-
-@dataclass
-class RegisteredModel:
-    name: str
-    aliases: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    description: str | None = None
-    creation_timestamp: int | None = None
-    last_updated_timestamp: int | None = None
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> RegisteredModel:
-        return cls(
-            name=d["name"],
-            aliases={a["alias"]: str(a["version"]) for a in d.get("aliases", [])},
-            tags=_tags(d.get("tags")),
-            description=d.get("description"),
-            creation_timestamp=_int(d.get("creation_timestamp")),
-            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
-        )
-
-
-@dataclass
-class ModelVersion:
-    name: str
-    version: str
-    current_stage: str = "None"
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    source: str | None = None
-    status: str | None = None
-    creation_timestamp: int | None = None
-    last_updated_timestamp: int | None = None
-    description: str | None = None
-    model_id: str | None = None
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ModelVersion:
-        return cls(
-            name=d["name"],
-            version=str(d["version"]),
-            current_stage=d.get("current_stage") or "None",
-            tags=_tags(d.get("tags")),
-            aliases=list(d.get("aliases", [])),
-            run_id=d.get("run_id") or None,
-            source=d.get("source") or None,
-            status=d.get("status"),
-            creation_timestamp=_int(d.get("creation_timestamp")),
-            last_updated_timestamp=_int(d.get("last_updated_timestamp")),
-            description=d.get("description"),
-            model_id=d.get("model_id") or None,
-        )
-
-
-@dataclass
-class RunInfo:
-    run_id: str
-    experiment_id: str
-    status: str
-    start_time: int | None
-    end_time: int | None
-    lifecycle_stage: str
-    artifact_uri: str | None
-    run_name: str | None
-    user_id: str | None
-
-    @property
-    def run_uuid(self) -> str:
-        return self.run_id
-
-
-@dataclass
-class RunData:
-    metrics: dict[str, float] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Run:
-    info: RunInfo
-    data: RunData
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Run:
-        i, data = d.get("info", {}), d.get("data", {})
-        info = RunInfo(
-            run_id=i.get("run_id") or i.get("run_uuid", ""),
-            experiment_id=str(i.get("experiment_id", "")),
-            status=i.get("status", ""),
-            start_time=_int(i.get("start_time")),
-            end_time=_int(i.get("end_time")),
-            lifecycle_stage=i.get("lifecycle_stage", "active"),
-            artifact_uri=i.get("artifact_uri"),
-            run_name=i.get("run_name"),
-            user_id=i.get("user_id"),
-        )
-        return cls(
-            info,
-            RunData(
-                metrics={m["key"]: float(m.get("value", 0.0)) for m in data.get("metrics", [])},
-                params=_tags(data.get("params")),
-                tags=_tags(data.get("tags")),
-            ),
-        )
-
-
-@dataclass
-class Experiment:
-    experiment_id: str
-    name: str
-    artifact_location: str | None = None
-    lifecycle_stage: str = "active"
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Experiment:
-        return cls(
-            experiment_id=str(d["experiment_id"]),
-            name=d.get("name", ""),
-            artifact_location=d.get("artifact_location"),
-            lifecycle_stage=d.get("lifecycle_stage", "active"),
-            tags=_tags(d.get("tags")),
-        )
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None or value == "" else int(value)
-
-
-def _kv(tags: Mapping[str, Any] | None) -> list[dict[str, str]]:
-    return [{"key": k, "value": str(v)} for k, v in (tags or {}).items()]
-
-
-def _credentials_file() -> tuple[str | None, str | None]:
-    """``~/.mlflow/credentials`` (section ``[mlflow]``), as MLflow's client reads it."""
-    path = os.path.expanduser("~/.mlflow/credentials")
-    if not os.path.exists(path):
-        return None, None
-    config = configparser.ConfigParser()
-    config.read(path)
-    if "mlflow" not in config:
-        return None, None
-    section = config["mlflow"]
-    return section.get("mlflow_tracking_username"), section.get("mlflow_tracking_password")
-
-
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        return default
-
-
-_sessions: dict[tuple[Any, ...], requests.Session] = {}
-_sessions_lock = threading.Lock()
-
-
-def _session() -> requests.Session:
-    """One pooled session per process and retry setting, as MLflow keeps one: urllib3 retries
-    connection errors, read errors and the transient statuses, every method included."""
-    import requests
-    from requests.adapters import HTTPAdapter
-    from urllib3.util.retry import Retry
-
-    retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7))
-    backoff = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2)
-    jitter = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 1.0)
-    key = (os.getpid(), retries, backoff, jitter)
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is None:
-            retry = Retry(
-                total=retries,
-                connect=retries,
-                read=retries,
-                redirect=retries,
-                status=retries,
-                status_forcelist=_RETRY_CODES,
-                backoff_factor=backoff,
-                backoff_jitter=jitter,
-                raise_on_status=True,
-                respect_retry_after_header=True,
-                allowed_methods=None,
-            )
-            adapter = HTTPAdapter(
-                pool_connections=int(_env_number("MLFLOW_HTTP_POOL_CONNECTIONS", 10)),
-                pool_maxsize=int(_env_number("MLFLOW_HTTP_POOL_MAXSIZE", 10)),
-                max_retries=retry,
-            )
-            session = requests.Session()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _sessions[key] = session
-        return session
-
-
-class RestClient:
+class RestClient(_ArtifactDownloads):
     """The ``MlflowClient`` subset our registry adapter, lock, ledger and integrity check use,
     over MLflow's REST API on ``tracking_uri`` (tracking and registry on one server).
 
@@ -328,71 +91,6 @@ class RestClient:
         self.base = tracking_uri.rstrip("/")
         self.scope = scope
         self._known_models: set[str] = set()
-
-    # -- transport ------------------------------------------------------------------------
-    def _request_options(self) -> dict[str, Any]:
-        headers = {"User-Agent": "mlflow-plugin-rest-client"}
-        scope = self.scope
-        if scope is not None:
-            workspace = scope.workspace
-            username, password, token = scope.username, scope.password, None
-        else:
-            workspace = (os.environ.get("MLFLOW_WORKSPACE") or "").strip() or None
-            username = os.environ.get("MLFLOW_TRACKING_USERNAME") or None
-            password = os.environ.get("MLFLOW_TRACKING_PASSWORD") or None
-            if not (username and password):
-                file_user, file_password = _credentials_file()
-                username, password = username or file_user, password or file_password
-            token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
-        if workspace:
-            headers["X-MLFLOW-WORKSPACE"] = workspace
-        options: dict[str, Any] = {"headers": headers}
-        if username and password:
-            options["auth"] = (username, password)
-        elif token:
-            headers["Authorization"] = f"Bearer {token}"
-        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-        insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in _TRUE
-        options["verify"] = server_cert or not insecure
-        client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
-        if client_cert:
-            options["cert"] = client_cert
-        options["timeout"] = _env_number("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
-        allow = os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS", "true").lower() in ("true", "1")
-        options["allow_redirects"] = allow
-        return options
-
-    def _send(self, method: str, url: str, *, workspace_header: bool = True, **kwargs: Any) -> Any:
-        import requests
-
-        options = self._request_options()
-        if not workspace_header:
-            options["headers"].pop("X-MLFLOW-WORKSPACE", None)
-        try:
-            return _session().request(method, url, **options, **kwargs)
-        except requests.exceptions.Timeout as exc:
-            raise RestError(
-                f"API request to {url} failed with timeout exception {exc}. To increase the "
-                "timeout, set the environment variable MLFLOW_HTTP_REQUEST_TIMEOUT to a larger "
-                "value."
-            ) from exc
-        except Exception as exc:  # noqa: BLE001 - what MLflow's http_request does
-            raise RestError(f"API request to {url} failed with exception {exc}") from exc
-
-    def get_raw(self, path: str) -> Any:
-        """The response to ``GET <server><path>`` (no workspace header: the workspace
-        endpoints name theirs in the path, as MLflow's client does)."""
-        return self._send("GET", self.base + path, workspace_header=False)
-
-    def _call(self, method: str, endpoint: str, body: Mapping[str, Any] | None = None) -> Any:
-        url = self.base + _API + endpoint
-        if method == "GET":
-            params = {k: v for k, v in (body or {}).items() if v is not None}
-            resp = self._send(method, url, params=params)
-        else:
-            payload = {k: v for k, v in (body or {}).items() if v is not None}
-            resp = self._send(method, url, json=payload)
-        return _verify(resp, _API + endpoint)
 
     # -- registered models ------------------------------------------------------------------
     def get_registered_model(self, name: str) -> RegisteredModel:
@@ -673,111 +371,10 @@ class RestClient:
             (Run.from_json(d) for d in answer.get("runs", [])), answer.get("next_page_token")
         )
 
-    # -- artifacts --------------------------------------------------------------------------
-    def serves(self, artifact_uri: str) -> bool:
-        """Whether ``artifact_uri`` is served by this server's artifact proxy
-        (``mlflow-artifacts:/…`` without another host, or its ``http(s)`` form on this host)."""
-        return self._artifact_root(artifact_uri) is not None
-
-    def _artifact_root(self, artifact_uri: str) -> str | None:
-        parts = urlsplit(artifact_uri)
-        mine = urlsplit(self.base)
-        host = mine.netloc.rpartition("@")[2]
-        if parts.scheme == "mlflow-artifacts":
-            if parts.netloc and parts.netloc.rpartition("@")[2] != host:
-                return None
-            return parts.path.strip("/")
-        if parts.scheme in ("http", "https") and parts.netloc.rpartition("@")[2] == host:
-            head, sep, tail = parts.path.partition(_ARTIFACTS)
-            if sep and head == mine.path.rstrip("/"):
-                return tail.strip("/")
-        return None
-
-    def download_artifacts(self, artifact_uri: str, dst: str) -> str:
-        """Download the directory (or file) at ``artifact_uri`` into ``dst``; the local path.
-
-        Raises:
-            RestError: listing or a file failed (``error_code`` as MLflow's client reports it).
-            ValueError: ``artifact_uri`` is not served by this server (see :meth:`serves`).
-        """
-        root = self._artifact_root(artifact_uri)
-        if root is None:
-            raise ValueError(f"{artifact_uri!r} is not served by {self.base}")
-        files: list[tuple[str, int | None]] = []
-        self._walk(root, "", files)
-        Path(dst).mkdir(parents=True, exist_ok=True)
-        if not files:  # a single file: the listing of a file is empty
-            name = posixpath.basename(root)
-            self._fetch(root, Path(dst, name))
-            return str(Path(dst, name))
-        # Own threads, not the shared pool: the check itself may run inside a pooled call.
-        with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-            list(
-                pool.map(
-                    lambda item: self._fetch(
-                        posixpath.join(root, item[0]), Path(dst, *item[0].split("/"))
-                    ),
-                    files,
-                )
-            )
-        return dst
-
-    def _walk(self, root: str, rel: str, out: list[tuple[str, int | None]]) -> None:
-        path = posixpath.join(root, rel) if rel else root
-        url = self.base + _ARTIFACTS
-        answer = _verify(self._send("GET", url, params={"path": path}), _ARTIFACTS)
-        for entry in answer.get("files", []):
-            child = posixpath.join(rel, posixpath.basename(entry["path"]))
-            if entry.get("is_dir"):
-                self._walk(root, child, out)
-            else:
-                out.append((child, _int(entry.get("file_size"))))
-
-    def _fetch(self, remote: str, target: Path) -> None:
-        url = self.base + _ARTIFACTS + "/" + quote(remote)
-        resp = self._send("GET", url, stream=True)
-        with resp:
-            if resp.status_code != 200:
-                _verify(resp, _ARTIFACTS)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                for chunk in resp.iter_content(1 << 20):
-                    out.write(chunk)
-
 
 def _model_not_found(name: str) -> RestError:
     return RestError(
         f"RESOURCE_DOES_NOT_EXIST: Registered Model with name={name!r} not found.",
         "RESOURCE_DOES_NOT_EXIST",
         404,
-    )
-
-
-def _verify(resp: Any, endpoint: str) -> Any:
-    """The JSON body of a 200 answer; else the RestError MLflow's client would raise."""
-    text = resp.text
-    if resp.status_code == 200:
-        if not text.strip() or text.strip() == "200 OK":
-            return {}
-        try:
-            body = json.loads(text)
-        except ValueError:
-            raise RestError(
-                "API request to endpoint was successful but the response body was not in a "
-                f"valid JSON format. Response body: '{text}'"
-            ) from None
-        return body if isinstance(body, dict) else {}
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        code = str(body.get("error_code") or "INTERNAL_ERROR")
-        message = body["message"] if "message" in body else f"Response: {body}"
-        raise RestError(f"{code}: {message}", code, resp.status_code)
-    raise RestError(
-        f"API request to endpoint {endpoint} failed with error code {resp.status_code} != 200. "
-        f"Response body: '{text}'",
-        _STATUS_CODES.get(resp.status_code, "INTERNAL_ERROR"),
-        resp.status_code,
     )

@@ -1,6 +1,7 @@
 """The promotion controller: promote, reject, roll back, reconcile, and the fallback config.
 
 - :mod:`._controller`: :class:`Controller`, the operations under the model's lock;
+- :mod:`._promotion`, :mod:`._rollback`: promote/set_challenger/reject and rollback;
 - :mod:`._recovery`: completing an interrupted operation, gate enforcement against the UI;
 - :mod:`._history`: rules read from the ledger (last known good, recorded champion, gates);
 - :mod:`._mirror`: the stage mirror's plan;

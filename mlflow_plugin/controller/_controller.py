@@ -18,7 +18,7 @@ from typing import Any
 
 from mlflow_plugin._chain import ChainReport
 from mlflow_plugin._concurrency import parallel as _parallel
-from mlflow_plugin._errors import BadInput, GateFailed, NotFound
+from mlflow_plugin._errors import BadInput
 from mlflow_plugin._settings import TAG_PREFIX, actor, stage_mirror_enabled
 from mlflow_plugin._types import (
     CHALLENGER,
@@ -28,16 +28,13 @@ from mlflow_plugin._types import (
     VersionInfo,
     check_event_type,
     check_model_name,
-    check_strategy,
     check_version,
 )
 from mlflow_plugin._workspace import Scope
-from mlflow_plugin.controller import _recovery
+from mlflow_plugin.controller import _promotion, _recovery, _rollback
 from mlflow_plugin.controller._history import (
     CHAMPION_EVENTS,
-    GATE_REPORT_TAG,
     GATE_TAGS,
-    gate_failures,
     last_known_good,
     recorded_champion,
 )
@@ -49,7 +46,7 @@ from mlflow_plugin.controller._protocols import (
     PreparedLike,
     RegistryLike,
 )
-from mlflow_plugin.controller._rollout import Rollouts, check_no_rollout
+from mlflow_plugin.controller._rollout import Rollouts
 
 __all__ = [
     "ENFORCE_GATES_TAG",
@@ -210,274 +207,11 @@ class Controller:
             "ledger": {"ok": chain.ok, "events": chain.events, "problems": chain.problems},
         }
 
-    # -- promotion -----------------------------------------------------------------------
-    def promote(
-        self,
-        model: str,
-        version: str | int | None = None,
-        *,
-        strategy: str = "all_at_once",
-        force: bool = False,
-        reason: str = "",
-        steps: tuple[float, ...] | None = None,
-        interval_s: float | None = None,
-        keep_previous_s: float | None = None,
-        watch_s: float | None = None,
-        rollout_id: str = "",
-    ) -> Outcome:
-        """Make ``version`` (default: the challenger) champion if its gates passed.
-
-        ``canary`` and ``blue_green`` start a rollout instead (``steps``, ``interval_s``,
-        ``keep_previous_s``), ``all_at_once`` with ``watch_s`` promotes and then watches (see
-        :mod:`._rollout`); plain ``all_at_once`` switches at once. A rollout in progress refuses
-        any promotion but its own cutover (``rollout_id``).
-
-        Raises:
-            GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
-            BadInput: unknown model/version, no challenger, ``force`` without a reason.
-            LockLost: the lock was lost before the alias writes (nothing was written).
-        """
-        check_model_name(model)
-        check_strategy(strategy)
-        if force and not reason.strip():
-            raise BadInput("--force needs a --reason")
-        wanted = check_version(version) if version is not None else None
-        if not rollout_id and (strategy != "all_at_once" or watch_s):
-            info = self.registry.get_model(model)
-            target = self.registry.get_version(model, wanted or self._challenger(model, info))
-            failed = self._gate_check(model, target, info, strategy, force)
-            return self.rollouts.start(
-                model,
-                target,
-                strategy=strategy,
-                message=reason or f"rollout of version {target.version}",
-                steps=steps,
-                interval_s=interval_s,
-                keep_previous_s=keep_previous_s,
-                watch_s=watch_s,
-                force=force,
-                extra={"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
-                | (
-                    {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
-                ),
-            )
-        # The switch itself: the model and its versions (the target's gate tags among them)
-        # are read once, under the lock, in the round trip of its ownership check
-        # (docs/ARCHITECTURE.md, "HTTP round trips and the tracking server").
-        intent = {
-            "op": "promote",
-            "version": wanted or "",
-            "actor": actor(),
-            "reason": reason or (f"promoted version {wanted}" if wanted else ""),
-            "strategy": strategy,
-        }
-        with self.registry.lock(model, intent=intent) as lock:
-            self._recover(model, lock)
-            _failpoint("promote.locked")
-            info, versions, _ = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
-            )
-            chosen = wanted or self._challenger(model, info)
-            if chosen not in versions:
-                raise NotFound(f"{model!r} has no version {chosen}")
-            target = versions[chosen]
-            failed = self._gate_check(model, target, info, strategy, force)
-            check_no_rollout(model, info, rollout_id)
-            current = info.aliases.get(CHAMPION)
-            if current == target.version:
-                return Outcome(None, f"{model} version {target.version} is already champion")
-            message = reason or f"promoted version {target.version}"
-            extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
-            if force:
-                extra.update(forced="true", forced_gates=",".join(failed))
-            extra.update(self.integrity(model, target.version, force=force))
-            alias_writes = [lambda: self.registry.set_alias(model, CHAMPION, target.version)]
-            if not wanted:  # the challenger's version: what an interrupted holder was promoting
-                alias_writes.append(lambda: lock.annotate(version=target.version, reason=message))
-            if current and info.tags.get(FALLBACK_PINNED_TAG) != "true":
-                alias_writes.append(lambda: self.registry.set_alias(model, FALLBACK, current))
-            if info.aliases.get(CHALLENGER) == target.version:
-                alias_writes.append(lambda: self.registry.delete_alias(model, CHALLENGER))
-            event = self._apply(
-                lock,
-                alias_writes,
-                self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
-                lambda: self.ledger.prepare(
-                    "deployment",
-                    model,
-                    version=target.version,
-                    from_version=current or "",
-                    message=message,
-                    strategy=strategy,
-                    extra={k: v for k, v in extra.items() if v},
-                ),
-                op="promote",
-            )
-        return Outcome(
-            event, f"{model} version {target.version} is champion (was {current or 'none'})"
-        )
-
-    @staticmethod
-    def _challenger(model: str, info: Any) -> str:
-        if CHALLENGER not in info.aliases:
-            raise BadInput(f"{model!r} has no {CHALLENGER!r} version; pass --version")
-        return str(info.aliases[CHALLENGER])
-
-    def _gate_check(
-        self, model: str, target: VersionInfo, info: Any, strategy: str, force: bool
-    ) -> list[str]:
-        """The gates ``target`` failed; without ``force`` a failure is recorded as a
-        ``rejected`` event and raised as :class:`GateFailed`."""
-        failed = gate_failures(target)
-        if failed and not force:
-            self.ledger.record(
-                "rejected",
-                model,
-                version=target.version,
-                from_version=info.aliases.get(CHAMPION, ""),
-                message=f"promotion refused: {', '.join(failed)}",
-                strategy=strategy,
-                extra={"failed_gates": ",".join(failed)},
-            )
-            raise GateFailed(
-                f"{model} version {target.version} not promoted: gates {', '.join(failed)}",
-                failed,
-            )
-        return failed
-
-    def set_challenger(self, model: str, version: str | int) -> None:
-        """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
-        ``Staging``; the previous challenger leaves ``Staging``."""
-        v = check_version(version)
-        intent = {"op": "set_challenger", "version": v, "actor": actor()}
-        with self.registry.lock(model, intent=intent) as lock:
-            self._recover(model, lock)
-            info, versions, _ = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
-            )
-            if v not in versions:
-                raise NotFound(f"{model!r} has no version {v}")
-            # The alias and its mirror side by side: the mirror follows the alias, and a
-            # failed alias write raises after both (reconcile repairs a stage left ahead).
-            _parallel(
-                lambda: self.registry.set_alias(model, CHALLENGER, v),
-                *self._mirror_writes(model, versions, info.aliases.get(CHAMPION), v),
-            )
-
-    def reject(self, model: str, version: str, failed: list[str], message: str = "") -> Event:
-        """Record that ``version`` was refused by the gates ``failed``. The champion is
-        untouched; the version stops being the challenger (and leaves ``Staging``)."""
-        v = check_version(version)
-        with self.registry.lock(
-            model, intent={"op": "reject", "version": v, "actor": actor()}
-        ) as lock:
-            self._recover(model, lock)
-            info, versions, _ = _parallel(
-                lambda: self.registry.get_model(model), lambda: self._versions(model), lock.check
-            )
-            champion = info.aliases.get(CHAMPION)
-            if info.aliases.get(CHALLENGER) == v:
-                self.registry.delete_alias(model, CHALLENGER)
-                if v in versions and versions[v].stage == "Staging" and self.stage_mirror:
-                    self.registry.set_stage(model, v, "None")
-            return self.ledger.record(
-                "rejected",
-                model,
-                version=v,
-                from_version=champion or "",
-                message=message or f"rejected: {', '.join(failed)}",
-                extra={"failed_gates": ",".join(failed)},
-            )
-
-    def rollback(
-        self,
-        model: str,
-        *,
-        reason: str,
-        to_version: str | int | None = None,
-        force: bool = False,
-    ) -> Outcome:
-        """Move ``champion`` back to the last known good version (or ``to_version``).
-
-        Raises:
-            BadInput: empty reason, no champion, no earlier champion, unknown version.
-            GateFailed: the target failed its gates and ``force`` is not set.
-            LockLost: the lock was lost before the alias writes (nothing was written).
-        """
-        check_model_name(model)
-        if not reason or not reason.strip():
-            raise BadInput("rollback needs a non-empty --reason")
-        wanted = check_version(to_version, what="--to-version") if to_version is not None else None
-        intent = {"op": "rollback", "version": wanted or "", "actor": actor(), "reason": reason}
-        with self.registry.lock(model, intent=intent) as lock:
-            self._recover(model, lock)
-            _failpoint("rollback.locked")
-            # One round trip for everything the decision needs (and the ownership check); the
-            # ledger is read once: its champion events and the chain's head for the commit.
-            info, (events, head), versions, _ = _parallel(
-                lambda: self.registry.get_model(model),
-                lambda: self.ledger.history(model),
-                lambda: self._versions(model),
-                lock.check,
-            )
-            history = [e for e in events if e.event_type in CHAMPION_EVENTS]
-            current = info.aliases.get(CHAMPION)
-            if current is None:
-                raise BadInput(f"{model!r} has no champion to roll back from")
-            target_version = wanted or last_known_good(history, current)
-            if target_version is None:
-                raise BadInput(f"{model!r} has no earlier champion to roll back to")
-            if target_version == current:
-                raise BadInput(f"version {current} is already champion of {model!r}")
-            if target_version not in versions:
-                raise NotFound(f"{model!r} has no version {target_version}")
-            target = versions[target_version]
-            failed = gate_failures(target)
-            if failed and not force:
-                raise GateFailed(
-                    f"rollback target {model} version {target.version} failed its gates "
-                    f"({', '.join(failed)}); use --force to roll back anyway",
-                    failed,
-                )
-            if self.rollouts.end_for_rollback(model, lock, reason, info) is not None:
-                info, head = self.registry.get_model(model), None  # an event was appended
-            alias_writes = [
-                lambda: self.registry.set_alias(model, CHAMPION, target.version),
-                lambda: lock.annotate(version=target.version, from_version=current),
-                *self._fallback_after_rollback(model, info, history, current, target.version),
-            ]
-            extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
-            extra.update(self.integrity(model, target.version, force=force))
-            event = self._apply(
-                lock,
-                alias_writes,
-                self._mirror_writes(model, versions, target.version, info.aliases.get(CHALLENGER)),
-                lambda: self.ledger.prepare(
-                    "rollback",
-                    model,
-                    version=target.version,
-                    from_version=current,
-                    message=reason,
-                    extra=extra,
-                    head=head,
-                ),
-                op="rollback",
-            )
-        return Outcome(event, f"{model} rolled back: champion {current} -> {target.version}")
-
-    def _fallback_after_rollback(
-        self, model: str, info: Any, history: list[Event], current: str, target: str
-    ) -> list[Callable[[], object]]:
-        """The version we left is bad: the fallback becomes the next good one, if any."""
-        if info.tags.get(FALLBACK_PINNED_TAG) == "true":
-            return []
-        rolled = Event("rollback", model, version=target, from_version=current)
-        nxt = last_known_good([*history, rolled], target)
-        if nxt:
-            return [lambda: self.registry.set_alias(model, FALLBACK, nxt)]
-        if FALLBACK in info.aliases:
-            return [lambda: self.registry.delete_alias(model, FALLBACK)]
-        return []
+    # -- promotion and rollback (defined in :mod:`._promotion` and :mod:`._rollback`) -----
+    promote = _promotion.promote
+    set_challenger = _promotion.set_challenger
+    reject = _promotion.reject
+    rollback = _rollback.rollback
 
     # -- fallback configuration ----------------------------------------------------------
     def fallback_enable(self, model: str, version: str | int | None = None) -> Outcome:
@@ -600,6 +334,30 @@ class Controller:
             if prepared is not None:
                 prepared.abandon()
             raise
+
+    def _switch(
+        self,
+        lock: LockLike,
+        model: str,
+        versions: dict[str, VersionInfo],
+        info: Any,
+        champion: str,
+        alias_writes: Sequence[Callable[[], object]],
+        event_type: str,
+        *,
+        op: str,
+        **event: Any,
+    ) -> Event:
+        """Move the champion to ``champion`` (``alias_writes``), the stage mirror after it (the
+        challenger stays), and write the ``event_type`` event with ``event``'s fields
+        (see :meth:`_apply`)."""
+        return self._apply(
+            lock,
+            alias_writes,
+            self._mirror_writes(model, versions, champion, info.aliases.get(CHALLENGER)),
+            lambda: self.ledger.prepare(event_type, model, version=champion, **event),
+            op=op,
+        )
 
     def _recorded_champion(self, model: str) -> str | None:
         """The champion as the ledger last recorded it (None: never set, or removed)."""

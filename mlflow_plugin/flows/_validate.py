@@ -18,19 +18,21 @@ fingerprint). Candidate minus champion on those rows comes with a paired-bootstr
 ``champion_test`` decides with it. Too few unseen rows make the comparison ``undefined``. A
 champion that cannot be scored on these rows (it needs columns they lack, say) is not compared
 against; the run's ``mlflow_plugin.champion_note`` tag says why.
+
+The parts: :mod:`._scoring` (one model's sanity gates and metrics), :mod:`._training_rows` (the
+training-row record), :mod:`._comparison` (candidate against champion).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mlflow_plugin._errors import ConfigError, DataError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, VersionInfo
+from mlflow_plugin.flows._comparison import MIN_UNSEEN_ROWS, _compare, _comparison_markdown
 from mlflow_plugin.flows._data import SurvivalData, load_data, prepare
 from mlflow_plugin.flows._gating import (
     VALIDATE_GATES,
@@ -43,10 +45,13 @@ from mlflow_plugin.flows._gating import (
     step_policy,
 )
 from mlflow_plugin.flows._params import Columns, ValidateParams, load_policy
+from mlflow_plugin.flows._scoring import Scored, score_predictions, score_version, survival_at
 from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
+from mlflow_plugin.flows._training_rows import _censoring, _unseen
+from mlflow_plugin.flows._training_rows import _fingerprint as _fingerprint  # tests read it here
 
 if TYPE_CHECKING:
-    from mlflow_plugin.gates import Policy, SanityResult, UndefinedMetric
+    from mlflow_plugin.gates import Policy
     from mlflow_plugin.registry import Registry
 
 __all__ = [
@@ -58,33 +63,6 @@ __all__ = [
     "survival_at",
     "validate_in_run",
 ]
-
-#: Fewer evaluation rows the champion never saw than this: the comparison is undefined.
-MIN_UNSEEN_ROWS = 20
-
-
-@dataclass
-class Scored:
-    """One model's predictions on the evaluation data, checked and scored.
-
-    Attributes:
-        sanity: the ``loads``, ``finite`` and ``probability_rows`` outcomes.
-        metrics: ``c_index``, ``brier``, ``integrated_brier``: a number or why it is undefined.
-        survival: predicted P(no event yet) at each grid time, shape ``(n, len(grid))``.
-        grid: the model's bucket ends.
-    """
-
-    sanity: list[SanityResult] = field(default_factory=list)
-    metrics: dict[str, float | UndefinedMetric] = field(default_factory=dict)
-    survival: np.ndarray | None = None
-    grid: np.ndarray | None = None
-    risk: np.ndarray | None = None
-    p_event: np.ndarray | None = None
-    horizon: float | None = None
-
-    @property
-    def sane(self) -> bool:
-        return all(s.passed for s in self.sanity)
 
 
 def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> StepVerdict:
@@ -122,100 +100,6 @@ def _columns(params: ValidateParams, version: VersionInfo) -> Columns:
         )
     features = recipe.get("features") or None
     return Columns(duration, event, None, tuple(features) if features else None)
-
-
-@dataclass(frozen=True)
-class _Censoring:
-    """Durations and events of the rows the censoring distribution is estimated on."""
-
-    durations: np.ndarray
-    events: np.ndarray
-    note: str = ""
-
-
-def _fingerprint(version: VersionInfo) -> dict[str, np.ndarray] | None:
-    """The version's ``training_rows.npz`` (hashes, durations, events, columns), if it has one:
-    from its files (the cached copy, no request), else from its training run (versions
-    registered before the fingerprint moved into the model)."""
-    import contextlib
-    import os
-
-    import mlflow
-
-    from mlflow_plugin.flows._model_cache import cached_copy
-    from mlflow_plugin.flows._train import (
-        FINGERPRINT_ARTIFACT,
-        FINGERPRINT_IN_MODEL,
-        TRAINING_RUN_TAG,
-    )
-    from mlflow_plugin.registry import Registry
-
-    with CLOCK("registry"):
-        try:
-            registry = Registry()
-            local = cached_copy(registry, version.name, version.version, version)
-            path: Any = local / FINGERPRINT_IN_MODEL if local is not None else None
-            if path is None:  # the cache is off: the one file from the version's files
-                with contextlib.suppress(Exception):
-                    path = mlflow.artifacts.download_artifacts(
-                        artifact_uri=registry.artifact_uri(version.name, version.version)
-                        + "/"
-                        + FINGERPRINT_IN_MODEL,
-                        tracking_uri=registry.uri,
-                    )
-            if path is None or not os.path.isfile(path):
-                run_id = version.tags.get(TRAINING_RUN_TAG) or version.run_id
-                if not run_id:
-                    return None
-                path = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=FINGERPRINT_ARTIFACT
-                )
-            with np.load(path, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except Exception:  # noqa: BLE001 - no fingerprint (an older or foreign version)
-            return None
-
-
-def _censoring(
-    version: VersionInfo, data: SurvivalData, train_rows: SurvivalData | None
-) -> _Censoring:
-    if train_rows is not None:
-        return _Censoring(train_rows.durations, train_rows.events)
-    fp = _fingerprint(version)
-    if fp is not None and "durations" in fp:
-        return _Censoring(fp["durations"].astype(float), fp["events"].astype(bool))
-    return _Censoring(
-        data.durations,
-        data.events,
-        f"version {version.version} has no training-row record: the censoring distribution "
-        "is estimated on the evaluation rows",
-    )
-
-
-def _unseen(version: VersionInfo, data: SurvivalData) -> tuple[np.ndarray, str]:
-    """Positions of the evaluation rows ``version`` was not trained on, and a note."""
-    from mlflow_plugin.flows._data import row_hashes
-
-    everything = np.arange(len(data))
-    fp = _fingerprint(version)
-    if fp is None or "hashes" not in fp:
-        return everything, (
-            f"champion version {version.version} has no training-row fingerprint: "
-            "it is compared on every evaluation row"
-        )
-    columns = [str(c) for c in fp["columns"]]
-    source = data.raw if data.raw is not None else data.frame
-    try:
-        hashes = row_hashes(source, columns)
-    except KeyError:  # the rows lack a column it was trained on: none of them is its row
-        return everything, ""
-    seen = np.isin(hashes, fp["hashes"])
-    return np.flatnonzero(~seen), (
-        f"{int(seen.sum())} of {len(data)} evaluation rows were in champion version "
-        f"{version.version}'s training data and are left out of the comparison"
-        if seen.any()
-        else ""
-    )
 
 
 def check_explicit_horizon(
@@ -357,267 +241,6 @@ def validate_in_run(
         )
     )
     return verdict
-
-
-def _compare(
-    candidate: Scored,
-    champion: Scored,
-    data: SurvivalData,
-    unseen: np.ndarray,
-    censoring: _Censoring,
-    policy: Policy,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The champion's metrics on the unseen rows and candidate minus champion there."""
-    from mlflow_plugin import gates
-
-    keys = ("c_index", "brier")
-    if len(unseen) < MIN_UNSEEN_ROWS:
-        why = (
-            f"only {len(unseen)} evaluation rows were not in the champion's training data "
-            f"(at least {MIN_UNSEEN_ROWS} are needed)"
-        )
-        return {}, {k: gates.UndefinedMetric(f"{k}_vs_champion", why) for k in keys}
-    assert candidate.risk is not None and champion.risk is not None
-    d, e = data.durations[unseen], data.events[unseen]
-    champion_metrics: dict[str, Any] = {}
-    try:
-        champion_metrics["c_index"] = gates.c_index_score(d, e, champion.risk[unseen])
-    except ValueError as exc:
-        champion_metrics["c_index"] = gates.UndefinedMetric("c_index", str(exc))
-    terms: tuple[np.ndarray, np.ndarray] | None = None
-    brier_why = ""
-    h = candidate.horizon
-    if h is not None and candidate.p_event is not None and champion.p_event is not None:
-        try:
-            at = gates.at_horizon(
-                d, e, h, train_durations=censoring.durations, train_events=censoring.events
-            )
-            terms = (
-                at.brier_terms(candidate.p_event[unseen]),
-                at.brier_terms(champion.p_event[unseen]),
-            )
-            champion_metrics["brier"] = float(np.mean(terms[1]))
-        except ValueError as exc:
-            brier_why = getattr(exc, "reason", str(exc))
-    test = policy.champion_test
-    with CLOCK("gates"):
-        comparisons: dict[str, Any] = dict(
-            gates.paired_bootstrap(
-                d,
-                e,
-                candidate.risk[unseen],
-                champion.risk[unseen],
-                candidate_brier_terms=None if terms is None else terms[0],
-                champion_brier_terms=None if terms is None else terms[1],
-                confidence=test.confidence,
-                resamples=test.resamples,
-                seed=test.seed,
-            )
-        )
-    if terms is None:
-        comparisons["brier"] = gates.UndefinedMetric(
-            "brier_vs_champion", brier_why or "the Brier score has no value on these rows"
-        )
-    return champion_metrics, comparisons
-
-
-def _comparison_markdown(comparisons: dict[str, Any], policy: Policy, notes: list[str]) -> str:
-    """The candidate-minus-champion table under the gate table."""
-    if not comparisons and not notes:
-        return ""
-    test = policy.champion_test
-    lines = []
-    if comparisons:
-        rule = test.method.replace("_", "-") + (
-            f", margin {test.margin:g}" if test.method != "point" else ""
-        )
-        lines += [
-            f"**Candidate − champion** (paired bootstrap, {test.resamples} resamples, "
-            f"seed {test.seed}; champion test: {rule})",
-            "",
-            "| metric | Δ | CI low | CI high | rows |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for name, c in comparisons.items():
-            if hasattr(c, "delta"):
-                lines.append(
-                    f"| {name} | {c.delta:+.4f} | {c.ci_low:+.4f} | {c.ci_high:+.4f} | {c.n_rows} |"
-                )
-            else:
-                lines.append(f"| {name} | undefined: {c.reason} | | | |")
-    lines += ["", *[f"- {n}" for n in notes]]
-    return "\n".join(lines)
-
-
-def score_version(
-    uri: str,
-    data: SurvivalData,
-    policy: Policy,
-    horizon: float | None,
-    censoring: _Censoring | None = None,
-    info: VersionInfo | None = None,
-) -> Scored:
-    """Load ``uri`` with ``mlflow.pyfunc``, predict on ``data`` and score the predictions
-    (``info``: the version's record, when ``uri`` names it and the caller has it)."""
-    from mlflow_plugin.flows._model_cache import load_model
-    from mlflow_plugin.gates import SanityResult
-
-    with CLOCK("model loading"):
-        try:  # from the local cache when it has the version (docs/ARCHITECTURE.md)
-            model = load_model(uri, info)
-        except Exception as exc:  # noqa: BLE001 - any failure to load is the gate's verdict
-            return Scored([SanityResult("loads", False, 1, f"{uri} does not load: {_line(exc)}")])
-    with CLOCK("gates"):
-        try:
-            predictions = model.predict(_model_input(model, data))
-        except Exception as exc:  # noqa: BLE001
-            return Scored([SanityResult("loads", False, 1, f"{uri} cannot predict: {_line(exc)}")])
-        return score_predictions(predictions, data, policy, horizon, censoring)
-
-
-def _model_input(model: Any, data: SurvivalData) -> pd.DataFrame:
-    """The columns the model's signature asks for (every column when it names none, or when
-    one is missing: MLflow's schema enforcement then says which)."""
-    frame = data.inputs
-    schema = model.metadata.get_input_schema()
-    names = schema.input_names() if schema is not None and schema.has_input_names() else []
-    if names and all(n in frame.columns for n in names):
-        return frame[list(names)]
-    return frame
-
-
-def _line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)
-
-
-def score_predictions(
-    predictions: Any,
-    data: SurvivalData,
-    policy: Policy,
-    horizon: float | None,
-    censoring: _Censoring | None = None,
-) -> Scored:
-    """Sanity gates and metrics for a model's predictions on ``data`` (censoring weights from
-    ``censoring``, the evaluation rows when None)."""
-    from mlflow_plugin.flows._model import bucket_edges
-    from mlflow_plugin.gates import SanityResult, check_finite, check_probability_rows
-
-    if not isinstance(predictions, pd.DataFrame) or "risk" not in predictions.columns:
-        kind = type(predictions).__name__
-        return Scored(
-            [SanityResult("loads", False, 1, f"predict returned {kind} without a 'risk' column")]
-        )
-    if len(predictions) != len(data):
-        detail = f"predict returned {len(predictions)} rows for {len(data)} inputs"
-        return Scored([SanityResult("loads", False, 1, detail)])
-    try:
-        names, grid = bucket_edges(list(predictions.columns))
-        values = predictions[["risk", *names]].to_numpy(dtype=float)
-    except (ValueError, TypeError) as exc:
-        return Scored([SanityResult("loads", False, 1, f"predictions break the contract: {exc}")])
-    probs = values[:, 1:]
-    sanity = [
-        SanityResult("loads", True, 0, f"loaded and predicted {len(values)} rows"),
-        check_finite(values),
-        check_probability_rows(probs, atol=policy.sanity.probability_atol),
-    ]
-    # S(t_j) = 1 - P(event by t_j); a lone p_gt_<t> column is S(t) itself.
-    survival = 1.0 - np.cumsum(probs[:, :-1], axis=1) if probs.shape[1] > 1 else probs[:, :1]
-    scored = Scored(sanity, {}, survival, grid, risk=values[:, 0])
-    h = _horizon(scored, data, policy, horizon)
-    scored.horizon = h
-    cens = censoring or _Censoring(data.durations, data.events)
-    scored.metrics, scored.p_event = _metrics(values[:, 0], survival, grid, data, h, cens)
-    return scored
-
-
-def _horizon(scored: Scored, data: SurvivalData, policy: Policy, horizon: float | None) -> float:
-    """The explicit horizon, else the model's own lowered into the rows' follow-up."""
-    from mlflow_plugin.gates import auto_horizon
-
-    if horizon is not None:
-        return horizon
-    if policy.horizon is not None:
-        return policy.horizon
-    assert scored.grid is not None
-    own = float(scored.grid[-1])
-    try:
-        return min(own, auto_horizon(data.durations, [data.durations]))
-    except ValueError:
-        return own
-
-
-def survival_at(survival: np.ndarray, grid: np.ndarray, horizon: float) -> np.ndarray:
-    """P(no event by ``horizon``) per row, interpolated linearly between grid times (S(0) = 1).
-
-    Raises:
-        ValueError: ``horizon`` lies beyond the model's grid.
-    """
-    if horizon > grid[-1] * (1 + 1e-9):
-        raise ValueError(
-            f"horizon {horizon:g} lies beyond the model's time grid (ends at {grid[-1]:g})"
-        )
-    times = np.concatenate([[0.0], grid])
-    curve = np.column_stack([np.ones(len(survival)), survival])
-    j = int(np.clip(np.searchsorted(times, horizon, side="left"), 1, len(times) - 1))
-    w = (horizon - times[j - 1]) / (times[j] - times[j - 1])
-    return np.asarray(curve[:, j - 1] + w * (curve[:, j] - curve[:, j - 1]))
-
-
-def _metrics(
-    risk: np.ndarray,
-    survival: np.ndarray,
-    grid: np.ndarray,
-    data: SurvivalData,
-    horizon: float,
-    censoring: _Censoring,
-) -> tuple[dict[str, float | UndefinedMetric], np.ndarray | None]:
-    """The metrics, and P(event by the horizon) per row (None when the horizon is off-grid)."""
-    from mlflow_plugin import gates
-
-    d, e = data.durations, data.events
-    out: dict[str, float | UndefinedMetric] = {}
-
-    def attempt(name: str, fn: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            out[name] = float(fn(*args, **kwargs))
-        except gates.UndefinedMetric as exc:
-            out[name] = exc
-        except ValueError as exc:  # e.g. NaN predictions: no value, and the report says why
-            out[name] = gates.UndefinedMetric(name, str(exc))
-
-    attempt("c_index", gates.c_index_score, d, e, risk)
-    p_event = None
-    try:
-        p_event = 1.0 - np.clip(survival_at(survival, grid, horizon), 0.0, 1.0)
-        at = gates.at_horizon(
-            d, e, horizon, train_durations=censoring.durations, train_events=censoring.events
-        )
-        out["brier"] = at.brier(p_event)
-        out["brier_baseline"] = at.baselines()["brier"]
-    except gates.UndefinedMetric as exc:
-        out["brier"] = gates.UndefinedMetric("brier", exc.reason)
-    except ValueError as exc:
-        out["brier"] = gates.UndefinedMetric("brier", str(exc))
-    end = min(float(d.max()), float(censoring.durations.max()))
-    inside = (grid >= d.min()) & (grid < end)
-    if inside.sum() >= 2:
-        attempt(
-            "integrated_brier",
-            gates.integrated_brier_loss,
-            np.minimum(d, end),
-            e & (d <= end),
-            np.clip(survival[:, inside], 0.0, 1.0),
-            grid[inside],
-            train_durations=censoring.durations,
-            train_events=censoring.events,
-        )
-    else:
-        out["integrated_brier"] = gates.UndefinedMetric(
-            "integrated_brier", "fewer than two grid times lie within the follow-up of the data"
-        )
-    return out, p_event
 
 
 def _log_plots(scored: Scored, data: SurvivalData, horizon: float, label: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, max_body_option
@@ -11,16 +14,20 @@ from mlflow_plugin.serving._prediction_log import DEFAULT_URI
 __all__ = ["serve"]
 
 
+def _number(flag: str, default: float, kind: click.ParamType, help: str) -> Callable[[Any], Any]:
+    """A numeric setting of ``serve``, bounded by ``kind`` and shown with its default."""
+    return click.option(flag, default=default, show_default=True, type=kind, help=help)
+
+
 @click.command()
 @click.argument("model")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5001, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
+@_number(
     "--poll-interval",
-    default=5.0,
-    show_default=True,
-    type=click.FloatRange(min=0.05),
-    help="Seconds between two reads of the registry (champion, fallback, rollout: one call); "
+    5.0,
+    click.FloatRange(min=0.05),
+    "Seconds between two reads of the registry (champion, fallback, rollout: one call); "
     "a rollout's change reaches every replica within it.",
 )
 @click.option(
@@ -30,12 +37,11 @@ __all__ = ["serve"]
     show_default=True,
     help="SQLAlchemy URI of the prediction log; 'none' to switch it off.",
 )
-@click.option(
+@_number(
     "--log-queue-size",
-    default=10_000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Queued predictions before new ones are dropped (and counted).",
+    10_000,
+    click.IntRange(min=1),
+    "Queued predictions before new ones are dropped (and counted).",
 )
 @click.option(
     "--log-features/--no-log-features",
@@ -69,12 +75,11 @@ __all__ = ["serve"]
     type=click.FloatRange(min=0, min_open=True),
     help="Flag (and count) answers slower than this.",
 )
-@click.option(
+@_number(
     "--event-interval",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds between two ledger events of the same kind.",
+    60.0,
+    click.FloatRange(min=0),
+    "Seconds between two ledger events of the same kind.",
 )
 @click.option(
     "--input-guardrails",
@@ -85,35 +90,31 @@ __all__ = ["serve"]
     help="enforce: a value far outside the feature's training range is a 400; observe: "
     "counted and flagged; off: no input checks at all (nulls reach the model).",
 )
-@click.option(
+@_number(
     "--mirror-queue",
-    default=1000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Blue-green: mirrored requests waiting for the preview before new ones are dropped "
+    1000,
+    click.IntRange(min=1),
+    "Blue-green: mirrored requests waiting for the preview before new ones are dropped "
     "(and counted).",
 )
 @max_body_option(DEFAULT_MAX_BODY_MB)
-@click.option(
+@_number(
     "--request-timeout",
-    default=60.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds from the first byte to the answer before a 503.",
+    60.0,
+    click.FloatRange(min=0, min_open=True),
+    "Seconds from the first byte to the answer before a 503.",
 )
-@click.option(
+@_number(
     "--max-batch-rows",
-    default=256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Adaptive batching: stop gathering requests at this many rows.",
+    256,
+    click.IntRange(min=1),
+    "Adaptive batching: stop gathering requests at this many rows.",
 )
-@click.option(
+@_number(
     "--max-batch-wait-ms",
-    default=2.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Adaptive batching: longest wait for more requests; 0 turns batching off.",
+    2.0,
+    click.FloatRange(min=0),
+    "Adaptive batching: longest wait for more requests; 0 turns batching off.",
 )
 @click.option(
     "--docs/--no-docs", default=False, show_default=True, help="Serve /docs and /openapi.json."

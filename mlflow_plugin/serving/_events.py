@@ -9,19 +9,18 @@ bounded queue.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlflow_plugin.serving._background import BackgroundQueue
+
 __all__ = ["EventReporter"]
 
 _log = logging.getLogger(__name__)
-_STOP = object()
 
 
 class _LedgerLike(Protocol):
@@ -71,10 +70,9 @@ class EventReporter:
         self._tracking_uri = tracking_uri
         self._windows: dict[tuple[str, str], _Window] = {}
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._counts = {"written": 0, "suppressed": 0, "dropped": 0, "failed": 0}
-        self._thread = threading.Thread(target=self._run, name="ledger-events", daemon=True)
-        self._thread.start()
+        self._writer = BackgroundQueue(self._write, name="ledger-events", max_queue=max_queue)
+        self._writer.start()
 
     def report(
         self,
@@ -100,9 +98,7 @@ class EventReporter:
         if suppressed:
             message += f" (+{suppressed} more like this in the last {self.interval:g}s)"
             info["suppressed"] = str(suppressed)
-        try:
-            self._queue.put_nowait(_Pending(event_type, version, from_version, message, info))
-        except queue.Full:
+        if not self._writer.put(_Pending(event_type, version, from_version, message, info)):
             with self._lock:
                 self._counts["dropped"] += 1
             return False
@@ -113,29 +109,13 @@ class EventReporter:
             return dict(self._counts)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        with contextlib.suppress(queue.Full):
-            self._queue.put(_STOP, timeout=timeout)
-        self._thread.join(timeout)
+        self._writer.close(timeout)
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                self._write(item)
-            finally:
-                self._queue.task_done()
-
-    def _write(self, event: _Pending) -> None:
+    def _write(self, batch: list[_Pending]) -> None:
+        (event,) = batch  # one event a call: max_batch 1
         try:
             if self._ledger is None:
                 from mlflow_plugin.controller import Controller

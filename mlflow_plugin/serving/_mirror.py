@@ -12,20 +12,18 @@ answer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from mlflow_plugin.serving._background import BackgroundQueue
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
 
 __all__ = ["Mirror", "same_answer"]
 
 _log = logging.getLogger(__name__)
-_STOP = object()
 
 
 @dataclass(frozen=True)
@@ -67,13 +65,17 @@ class Mirror:
         self.guardrails = guardrails
         self.max_batch = max(1, max_batch)
         self.linger = linger
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, max_queue))
+        self._scorer = BackgroundQueue(
+            self._score_batch,
+            name="mirror",
+            max_queue=max(1, max_queue),
+            max_batch=self.max_batch,
+            linger=linger,
+        )
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(
             ("submitted", "dropped", "scored", "predicts", "agree", "disagree", "errors"), 0
         )
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
     # -- request path --------------------------------------------------------------------
     def submit(
@@ -94,14 +96,12 @@ class Mirror:
             request_id,
             answer,
         )
-        if self._closed:
+        if self._scorer.closed:
             self._bump("dropped")
             return False
-        if self._thread is None:
-            self._start()
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
+        if not self._scorer.started:  # the first mirror: a server without a preview has none
+            self._scorer.start()
+        if not self._scorer.put(job):
             self._bump("dropped")
             return False
         self._bump("submitted")
@@ -112,53 +112,23 @@ class Mirror:
         """submitted, dropped, scored, predicts, agree, disagree, errors, queued."""
         with self._lock:
             out = dict(self._counts)
-        out["queued"] = self._queue.qsize()
+        out["queued"] = self._scorer.qsize()
         return out
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued mirror is scored; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._scorer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Score what is queued (up to ``timeout``) and stop."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread is not None:
-            with contextlib.suppress(queue.Full):
-                self._queue.put(_STOP, timeout=timeout)
-            self._thread.join(timeout)
+        self._scorer.close(timeout)
 
     # -- scorer --------------------------------------------------------------------------
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="mirror", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            items = [self._queue.get()]
-            deadline = time.monotonic() + self.linger
-            while len(items) < self.max_batch and items[-1] is not _STOP:
-                try:
-                    items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            stop = items[-1] is _STOP
-            jobs = [item for item in items if item is not _STOP]
-            try:
-                self._score(jobs)
-            except Exception:  # noqa: BLE001 - the mirror must outlive any single failure
-                _log.exception("%s: mirror scoring failed", self.model_name)
-            for _ in items:
-                self._queue.task_done()
+    def _score_batch(self, jobs: list[_Job]) -> None:
+        try:
+            self._score(jobs)
+        except Exception:  # noqa: BLE001 - the mirror must outlive any single failure
+            _log.exception("%s: mirror scoring failed", self.model_name)
 
     def _score(self, jobs: list[_Job]) -> None:
         groups: dict[int, list[_Job]] = {}
@@ -174,7 +144,7 @@ class Mirror:
         """One ``predict`` for tabular jobs without params; False when they must go one by one."""
         import pandas as pd
 
-        from mlflow_plugin.serving._loader import _split
+        from mlflow_plugin.serving._batch_scoring import _split
 
         if any(j.params or not isinstance(j.data, pd.DataFrame) or not len(j.data) for j in group):
             return False
@@ -200,7 +170,7 @@ class Mirror:
         try:
             output = job.model.predict(data, job.params) if job.params else job.model.predict(data)
         except Exception as exc:  # noqa: BLE001 - a failing preview is recorded, never raised
-            from mlflow_plugin.serving._loader import _one_line
+            from mlflow_plugin.serving._observing import _one_line
 
             self._record(
                 job,

@@ -34,20 +34,18 @@ entity_key     the ``X-Entity-Key`` header's value for the row, else the configu
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
-import queue
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mlflow_plugin._errors import ConfigError
 from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
+from mlflow_plugin.serving._background import BackgroundQueue
 
 __all__ = ["DEFAULT_URI", "PredictionLog", "PredictionRecord", "prediction_table"]
 
@@ -55,7 +53,6 @@ DEFAULT_URI = "sqlite:///predictions.db"
 #: ``DataFrame.attrs`` key under which serving passes the X-Entity-Key header's keys.
 ENTITY_KEYS_ATTR = "mlflow_plugin.entity_keys"
 _log = logging.getLogger(__name__)
-_STOP = object()
 
 
 @dataclass(frozen=True)
@@ -164,7 +161,13 @@ class PredictionLog:
             self.table.metadata.create_all(self.engine)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise ConfigError(f"prediction log {redact_sql_uri(uri)}: {exc}") from exc
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._writer = BackgroundQueue(
+            self._write,
+            name="prediction-log",
+            max_queue=max_queue,
+            max_batch=batch_size,
+            linger=linger,
+        )
         self._lock = threading.Lock()
         self._counts = {
             "enqueued": 0,
@@ -173,21 +176,13 @@ class PredictionLog:
             "written_rows": 0,
             "failed_requests": 0,
         }
-        self._thread: threading.Thread | None = None
-        self._closed = False
         if start:
             self.start()
 
     # -- request path --------------------------------------------------------------------
     def log(self, record: PredictionRecord) -> bool:
         """Queue ``record`` without waiting; False (and counted) if it was dropped."""
-        if self._closed:
-            with self._lock:
-                self._counts["dropped"] += 1
-            return False
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if self._writer.closed or not self._writer.put(record):
             with self._lock:
                 self._counts["dropped"] += 1
             return False
@@ -197,56 +192,27 @@ class PredictionLog:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-            self._thread.start()
+        self._writer.start()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written (or failed); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (up to ``timeout``) and stop the writer."""
-        if self._closed:
+        if self._writer.closed:
             return
-        self._closed = True
-        if self._thread is not None:
-            with contextlib.suppress(queue.Full):
-                self._queue.put(_STOP, timeout=timeout)
-            self._thread.join(timeout)
+        self._writer.close(timeout)
         self.engine.dispose()
 
     def stats(self) -> dict[str, int]:
         """Counters: enqueued, dropped, written_requests, written_rows, failed_requests, queued."""
         with self._lock:
             out = dict(self._counts)
-        out["queued"] = self._queue.qsize()
+        out["queued"] = self._writer.qsize()
         return out
 
-    # -- writer --------------------------------------------------------------------------
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            items = [self._queue.get()]
-            # Gather what arrives within `linger`, up to a batch: one commit for many requests.
-            deadline = time.monotonic() + self.linger
-            while len(items) < self.batch_size and items[-1] is not _STOP:
-                try:
-                    items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
-            stop = items[-1] is _STOP
-            batch = [item for item in items if item is not _STOP]
-            if batch:
-                self._write(batch)
-            for _ in items:
-                self._queue.task_done()
-
+    # -- writer (on the writer's thread) --------------------------------------------
     def _write(self, batch: list[PredictionRecord]) -> None:
         from sqlalchemy.exc import SQLAlchemyError
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from mlflow_plugin._types import CHAMPION, FALLBACK
 from mlflow_plugin.controller import CANARY, FALLBACK_ENABLED_TAG, PREVIEW, RolloutState
 from mlflow_plugin.controller import routes_to_canary as _routes_to_canary
-from mlflow_plugin.serving._routing import Fleet, LoadFailure, Plan, Route
+from mlflow_plugin.serving._routing import Fleet, Plan, Route, routes_for
 
 __all__ = ["PREVIOUS", "RolloutRouter"]
 
@@ -80,7 +80,8 @@ class RolloutRouter:
     # -- building the plans of one fleet -------------------------------------------------
     def _build(self, fleet: Fleet) -> tuple[Fleet, Plan, Plan | None, RolloutState | None]:
         state = fleet.rollout if isinstance(fleet.rollout, RolloutState) else None
-        routes, skipped = self._routes(fleet, (CHAMPION, FALLBACK, PREVIOUS))
+        # The kept previous champion is a spare: its failing to load fails no request.
+        routes, skipped = routes_for(fleet, (CHAMPION, FALLBACK, PREVIOUS), quiet=(PREVIOUS,))
         shadows: tuple[Route, ...] = ()
         preview = fleet.loaded.get(PREVIEW)
         if PREVIEW in fleet.wanted and preview is not None:
@@ -97,29 +98,6 @@ class RolloutRouter:
                 # Requests on the canary's side count its load failure (the champion answers).
                 canary_plan = Plan(tuple(routes), ((CANARY, fleet.failed[CANARY]), *skipped))
         return fleet, primary, canary_plan, state
-
-    @staticmethod
-    def _routes(
-        fleet: Fleet, roles: tuple[str, ...]
-    ) -> tuple[list[Route], list[tuple[str, LoadFailure]]]:
-        routes: list[Route] = []
-        skipped: list[tuple[str, LoadFailure]] = []
-        for role in roles:
-            if role not in fleet.wanted:
-                if role == CHAMPION and fleet.wanted:
-                    # No champion alias: a backup answers, and that is a failure to report.
-                    skipped.append((role, LoadFailure("", "", 0.0)))
-                continue
-            deployment = fleet.loaded.get(role)
-            if deployment is None:
-                failure = fleet.failed.get(role)
-                if failure is not None and role != PREVIOUS:
-                    skipped.append((role, failure))
-                continue
-            if any(r.deployment.version == deployment.version for r in routes):
-                continue  # the same version twice cannot help
-            routes.append(Route(role, deployment))
-        return routes, skipped
 
     def _now(self) -> float:
         return float(self._clock())

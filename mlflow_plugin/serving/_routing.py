@@ -19,14 +19,23 @@ serve").
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlflow_plugin._types import CHAMPION, FALLBACK, ModelInfo
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
 
-__all__ = ["ChampionRouter", "Deployment", "Fleet", "LoadFailure", "Plan", "Route", "Router"]
+__all__ = [
+    "ChampionRouter",
+    "Deployment",
+    "Fleet",
+    "LoadFailure",
+    "Plan",
+    "Route",
+    "Router",
+    "routes_for",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,23 +160,33 @@ class ChampionRouter:
         cached = self._cached  # one read: another thread may replace it meanwhile
         if cached is not None and cached[0] is fleet:
             return cached[1]
-        routes: list[Route] = []
-        skipped: list[tuple[str, LoadFailure]] = []
-        for role in self.roles:
-            if role not in fleet.wanted:
-                if role == CHAMPION and fleet.wanted:
-                    # No champion alias: the fallback answers, and that is a failure to report.
-                    skipped.append((role, LoadFailure("", "", 0.0)))
-                continue
-            deployment = fleet.loaded.get(role)
-            if deployment is None:
-                failure = fleet.failed.get(role)
-                if failure is not None:
-                    skipped.append((role, failure))
-                continue
-            if any(r.deployment.version == deployment.version for r in routes):
-                continue  # fallback == champion: trying it twice cannot help
-            routes.append(Route(role, deployment))
+        routes, skipped = routes_for(fleet, self.roles)
         plan = Plan(tuple(routes), tuple(skipped))
         self._cached = (fleet, plan)
         return plan
+
+
+def routes_for(
+    fleet: Fleet, roles: Iterable[str], *, quiet: Container[str] = ()
+) -> tuple[list[Route], list[tuple[str, LoadFailure]]]:
+    """The routes of ``roles`` in order (a version once: the same version twice cannot help),
+    and the roles that cannot answer: a wanted version that failed to load (but for the roles
+    in ``quiet``), or no champion alias while other roles are wanted (a backup answers, and
+    that is a failure to report)."""
+    routes: list[Route] = []
+    skipped: list[tuple[str, LoadFailure]] = []
+    for role in roles:
+        if role not in fleet.wanted:
+            if role == CHAMPION and fleet.wanted:
+                skipped.append((role, LoadFailure("", "", 0.0)))
+            continue
+        deployment = fleet.loaded.get(role)
+        if deployment is None:
+            failure = fleet.failed.get(role)
+            if failure is not None and role not in quiet:
+                skipped.append((role, failure))
+            continue
+        if any(r.deployment.version == deployment.version for r in routes):
+            continue
+        routes.append(Route(role, deployment))
+    return routes, skipped
