@@ -60,6 +60,33 @@ def _mlflow_uris_per_test() -> Iterator[None]:
         yield
 
 
+#: Modules whose test classes share a module-scoped server or retrain: one xdist work unit each.
+#: ``--dist loadscope`` hands each class to a worker on its own, and pytest orders a class's
+#: items SQLite first, then PostgreSQL: the module fixture was made again for every class and
+#: every switch of backend (the organisations' auth server and set-up 14 times instead of 2).
+_ONE_WORK_UNIT = ("tests/api/test_organisations.py", "tests/test_http_budget.py")
+#: Modules of long tests with no module- or class-scoped fixture: a work unit per test, so the
+#: SQLite and PostgreSQL runs of one test (a minute or more each) can go to different workers.
+_UNIT_PER_TEST = ("tests/flows/test_flows_mlflow_run.py", "tests/controller/test_lock_ledger.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadscope``, with each module of ``_ONE_WORK_UNIT`` kept in one work unit and
+    each test of ``_UNIT_PER_TEST`` a unit of its own."""
+    if config.getvalue("dist") != "loadscope":
+        return None  # xdist's own choice
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module in _ONE_WORK_UNIT:
+                return module
+            return nodeid if module in _UNIT_PER_TEST else super()._split_scope(nodeid)
+
+    return _Scheduling(config, log)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def mlflow_server(request: pytest.FixtureRequest) -> MlflowServer:
     """A running ``mlflow server`` (one per backend, shared by the session)."""

@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO, NamedTuple
 
 import mlflow
 import pytest
@@ -22,11 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]
 _RUN_ID = re.compile(r"Run \(ID '([0-9a-f]+)'\)")
 
 
-def mlflow_run(
-    uri: str, entry: str, **params: object
-) -> tuple[subprocess.CompletedProcess[str], str]:
-    """``mlflow run . -e entry -P k=v ...`` in the repository root; returns the process and
-    the run id it reported."""
+class Started(NamedTuple):
+    """A started ``mlflow run`` and the files its output goes to."""
+
+    proc: subprocess.Popen[str]
+    stdout: IO[str]
+    stderr: IO[str]
+
+
+def start_mlflow_run(uri: str, entry: str, **params: object) -> Started:
+    """Start ``mlflow run . -e entry -P k=v ...`` in the repository root (output to temporary
+    files, read by :func:`finish_mlflow_run`)."""
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": uri,
@@ -39,9 +47,39 @@ def mlflow_run(
     cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", entry, "--env-manager", "local"]
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    found = _RUN_ID.findall(proc.stdout + proc.stderr)
-    return proc, found[-1] if found else ""
+    # files, not pipes: a process started next to others never blocks on a full pipe
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    return Started(
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, text=True), out, err
+    )
+
+
+def finish_mlflow_run(started: Started) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Wait for a :func:`start_mlflow_run` process; returns it as a completed process and the
+    run id it reported."""
+    proc = started.proc
+    try:
+        proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    texts = []
+    for stream in (started.stdout, started.stderr):
+        stream.seek(0)
+        texts.append(stream.read())
+        stream.close()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, texts[0], texts[1])
+    found = _RUN_ID.findall(done.stdout + done.stderr)
+    return done, found[-1] if found else ""
+
+
+def mlflow_run(
+    uri: str, entry: str, **params: object
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``mlflow run . -e entry -P k=v ...`` in the repository root; returns the process and
+    the run id it reported."""
+    return finish_mlflow_run(start_mlflow_run(uri, entry, **params))
 
 
 def _ok(proc: subprocess.CompletedProcess[str]) -> None:
@@ -49,7 +87,7 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_every_entry_point(flows_uri, model_name):
-    """train -> validate -> backtest -> promote -> main -> rollback, each as its own
+    """train -> validate + backtest (at once) -> promote -> main -> rollback, each as its own
     `mlflow run`, each run tagged with its step and model."""
     client = mlflow.MlflowClient()
     registry = Registry(flows_uri)
@@ -58,13 +96,17 @@ def test_every_entry_point(flows_uri, model_name):
     _ok(proc)
     assert registry.get_model(model_name).aliases == {"challenger": "1"}
 
-    proc, validate_run = mlflow_run(flows_uri, "validate", model_name=model_name, data="rossi")
+    # validate and backtest judge the challenger independently (each sets its own version
+    # tags): both processes at once, as two CI jobs would run them.
+    validating = start_mlflow_run(flows_uri, "validate", model_name=model_name, data="rossi")
+    backtesting = start_mlflow_run(flows_uri, "backtest", model_name=model_name)
+    proc, validate_run = finish_mlflow_run(validating)
+    backtest_proc, backtest_run = finish_mlflow_run(backtesting)
     _ok(proc)
     metrics = client.get_run(validate_run).data.metrics
     assert 0.6 < metrics["c_index"] < 0.7  # rossi: the training rows and the holdout
 
-    proc, backtest_run = mlflow_run(flows_uri, "backtest", model_name=model_name)
-    _ok(proc)
+    _ok(backtest_proc)
     assert [m.step for m in client.get_metric_history(backtest_run, "f1")] == [1, 2, 3, 4]
 
     proc, promote_run = mlflow_run(flows_uri, "promote", model_name=model_name)
