@@ -190,7 +190,11 @@ def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, ch
         assert "already managed by operator@" in second.stderr and "Traceback" not in second.stderr
     finally:
         first.send_signal(signal.SIGINT)
-        first.wait(120)
+        try:
+            first.wait(120)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            pytest.fail("operator did not stop on SIGINT:\n" + log_path.read_text()[-4000:])
     registry = Controller.from_uri(tracking_uri).registry
     deadline = time.monotonic() + 30
     while "mlflow_plugin.operator_lease" in registry.get_model(model_name).tags:
