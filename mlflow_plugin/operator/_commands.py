@@ -345,6 +345,7 @@ def operator(loop: _Loop, interval: float) -> None:
     from mlflow_plugin.operator._lease import OperatorLease
 
     _service_logging()
+    _stop_on_signals()
     log = logging.getLogger("mlflow_plugin.operator")
     op = _build(loop, False, None)
     names = op.managed_models()
@@ -369,6 +370,23 @@ def operator(loop: _Loop, interval: float) -> None:
     finally:
         op.alerter.flush(timeout=10.0)
         lease.release()
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (what service managers send) and SIGINT both end the loop the way Ctrl-C does:
+    the pass in flight is interrupted, queued alerts get a last chance, the lease is released.
+
+    Installed explicitly: a process started in the background by a non-interactive shell, or
+    by a supervisor that ignores SIGINT, inherits ``SIG_IGN`` for it, and Python then leaves
+    it ignored, so the operator could only be stopped by SIGKILL (leaving its lease behind).
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _service_logging() -> None:

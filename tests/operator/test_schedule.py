@@ -152,7 +152,10 @@ def test_one_operator_per_model(tracking_uri, model_name, champion):
 
 def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, champion, tmp_path):
     """`mlflow-plugin operator` says what it manages; a second one on the same model exits 1
-    naming the first; after Ctrl-C the model is free again."""
+    naming the first; after Ctrl-C (SQLite) or SIGTERM (PostgreSQL) the model is free again.
+
+    The operator starts with SIGINT ignored, as a shell's background job (and a pytest-xdist
+    worker's child) does: it must still stop on both signals."""
     import os
     import signal
     import subprocess
@@ -178,7 +181,13 @@ def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, ch
     # on a slow machine and blocks the operator inside a write, so it could not stop.
     log_path = tmp_path / "operator.log"
     with open(log_path, "w") as log_file:
-        first = subprocess.Popen(cmd, env=env, stderr=log_file, text=True)
+        first = subprocess.Popen(
+            cmd,
+            env=env,
+            stderr=log_file,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
         deadline = time.monotonic() + 120
         while f"managing {model_name}" not in log_path.read_text():
@@ -189,12 +198,15 @@ def test_operator_process_runs_and_refuses_a_second(tracking_uri, model_name, ch
         assert second.returncode == 1
         assert "already managed by operator@" in second.stderr and "Traceback" not in second.stderr
     finally:
-        first.send_signal(signal.SIGINT)
+        postgres = "postgresql" in os.environ.get("PYTEST_CURRENT_TEST", "")
+        stop = signal.SIGTERM if postgres else signal.SIGINT
+        first.send_signal(stop)
         try:
             first.wait(120)
         except subprocess.TimeoutExpired:
             first.kill()
-            pytest.fail("operator did not stop on SIGINT:\n" + log_path.read_text()[-4000:])
+            pytest.fail(f"operator did not stop on {stop.name}:\n" + log_path.read_text()[-4000:])
+    assert "operator stopping" in log_path.read_text()
     registry = Controller.from_uri(tracking_uri).registry
     deadline = time.monotonic() + 30
     while "mlflow_plugin.operator_lease" in registry.get_model(model_name).tags:
