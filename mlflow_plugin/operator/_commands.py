@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -345,7 +346,7 @@ def operator(loop: _Loop, interval: float) -> None:
     from mlflow_plugin.operator._lease import OperatorLease
 
     _service_logging()
-    _stop_on_signals()
+    stopping = _stop_on_signals()
     log = logging.getLogger("mlflow_plugin.operator")
     op = _build(loop, False, None)
     names = op.managed_models()
@@ -357,36 +358,45 @@ def operator(loop: _Loop, interval: float) -> None:
         interval,
     )
     try:
-        while True:
+        while not stopping.is_set():
             started = time.monotonic()
             try:
                 op.tick()
                 lease.renew()
             except RegistryUnavailable as exc:  # a service keeps going; the next pass retries
                 log.warning("pass skipped: %s", exc)
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            stopping.wait(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
-        log.info("operator stopping")
+        pass
     finally:
+        log.info("operator stopping")
         op.alerter.flush(timeout=10.0)
         lease.release()
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals() -> threading.Event:
     """SIGTERM (what service managers send) and SIGINT both end the loop the way Ctrl-C does:
     the pass in flight is interrupted, queued alerts get a last chance, the lease is released.
 
     Installed explicitly: a process started in the background by a non-interactive shell, or
     by a supervisor that ignores SIGINT, inherits ``SIG_IGN`` for it, and Python then leaves
     it ignored, so the operator could only be stopped by SIGKILL (leaving its lease behind).
+    The handler also sets the returned event, which the loop checks after every pass: the
+    ``KeyboardInterrupt`` it raises lands wherever the main thread is, and where that is a
+    weakref callback or a ``__del__`` Python prints and drops it ("Exception ignored in"), so
+    the interrupt alone could be lost (seen under load).
     """
     import signal
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
+        stopping.set()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
+    return stopping
 
 
 def _service_logging() -> None:
