@@ -24,19 +24,7 @@ import numpy as np
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.flows._data import SurvivalData
-from mlflow_plugin.flows._folds import (
-    FoldData,
-    FoldPlan,
-    Split,
-    backtest_recipe,
-    fold_data,
-    fold_horizon,
-    horizon_sets,
-    kfold,
-    plan_folds,
-    rolling_origin,
-    splits_for,
-)
+from mlflow_plugin.flows._folds import FoldData, FoldPlan, backtest_recipe, plan_folds
 from mlflow_plugin.flows._gating import (
     BACKTEST_GATES,
     StepVerdict,
@@ -60,21 +48,7 @@ if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy
     from mlflow_plugin.registry import Registry
 
-__all__ = [
-    "FOLD_METRICS",
-    "FoldData",
-    "FoldPlan",
-    "Split",
-    "backtest_in_run",
-    "fold_data",
-    "fold_horizon",
-    "horizon_sets",
-    "kfold",
-    "plan_folds",
-    "rolling_origin",
-    "run_backtest",
-    "splits_for",
-]
+__all__ = ["FOLD_METRICS", "backtest_in_run", "run_backtest"]
 
 FOLD_METRICS = ("f1", "precision", "recall", "brier", "c_index")
 

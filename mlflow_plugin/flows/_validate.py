@@ -33,7 +33,7 @@ from mlflow_plugin._errors import ConfigError, DataError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, VersionInfo
 from mlflow_plugin.flows._comparison import MIN_UNSEEN_ROWS, _compare, _comparison_markdown
-from mlflow_plugin.flows._data import SurvivalData, load_data, prepare
+from mlflow_plugin.flows._data import SurvivalData
 from mlflow_plugin.flows._gating import (
     VALIDATE_GATES,
     StepVerdict,
@@ -41,10 +41,10 @@ from mlflow_plugin.flows._gating import (
     log_report,
     recipe_of,
     record_verdict,
-    resolve_version,
+    step_inputs,
     step_policy,
 )
-from mlflow_plugin.flows._params import Columns, ValidateParams, load_policy
+from mlflow_plugin.flows._params import Columns, ValidateParams
 from mlflow_plugin.flows._scoring import Scored, score_predictions, score_version, survival_at
 from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
 from mlflow_plugin.flows._training_rows import _censoring, _unseen
@@ -67,15 +67,10 @@ __all__ = [
 
 def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> StepVerdict:
     """``mlflow run -e validate``: validate one version in a run of its own."""
-    from mlflow_plugin.registry import Registry
-
     # Bad input (policy, version, columns, data, horizon) fails before the run starts.
-    policy = load_policy(params.policy)
-    registry = Registry(tracking_uri)
-    version = resolve_version(registry, params.model_name, params.version)
-    columns = _columns(params, version)
-    with CLOCK("data"):
-        data = prepare(load_data(params.data), columns, missing=params.missing)
+    policy, registry, version, data = step_inputs(
+        params, tracking_uri, lambda version: _columns(params, version)
+    )
     check_explicit_horizon(params.horizon, policy, data)
     with step_run("validate", params.model_name, tags={VERSION_TAG: version.version}):
         return validate_in_run(

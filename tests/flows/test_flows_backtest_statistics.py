@@ -14,8 +14,9 @@ from sksurv.util import Surv
 
 from mlflow_plugin import gates
 from mlflow_plugin._errors import DataError
-from mlflow_plugin.flows._backtest import _fold, _Pooled, fold_data, fold_horizon, splits_for
+from mlflow_plugin.flows._backtest import _fold, _Pooled
 from mlflow_plugin.flows._data import Dataset, prepare, split_holdout
+from mlflow_plugin.flows._folds import fold_data, fold_horizon, splits_for
 from mlflow_plugin.flows._model import fit_model
 from mlflow_plugin.flows._params import Columns
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlflow_plugin import BadInput, ConfigError, DataError
-from mlflow_plugin.flows._backtest import kfold, rolling_origin
+from mlflow_plugin.flows._folds import kfold, rolling_origin
 from mlflow_plugin.flows._params import (
     BacktestParams,
     Columns,
