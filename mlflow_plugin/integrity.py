@@ -28,12 +28,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mlflow_plugin._errors import BadInput, IntegrityError, MlflowPluginError
 from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin._types import VersionInfo
 
 __all__ = [
     "DIGEST_TAG",
@@ -257,8 +258,8 @@ def _downloaded(registry: _RegistryLike, model: str, version: str) -> Iterator[s
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _require_signed(registry: _RegistryLike, model: str) -> bool:
-    return registry.get_model(model).tags.get(REQUIRE_SIGNED_TAG, "false").lower() == "true"
+def _signed_required(model_tags: Mapping[str, str]) -> bool:
+    return model_tags.get(REQUIRE_SIGNED_TAG, "false").lower() == "true"
 
 
 def verify_version(registry: _RegistryLike, model: str, version: str | int) -> IntegrityReport:
@@ -270,7 +271,7 @@ def verify_version(registry: _RegistryLike, model: str, version: str | int) -> I
     """
     v = str(version)
     info = registry.get_version(model, v)
-    required = _require_signed(registry, model)
+    required = _signed_required(registry.get_model(model).tags)
     with _downloaded(registry, model, v) as root:
         return verify_files(root, dict(info.tags), require_signed=required)
 
@@ -367,9 +368,19 @@ class VersionVerifier:
     def __init__(self, registry: _RegistryLike) -> None:
         self.registry = registry
 
-    def __call__(self, model: str, version: str, *, force: bool = False) -> dict[str, str]:
-        info = self.registry.get_version(model, version)
-        required = _require_signed(self.registry, model)
+    def __call__(
+        self,
+        model: str,
+        version: str,
+        *,
+        force: bool = False,
+        version_info: VersionInfo | None = None,
+        model_tags: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        info = version_info or self.registry.get_version(model, version)
+        if model_tags is None:
+            model_tags = self.registry.get_model(model).tags
+        required = _signed_required(model_tags)
         try:
             with _downloaded(self.registry, model, version) as root:
                 report = verify_files(root, dict(info.tags), require_signed=required)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 #: Calls of a second retrain of a model (a champion exists), artifact transfers included.
 RETRAIN_BUDGET = 63  # 60 counted (66 before the promotion read under the lock only; 94, 129)
-ROLLBACK_BUDGET = 28  # 28 counted: ~12 verify the digest; one ledger read; fenced lock checks
+ROLLBACK_BUDGET = 24  # 24 counted: 10 files verified; the digest check reuses the reads (28)
 STATUS_BUDGET = 4
 
 
@@ -191,6 +191,10 @@ class TestCli:
             )
         assert result.exit_code == 0, result.output
         assert rollback.total <= ROLLBACK_BUDGET, rollback.summary()
+        # The model and the target version are read once, under the lock: the digest check
+        # uses those reads (no second registered-models/get, no model-versions/get).
+        assert rollback.by_endpoint["GET registered-models/get"] == 1, rollback.summary()
+        assert rollback.by_endpoint["GET model-versions/get"] == 0, rollback.summary()
         with count_http_calls() as status:
             result = runner.invoke(main, [*args, "status", name, "--json"])
         assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ honour the same contract (leases, tokens, the hash chain).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from mlflow_plugin._chain import ChainReport
@@ -71,6 +71,16 @@ class LedgerLike(Protocol):
 class IntegrityHook(Protocol):
     """Checks a version's artifacts before an alias points at it (see
     :class:`mlflow_plugin.integrity.VersionVerifier`): returns tags for the event, raises
-    :class:`~mlflow_plugin.IntegrityError` to refuse."""
+    :class:`~mlflow_plugin.IntegrityError` to refuse. ``version_info`` and ``model_tags``: the
+    version and the model's tags as the caller already read them under the lock (not read
+    again)."""
 
-    def __call__(self, model: str, version: str, *, force: bool = False) -> dict[str, str]: ...
+    def __call__(
+        self,
+        model: str,
+        version: str,
+        *,
+        force: bool = False,
+        version_info: VersionInfo | None = None,
+        model_tags: Mapping[str, str] | None = None,
+    ) -> dict[str, str]: ...

@@ -80,7 +80,11 @@ def rollback(
             *_fallback_after_rollback(ctl, model, info, history, current, target.version),
         ]
         extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
-        extra.update(ctl.integrity(model, target.version, force=force))
+        extra.update(
+            ctl.integrity(
+                model, target.version, force=force, version_info=target, model_tags=info.tags
+            )
+        )
         event = ctl._switch(
             lock,
             model,

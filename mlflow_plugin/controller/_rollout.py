@@ -164,7 +164,9 @@ class Rollouts:
                     model, target, lock, rid, champion or "", message, interval, watch_s, force
                 )
             extra = dict(extra or {})
-            extra.update(self.ctl.integrity(model, target.version, force=force))
+            extra.update(
+                self.ctl.integrity(model, target.version, force=force, model_tags=info.tags)
+            )
             below = tuple(s for s in steps if s < 100) if strategy == "canary" else ()
             state = RolloutState(
                 rollout_id=rid,
