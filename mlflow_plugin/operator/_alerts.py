@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from mlflow_plugin._background import BackgroundQueue
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller import LedgerLike
@@ -64,8 +64,8 @@ class Alerter:
         self.config = config
         self.delivered: list[dict[str, Any]] = []
         self.failed: list[tuple[dict[str, Any], str]] = []
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        # Unbounded: an alert is never dropped; one POST (with its retries) per call.
+        self._webhooks = BackgroundQueue(self._deliver_all, name="alerts", max_queue=0)
 
     def send(self, alert: Alert) -> None:
         """Record the ``alert`` event now; queue the webhook (never waits for it)."""
@@ -78,28 +78,16 @@ class Alerter:
         )
         _log.warning("alert %s %s v%s: %s", alert.kind, alert.model, alert.version, alert.text)
         if self.config.webhook_url:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-                self._thread.start()
-            self._queue.put(alert.payload())
+            self._webhooks.start()
+            self._webhooks.put(alert.payload())
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until queued webhooks are delivered or given up; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return self._webhooks.flush(timeout)
 
-    def _run(self) -> None:
-        while True:
-            payload = self._queue.get()
-            try:
-                if payload is not None:
-                    self._deliver(payload)
-            finally:
-                self._queue.task_done()
+    def _deliver_all(self, payloads: list[dict[str, Any]]) -> None:
+        for payload in payloads:
+            self._deliver(payload)
 
     def _deliver(self, payload: dict[str, Any]) -> None:
         import requests

@@ -384,13 +384,16 @@ def _stop_on_signals() -> threading.Event:
     The handler also sets the returned event, which the loop checks after every pass: the
     ``KeyboardInterrupt`` it raises lands wherever the main thread is, and where that is a
     weakref callback or a ``__del__`` Python prints and drops it ("Exception ignored in"), so
-    the interrupt alone could be lost (seen under load).
+    the interrupt alone could be lost (seen under load). A second signal while stopping is
+    ignored: the alert flush (at most 10 s) and the lease release still run.
     """
     import signal
 
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
+        if stopping.is_set():  # a second signal must not cut the alert flush or lease release
+            return
         stopping.set()
         raise KeyboardInterrupt(signal.Signals(signum).name)
 

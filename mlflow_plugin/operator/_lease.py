@@ -71,8 +71,10 @@ class OperatorLease:
     def _take(self, model: str) -> None:
         # A live lease of another operator is refused before waiting for the model lock: that
         # operator may hold the lock pass after pass, and the answer is "busy" anyway. The
-        # check is repeated under the lock before the lease is written.
-        self._refuse_if_busy(model)
+        # check is repeated under the lock before the lease is written (renewing a lease we
+        # hold only makes that one).
+        if model not in self.held:
+            self._refuse_if_busy(model)
         with self.registry.lock(model, intent={"op": "operator_lease", "version": ""}):
             self._refuse_if_busy(model)
             value = json.dumps({"owner": self.owner, "expires": time.time() + self.ttl})

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlflow_plugin.serving._background import BackgroundQueue
+from mlflow_plugin._background import BackgroundQueue
 
 __all__ = ["EventReporter"]
 

@@ -12,18 +12,15 @@ answer.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_plugin.serving._background import BackgroundQueue
+from mlflow_plugin._background import BackgroundQueue
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
 
 __all__ = ["Mirror", "same_answer"]
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ class Mirror:
         self.max_batch = max(1, max_batch)
         self.linger = linger
         self._scorer = BackgroundQueue(
-            self._score_batch,
+            self._score,
             name="mirror",
             max_queue=max(1, max_queue),
             max_batch=self.max_batch,
@@ -96,10 +93,8 @@ class Mirror:
             request_id,
             answer,
         )
-        if self._scorer.closed:
-            self._bump("dropped")
-            return False
-        if not self._scorer.started:  # the first mirror: a server without a preview has none
+        # The first mirror starts the thread: a server without a preview has none.
+        if not self._scorer.started and not self._scorer.closed:
             self._scorer.start()
         if not self._scorer.put(job):
             self._bump("dropped")
@@ -124,12 +119,6 @@ class Mirror:
         self._scorer.close(timeout)
 
     # -- scorer --------------------------------------------------------------------------
-    def _score_batch(self, jobs: list[_Job]) -> None:
-        try:
-            self._score(jobs)
-        except Exception:  # noqa: BLE001 - the mirror must outlive any single failure
-            _log.exception("%s: mirror scoring failed", self.model_name)
-
     def _score(self, jobs: list[_Job]) -> None:
         groups: dict[int, list[_Job]] = {}
         for job in jobs:

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mlflow_plugin._background import BackgroundQueue
 from mlflow_plugin._errors import ConfigError
 from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
-from mlflow_plugin.serving._background import BackgroundQueue
 
 __all__ = ["DEFAULT_URI", "PredictionLog", "PredictionRecord", "prediction_table"]
 
@@ -182,7 +182,7 @@ class PredictionLog:
     # -- request path --------------------------------------------------------------------
     def log(self, record: PredictionRecord) -> bool:
         """Queue ``record`` without waiting; False (and counted) if it was dropped."""
-        if self._writer.closed or not self._writer.put(record):
+        if not self._writer.put(record):
             with self._lock:
                 self._counts["dropped"] += 1
             return False

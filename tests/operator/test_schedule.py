@@ -5,6 +5,7 @@ test_closed_loop.py)."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.gates import Policy
 from mlflow_plugin.operator import HEARTBEAT_TAG, Operator, OperatorBusy, OperatorLease, Retrainer
+from mlflow_plugin.testing import count_http_calls
 
 from helpers import make_versions
 
@@ -141,6 +143,17 @@ def test_one_operator_per_model(tracking_uri, model_name, champion):
         other.owner = "operator@elsewhere:1"
         with pytest.raises(OperatorBusy, match=held.owner):
             other.acquire()
+        with count_http_calls() as renewal:
+            held.renew()
+        # Renewing a lease it holds reads the model once, under the lock (not before it too).
+        assert renewal.by_endpoint["GET registered-models/get"] == 1, renewal.summary()
+        # ... and that read still refuses when another operator took the model meanwhile.
+        taken = json.dumps({"owner": "operator@elsewhere:1", "expires": time.time() + 60})
+        registry.set_model_tag(model_name, "mlflow_plugin.operator_lease", taken)
+        with pytest.raises(OperatorBusy, match="operator@elsewhere:1"):
+            held.renew()
+        registry.delete_model_tag(model_name, "mlflow_plugin.operator_lease")
+        held.held = []  # not ours any more: nothing to release
     OperatorLease(registry, [model_name], ttl=60, kind="tick").acquire().release()
     # A holder on this host that died (kill -9) does not block until its lease expires.
     import socket

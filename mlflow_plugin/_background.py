@@ -1,14 +1,16 @@
-"""Work handed off the request path: a bounded queue drained by one daemon thread.
+"""Work handed off the caller's thread: a queue drained by one daemon thread.
 
-The prediction log, the mirror and the ledger events each own one :class:`BackgroundQueue`: a
-request only puts an item (never waits: a full queue refuses it, the owner counts the drop), the
-thread takes up to ``max_batch`` items that arrive within ``linger`` seconds of the first and
-hands them to the owner's ``handle`` in one call.
+Serving's prediction log, mirror and ledger events each own a bounded :class:`BackgroundQueue`:
+a request only puts an item (never waits: a full or closed queue refuses it, the owner counts
+the drop); the operator's alert webhooks own an unbounded one (nothing dropped, ``flush`` waits).
+The thread takes up to ``max_batch`` items that arrive within ``linger`` seconds of the first
+and hands them to the owner's ``handle`` in one call.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 import time
@@ -18,15 +20,17 @@ from typing import Any
 __all__ = ["BackgroundQueue"]
 
 _STOP = object()
+_log = logging.getLogger("mlflow_plugin")
 
 
 class BackgroundQueue:
     """A bounded queue and the thread that drains it in batches.
 
     Args:
-        handle: called on the thread with each batch (never empty); it must not raise.
+        handle: called on the thread with each batch (never empty); what it raises is logged
+            and the batch counts as handled (the thread lives on).
         name: the thread's name.
-        max_queue: items waiting before :meth:`put` refuses new ones.
+        max_queue: items waiting before :meth:`put` refuses new ones (0: no bound).
         max_batch: items handed over in one call.
         linger: seconds to wait for more items after the first of a batch.
     """
@@ -61,7 +65,9 @@ class BackgroundQueue:
         return self._thread is not None
 
     def put(self, item: Any) -> bool:
-        """Queue ``item`` without waiting; False when the queue is full."""
+        """Queue ``item`` without waiting; False when the queue is full or closed."""
+        if self.closed:
+            return False
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -103,7 +109,11 @@ class BackgroundQueue:
                     break
             stop = items[-1] is _STOP
             batch = [item for item in items if item is not _STOP]
-            if batch:
-                self._handle(batch)
-            for _ in items:
-                self._queue.task_done()
+            try:
+                if batch:
+                    self._handle(batch)
+            except Exception:  # noqa: BLE001 - one failed batch must not stop the thread
+                _log.exception("%s: handling %d queued item(s) failed", self.name, len(batch))
+            finally:
+                for _ in items:
+                    self._queue.task_done()
