@@ -101,14 +101,12 @@ class Ledger:
         self.uri = tracking_uri
         self.experiment = experiment or audit_experiment()
         self.scope = scope
-        if client is not None:
-            self.client = client
-        elif scope is None:
-            from mlflow import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-        else:
-            self.client = make_client(tracking_uri, scope=scope)
+        # Our REST client on an http(s) server (``$MLFLOW_PLUGIN_REST_CLIENT`` not ``off``): the
+        # ledger's reads return every event of a model, and MLflow's client spends more time
+        # turning that JSON into protobuf messages than the server takes to answer.
+        self.client = (
+            client if client is not None else make_client(tracking_uri, scope=scope, rest=True)
+        )
         self.lock = lock
 
     def experiment_id(self, create: bool = True) -> str | None:

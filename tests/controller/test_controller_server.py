@@ -114,7 +114,7 @@ class TestPromoteAndRollback:
             "mlflow_plugin.actor": "pytest",
             "mlflow_plugin.strategy": "all_at_once",
         }
-        exp = controller.ledger.client.get_experiment(run.info.experiment_id)
+        exp = controller.registry.client.get_experiment(run.info.experiment_id)
         assert exp.name == "mlflow_plugin-deployments"
 
 
