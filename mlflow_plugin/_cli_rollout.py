@@ -10,9 +10,7 @@ from typing import Any
 
 import click
 
-from mlflow_plugin.controller._rollout_options import parse_seconds, rollout_options
-
-__all__ = ["parse_seconds", "rollout", "rollout_options"]
+__all__ = ["rollout"]
 
 
 def _controller() -> Any:

@@ -37,30 +37,15 @@ from mlflow_plugin._lock_state import (
     _LOCK_OWNER,
     _LOCK_TOKEN,
     _PID_NAMESPACE,
-    LOCK_PREFIX,
     _LockState,
-    env_seconds,
-    lock_lease,
     lock_model_name,
-    lock_status,
-)
-from mlflow_plugin._lock_state import (
-    _dead_local_process as _dead_local_process,  # the fence tests judge holders with it
 )
 from mlflow_plugin._types import StaleLock
 
 if TYPE_CHECKING:
     from mlflow_plugin.registry import Registry
 
-__all__ = [
-    "LOCK_PREFIX",
-    "ModelLock",
-    "StaleLock",
-    "env_seconds",
-    "lock_lease",
-    "lock_model_name",
-    "lock_status",
-]
+__all__ = ["ModelLock", "StaleLock"]
 
 
 def _is_transient(exc: RegistryError) -> bool:

@@ -40,7 +40,6 @@ from mlflow_plugin._rest_entities import (
     _kv,
 )
 from mlflow_plugin._rest_http import _TRUE, RestError
-from mlflow_plugin._rest_http import _verify as _verify  # re-exported: tests hold its parity
 
 if TYPE_CHECKING:
     from mlflow_plugin._workspace import Scope

@@ -165,7 +165,7 @@ def promote(
 ) -> None:
     """Make VERSION of MODEL champion if its gates passed (canary and blue_green start a
     rollout that the operator drives; see `mlflow-plugin rollout`)."""
-    from mlflow_plugin._cli_rollout import rollout_options
+    from mlflow_plugin.controller._rollout_options import rollout_options
 
     options = rollout_options(strategy, steps, interval, keep_previous, watch)
     outcome = app.controller.promote(

@@ -162,7 +162,7 @@ class TestModelFiles:
         """The training-row fingerprint is one of the model's files (read from the server when
         the cache is off), and the digest registered with the version matches the server's
         bytes."""
-        from mlflow_plugin.flows._validate import _fingerprint
+        from mlflow_plugin.flows._training_rows import _fingerprint
         from mlflow_plugin.integrity import verify_version
         from mlflow_plugin.registry import Registry
 

@@ -25,8 +25,6 @@ from mlflow_plugin.controller._rollout_options import (
     DEFAULT_INTERVAL_S,
     DEFAULT_KEEP_PREVIOUS_S,
     DEFAULT_STEPS,
-    parse_seconds,
-    rollout_options,
 )
 from mlflow_plugin.controller._rollout_state import (
     CANARY,
@@ -47,8 +45,6 @@ __all__ = [
     "Rollouts",
     "alias_of",
     "check_no_rollout",
-    "parse_seconds",
-    "rollout_options",
 ]
 
 _ID_TAG = ROLLOUT_TAGS["rollout_id"]

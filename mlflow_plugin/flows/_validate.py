@@ -32,7 +32,7 @@ import numpy as np
 from mlflow_plugin._errors import ConfigError, DataError
 from mlflow_plugin._settings import TAG_PREFIX
 from mlflow_plugin._types import CHAMPION, VersionInfo
-from mlflow_plugin.flows._comparison import MIN_UNSEEN_ROWS, _compare, _comparison_markdown
+from mlflow_plugin.flows._comparison import _compare, _comparison_markdown
 from mlflow_plugin.flows._data import SurvivalData
 from mlflow_plugin.flows._gating import (
     VALIDATE_GATES,
@@ -45,24 +45,15 @@ from mlflow_plugin.flows._gating import (
     step_policy,
 )
 from mlflow_plugin.flows._params import Columns, ValidateParams
-from mlflow_plugin.flows._scoring import Scored, score_predictions, score_version, survival_at
+from mlflow_plugin.flows._scoring import Scored, score_version, survival_at
 from mlflow_plugin.flows._tracking import CLOCK, VERSION_TAG, log_params_once, set_tags, step_run
 from mlflow_plugin.flows._training_rows import _censoring, _unseen
-from mlflow_plugin.flows._training_rows import _fingerprint as _fingerprint  # tests read it here
 
 if TYPE_CHECKING:
     from mlflow_plugin.gates import Policy
     from mlflow_plugin.registry import Registry
 
-__all__ = [
-    "MIN_UNSEEN_ROWS",
-    "Scored",
-    "check_explicit_horizon",
-    "run_validate",
-    "score_predictions",
-    "survival_at",
-    "validate_in_run",
-]
+__all__ = ["check_explicit_horizon", "run_validate", "validate_in_run"]
 
 
 def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> StepVerdict:

@@ -39,7 +39,6 @@ from mlflow_plugin._types import CHAMPION, FALLBACK
 from mlflow_plugin.operator._alerts import Alert, Alerter
 from mlflow_plugin.operator._rollout import rollout_task
 from mlflow_plugin.operator._triggers import Firing, breached, run_triggers
-from mlflow_plugin.operator._triggers import _short_history as _short_history
 from mlflow_plugin.retention import retention_task
 
 if TYPE_CHECKING:

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from mlflow_plugin._errors import LockLost, NotFound
-from mlflow_plugin._registry_lock import _PID_NAMESPACE, ModelLock, _dead_local_process
+from mlflow_plugin._lock_state import _PID_NAMESPACE, _dead_local_process
+from mlflow_plugin._registry_lock import ModelLock
 from mlflow_plugin._types import ModelInfo
 from mlflow_plugin.registry import Registry
 from mlflow_plugin.testing import count_http_calls

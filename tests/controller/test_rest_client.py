@@ -17,7 +17,8 @@ from mlflow_plugin._errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from mlflow_plugin._rest import RestClient, RestError, _verify
+from mlflow_plugin._rest import RestClient, RestError
+from mlflow_plugin._rest_http import _verify
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.testing import free_port
 

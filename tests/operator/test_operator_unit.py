@@ -385,7 +385,7 @@ class TestMinHistory:
     )
     def test_span_of_the_time_column(self, tmp_path, column, enough):
         """min_history is measured on the recipe's time column; too short -> a reason."""
-        from mlflow_plugin.operator._tick import _short_history
+        from mlflow_plugin.operator._triggers import _short_history
 
         data = tmp_path / "d.csv"
         pd.DataFrame({"t": column, "week": [1, 2, 3], "arrest": [0, 1, 0]}).to_csv(
