@@ -10,16 +10,13 @@ promotion lock").
 from __future__ import annotations
 
 import functools
-import os
-import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mlflow_plugin._chain import ChainReport
 from mlflow_plugin._concurrency import parallel as _parallel
 from mlflow_plugin._errors import BadInput
-from mlflow_plugin._settings import TAG_PREFIX, actor, stage_mirror_enabled
+from mlflow_plugin._settings import actor, stage_mirror_enabled
 from mlflow_plugin._types import (
     CHALLENGER,
     CHAMPION,
@@ -47,6 +44,14 @@ from mlflow_plugin.controller._protocols import (
     RegistryLike,
 )
 from mlflow_plugin.controller._rollout import Rollouts
+from mlflow_plugin.controller._shared import (
+    ENFORCE_GATES_TAG,
+    FALLBACK_ENABLED_TAG,
+    FALLBACK_PINNED_TAG,
+    GATES_BYPASSED_TAG,
+    Outcome,
+)
+from mlflow_plugin.controller._shared import failpoint as _failpoint
 
 __all__ = [
     "ENFORCE_GATES_TAG",
@@ -56,32 +61,6 @@ __all__ = [
     "Controller",
     "Outcome",
 ]
-
-FALLBACK_ENABLED_TAG = TAG_PREFIX + "fallback_enabled"
-FALLBACK_PINNED_TAG = TAG_PREFIX + "fallback_pinned"
-ENFORCE_GATES_TAG = TAG_PREFIX + "enforce_gates"
-GATES_BYPASSED_TAG = TAG_PREFIX + "gates_bypassed"
-
-
-def _failpoint(name: str) -> None:
-    """Crash tests only: ``$MLFLOW_PLUGIN_FAILPOINT`` = ``NAME`` dies here (kill -9's exit
-    status), ``NAME:stop`` stops the process here (SIGSTOP) until it is continued."""
-    wanted = os.environ.get("MLFLOW_PLUGIN_FAILPOINT", "")
-    point, _, action = wanted.partition(":")
-    if point != name:
-        return
-    if action == "stop":
-        os.kill(os.getpid(), signal.SIGSTOP)
-    else:
-        os._exit(137)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a controller call did: the event it wrote (None when nothing had to change)."""
-
-    event: Event | None
-    message: str
 
 
 def _no_integrity_check(model: str, version: str, **_: Any) -> dict[str, str]:

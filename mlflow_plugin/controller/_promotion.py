@@ -23,9 +23,10 @@ from mlflow_plugin._types import (
 )
 from mlflow_plugin.controller._history import GATE_REPORT_TAG, gate_failures
 from mlflow_plugin.controller._rollout import check_no_rollout
+from mlflow_plugin.controller._shared import FALLBACK_PINNED_TAG, Outcome, failpoint
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller._controller import Controller, Outcome
+    from mlflow_plugin.controller._controller import Controller
 
 __all__ = ["promote", "reject", "set_challenger"]
 
@@ -56,8 +57,6 @@ def promote(
         BadInput: unknown model/version, no challenger, ``force`` without a reason.
         LockLost: the lock was lost before the alias writes (nothing was written).
     """
-    from mlflow_plugin.controller._controller import FALLBACK_PINNED_TAG, Outcome, _failpoint
-
     check_model_name(model)
     check_strategy(strategy)
     if force and not reason.strip():
@@ -92,7 +91,7 @@ def promote(
     }
     with ctl.registry.lock(model, intent=intent) as lock:
         ctl._recover(model, lock)
-        _failpoint("promote.locked")
+        failpoint("promote.locked")
         info, versions, _ = _parallel(
             lambda: ctl.registry.get_model(model), lambda: ctl._versions(model), lock.check
         )

@@ -20,6 +20,11 @@ from mlflow_plugin._settings import actor
 from mlflow_plugin._types import CHALLENGER, CHAMPION, FALLBACK, Event
 from mlflow_plugin.controller import _rollout_repair
 from mlflow_plugin.controller._history import gate_failures, last_known_good
+from mlflow_plugin.controller._shared import (
+    ENFORCE_GATES_TAG,
+    FALLBACK_PINNED_TAG,
+    GATES_BYPASSED_TAG,
+)
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller._controller import Controller
@@ -98,8 +103,6 @@ def _finish_aliases(
     ctl: Controller, model: str, info: Any, op: str, champion: str, previous: str | None
 ) -> None:
     """The alias writes that go with the champion's: challenger and fallback."""
-    from mlflow_plugin.controller._controller import FALLBACK_PINNED_TAG
-
     registry = ctl.registry
     if op == "promote" and info.aliases.get(CHALLENGER) == champion:
         registry.delete_alias(model, CHALLENGER)
@@ -118,8 +121,6 @@ def _finish_aliases(
 
 def reconcile(ctl: Controller, model: str, lock: LockLike, enforce: bool | None) -> list[Event]:
     """The body of :meth:`Controller.reconcile`, run under the model's lock."""
-    from mlflow_plugin.controller._controller import ENFORCE_GATES_TAG, GATES_BYPASSED_TAG
-
     registry, ledger = ctl.registry, ctl.ledger
     written = complete_interrupted(ctl, model, lock)
     ended = ledger.end_prepared(model)  # a prepared run whose holder released without commit
@@ -196,8 +197,6 @@ def _revert(
     versions: dict[str, Any],
 ) -> Event:
     """Gate enforcement: the champion goes back to the last recorded one (or is removed)."""
-    from mlflow_plugin.controller._controller import GATES_BYPASSED_TAG
-
     registry, ledger = ctl.registry, ctl.ledger
     why = (
         f"gate enforcement: version {bypassed} was made champion outside the controller "

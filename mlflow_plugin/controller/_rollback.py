@@ -13,9 +13,10 @@ from mlflow_plugin._errors import BadInput, GateFailed, NotFound
 from mlflow_plugin._settings import actor
 from mlflow_plugin._types import CHAMPION, FALLBACK, Event, check_model_name, check_version
 from mlflow_plugin.controller._history import CHAMPION_EVENTS, gate_failures, last_known_good
+from mlflow_plugin.controller._shared import FALLBACK_PINNED_TAG, Outcome, failpoint
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller._controller import Controller, Outcome
+    from mlflow_plugin.controller._controller import Controller
 
 __all__ = ["rollback"]
 
@@ -35,8 +36,6 @@ def rollback(
         GateFailed: the target failed its gates and ``force`` is not set.
         LockLost: the lock was lost before the alias writes (nothing was written).
     """
-    from mlflow_plugin.controller._controller import Outcome, _failpoint
-
     check_model_name(model)
     if not reason or not reason.strip():
         raise BadInput("rollback needs a non-empty --reason")
@@ -44,7 +43,7 @@ def rollback(
     intent = {"op": "rollback", "version": wanted or "", "actor": actor(), "reason": reason}
     with ctl.registry.lock(model, intent=intent) as lock:
         ctl._recover(model, lock)
-        _failpoint("rollback.locked")
+        failpoint("rollback.locked")
         # One round trip for everything the decision needs (and the ownership check); the
         # ledger is read once: its champion events and the chain's head for the commit.
         info, (events, head), versions, _ = _parallel(
@@ -106,8 +105,6 @@ def _fallback_after_rollback(
     ctl: Controller, model: str, info: Any, history: list[Event], current: str, target: str
 ) -> list[Callable[[], object]]:
     """The version we left is bad: the fallback becomes the next good one, if any."""
-    from mlflow_plugin.controller._controller import FALLBACK_PINNED_TAG
-
     if info.tags.get(FALLBACK_PINNED_TAG) == "true":
         return []
     rolled = Event("rollback", model, version=target, from_version=current)

@@ -33,9 +33,10 @@ from mlflow_plugin.controller._rollout_state import (
     ROLLOUT_TAGS,
     RolloutState,
 )
+from mlflow_plugin.controller._shared import Outcome, failpoint
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller._controller import Controller, Outcome
+    from mlflow_plugin.controller._controller import Controller
     from mlflow_plugin.controller._protocols import LockLike
 
 __all__ = [
@@ -65,12 +66,6 @@ def check_no_rollout(model: str, info: ModelInfo, allowed_id: str = "") -> None:
             f"{model!r} has a {state.strategy} rollout of version {state.version} in progress "
             f"(phase {state.phase}); use 'mlflow-plugin rollout promote|abort {model}'"
         )
-
-
-def _failpoint(name: str) -> None:
-    from mlflow_plugin.controller._controller import _failpoint as point
-
-    point(name)
 
 
 def _fmt_weight(w: float) -> str:
@@ -124,7 +119,6 @@ class Rollouts:
 
         The caller (:meth:`Controller.promote`) has checked the gates.
         """
-        from mlflow_plugin.controller._controller import Outcome
 
         steps = steps or DEFAULT_STEPS
         if strategy == "canary" and not [s for s in steps if s < 100]:
@@ -220,7 +214,6 @@ class Rollouts:
         force: bool,
     ) -> Outcome:
         """All-at-once: the switch (today's promote), then the watch window's tags."""
-        from mlflow_plugin.controller._controller import Outcome
 
         outcome = self.ctl.promote(
             model, target.version, force=force, reason=message, rollout_id=rid
@@ -304,7 +297,6 @@ class Rollouts:
         decision: Decision | None = None,
         seen: RolloutState | None = None,
     ) -> Outcome:
-        from mlflow_plugin.controller._controller import Outcome
 
         check_model_name(model)
         intent = {"op": f"rollout_{verb}", "actor": actor(), "reason": reason[:500]}
@@ -369,7 +361,7 @@ class Rollouts:
             writes.append(functools.partial(self.registry.set_alias, model, *set_alias))
         _parallel(*writes)
         if only is None:
-            _failpoint("rollout.before_id")
+            failpoint("rollout.before_id")
             self.registry.set_model_tag(model, _ID_TAG, state.rollout_id)
 
     def clear(self, model: str, info: ModelInfo) -> None:

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 from mlflow_plugin._errors import BadInput
 from mlflow_plugin._types import CHAMPION, Event, ModelInfo
 from mlflow_plugin.controller._rollout_state import PREVIEW, RolloutState
+from mlflow_plugin.controller._shared import Outcome, failpoint
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller._controller import Outcome
     from mlflow_plugin.controller._protocols import LockLike
     from mlflow_plugin.controller._rollout import Rollouts
 
@@ -42,18 +42,6 @@ class Decision:
     verdict: str
     limits: tuple[int, int] = (0, 0)
     now: float | None = None
-
-
-def _failpoint(name: str) -> None:
-    from mlflow_plugin.controller._controller import _failpoint as point
-
-    point(name)
-
-
-def _outcome(event: object, message: str) -> Outcome:
-    from mlflow_plugin.controller._controller import Outcome
-
-    return Outcome(event, message)  # type: ignore[arg-type]
 
 
 def _set(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, **changes: Any) -> None:
@@ -124,10 +112,10 @@ def apply(
         event = ro.finish(
             model, lock, info, state, "rollout_aborted", f"rollout aborted: {reason}; {kept}"
         )
-        return _outcome(event, f"{model}: {state.strategy} rollout of v{state.version} aborted")
+        return Outcome(event, f"{model}: {state.strategy} rollout of v{state.version} aborted")
     if verb == "pause":
         if state.phase == "paused":
-            return _outcome(None, f"{model}: the rollout is already paused")
+            return Outcome(None, f"{model}: the rollout is already paused")
         return _pause(ro, model, lock, state, champion, reason)
     if verb == "resume":
         return _resume(ro, model, lock, state, champion)
@@ -149,7 +137,7 @@ def _pause(
         extra={"paused_phase": state.phase},
     )
     event = _transition(ro, model, lock, state, champion, step)
-    return _outcome(event, f"{model}: rollout of v{state.version} paused ({reason})")
+    return Outcome(event, f"{model}: rollout of v{state.version} paused ({reason})")
 
 
 def _resume(
@@ -174,7 +162,7 @@ def _resume(
         extra={"resumed": "true", "from_weight": weight, "to_weight": weight},
     )
     event = _transition(ro, model, lock, state, champion, step)
-    return _outcome(event, f"{model}: rollout of v{state.version} resumed ({phase})")
+    return Outcome(event, f"{model}: rollout of v{state.version} resumed ({phase})")
 
 
 def _promote(
@@ -189,7 +177,7 @@ def _promote(
     if champion == state.version:  # after the switch: end the watch now
         why = f"post-promotion watch of v{state.version} ended early: {reason}"
         event = _end_watch(ro, model, lock, info, state, "ended", why)
-        return _outcome(event, f"{model}: watch of v{state.version} ended")
+        return Outcome(event, f"{model}: watch of v{state.version} ended")
     if state.strategy == "canary":
         return cutover(ro, model, lock, state, reason)
     return switch(ro, model, lock, state, reason)
@@ -221,9 +209,9 @@ def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reaso
     """Canary -> champion: the deployment event (strategy canary), then the rollout ends."""
     why = f"canary rollout {state.weight:g}% -> 100%: {reason}"
     outcome = _to_champion(ro, model, lock, state, "canary", reason, why)
-    _failpoint("rollout.after_cutover")
+    failpoint("rollout.after_cutover")
     ro.clear(model, ro.registry.get_model(model))
-    return _outcome(outcome.event, f"{model}: canary v{state.version} is champion")
+    return Outcome(outcome.event, f"{model}: canary v{state.version} is champion")
 
 
 def switch(
@@ -241,7 +229,7 @@ def switch(
     why = f"blue-green switch: {reason}"
     outcome = _to_champion(ro, model, lock, state, "blue_green", reason, why)
     watching(ro, model, lock, state, now)
-    return _outcome(outcome.event, f"{model}: v{state.version} is champion (blue-green)")
+    return Outcome(outcome.event, f"{model}: v{state.version} is champion (blue-green)")
 
 
 def watching(
@@ -278,17 +266,17 @@ def _decide(
     summary: str,
 ) -> Outcome:
     if state.phase == "paused":
-        return _outcome(None, f"{model}: the rollout is paused; nothing done")
+        return Outcome(None, f"{model}: the rollout is paused; nothing done")
     failure_limit, inconclusive_limit = decision.limits
     now = time.time() if decision.now is None else decision.now
     if decision.verdict == "success":
         if state.phase == "watching":
             if now < state.watch_until:
                 _set(ro, model, lock, state, window_start=now, inconclusive=0, reason=summary)
-                return _outcome(None, f"{model}: watch of v{state.version}: analysis passed")
+                return Outcome(None, f"{model}: watch of v{state.version}: analysis passed")
             why = f"post-promotion watch of v{state.version} passed: {summary}"
             event = _end_watch(ro, model, lock, info, state, "passed", why)
-            return _outcome(event, f"{model}: watch of v{state.version} passed")
+            return Outcome(event, f"{model}: watch of v{state.version} passed")
         if state.strategy == "blue_green":
             return switch(ro, model, lock, state, f"pre-promotion analysis passed: {summary}", now)
         below = [s for s in state.steps if s < 100]
@@ -317,14 +305,12 @@ def _decide(
             },
         )
         event = _transition(ro, model, lock, state, champion, step)
-        return _outcome(event, f"{model}: canary v{state.version} {state.weight:g}% -> {weight:g}%")
+        return Outcome(event, f"{model}: canary v{state.version} {state.weight:g}% -> {weight:g}%")
     if decision.verdict == "failure":
         failures = state.failures + 1
         if failures <= failure_limit:
             _set(ro, model, lock, state, failures=failures, window_start=now, reason=summary)
-            return _outcome(
-                None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)"
-            )
+            return Outcome(None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)")
         if state.phase == "watching":
             return _roll_back(ro, model, lock, info, state, champion, summary)
         event = ro.finish(
@@ -335,7 +321,7 @@ def _decide(
             "rollout_aborted",
             f"analysis failed: {summary}; champion v{champion} untouched",
         )
-        return _outcome(event, f"{model}: rollout of v{state.version} aborted: {summary}")
+        return Outcome(event, f"{model}: rollout of v{state.version} aborted: {summary}")
     inconclusive = state.inconclusive + 1
     if inconclusive > inconclusive_limit:
         return _pause(
@@ -348,7 +334,7 @@ def _decide(
             f"{inconclusive_limit}): {summary}",
         )
     _set(ro, model, lock, state, inconclusive=inconclusive, reason=summary)
-    return _outcome(None, f"{model}: analysis inconclusive ({inconclusive}/{inconclusive_limit})")
+    return Outcome(None, f"{model}: analysis inconclusive ({inconclusive}/{inconclusive_limit})")
 
 
 def _roll_back(
@@ -371,7 +357,7 @@ def _roll_back(
             "rollout_aborted",
             f"{why}; no earlier champion to roll back to",
         )
-        return _outcome(event, f"{model}: watch aborted: {summary}")
+        return Outcome(event, f"{model}: watch aborted: {summary}")
     lock.annotate(op="rollback", version=state.from_version, reason=why[:500])
     outcome = ro.ctl.rollback(model, reason=why[:1000], to_version=state.from_version, force=True)
-    return _outcome(outcome.event, outcome.message)
+    return Outcome(outcome.event, outcome.message)
