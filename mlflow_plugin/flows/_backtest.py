@@ -17,6 +17,7 @@ cannot be estimated on a fold is ``undefined`` there.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def run_backtest(params: BacktestParams, *, tracking_uri: str | None = None) -> 
     """``mlflow run -e backtest``: backtest one version's recipe in a run of its own."""
     # Bad input (policy, version, columns, data, folds, horizon) fails before the run starts.
     policy, registry, version, data = step_inputs(
-        params, tracking_uri, lambda version: _columns(params, version)
+        params, tracking_uri, functools.partial(_columns, params)
     )
     with CLOCK("data"):
         plan = plan_folds(

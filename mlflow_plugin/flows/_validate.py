@@ -25,6 +25,7 @@ training-row record), :mod:`._comparison` (candidate against champion).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def run_validate(params: ValidateParams, *, tracking_uri: str | None = None) -> 
     """``mlflow run -e validate``: validate one version in a run of its own."""
     # Bad input (policy, version, columns, data, horizon) fails before the run starts.
     policy, registry, version, data = step_inputs(
-        params, tracking_uri, lambda version: _columns(params, version)
+        params, tracking_uri, functools.partial(_columns, params)
     )
     check_explicit_horizon(params.horizon, policy, data)
     with step_run("validate", params.model_name, tags={VERSION_TAG: version.version}):
