@@ -285,35 +285,6 @@ class Controller:
         """Complete what dead holders whose lock we broke were doing (before our own work)."""
         return _recovery.complete_interrupted(self, model, lock)
 
-    def _apply(
-        self,
-        lock: LockLike,
-        alias_writes: Sequence[Callable[[], object]],
-        stage_writes: Sequence[Callable[[], object]],
-        prepare: Callable[[], PreparedLike],
-        *,
-        op: str,
-    ) -> Event:
-        """Write a champion change and its event in as few round trips as is safe.
-
-        The caller checked the lock in the same round trip as its reads. The aliases (the
-        source of truth) and the event's run are written concurrently; the stage mirror and a
-        second ownership check follow; the run becomes an event only when everything else
-        succeeded and the lock is still ours. A process killed in between leaves its lock
-        behind, and the next holder or ``reconcile`` completes the interrupted operation.
-        """
-        prepared: PreparedLike | None = None
-        try:
-            _, prepared = _parallel(lambda: _parallel(*alias_writes), prepare)
-            _failpoint(f"{op}.after_alias")
-            _parallel(*stage_writes, lock.check)
-            _failpoint(f"{op}.after_mirror")
-            return prepared.commit()
-        except BaseException:
-            if prepared is not None:
-                prepared.abandon()
-            raise
-
     def _switch(
         self,
         lock: LockLike,
@@ -328,15 +299,30 @@ class Controller:
         **event: Any,
     ) -> Event:
         """Move the champion to ``champion`` (``alias_writes``), the stage mirror after it (the
-        challenger stays), and write the ``event_type`` event with ``event``'s fields
-        (see :meth:`_apply`)."""
-        return self._apply(
-            lock,
-            alias_writes,
-            self._mirror_writes(model, versions, champion, info.aliases.get(CHALLENGER)),
-            lambda: self.ledger.prepare(event_type, model, version=champion, **event),
-            op=op,
-        )
+        challenger stays), and write the ``event_type`` event with ``event``'s fields, in as
+        few round trips as is safe.
+
+        The caller checked the lock in the same round trip as its reads. The aliases (the
+        source of truth) and the event's run are written concurrently; the stage mirror and a
+        second ownership check follow; the run becomes an event only when everything else
+        succeeded and the lock is still ours. A process killed in between leaves its lock
+        behind, and the next holder or ``reconcile`` completes the interrupted operation.
+        """
+        stage_writes = self._mirror_writes(model, versions, champion, info.aliases.get(CHALLENGER))
+        prepared: PreparedLike | None = None
+        try:
+            _, prepared = _parallel(
+                lambda: _parallel(*alias_writes),
+                lambda: self.ledger.prepare(event_type, model, version=champion, **event),
+            )
+            _failpoint(f"{op}.after_alias")
+            _parallel(*stage_writes, lock.check)
+            _failpoint(f"{op}.after_mirror")
+            return prepared.commit()
+        except BaseException:
+            if prepared is not None:
+                prepared.abandon()
+            raise
 
     def _recorded_champion(self, model: str) -> str | None:
         """The champion as the ledger last recorded it (None: never set, or removed)."""
