@@ -100,7 +100,12 @@ def test_every_entry_point(flows_uri, model_name):
     # tags): both processes at once, as two CI jobs would run them.
     validating = start_mlflow_run(flows_uri, "validate", model_name=model_name, data="rossi")
     backtesting = start_mlflow_run(flows_uri, "backtest", model_name=model_name)
-    proc, validate_run = finish_mlflow_run(validating)
+    try:
+        proc, validate_run = finish_mlflow_run(validating)
+    except BaseException:  # a timeout: the backtest must not outlive the test
+        backtesting.proc.kill()
+        backtesting.proc.wait()
+        raise
     backtest_proc, backtest_run = finish_mlflow_run(backtesting)
     _ok(proc)
     metrics = client.get_run(validate_run).data.metrics
