@@ -26,6 +26,7 @@ __all__ = [
     "ChainEntry",
     "ChainReport",
     "event_hash",
+    "head",
     "model_digest",
     "verify",
 ]
@@ -153,4 +154,23 @@ def verify(model: str, entries: Iterable[ChainEntry]) -> ChainReport:
         head_seq=head_seq,
         head_hash=prev_hash if chained else GENESIS,
         unchained=legacy,
+    )
+
+
+def head(model: str, newest: Iterable[ChainEntry]) -> ChainReport:
+    """The head of ``model``'s chain from its newest entries only (a bounded read): the
+    ``head_seq`` and ``head_hash`` that :func:`verify` would report, nothing else checked
+    (``ok`` says nothing about the older events; :func:`verify` checks them all)."""
+    chained = [e for e in newest if not e.deleted and _seq(e.tags) is not None]
+    if not chained:
+        return ChainReport(model=model, ok=True, events=0)
+    top = max(_seq(e.tags) or 0 for e in chained)
+    # The same pick as verify's on a fork: the first by start time, then run id.
+    first = min((e for e in chained if _seq(e.tags) == top), key=lambda e: (e.start_ms, e.run_id))
+    return ChainReport(
+        model=model,
+        ok=True,
+        events=len(chained),
+        head_seq=top,
+        head_hash=first.tags.get(HASH_TAG, ""),
     )

@@ -29,6 +29,7 @@ from mlflow_plugin._chain import (
     event_hash,
     model_digest,
 )
+from mlflow_plugin._chain import head as head_of
 from mlflow_plugin._chain import verify as verify_entries
 from mlflow_plugin._client import (
     client_errors,
@@ -179,13 +180,14 @@ class Ledger:
         committed is not an event (``events`` skips it). Call it under the model's lock.
 
         ``head``: the chain as the caller already read it under the same lock (from
-        :meth:`history`); without it the chain is read here, beside the run's creation."""
+        :meth:`history`); without it the chain's head is read here (:meth:`chain_head`),
+        beside the run's creation."""
         tags = event_tags(event_type, model, **fields)
         event_tag = tags.pop(TAGS["event"])
         if head is None:
             (run_id, now), head = parallel(
                 lambda: self._create_run(tags, f"record {event_type} event"),
-                lambda: self.verify_chain(model, include_deleted=False),
+                lambda: self.chain_head(model),
             )
         else:
             run_id, now = self._create_run(tags, f"record {event_type} event")
@@ -207,6 +209,37 @@ class Ledger:
             ],
         )
         return events, head
+
+    #: How many of a model's newest runs :meth:`chain_head` reads.
+    head_window = 100
+
+    def chain_head(self, model: str) -> ChainReport:
+        """The head of ``model``'s chain (``head_seq``, ``head_hash``) to append an event to,
+        from one request however long the ledger is: its newest :attr:`head_window` runs by
+        start time. A ledger that fits is checked whole, as :meth:`verify_chain` does; a longer
+        one only for its head (the events appended under the lock are the newest; see
+        docs/ARCHITECTURE.md, "The ledger")."""
+        exp_id = self.experiment_id(create=False)
+        if exp_id is None:
+            return verify_entries(model, [])
+        clause = f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
+        with wrap_mlflow_errors("read the ledger", self.uri):
+            page = self.client.search_runs(
+                [exp_id],
+                clause,
+                max_results=self.head_window,
+                run_view_type=1,  # MLflow's ViewType.ACTIVE_ONLY
+                order_by=["attributes.start_time DESC"],
+            )
+        entries = [
+            ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags)
+            for run in page
+            if TAGS["event"] in run.data.tags and run.data.tags.get(TAGS["model"]) == model
+        ]
+        if not page.token:  # every run of the model: the full check
+            return verify_entries(model, entries)
+        found = head_of(model, entries)
+        return found if found.head_seq else self.verify_chain(model, include_deleted=False)
 
     def _search(
         self, clauses: list[str], *, all_runs: bool = False, statuses: bool = False

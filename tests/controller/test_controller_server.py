@@ -18,7 +18,7 @@ from mlflow_plugin import GateFailed
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.registry import Registry
-from mlflow_plugin.testing import MlflowServer, free_port
+from mlflow_plugin.testing import MlflowServer, count_http_calls, free_port
 
 from helpers import FAILED, make_versions
 
@@ -116,6 +116,31 @@ class TestPromoteAndRollback:
         }
         exp = controller.registry.client.get_experiment(run.info.experiment_id)
         assert exp.name == "mlflow_plugin-deployments"
+
+    def test_long_ledger_is_appended_to_from_its_newest_runs(self, controller, model_name):
+        """An event is appended behind the head read from the newest runs alone (one bounded
+        request, not the whole ledger), and the chain stays whole and linear."""
+        ledger = controller.ledger
+        ledger.head_window = 3
+        for i in range(5):
+            ledger.record("config_change", model_name, message=f"setting {i}")
+        with count_http_calls() as calls:
+            event = ledger.record("config_change", model_name, message="after five")
+        assert calls.count("runs/search") == 1, calls.summary()
+        report = ledger.verify_chain(model_name)
+        assert report.ok and report.events == 6 and report.head_seq == 6, report.problems
+        head = ledger.chain_head(model_name)
+        assert (head.head_seq, head.head_hash) == (6, report.head_hash)
+        assert head.events == 3  # read: the newest three runs, not the six
+        assert ledger.events(model_name)[-1].run_id == event.run_id
+        # A deleted older event does not move the head; the full check still reports it.
+        first = ledger.events(model_name)[0]
+        ledger.client.delete_run(first.run_id)
+        assert ledger.chain_head(model_name).head_seq == 6
+        ledger.record("config_change", model_name, message="after a deletion")
+        broken = ledger.verify_chain(model_name)
+        assert not broken.ok and broken.head_seq == 7
+        assert any("deleted" in problem for problem in broken.problems), broken.problems
 
 
 class TestCli:
