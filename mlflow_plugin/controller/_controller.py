@@ -296,11 +296,16 @@ class Controller:
         event_type: str,
         *,
         op: str,
+        force: bool = False,
         **event: Any,
     ) -> Event:
         """Move the champion to ``champion`` (``alias_writes``), the stage mirror after it (the
         challenger stays), and write the ``event_type`` event with ``event``'s fields, in as
         few round trips as is safe.
+
+        First the artifact-digest check (:attr:`integrity`, ``force`` to go on past a
+        mismatch) on the version and model tags read under the lock; its tags join the
+        event's ``extra``.
 
         The caller checked the lock in the same round trip as its reads. The aliases (the
         source of truth) and the event's run are written concurrently; the stage mirror and a
@@ -308,6 +313,10 @@ class Controller:
         succeeded and the lock is still ours. A process killed in between leaves its lock
         behind, and the next holder or ``reconcile`` completes the interrupted operation.
         """
+        checked = self.integrity(
+            model, champion, force=force, version_info=versions[champion], model_tags=info.tags
+        )
+        event["extra"] = {**event.get("extra", {}), **{k: v for k, v in checked.items() if v}}
         stage_writes = self._mirror_writes(model, versions, champion, info.aliases.get(CHALLENGER))
         prepared: PreparedLike | None = None
         try:

@@ -108,11 +108,6 @@ def promote(
         extra = {"gate_report": target.tags.get(GATE_REPORT_TAG, "")}
         if force:
             extra.update(forced="true", forced_gates=",".join(failed))
-        extra.update(
-            ctl.integrity(
-                model, target.version, force=force, version_info=target, model_tags=info.tags
-            )
-        )
         alias_writes = [lambda: ctl.registry.set_alias(model, CHAMPION, target.version)]
         if not wanted:  # the challenger's version: what an interrupted holder was promoting
             alias_writes.append(lambda: lock.annotate(version=target.version, reason=message))
@@ -129,6 +124,7 @@ def promote(
             alias_writes,
             "deployment",
             op="promote",
+            force=force,
             from_version=current or "",
             message=message,
             strategy=strategy,

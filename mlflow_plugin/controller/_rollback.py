@@ -79,11 +79,6 @@ def rollback(
             *_fallback_after_rollback(ctl, model, info, history, current, target.version),
         ]
         extra = {"forced": "true", "forced_gates": ",".join(failed)} if force and failed else {}
-        extra.update(
-            ctl.integrity(
-                model, target.version, force=force, version_info=target, model_tags=info.tags
-            )
-        )
         event = ctl._switch(
             lock,
             model,
@@ -93,6 +88,7 @@ def rollback(
             alias_writes,
             "rollback",
             op="rollback",
+            force=force,
             from_version=current,
             message=reason,
             extra=extra,
