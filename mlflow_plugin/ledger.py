@@ -73,6 +73,21 @@ def _quote(value: str) -> str:
     return "'" + value + "'"
 
 
+def _digest_clause(model: str) -> str:
+    """The filter for ``model``'s runs: its digest tag (no model name inside a filter string)."""
+    return f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
+
+
+def _entry(run: Any) -> ChainEntry:
+    """An event run as the chain check sees it."""
+    return ChainEntry(
+        run.info.run_id,
+        int(run.info.start_time or 0),
+        run.data.tags,
+        deleted=run.info.lifecycle_stage == "deleted",
+    )
+
+
 class Ledger:
     """Audit events as runs in ``experiment`` (default ``$MLFLOW_PLUGIN_AUDIT_EXPERIMENT`` or
     ``mlflow_plugin-deployments``) on the tracking server at ``tracking_uri``.
@@ -201,14 +216,7 @@ class Ledger:
             (event_from(run.info.run_id, run.info.start_time, run.data.tags) for run in runs),
             key=lambda e: e.timestamp_ms,
         )
-        head = verify_entries(
-            model,
-            [
-                ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags)
-                for run in runs
-            ],
-        )
-        return events, head
+        return events, verify_entries(model, [_entry(run) for run in runs])
 
     #: How many of a model's newest runs :meth:`chain_head` reads.
     head_window = 100
@@ -222,17 +230,16 @@ class Ledger:
         exp_id = self.experiment_id(create=False)
         if exp_id is None:
             return verify_entries(model, [])
-        clause = f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
         with wrap_mlflow_errors("read the ledger", self.uri):
             page = self.client.search_runs(
                 [exp_id],
-                clause,
+                _digest_clause(model),
                 max_results=self.head_window,
                 run_view_type=1,  # MLflow's ViewType.ACTIVE_ONLY
                 order_by=["attributes.start_time DESC"],
             )
         entries = [
-            ChainEntry(run.info.run_id, int(run.info.start_time or 0), run.data.tags)
+            _entry(run)
             for run in page
             if TAGS["event"] in run.data.tags and run.data.tags.get(TAGS["model"]) == model
         ]
@@ -268,10 +275,9 @@ class Ledger:
     def _model_runs(self, model: str, *, all_runs: bool = False) -> list[Any]:
         """Runs of ``model`` found by its digest tag (no model name inside a filter string),
         checked against the exact name."""
-        clause = f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}"
         return [
             run
-            for run in self._search([clause], all_runs=all_runs)
+            for run in self._search([_digest_clause(model)], all_runs=all_runs)
             if run.data.tags.get(TAGS["model"]) == model
         ]
 
@@ -286,7 +292,7 @@ class Ledger:
         """Events oldest first, filtered by model, type(s) and start time."""
         clauses = []
         if model:
-            clauses.append(f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}")
+            clauses.append(_digest_clause(model))
         if event_type:
             check_event_type(event_type)
             clauses.append(f"tags.`{TAGS['event']}` = {_quote(event_type)}")
@@ -310,12 +316,7 @@ class Ledger:
         """Check ``model``'s hash chain: deleted, edited, reordered or forked events are
         reported in :attr:`ChainReport.problems` (``ok`` is False)."""
         entries = [
-            ChainEntry(
-                run.info.run_id,
-                int(run.info.start_time or 0),
-                run.data.tags,
-                deleted=run.info.lifecycle_stage == "deleted",
-            )
+            _entry(run)
             for run in self._model_runs(model, all_runs=include_deleted)
             if TAGS["event"] in run.data.tags
         ]
@@ -345,7 +346,7 @@ class Ledger:
         what a process killed between prepare and commit leaves. Call it under the model's
         lock (a live holder's prepared run would be ended too). Returns their run ids."""
         clauses = [
-            f"tags.`{MODEL_DIGEST_TAG}` = {_quote(model_digest(model))}",
+            _digest_clause(model),
             "attributes.status = 'RUNNING'",
         ]
         ended = []
