@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m mlflow_plugin.demo
+	$(BIN)/python -m mlflow_plugin.cli.demo
 
 # Two workers (pytest-xdist), a test module per worker at a time (module fixtures start once);
 # `make test PYTEST_WORKERS=0` runs in one process.

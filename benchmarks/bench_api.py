@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from api_fixtures import ADMIN, MODEL, ORGS, _setup  # noqa: E402
 
-from mlflow_plugin._settings import acting_as  # noqa: E402
-from mlflow_plugin._workspace import Scope  # noqa: E402
 from mlflow_plugin.api import create_app  # noqa: E402
 from mlflow_plugin.controller import Controller  # noqa: E402
+from mlflow_plugin.mlflow_io._workspace import Scope  # noqa: E402
+from mlflow_plugin.settings import acting_as  # noqa: E402
 from mlflow_plugin.testing import AppServer, MlflowServer  # noqa: E402
 
 

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_controller import pct, raw_rollback  # noqa: E402
 
-from mlflow_plugin.ledger import Ledger  # noqa: E402
-from mlflow_plugin.registry import Registry  # noqa: E402
+from mlflow_plugin.ledger._ledger import Ledger  # noqa: E402
+from mlflow_plugin.registry._adapter import Registry  # noqa: E402
 from mlflow_plugin.testing import MlflowServer  # noqa: E402
 
 from helpers import make_versions  # noqa: E402
@@ -45,8 +45,8 @@ DRIVER = """
 import json, os, sys, time
 import mlflow_plugin
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.ledger._ledger import Ledger
+from mlflow_plugin.registry._adapter import Registry
 uri, model, mirror = sys.argv[1], sys.argv[2], sys.argv[3] == "on"
 ctl = Controller(Registry(uri), Ledger(uri), stage_mirror=mirror)
 ctl.promote(model, "1")

@@ -35,8 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from mlflow_plugin.controller import Controller  # noqa: E402
-from mlflow_plugin.ledger import TAGS, Ledger  # noqa: E402
-from mlflow_plugin.registry import Registry  # noqa: E402
+from mlflow_plugin.ledger._ledger import TAGS, Ledger  # noqa: E402
+from mlflow_plugin.registry._adapter import Registry  # noqa: E402
 from mlflow_plugin.testing import MlflowServer, count_http_calls  # noqa: E402
 
 from helpers import make_versions  # noqa: E402

@@ -27,7 +27,7 @@ import numpy as np
 from mlflow.pyfunc import PythonModel
 
 from mlflow_plugin.encryption._format import decrypt_stream, encrypt_stream
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.testing import MlflowServer
 
 

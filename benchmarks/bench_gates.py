@@ -6,7 +6,7 @@ against the direct library call a user would otherwise write, interleaved in one
 caches), and the medians are compared. The target is ours / direct <= 1.10. Then the wall time
 of the whole gate set (every metric, both sanity checks and the policy evaluation) is printed.
 
-Then the champion comparison (:func:`mlflow_plugin.gates.paired_bootstrap`: candidate minus
+Then the champion comparison (:func:`mlflow_plugin.metrics.paired_bootstrap`: candidate minus
 champion C-index and IPCW Brier with a 200-resample paired-bootstrap interval) on 1e5 and 1e6
 rows (``--compare-rows``), timed against one plain C-index of the same rows (lifelines'
 ``concordance_index``) in the same run. Target: <= 3x one C-index, never > 60 s on 1e6 rows.
@@ -33,16 +33,17 @@ from sklearn import metrics as skm
 from sksurv.metrics import brier_score
 from sksurv.util import Surv
 
-from mlflow_plugin import gates
-from mlflow_plugin.evaluation import evaluate_policy
-from mlflow_plugin.gates._checks import (
+from mlflow_plugin import metrics as gates
+from mlflow_plugin.evaluation._evaluate import evaluate_policy
+from mlflow_plugin.metrics._checks import (
     as_durations,
     as_events,
     as_labels,
     as_probabilities,
     as_scores,
 )
-from mlflow_plugin.gates._survival import _check_within_follow_up, _survival_data
+from mlflow_plugin.metrics._survival import _check_within_follow_up, _survival_data
+from mlflow_plugin.policy import Policy
 
 TARGET = 1.10
 COMPARE_TARGET = 3.0
@@ -129,7 +130,7 @@ def compare(
     return ratio_cpu
 
 
-def gate_set(data: Data, policy: gates.Policy) -> gates.GateReport:
+def gate_set(data: Data, policy: Policy) -> gates.GateReport:
     """Every gate on the data, as the validate/backtest steps would run them."""
     survival_args = {"train_durations": data.durations, "train_events": data.events}
     metrics = {
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
 
-    policy = gates.Policy.default()
+    policy = Policy.default()
     seconds, _, report = timed(lambda: gate_set(data, policy))
     print(
         f"whole gate set (c_index, survival brier, f1, precision, recall, 2 sanity checks, "

@@ -7,7 +7,7 @@ one survival outcome per entity with ``OutcomeStore.ingest``. Then, alternating 
 
 - **ours**: :func:`mlflow_plugin.monitoring.evaluate_windows` over one window holding every row
   (the SQL join with JSON extraction in the database, maturation, the window's traffic counts
-  and the IPCW Brier, C-index, precision and recall through :mod:`mlflow_plugin.gates`);
+  and the IPCW Brier, C-index, precision and recall through :mod:`mlflow_plugin.metrics`);
 - **plain**: what one would write by hand: ``pandas.read_sql`` of the join, ``json.loads`` of
   each output, the same de-duplication, and the same metrics from lifelines, scikit-survival and
   scikit-learn called directly.
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlflow_plugin._types import VersionInfo
 from mlflow_plugin.monitoring import OutcomeStore, evaluate_windows
 from mlflow_plugin.serving import PredictionLog
+from mlflow_plugin.types import VersionInfo
 
 HORIZON = 52.0
 THRESHOLD = 0.3

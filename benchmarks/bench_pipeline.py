@@ -55,6 +55,21 @@ LABELS = {
 }
 
 
+def _counter_site() -> Path:
+    """A directory with a ``sitecustomize`` that counts the process's HTTP calls and prints
+    them at exit (``mlflow run``'s own process prints its line after the entry point's)."""
+    site = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-pipeline-site-{os.getpid()}"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        "import atexit, json\n"
+        "from mlflow_plugin.testing import count_http_calls\n"
+        "_calls = count_http_calls().__enter__()\n"
+        "atexit.register(lambda: print('http: ' + json.dumps("
+        "{'calls': _calls.total, 'seconds': round(_calls.seconds, 3)}), flush=True))\n"
+    )
+    return site
+
+
 def mlflow_run(uri: str, entry: str, **params: object) -> tuple[float, str]:
     """Run one entry point; returns (wall seconds, stdout)."""
     env = {
@@ -64,6 +79,9 @@ def mlflow_run(uri: str, entry: str, **params: object) -> tuple[float, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     env.pop("MLFLOW_EXPERIMENT_ID", None)
+    # The entry point's process counts its HTTP calls (an "http:" line at exit) through a
+    # sitecustomize that installs the test kit's counter: production code has no such hook.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_counter_site()), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "mlflow", "run", ".", "-e", entry, "--env-manager", "local"]
     for key, value in params.items():
         cmd += ["-P", f"{key}={value}"]
@@ -94,8 +112,8 @@ def in_process_retrains(uri: str, rounds: int) -> None:
     """Section 1: retrains in this process on one model, counted at the HTTP layer."""
     import mlflow
 
-    from mlflow_plugin.flows._params import TrainParams
-    from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
+    from mlflow_plugin.training._params import TrainParams
+    from mlflow_plugin.training._pipeline import PipelineParams, run_pipeline
 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["MLFLOW_EXPERIMENT_NAME"] = "bench-pipeline"
@@ -184,7 +202,6 @@ def main() -> None:
         else MlflowServer(workers=2, uvicorn_opts=args.uvicorn_opts).start()
     )
     uri = args.tracking_uri or server.uri  # type: ignore[union-attr]
-    os.environ["MLFLOW_PLUGIN_COUNT_HTTP"] = "1"  # main prints its calls (an "http:" line)
     try:
         in_process_retrains(uri, args.rounds)
         cli_rollbacks(uri, max(args.rounds, 5))

@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlflow_plugin.integrity import record_digest
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.integrity._manifest import record_digest
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.serving import ChampionModel, PredictionLog, PredictionRecord
 from mlflow_plugin.testing import MlflowServer, free_port
 
@@ -289,7 +289,7 @@ def rollouts(
     """Steady state, a canary at 50 % and blue-green mirroring, one server each (three models
     with the same two coxph versions), rounds rotating between them; p99, throughput, and the
     mirror's extra ``predict`` calls per request."""
-    from mlflow_plugin.controller import RolloutState
+    from mlflow_plugin.rollouts._state import RolloutState
 
     print(
         f"5. rollouts, {args.clients} clients, single-row requests with their own X-Entity-Key, "

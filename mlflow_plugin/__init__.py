@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlflow_plugin._errors import (
+from mlflow_plugin._internal.lazy import lazy_attributes
+from mlflow_plugin.errors import (
     BadInput,
     ConfigError,
     DataError,
@@ -23,18 +24,18 @@ from mlflow_plugin._errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from mlflow_plugin._lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from mlflow_plugin._chain import ChainReport
-    from mlflow_plugin._types import Event, ModelInfo, VersionInfo
     from mlflow_plugin.controller import Controller, Outcome
-    from mlflow_plugin.evaluation import evaluate_policy
-    from mlflow_plugin.flows import PipelineParams, PipelineResult, TrainParams, run_pipeline
-    from mlflow_plugin.gates import GateReport, Policy
-    from mlflow_plugin.ledger import Ledger
-    from mlflow_plugin.registry import Registry
+    from mlflow_plugin.evaluation._evaluate import evaluate_policy
+    from mlflow_plugin.ledger._chain import ChainReport
+    from mlflow_plugin.ledger._ledger import Ledger
+    from mlflow_plugin.metrics import GateReport
+    from mlflow_plugin.policy import Policy
+    from mlflow_plugin.registry._adapter import Registry
     from mlflow_plugin.serving import ChampionModel, PredictionLog
+    from mlflow_plugin.training import PipelineParams, PipelineResult, TrainParams, run_pipeline
+    from mlflow_plugin.types import Event, ModelInfo, VersionInfo
 
 __version__ = "0.1.0"
 
@@ -73,23 +74,23 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ChainReport": "mlflow_plugin._chain",
+    "ChainReport": "mlflow_plugin.ledger._chain",
     "ChampionModel": "mlflow_plugin.serving",
     "Controller": "mlflow_plugin.controller",
-    "Event": "mlflow_plugin._types",
-    "GateReport": "mlflow_plugin.gates",
-    "Ledger": "mlflow_plugin.ledger",
-    "ModelInfo": "mlflow_plugin._types",
+    "Event": "mlflow_plugin.types",
+    "GateReport": "mlflow_plugin.metrics",
+    "Ledger": "mlflow_plugin.ledger._ledger",
+    "ModelInfo": "mlflow_plugin.types",
     "Outcome": "mlflow_plugin.controller",
-    "PipelineParams": "mlflow_plugin.flows",
-    "PipelineResult": "mlflow_plugin.flows",
-    "Policy": "mlflow_plugin.gates",
+    "PipelineParams": "mlflow_plugin.training",
+    "PipelineResult": "mlflow_plugin.training",
+    "Policy": "mlflow_plugin.policy",
     "PredictionLog": "mlflow_plugin.serving",
-    "Registry": "mlflow_plugin.registry",
-    "TrainParams": "mlflow_plugin.flows",
-    "VersionInfo": "mlflow_plugin._types",
-    "evaluate_policy": "mlflow_plugin.evaluation",
-    "run_pipeline": "mlflow_plugin.flows",
+    "Registry": "mlflow_plugin.registry._adapter",
+    "TrainParams": "mlflow_plugin.training",
+    "VersionInfo": "mlflow_plugin.types",
+    "evaluate_policy": "mlflow_plugin.evaluation._evaluate",
+    "run_pipeline": "mlflow_plugin.training",
 }
 
 

@@ -67,7 +67,7 @@ def _mlflow_uris_per_test() -> Iterator[None]:
 _ONE_WORK_UNIT = ("tests/api/test_organisations.py", "tests/test_http_budget.py")
 #: Modules of long tests with no module- or class-scoped fixture: a work unit per test, so the
 #: SQLite and PostgreSQL runs of one test (a minute or more each) can go to different workers.
-_UNIT_PER_TEST = ("tests/flows/test_flows_mlflow_run.py", "tests/controller/test_lock_ledger.py")
+_UNIT_PER_TEST = ("tests/training/test_flows_mlflow_run.py", "tests/controller/test_lock_ledger.py")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.registry._adapter import Registry
 
 PASSED = {"mlflow_plugin.validation": "passed", "mlflow_plugin.backtest": "passed"}
 FAILED = {"mlflow_plugin.validation": "failed", "mlflow_plugin.backtest": "passed"}

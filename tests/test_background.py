@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from mlflow_plugin._background import BackgroundQueue
+from mlflow_plugin._internal.background import BackgroundQueue
 
 
 def test_a_failing_batch_is_logged_and_the_thread_lives_on(caplog):

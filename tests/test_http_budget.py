@@ -56,8 +56,8 @@ def retrained(mlflow_server, tmp_path_factory):
 
     import mlflow
 
-    from mlflow_plugin.flows._params import TrainParams
-    from mlflow_plugin.flows._pipeline import PipelineParams, run_pipeline
+    from mlflow_plugin.training._params import TrainParams
+    from mlflow_plugin.training._pipeline import PipelineParams, run_pipeline
 
     env = pytest.MonkeyPatch()
     env.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
@@ -162,9 +162,9 @@ class TestModelFiles:
         """The training-row fingerprint is one of the model's files (read from the server when
         the cache is off), and the digest registered with the version matches the server's
         bytes."""
-        from mlflow_plugin.flows._training_rows import _fingerprint
-        from mlflow_plugin.integrity import verify_version
-        from mlflow_plugin.registry import Registry
+        from mlflow_plugin.integrity._manifest import verify_version
+        from mlflow_plugin.registry._adapter import Registry
+        from mlflow_plugin.training._training_rows import _fingerprint
 
         name, _, second, _ = retrained
         registry = Registry()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pickled_model import artifact_dir, booby_trap, log_pickled
 
 from mlflow_plugin.cli import main
-from mlflow_plugin.integrity import (
+from mlflow_plugin.integrity._manifest import (
     DIGEST_TAG,
     MANIFEST_TAG,
     REQUIRE_SIGNED_TAG,
@@ -23,8 +23,8 @@ from mlflow_plugin.integrity import (
     verify_files,
     verify_version,
 )
-from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.ledger._ledger import Ledger
+from mlflow_plugin.registry._adapter import Registry
 
 from helpers import PASSED
 

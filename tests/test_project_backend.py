@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_plugin._project_backend import check_server
 from mlflow_plugin.testing import free_port
+from mlflow_plugin.training._project_backend import check_server
 
 pytestmark = pytest.mark.integration
 

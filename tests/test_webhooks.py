@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from mlflow_plugin import BadInput
-from mlflow_plugin._types import Event
-from mlflow_plugin.registry import LOCK_PREFIX
+from mlflow_plugin.registry._adapter import LOCK_PREFIX
 from mlflow_plugin.testing import AppServer, MlflowServer
-from mlflow_plugin.webhooks import (
+from mlflow_plugin.types import Event
+from mlflow_plugin.webhooks._receiver import (
     DELIVERY_ID_HEADER,
     EVENTS,
     SIGNATURE_HEADER,

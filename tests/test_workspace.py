@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlflow_plugin._concurrency import parallel
-from mlflow_plugin._errors import BadInput, ConfigError
-from mlflow_plugin._settings import acting_as, actor
-from mlflow_plugin._workspace import check_workspace, scoped_key
-from mlflow_plugin.gates._pipeline import parse_pipeline
+from mlflow_plugin._internal.concurrency import parallel
+from mlflow_plugin.errors import BadInput, ConfigError
+from mlflow_plugin.mlflow_io._workspace import check_workspace, scoped_key
+from mlflow_plugin.policy._cicd import parse_pipeline
+from mlflow_plugin.settings import acting_as, actor
 
 
 def _mlflow_accepts(name: str) -> bool:
@@ -118,9 +118,9 @@ def test_operator_uses_the_stored_pipeline_settings() -> None:
     from datetime import UTC, datetime
 
     from mlflow_plugin.controller import Controller
-    from mlflow_plugin.gates import Policy
-    from mlflow_plugin.gates._pipeline import PIPELINE_TAG
     from mlflow_plugin.operator import Operator
+    from mlflow_plugin.policy import Policy
+    from mlflow_plugin.policy._cicd import PIPELINE_TAG
     from mlflow_plugin.testing import InMemoryLedger, InMemoryRegistry
 
     registry = InMemoryRegistry()

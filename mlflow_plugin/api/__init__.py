@@ -5,7 +5,8 @@ See docs/ARCHITECTURE.md ("Organisations") and the README ("Organisations and th
 
 from __future__ import annotations
 
-from mlflow_plugin.api._app import PREFIX, Caller, create_app, error_body
+from mlflow_plugin.api._app import PREFIX, create_app, error_body
+from mlflow_plugin.api._caller import Caller
 from mlflow_plugin.api._routes import PIPELINE_TAG, PROTECTED_ALIASES
 
 __all__ = ["PIPELINE_TAG", "PREFIX", "PROTECTED_ALIASES", "Caller", "create_app", "error_body"]

@@ -11,17 +11,16 @@ Errors are ``{"error": {"code": ..., "message": ...}}``. See docs/ARCHITECTURE.m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlflow_plugin._errors import (
+from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
+from mlflow_plugin.api._caller import Conflict
+from mlflow_plugin.errors import (
     BadInput,
     GateFailed,
     IntegrityError,
@@ -32,17 +31,13 @@ from mlflow_plugin._errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
-from mlflow_plugin._workspace import Scope, check_workspace
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller import Controller
-    from mlflow_plugin.registry import Registry
+    pass
 
-__all__ = ["PREFIX", "Caller", "create_app", "error_body"]
+__all__ = ["PREFIX", "create_app", "error_body"]
 
 PREFIX = "/api/model-deployment/organizations/{organizationId}"
-ANONYMOUS = "anonymous"
 
 # Most specific first: PermissionDenied and NotFound are BadInput too.
 _ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -75,62 +70,6 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-class Conflict(MlflowPluginError):
-    """The request is valid but the model's state refuses it (HTTP 409); nothing was written."""
-
-    exit_code = 2
-
-
-@dataclass
-class Caller:
-    """One request's organisation and credentials; builds the controller that acts for it."""
-
-    tracking_uri: str
-    workspace: str
-    username: str | None
-    password: str | None
-
-    @property
-    def actor(self) -> str:
-        return self.username or ANONYMOUS
-
-    @cached_property
-    def controller(self) -> Controller:
-        from mlflow_plugin.controller import Controller
-
-        scope = Scope(self.workspace, self.username, self.password)
-        return Controller.from_uri(self.tracking_uri, scope=scope)
-
-    @property
-    def registry(self) -> Registry:
-        """The controller's registry: the real adapter (``from_uri`` builds one)."""
-        return cast("Registry", self.controller.registry)
-
-
-_basic = HTTPBasic(auto_error=False, description="The caller's MLflow username and password.")
-
-
-def caller(
-    request: Request,
-    organizationId: str,
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-) -> Caller:
-    """The request's caller; a path segment that is not a workspace name is a 400 before
-    anything is looked up (``..``, encoded or unicode look-alikes, quotes)."""
-    from mlflow_plugin._client import check_member
-
-    workspace = check_workspace(organizationId, what="organizationId")
-    who = Caller(
-        request.app.state.tracking_uri,
-        workspace,
-        credentials.username if credentials else None,
-        credentials.password if credentials else None,
-    )
-    # Searches answer a non-member with empty pages: refuse outsiders on every route.
-    check_member(who.tracking_uri, workspace, Scope(workspace, who.username, who.password))
-    return who
-
-
 def create_app(
     tracking_uri: str, *, max_body_mb: float = DEFAULT_MAX_BODY_MB, docs: bool = True
 ) -> FastAPI:
@@ -143,8 +82,8 @@ def create_app(
         docs: serve ``/docs`` and ``/openapi.json``.
     """
     from mlflow_plugin import __version__
-    from mlflow_plugin._client import check_tracking_uri
     from mlflow_plugin.api._routes import router
+    from mlflow_plugin.mlflow_io._client import check_tracking_uri
 
     check_tracking_uri(tracking_uri)
     app = FastAPI(
@@ -197,7 +136,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        from mlflow_plugin._client import as_plugin_error
+        from mlflow_plugin.mlflow_io._client import as_plugin_error
 
         ours = as_plugin_error(exc, "tracking server call", tracking_uri)
         if isinstance(ours, MlflowPluginError):

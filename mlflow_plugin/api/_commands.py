@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, max_body_option
+from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, max_body_option
 
 __all__ = ["api"]
 
@@ -22,9 +22,9 @@ def api(ctx: click.Context, host: str, port: int, max_body_mb: float, no_docs: b
 
     import uvicorn
 
-    from mlflow_plugin._client import resolve_tracking_uri
-    from mlflow_plugin._errors import BadInput
     from mlflow_plugin.api import create_app
+    from mlflow_plugin.errors import BadInput
+    from mlflow_plugin.mlflow_io._client import resolve_tracking_uri
 
     uri = resolve_tracking_uri(ctx.find_root().params.get("tracking_uri"))
     if not uri.startswith(("http://", "https://")):

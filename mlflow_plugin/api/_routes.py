@@ -15,9 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlflow_plugin._errors import BadInput
-from mlflow_plugin._settings import TAG_PREFIX, acting_as
-from mlflow_plugin._types import (
+from mlflow_plugin.api._caller import Caller, Conflict, caller
+from mlflow_plugin.errors import BadInput
+from mlflow_plugin.policy._cicd import PIPELINE_TAG
+from mlflow_plugin.settings import TAG_PREFIX, acting_as
+from mlflow_plugin.types import (
     CHAMPION,
     FALLBACK,
     STRATEGIES,
@@ -25,8 +27,6 @@ from mlflow_plugin._types import (
     check_strategy,
     check_version,
 )
-from mlflow_plugin.api._app import Caller, Conflict, caller
-from mlflow_plugin.gates._pipeline import PIPELINE_TAG
 
 __all__ = ["PIPELINE_TAG", "PROTECTED_ALIASES", "router"]
 
@@ -146,8 +146,8 @@ def events(
     event: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    from mlflow_plugin._types import check_event_type
-    from mlflow_plugin.ledger import parse_since
+    from mlflow_plugin.ledger._ledger import parse_since
+    from mlflow_plugin.types import check_event_type
 
     name = _model(model) if model is not None else None
     kind = check_event_type(event) if event is not None else None
@@ -203,7 +203,7 @@ _OPTION_NAMES = (
 
 def _rollout_options(body: DeployBody) -> dict[str, Any]:
     """The CLI's ``promote`` options, checked the same way (messages name the body's keys)."""
-    from mlflow_plugin.controller._rollout_options import rollout_options
+    from mlflow_plugin.rollouts._options import rollout_options
 
     check_strategy(body.strategy)
     steps = body.steps
@@ -288,7 +288,7 @@ def delete_version(
 
 @router.post("/retention", summary="Archive and delete old versions by the retention rules")
 def retention(who: CallerDep, body: RetentionBody) -> dict[str, Any]:
-    from mlflow_plugin.gates import Policy
+    from mlflow_plugin.policy import Policy
     from mlflow_plugin.retention import apply_retention
 
     name = _model(body.model)
@@ -304,7 +304,7 @@ def retention(who: CallerDep, body: RetentionBody) -> dict[str, Any]:
 def cicd(who: CallerDep, body: CicdBody) -> dict[str, Any]:
     import json
 
-    from mlflow_plugin.gates._pipeline import parse_pipeline
+    from mlflow_plugin.policy._cicd import parse_pipeline
 
     name = _model(body.model)
     doc = body.model_dump(exclude={"model"}, exclude_none=True)

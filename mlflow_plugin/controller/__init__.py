@@ -10,40 +10,24 @@
 
 from __future__ import annotations
 
-from mlflow_plugin.controller._controller import (
+from mlflow_plugin.controller._controller import Controller
+from mlflow_plugin.controller._history import GATE_TAGS, last_known_good
+from mlflow_plugin.controller._protocols import IntegrityHook, LedgerLike, LockLike, RegistryLike
+from mlflow_plugin.types import (
     ENFORCE_GATES_TAG,
     FALLBACK_ENABLED_TAG,
     FALLBACK_PINNED_TAG,
     GATES_BYPASSED_TAG,
-    Controller,
     Outcome,
-)
-from mlflow_plugin.controller._history import GATE_TAGS, last_known_good
-from mlflow_plugin.controller._protocols import IntegrityHook, LedgerLike, LockLike, RegistryLike
-from mlflow_plugin.controller._rollout_state import (
-    CANARY,
-    PREVIEW,
-    ROLLOUT_TAGS,
-    RolloutState,
-    canary_bucket,
-    parse_steps,
-    routes_to_canary,
 )
 
 __all__ = [
-    "CANARY",
-    "PREVIEW",
-    "ROLLOUT_TAGS",
-    "RolloutState",
-    "canary_bucket",
-    "parse_steps",
-    "routes_to_canary",
+    "Controller",
     "ENFORCE_GATES_TAG",
     "FALLBACK_ENABLED_TAG",
     "FALLBACK_PINNED_TAG",
     "GATES_BYPASSED_TAG",
     "GATE_TAGS",
-    "Controller",
     "IntegrityHook",
     "LedgerLike",
     "LockLike",

@@ -13,21 +13,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlflow_plugin._chain import ChainReport
-from mlflow_plugin._concurrency import parallel as _parallel
-from mlflow_plugin._errors import BadInput
-from mlflow_plugin._settings import actor, stage_mirror_enabled
-from mlflow_plugin._types import (
-    CHALLENGER,
-    CHAMPION,
-    FALLBACK,
-    Event,
-    VersionInfo,
-    check_event_type,
-    check_model_name,
-    check_version,
-)
-from mlflow_plugin._workspace import Scope
+from mlflow_plugin._internal.concurrency import parallel as _parallel
+from mlflow_plugin._internal.failpoint import failpoint as _failpoint
 from mlflow_plugin.controller import _promotion, _recovery, _rollback
 from mlflow_plugin.controller._history import (
     CHAMPION_EVENTS,
@@ -43,15 +30,26 @@ from mlflow_plugin.controller._protocols import (
     PreparedLike,
     RegistryLike,
 )
-from mlflow_plugin.controller._rollout import Rollouts
-from mlflow_plugin.controller._shared import (
+from mlflow_plugin.errors import BadInput
+from mlflow_plugin.ledger._chain import ChainReport
+from mlflow_plugin.mlflow_io._workspace import Scope
+from mlflow_plugin.rollouts._rollouts import Rollouts
+from mlflow_plugin.settings import actor, stage_mirror_enabled
+from mlflow_plugin.types import (
+    CHALLENGER,
+    CHAMPION,
     ENFORCE_GATES_TAG,
+    FALLBACK,
     FALLBACK_ENABLED_TAG,
     FALLBACK_PINNED_TAG,
     GATES_BYPASSED_TAG,
+    Event,
     Outcome,
+    VersionInfo,
+    check_event_type,
+    check_model_name,
+    check_version,
 )
-from mlflow_plugin.controller._shared import failpoint as _failpoint
 
 __all__ = [
     "ENFORCE_GATES_TAG",
@@ -107,15 +105,15 @@ class Controller:
         cls, tracking_uri: str | None = None, *, scope: Scope | None = None, rest: bool = False
     ) -> Controller:
         """The controller of the server at ``tracking_uri``; ``scope`` binds a workspace and
-        credentials to every request it makes (see :class:`mlflow_plugin._workspace.Scope`).
+        credentials to every request it makes (see :class:`mlflow_plugin.mlflow_io._workspace.Scope`).
 
-        ``rest``: registry and ledger share one client, a :class:`mlflow_plugin._rest.RestClient`
+        ``rest``: registry and ledger share one client, a :class:`mlflow_plugin.mlflow_io._rest.RestClient`
         when the server is ``http(s)`` and ``$MLFLOW_PLUGIN_REST_CLIENT`` is not ``off`` (the
         CLI's controller commands: no ``import mlflow``), else MLflow's."""
-        from mlflow_plugin._client import make_client, resolve_tracking_uri
-        from mlflow_plugin.integrity import VersionVerifier
-        from mlflow_plugin.ledger import Ledger
-        from mlflow_plugin.registry import Registry
+        from mlflow_plugin.integrity._manifest import VersionVerifier
+        from mlflow_plugin.ledger._ledger import Ledger
+        from mlflow_plugin.mlflow_io._client import make_client, resolve_tracking_uri
+        from mlflow_plugin.registry._adapter import Registry
 
         client = None
         if rest:
@@ -134,13 +132,13 @@ class Controller:
         return last_known_good(self.champion_events(model), current)
 
     def verify_ledger(self, model: str) -> ChainReport:
-        """Check ``model``'s hash chain (see :meth:`mlflow_plugin.ledger.Ledger.verify_chain`)."""
+        """Check ``model``'s hash chain (see :meth:`mlflow_plugin.ledger._ledger.Ledger.verify_chain`)."""
         self.registry.get_model(check_model_name(model))
         return self.ledger.verify_chain(model)
 
     def migrate_ledger(self, model: str, *, dry_run: bool = False, force: bool = False) -> Any:
         """Seal ``model``'s events written before the hash chain into it (``verify-ledger
-        --migrate``; see :meth:`mlflow_plugin.ledger.Ledger.migrate`), under the model's lock."""
+        --migrate``; see :meth:`mlflow_plugin.ledger._ledger.Ledger.migrate`), under the model's lock."""
         self.registry.get_model(check_model_name(model))
         migrate = getattr(self.ledger, "migrate", None)
         if migrate is None:

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from mlflow_plugin._settings import TAG_PREFIX
-from mlflow_plugin._types import Event, VersionInfo
+from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.types import Event, VersionInfo
 
 __all__ = [
     "CHAMPION_EVENTS",

@@ -4,7 +4,7 @@ makes the writes."""
 
 from __future__ import annotations
 
-from mlflow_plugin._types import VersionInfo
+from mlflow_plugin.types import VersionInfo
 
 __all__ = ["mirror_plan"]
 

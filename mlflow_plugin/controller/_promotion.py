@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._concurrency import parallel as _parallel
-from mlflow_plugin._errors import BadInput, GateFailed, NotFound
-from mlflow_plugin._settings import actor
-from mlflow_plugin._types import (
+from mlflow_plugin._internal.concurrency import parallel as _parallel
+from mlflow_plugin._internal.failpoint import failpoint
+from mlflow_plugin.controller._history import GATE_REPORT_TAG, gate_failures
+from mlflow_plugin.errors import BadInput, GateFailed, NotFound
+from mlflow_plugin.rollouts._rollouts import check_no_rollout
+from mlflow_plugin.settings import actor
+from mlflow_plugin.types import (
     CHALLENGER,
     CHAMPION,
     FALLBACK,
+    FALLBACK_PINNED_TAG,
     Event,
+    Outcome,
     VersionInfo,
     check_model_name,
     check_strategy,
     check_version,
 )
-from mlflow_plugin.controller._history import GATE_REPORT_TAG, gate_failures
-from mlflow_plugin.controller._rollout import check_no_rollout
-from mlflow_plugin.controller._shared import FALLBACK_PINNED_TAG, Outcome, failpoint
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller._controller import Controller

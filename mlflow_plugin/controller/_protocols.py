@@ -1,6 +1,6 @@
 """The narrow interfaces the controller needs from a registry, its lock and a ledger.
 
-:class:`mlflow_plugin.registry.Registry` and :class:`mlflow_plugin.ledger.Ledger` implement
+:class:`mlflow_plugin.registry._adapter.Registry` and :class:`mlflow_plugin.ledger._ledger.Ledger` implement
 them against a tracking server; :mod:`mlflow_plugin.testing` ships in-memory versions that
 honour the same contract (leases, tokens, the hash chain).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from mlflow_plugin._chain import ChainReport
-from mlflow_plugin._types import Event, ModelInfo, VersionInfo
+from mlflow_plugin.ledger._chain import ChainReport
+from mlflow_plugin.types import Event, ModelInfo, VersionInfo
 
 __all__ = ["IntegrityHook", "LedgerLike", "LockLike", "PreparedLike", "RegistryLike"]
 
@@ -70,7 +70,7 @@ class LedgerLike(Protocol):
 
 class IntegrityHook(Protocol):
     """Checks a version's artifacts before an alias points at it (see
-    :class:`mlflow_plugin.integrity.VersionVerifier`): returns tags for the event, raises
+    :class:`mlflow_plugin.integrity._manifest.VersionVerifier`): returns tags for the event, raises
     :class:`~mlflow_plugin.IntegrityError` to refuse. ``version_info`` and ``model_tags``: the
     version and the model's tags as the caller already read them under the lock (not read
     again)."""

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._settings import actor
-from mlflow_plugin._types import CHALLENGER, CHAMPION, FALLBACK, Event
-from mlflow_plugin.controller import _rollout_repair
 from mlflow_plugin.controller._history import gate_failures, last_known_good
-from mlflow_plugin.controller._shared import (
+from mlflow_plugin.rollouts import _repair as _rollout_repair
+from mlflow_plugin.settings import actor
+from mlflow_plugin.types import (
+    CHALLENGER,
+    CHAMPION,
     ENFORCE_GATES_TAG,
+    FALLBACK,
     FALLBACK_PINNED_TAG,
     GATES_BYPASSED_TAG,
+    Event,
 )
 
 if TYPE_CHECKING:

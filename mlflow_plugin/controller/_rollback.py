@@ -8,12 +8,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._concurrency import parallel as _parallel
-from mlflow_plugin._errors import BadInput, GateFailed, NotFound
-from mlflow_plugin._settings import actor
-from mlflow_plugin._types import CHAMPION, FALLBACK, Event, check_model_name, check_version
+from mlflow_plugin._internal.concurrency import parallel as _parallel
+from mlflow_plugin._internal.failpoint import failpoint
 from mlflow_plugin.controller._history import CHAMPION_EVENTS, gate_failures, last_known_good
-from mlflow_plugin.controller._shared import FALLBACK_PINNED_TAG, Outcome, failpoint
+from mlflow_plugin.errors import BadInput, GateFailed, NotFound
+from mlflow_plugin.settings import actor
+from mlflow_plugin.types import (
+    CHAMPION,
+    FALLBACK,
+    FALLBACK_PINNED_TAG,
+    Event,
+    Outcome,
+    check_model_name,
+    check_version,
+)
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller._controller import Controller

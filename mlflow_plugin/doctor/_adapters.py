@@ -40,9 +40,9 @@ def verify_chain(ledger: Any, model: str) -> Any:
 
 
 def verify_version(registry: Any, model: str, version: str) -> Any:
-    """:func:`mlflow_plugin.integrity.verify_version` (ok, digest, problems,
+    """:func:`mlflow_plugin.integrity._manifest.verify_version` (ok, digest, problems,
     trusted_on_first_use)."""
-    from mlflow_plugin.integrity import verify_version as verify
+    from mlflow_plugin.integrity._manifest import verify_version as verify
 
     return verify(registry, model, version)
 
@@ -73,7 +73,7 @@ def _as_utc(value: Any) -> datetime:
 def stage_drift(controller: Any, model: str) -> list[str]:
     """Stage changes the mirror still owes (``"v3 Production->Archived"``); [] when in sync.
     Read-only: ``reconcile`` repairs. Uses the controller's own mirror plan."""
-    from mlflow_plugin._types import CHALLENGER, CHAMPION
+    from mlflow_plugin.types import CHALLENGER, CHAMPION
 
     info = controller.registry.get_model(model)
     versions = {v.version: v for v in controller.registry.list_versions(model)}

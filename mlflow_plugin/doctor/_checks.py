@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow_plugin._errors import MlflowPluginError
-from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
-from mlflow_plugin._types import CHAMPION, FALLBACK
+from mlflow_plugin._internal.sql import redact_sql_uri, sqlalchemy_uri
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, Controller
 from mlflow_plugin.doctor import _adapters
+from mlflow_plugin.errors import MlflowPluginError
+from mlflow_plugin.types import CHAMPION, FALLBACK
 
 __all__ = ["DOCTOR_EXPERIMENT", "CheckResult", "DoctorOptions", "run_checks"]
 
@@ -149,7 +149,7 @@ def _server(o: DoctorOptions) -> CheckResult:
 
 
 def _policy(o: DoctorOptions) -> CheckResult:
-    from mlflow_plugin.flows._params import DEFAULT_POLICY, load_policy
+    from mlflow_plugin.policy import DEFAULT_POLICY, load_policy
 
     policy = load_policy(o.policy)
     o._policy = policy

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from mlflow_plugin._click import json_option
+from mlflow_plugin.mlflow_io._click import json_option
 
 __all__ = ["doctor"]
 
@@ -73,9 +73,9 @@ def doctor(
     allow_non_sql: bool,
 ) -> None:
     """Check that the tracking server, its stores and each managed model are production-ready."""
-    from mlflow_plugin._client import resolve_tracking_uri
-    from mlflow_plugin._types import check_model_name
     from mlflow_plugin.doctor._checks import DoctorOptions, results_json, run_checks
+    from mlflow_plugin.mlflow_io._client import resolve_tracking_uri
+    from mlflow_plugin.types import check_model_name
 
     options = DoctorOptions(
         tracking_uri=resolve_tracking_uri(ctx.obj.tracking_uri),

@@ -45,7 +45,7 @@ __all__ = [
 SCHEME_PREFIX = "encrypted+"
 #: Every error of this repository starts with ``MARKER[kind]``; the message crosses the
 #: tracking server (HTTP 400) and MLflow's download wrapper intact, and the CLI maps it back
-#: (mlflow_plugin._client.as_plugin_error).
+#: (mlflow_plugin.mlflow_io._client.as_plugin_error).
 MARKER = "mlflow_plugin.encryption"
 
 

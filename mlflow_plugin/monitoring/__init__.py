@@ -3,7 +3,7 @@ performance of a served version against the baseline frozen at its promotion.
 
 Sits beside the ledger and the registry (``docs/ARCHITECTURE.md``, "The operator (closed
 loop)"): it reads the prediction log's database and writes monitoring runs; it decides nothing.
-Every metric is computed by :mod:`mlflow_plugin.gates`.
+Every metric is computed by :mod:`mlflow_plugin.metrics`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from mlflow_plugin.monitoring._monitor import (
     survival_column,
 )
 from mlflow_plugin.monitoring._outcomes import IngestResult, OutcomeStore, outcomes_table
-from mlflow_plugin.monitoring._rollout import route_sample
 from mlflow_plugin.monitoring._runs import (
     MONITORING_EXPERIMENT,
     MonitoringRuns,
@@ -44,7 +43,6 @@ __all__ = [
     "matured_labels",
     "monitor_version",
     "outcomes_table",
-    "route_sample",
     "survival_column",
     "window_metrics",
     "window_spans",

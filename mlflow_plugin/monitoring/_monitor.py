@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mlflow_plugin._errors import ConfigError
-from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.errors import ConfigError
 from mlflow_plugin.monitoring._windows import Window, window_metrics, window_spans
+from mlflow_plugin.settings import TAG_PREFIX
 
 if TYPE_CHECKING:
-    from mlflow_plugin._types import VersionInfo
     from mlflow_plugin.monitoring._outcomes import OutcomeStore
     from mlflow_plugin.monitoring._runs import MonitoringRuns
+    from mlflow_plugin.types import VersionInfo
 
 __all__ = ["MonitorReport", "evaluate_windows", "horizon_of", "monitor_version", "survival_column"]
 

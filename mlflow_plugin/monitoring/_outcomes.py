@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlflow_plugin._errors import ConfigError, DataError
-from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
+from mlflow_plugin._internal.sql import redact_sql_uri, sqlalchemy_uri
+from mlflow_plugin.errors import ConfigError, DataError
 
 __all__ = ["IngestResult", "OutcomeStore", "outcomes_table"]
 

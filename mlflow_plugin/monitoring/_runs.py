@@ -13,13 +13,17 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._client import configure_http_defaults, resolve_tracking_uri, wrap_mlflow_errors
-from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.mlflow_io._client import (
+    configure_http_defaults,
+    resolve_tracking_uri,
+    wrap_mlflow_errors,
+)
 from mlflow_plugin.monitoring._windows import METRICS, Window
+from mlflow_plugin.settings import TAG_PREFIX
 
 if TYPE_CHECKING:
-    from mlflow_plugin._types import VersionInfo
-    from mlflow_plugin.gates import PerformanceRules
+    from mlflow_plugin.policy import PerformanceRules
+    from mlflow_plugin.types import VersionInfo
 
 __all__ = ["MONITORING_EXPERIMENT", "MonitoringRuns", "experiment_kind_tags"]
 

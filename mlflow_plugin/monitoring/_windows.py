@@ -8,7 +8,7 @@ A survival prediction's label **matures** at the horizon: 1 when the event happe
 recall count matured rows only (a row censored before the horizon is never a negative); the
 Brier score is the gates' IPCW Brier at the horizon over every matched row, its censoring
 distribution estimated from all matched outcomes of the version; the C-index is the gates'.
-Every metric is computed by :mod:`mlflow_plugin.gates`; an undefined one is ``None``.
+Every metric is computed by :mod:`mlflow_plugin.metrics`; an undefined one is ``None``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def window_metrics(
         censoring: ``(durations, events)`` for the IPCW censoring distribution (default: the
             frame's own rows).
     """
-    from mlflow_plugin import gates
+    from mlflow_plugin import metrics
 
     out: dict[str, float | None] = dict.fromkeys(METRICS)
     if frame.empty:
@@ -130,7 +130,7 @@ def window_metrics(
         labels, matured = matured_labels(durations, events, horizon)
         train_d, train_e = censoring if censoring is not None else (durations, events)
         out["brier"] = _attempt(
-            gates.survival_brier_loss,
+            metrics.survival_brier_loss,
             durations,
             events,
             1.0 - p_event,
@@ -140,17 +140,17 @@ def window_metrics(
         )
         risk = rows["risk"].to_numpy(dtype=float)
         if np.isfinite(risk).all():
-            out["c_index"] = _attempt(gates.c_index_score, durations, events, risk)
+            out["c_index"] = _attempt(metrics.c_index_score, durations, events, risk)
     else:
         labels = rows["label"].to_numpy().astype(int)
         matured = np.ones(len(rows), bool)
-        out["brier"] = _attempt(gates.brier_loss, labels, p_event)
+        out["brier"] = _attempt(metrics.brier_loss, labels, p_event)
     if matured.any():
         decided = (p_event[matured] >= decision_threshold).astype(float)
         y = labels[matured]
         # Undefined (not 0) when nothing is predicted positive or nothing happened.
-        out["precision"] = _attempt(gates.precision_score, y, decided, zero_division=float("nan"))
-        out["recall"] = _attempt(gates.recall_score, y, decided, zero_division=float("nan"))
+        out["precision"] = _attempt(metrics.precision_score, y, decided, zero_division=float("nan"))
+        out["recall"] = _attempt(metrics.recall_score, y, decided, zero_division=float("nan"))
     return out, int(matured.sum())
 
 

@@ -28,9 +28,7 @@ __all__ = [
     "Alerter",
     "Firing",
     "HEARTBEAT_TAG",
-    "kubernetes_job_spec",
     "Launch",
-    "main_parameters",
     "Operator",
     "OperatorBusy",
     "OperatorLease",
@@ -38,5 +36,7 @@ __all__ = [
     "Retrainer",
     "TickContext",
     "TickTask",
+    "kubernetes_job_spec",
+    "main_parameters",
     "utc_now",
 ]

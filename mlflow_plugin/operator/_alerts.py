@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._background import BackgroundQueue
+from mlflow_plugin._internal.background import BackgroundQueue
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller import LedgerLike
-    from mlflow_plugin.gates import Alerts
+    from mlflow_plugin.policy import Alerts
 
 __all__ = ["Alert", "Alerter"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from mlflow_plugin._click import json_option
-from mlflow_plugin._errors import BadInput, RegistryUnavailable
+from mlflow_plugin.errors import BadInput, RegistryUnavailable
+from mlflow_plugin.mlflow_io._click import json_option
 
 __all__ = ["monitor", "operator", "outcomes", "tick"]
 
@@ -43,7 +43,7 @@ def _tracking_uri() -> str | None:
 
 
 def _window(text: str) -> timedelta:
-    from mlflow_plugin.gates import parse_duration
+    from mlflow_plugin.policy import parse_duration
 
     try:
         return timedelta(seconds=parse_duration(text))
@@ -52,7 +52,7 @@ def _window(text: str) -> timedelta:
 
 
 def _clock(now: str | None) -> Any:
-    from mlflow_plugin.ledger import parse_since
+    from mlflow_plugin.ledger._ledger import parse_since
     from mlflow_plugin.operator._tick import utc_now
 
     if now is None:
@@ -90,9 +90,9 @@ def ingest(
     predictions_uri: str,
 ) -> None:
     """Upsert outcomes of MODEL from DATA (the same file twice changes nothing)."""
-    from mlflow_plugin._types import check_model_name
-    from mlflow_plugin.flows._data import load_data
     from mlflow_plugin.monitoring import OutcomeStore
+    from mlflow_plugin.training._data import load_data
+    from mlflow_plugin.types import check_model_name
 
     check_model_name(model)
     frame = load_data(data).frame
@@ -131,9 +131,9 @@ def monitor(
 ) -> None:
     """Realised performance of MODEL's champion per window, against its frozen baseline."""
     from mlflow_plugin.controller import Controller
-    from mlflow_plugin.flows._params import load_policy
     from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore, monitor_version
     from mlflow_plugin.operator._tick import Operator
+    from mlflow_plugin.policy import load_policy
 
     controller = Controller.from_uri(_tracking_uri())
     info = controller.registry.get_model(model)
@@ -228,10 +228,10 @@ class _Loop:
 
 def _build(loop: _Loop, wait: bool, now: str | None) -> Any:
     from mlflow_plugin.controller import Controller
-    from mlflow_plugin.flows._params import load_policy
     from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore
     from mlflow_plugin.operator._retrain import Retrainer
     from mlflow_plugin.operator._tick import Operator
+    from mlflow_plugin.policy import load_policy
 
     loaded = load_policy(loop.policy)
     length = _window(loop.window)  # bad input first, before the server is asked anything

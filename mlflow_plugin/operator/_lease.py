@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin.errors import MlflowPluginError
 
 __all__ = ["LEASE_TAG", "OperatorBusy", "OperatorLease"]
 

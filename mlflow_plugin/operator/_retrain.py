@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._client import resolve_tracking_uri, wrap_mlflow_errors
-from mlflow_plugin._errors import ConfigError
-from mlflow_plugin._settings import TAG_PREFIX
+from mlflow_plugin.errors import ConfigError
+from mlflow_plugin.mlflow_io._client import resolve_tracking_uri, wrap_mlflow_errors
+from mlflow_plugin.settings import TAG_PREFIX
 
 if TYPE_CHECKING:
-    from mlflow_plugin._types import VersionInfo
+    from mlflow_plugin.types import VersionInfo
 
 __all__ = ["RETRAIN_EXPERIMENT", "Launch", "Retrainer", "kubernetes_job_spec", "main_parameters"]
 

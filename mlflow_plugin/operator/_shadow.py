@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from mlflow_plugin._types import VersionInfo
     from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore, Window
+    from mlflow_plugin.types import VersionInfo
 
 __all__ = ["score_fallback"]
 

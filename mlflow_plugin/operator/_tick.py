@@ -33,20 +33,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._errors import MlflowPluginError
-from mlflow_plugin._settings import TAG_PREFIX
-from mlflow_plugin._types import CHAMPION, FALLBACK
+from mlflow_plugin.errors import MlflowPluginError
 from mlflow_plugin.operator._alerts import Alert, Alerter
-from mlflow_plugin.operator._rollout import rollout_task
+from mlflow_plugin.operator._rollout_task import rollout_task
 from mlflow_plugin.operator._triggers import Firing, breached, run_triggers
 from mlflow_plugin.retention import retention_task
+from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.types import CHAMPION, FALLBACK
 
 if TYPE_CHECKING:
-    from mlflow_plugin._types import Event, VersionInfo
     from mlflow_plugin.controller import Controller
-    from mlflow_plugin.gates import PerformanceRules, Policy
     from mlflow_plugin.monitoring import MonitoringRuns, MonitorReport, OutcomeStore, Window
     from mlflow_plugin.operator._retrain import Retrainer
+    from mlflow_plugin.policy import PerformanceRules, Policy
+    from mlflow_plugin.types import Event, VersionInfo
 
 __all__ = ["HEARTBEAT_TAG", "Firing", "Operator", "TickContext", "TickTask", "utc_now"]
 
@@ -141,7 +141,7 @@ class Operator:
         A task that fails for one model is logged and recorded in its actions; the other
         tasks and models still run. A tracking server that cannot be reached stops the pass.
         """
-        from mlflow_plugin._errors import RegistryUnavailable
+        from mlflow_plugin.errors import RegistryUnavailable
 
         now = self.clock()
         out: dict[str, list[str]] = {}

@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._errors import BadInput, ConfigError
-from mlflow_plugin._settings import TAG_PREFIX
-from mlflow_plugin.gates._pipeline import PIPELINE_TAG
+from mlflow_plugin.errors import BadInput, ConfigError
 from mlflow_plugin.operator._alerts import Alert
+from mlflow_plugin.policy._cicd import PIPELINE_TAG
+from mlflow_plugin.settings import TAG_PREFIX
 
 if TYPE_CHECKING:
-    from mlflow_plugin.gates import PerformanceRules
     from mlflow_plugin.monitoring import MonitorReport, Window
     from mlflow_plugin.operator._tick import Operator, TickContext
+    from mlflow_plugin.policy import PerformanceRules
 
 __all__ = ["Firing", "breached", "run_triggers"]
 
@@ -65,7 +65,7 @@ def _pipeline(ctx: TickContext) -> Any:
     raw = ctx.extra.get("model_tags", {}).get(PIPELINE_TAG)
     if not raw:
         return None
-    from mlflow_plugin.gates._pipeline import parse_pipeline
+    from mlflow_plugin.policy._cicd import parse_pipeline
 
     return parse_pipeline(raw, source=f"{ctx.model}: tag {PIPELINE_TAG}")
 
@@ -219,7 +219,7 @@ def _short_history(parameters: dict[str, str], min_history: float | None) -> str
     time_col = parameters.get("time_col", "none")
     if time_col in ("", "none"):
         return "min_history needs a time column; the recipe has none"
-    from mlflow_plugin.flows._data import load_data
+    from mlflow_plugin.training._data import load_data
 
     try:
         frame = load_data(parameters["data"]).frame

@@ -27,11 +27,11 @@ from mlflow_plugin.retention._archive import (
 from mlflow_plugin.retention._plan import Decision, VersionFacts, plan_retention, recent_champions
 
 __all__ = [
-    "MAX_DELETIONS_PER_RUN",
-    "RESTORED_FROM_TAG",
     "ArchiveError",
     "ArchiveRecord",
     "Decision",
+    "MAX_DELETIONS_PER_RUN",
+    "RESTORED_FROM_TAG",
     "RetentionReport",
     "VersionFacts",
     "apply_retention",

@@ -16,16 +16,14 @@ names the unfinished one in ``mlflow_plugin.resumes``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow_plugin._settings import TAG_PREFIX, actor
-from mlflow_plugin._types import CHAMPION, Event, VersionInfo, check_model_name
+from mlflow_plugin._internal.failpoint import failpoint
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.gates import MinMetric, Policy, RetentionPolicy
+from mlflow_plugin.policy import MinMetric, Policy, RetentionPolicy
 from mlflow_plugin.retention._archive import (
     ArchiveRecord,
     _scope,
@@ -40,15 +38,10 @@ from mlflow_plugin.retention._plan import (
     plan_retention,
     recent_champions,
 )
+from mlflow_plugin.settings import TAG_PREFIX, actor
+from mlflow_plugin.types import CHAMPION, Event, VersionInfo, check_model_name
 
 __all__ = ["MAX_DELETIONS_PER_RUN", "RetentionReport", "apply_retention", "retention_task"]
-
-
-def _failpoint(name: str) -> None:
-    """Die here if ``$MLFLOW_PLUGIN_FAILPOINT`` names this point (crash tests only; the same
-    variable as the controller's failpoints)."""
-    if os.environ.get("MLFLOW_PLUGIN_FAILPOINT") == name:
-        os._exit(137)
 
 
 def _complete_interrupted(controller: Controller, model: str, lock: Any) -> None:
@@ -116,7 +109,7 @@ def apply_retention(
     The operator calls this on its schedule; ``mlflow-plugin retention`` is the same call.
 
     Args:
-        controller: gives the registry (a real :class:`~mlflow_plugin.registry.Registry`:
+        controller: gives the registry (a real :class:`~mlflow_plugin.registry._adapter.Registry`:
             archives need its artifact access) and the ledger.
         policy: a policy, or its ``retention`` section.
         dry_run: decide and report, change nothing.
@@ -146,7 +139,7 @@ def apply_retention(
     for v in doomed:
         report.archived[v.version] = archive_version(registry, v, rules.archive_uri)
         note(f"archived {model} version {v.version} -> {report.archived[v.version].uri}")
-    _failpoint("retention.after_archive")
+    failpoint("retention.after_archive")
     with registry.lock(model, intent={"op": "retention", "actor": actor()}) as lock:
         _complete_interrupted(controller, model, lock)
         # Promotions may have happened while we archived: only what is still to delete goes.
@@ -174,13 +167,13 @@ def apply_retention(
                 rules.archive_uri, report, doomed, expected, _unfinished(ledger, model, versions)
             ),
         )
-        _failpoint("retention.after_record")
+        failpoint("retention.after_record")
         for i, v in enumerate(doomed):
             registry.delete_version(model, v.version)
             report.deleted.append(v.version)
             note(f"deleted {model} version {v.version}")
             if i == 0:
-                _failpoint("retention.after_first_delete")
+                failpoint("retention.after_first_delete")
         for uri, owner in reclaim.items():
             delete_artifacts(uri, registry.uri, _scope(registry, uri))
             report.bytes_reclaimed += report.archived[owner].bytes
@@ -215,8 +208,8 @@ def _plan(
 def _metrics(registry: Any, version: VersionInfo, names: set[str]) -> dict[str, float]:
     """The version's metrics: from its validation and backtest runs (linked by tags), then
     from the run that logged it; the first run that has a metric wins."""
-    from mlflow_plugin._client import wrap_mlflow_errors
-    from mlflow_plugin._errors import NotFound
+    from mlflow_plugin.errors import NotFound
+    from mlflow_plugin.mlflow_io._client import wrap_mlflow_errors
 
     found: dict[str, float] = {}
     run_ids = [version.tags.get(t) for t in _GATE_RUN_TAGS] + [version.run_id]

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from mlflow_plugin._client import wrap_mlflow_errors
-from mlflow_plugin._errors import IntegrityError
-from mlflow_plugin._settings import TAG_PREFIX
-from mlflow_plugin._types import VersionInfo
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.errors import IntegrityError
+from mlflow_plugin.mlflow_io._client import wrap_mlflow_errors
+from mlflow_plugin.registry._adapter import Registry
+from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.types import VersionInfo
 
 if TYPE_CHECKING:
-    from mlflow_plugin._workspace import Scope
+    from mlflow_plugin.mlflow_io._workspace import Scope
 
 __all__ = [
     "RESTORED_FROM_TAG",
@@ -120,7 +120,7 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
             f"download {version.name!r} version {version.version}", registry.uri
         ):
             if scope is not None:
-                from mlflow_plugin._client import download_scoped
+                from mlflow_plugin.mlflow_io._client import download_scoped
 
                 local = download_scoped(registry.uri, download_uri, str(source_dir), scope)
             else:
@@ -163,9 +163,9 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
 
 def _check_recorded_digest(version: VersionInfo, local: str, where: str) -> None:
     """Refuse to archive files that no longer match the version's recorded ``mlflow_plugin.sha256``
-    (:mod:`mlflow_plugin.integrity`), so an archive never blesses tampered artifacts. A version
+    (:mod:`mlflow_plugin.integrity._manifest`), so an archive never blesses tampered artifacts. A version
     registered before digests were recorded is archived as it is (trust on first use)."""
-    from mlflow_plugin.integrity import verify_files
+    from mlflow_plugin.integrity._manifest import verify_files
 
     report = verify_files(local, dict(version.tags))
     if not report.ok and not report.trusted_on_first_use:
@@ -280,7 +280,7 @@ def artifact_bytes(download_uri: str, tracking_uri: str, scope: Scope | None = N
     """Total size of the files under an artifact URI (listing only, nothing downloaded);
     ``scope``: list with that caller's workspace and credentials."""
     if scope is not None:
-        from mlflow_plugin._client import list_scoped
+        from mlflow_plugin.mlflow_io._client import list_scoped
 
         return sum(size for _, size in list_scoped(tracking_uri, download_uri, scope))
     repo = _repo(download_uri, tracking_uri)
@@ -298,7 +298,7 @@ def artifact_bytes(download_uri: str, tracking_uri: str, scope: Scope | None = N
 def delete_artifacts(download_uri: str, tracking_uri: str, scope: Scope | None = None) -> None:
     """Delete the files under an artifact URI (what a deleted version no longer needs)."""
     if scope is not None:
-        from mlflow_plugin._client import delete_scoped
+        from mlflow_plugin.mlflow_io._client import delete_scoped
 
         delete_scoped(tracking_uri, download_uri, scope)
         return

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from mlflow_plugin._click import json_option
+from mlflow_plugin.mlflow_io._click import json_option
 
 __all__ = ["retention", "retention_restore"]
 
@@ -35,7 +35,7 @@ def _human(n: int | None) -> str:
 @click.pass_context
 def retention(ctx: click.Context, model: str, dry_run: bool, policy: str, as_json: bool) -> None:
     """Archive, then delete, the versions of MODEL the policy's retention rules select."""
-    from mlflow_plugin.flows._params import load_policy
+    from mlflow_plugin.policy import load_policy
     from mlflow_plugin.retention import apply_retention
 
     loaded = load_policy(policy)
@@ -94,10 +94,10 @@ def retention_restore(
     into: str | None,
 ) -> None:
     """Register a new version of MODEL from the verified archive of VERSION."""
-    from mlflow_plugin._errors import ConfigError
-    from mlflow_plugin._types import check_version
-    from mlflow_plugin.flows._params import load_policy
+    from mlflow_plugin.errors import ConfigError
+    from mlflow_plugin.policy import load_policy
     from mlflow_plugin.retention import restore_version
+    from mlflow_plugin.types import check_version
 
     uri = archive_uri or load_policy(policy).retention.archive_uri
     if not uri:

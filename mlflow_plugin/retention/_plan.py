@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mlflow_plugin._types import Event
-from mlflow_plugin.gates import GATE_DIRECTIONS, KeepLast, MaxAge, MinMetric, RetentionPolicy
+from mlflow_plugin.policy import GATE_DIRECTIONS, KeepLast, MaxAge, MinMetric, RetentionPolicy
+from mlflow_plugin.types import Event
 
 __all__ = ["CHAMPION_EVENTS", "Decision", "VersionFacts", "plan_retention", "recent_champions"]
 

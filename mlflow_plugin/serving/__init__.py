@@ -16,7 +16,7 @@ from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._loader import ChampionModel, Prediction
 from mlflow_plugin.serving._metrics import ServingMetrics
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord, prediction_table
-from mlflow_plugin.serving._rollout import RolloutRouter
+from mlflow_plugin.serving._rollout_router import RolloutRouter
 from mlflow_plugin.serving._routing import (
     ChampionRouter,
     Deployment,

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mlflow_plugin._errors import BadInput, ConfigError, ModelUnavailable
-from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
+from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
+from mlflow_plugin.errors import BadInput, ConfigError, ModelUnavailable
 from mlflow_plugin.serving._batching import Batcher
 from mlflow_plugin.serving._metrics import ServingMetrics
 

@@ -4,11 +4,11 @@ batching (:mod:`._batching` gathers the requests; a mixin of
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
-from mlflow_plugin._errors import MlflowPluginError
+from mlflow_plugin.errors import MlflowPluginError
 from mlflow_plugin.serving._guardrails import Violation
+from mlflow_plugin.serving._outputs import split_rows
 from mlflow_plugin.serving._routing import Plan
 from mlflow_plugin.serving._scoring import _Scoring
 
@@ -84,7 +84,7 @@ class _BatchScoring(_Scoring):
         try:
             combined = pd.concat([r[0] for r in requests], ignore_index=True)
             output = route.deployment.model.predict(combined)
-            parts = _split(output, sizes)
+            parts = split_rows(output, sizes)
         except Exception:  # noqa: BLE001 - a request in the batch may be what breaks it
             parts = None
         # The rules hold row by row: a batch that passes as a whole passes in every part.
@@ -117,23 +117,3 @@ class _BatchScoring(_Scoring):
             self._mirror(plan, item[0], None, prediction)
             out.append(prediction)
         return out
-
-
-def _split(output: Any, sizes: list[int]) -> list[Any] | None:
-    """Split a batch's output back into per-request parts by row counts (None: not row-aligned)."""
-    import numpy as np
-    import pandas as pd
-
-    total = sum(sizes)
-    bounds = np.cumsum([0, *sizes])
-    if isinstance(output, pd.DataFrame | pd.Series):
-        if len(output) != total:
-            return None
-        return [output.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(bounds)]
-    if isinstance(output, np.ndarray):
-        if output.ndim == 0 or output.shape[0] != total:
-            return None
-        return [output[a:b] for a, b in itertools.pairwise(bounds)]
-    if isinstance(output, list) and len(output) == total:
-        return [output[a:b] for a, b in itertools.pairwise(bounds)]
-    return None

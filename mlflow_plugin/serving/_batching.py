@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin._errors import ConfigError
+from mlflow_plugin.errors import ConfigError
 
 if TYPE_CHECKING:
     from mlflow_plugin.serving._loader import ChampionModel, Prediction

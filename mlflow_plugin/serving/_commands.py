@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlflow_plugin._http import DEFAULT_MAX_BODY_MB, max_body_option
+from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, max_body_option
 from mlflow_plugin.serving._inputs import INPUT_MODES
 from mlflow_plugin.serving._prediction_log import DEFAULT_URI
 

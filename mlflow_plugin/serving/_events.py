@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlflow_plugin._background import BackgroundQueue
+from mlflow_plugin._internal.background import BackgroundQueue
 
 __all__ = ["EventReporter"]
 
@@ -47,7 +47,7 @@ class EventReporter:
 
     Args:
         model: registered model name.
-        ledger: where to write; default a :class:`mlflow_plugin.ledger.Ledger` on
+        ledger: where to write; default a :class:`mlflow_plugin.ledger._ledger.Ledger` on
             ``tracking_uri``, created on the writer thread.
         tracking_uri: used when ``ledger`` is None.
         interval: seconds between two events of the same kind.

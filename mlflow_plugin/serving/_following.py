@@ -9,13 +9,15 @@ import time
 import uuid
 from typing import Any
 
-from mlflow_plugin._errors import IntegrityError, MlflowPluginError
-from mlflow_plugin._types import CHAMPION
-from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, RolloutState
+from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+from mlflow_plugin.errors import IntegrityError, MlflowPluginError
+from mlflow_plugin.rollouts._state import RolloutState
 from mlflow_plugin.serving._inputs import ModelInputs
-from mlflow_plugin.serving._observing import _Cause, _iso, _log, _Observing, _one_line
+from mlflow_plugin.serving._observing import _Cause, _iso, _log, _Observing
+from mlflow_plugin.serving._outputs import one_line
 from mlflow_plugin.serving._routing import Deployment, Fleet, LoadFailure
 from mlflow_plugin.serving._scoring import _NO_INPUTS
+from mlflow_plugin.types import CHAMPION
 
 
 class _Following(_Observing):
@@ -114,7 +116,7 @@ class _Following(_Observing):
         except Exception as exc:  # noqa: BLE001 - any load failure leaves the version unloaded
             self._count("load_failures")
             _log.warning("%s version %s could not be loaded: %s", self.name, version, exc)
-            return LoadFailure(version, _one_line(exc), time.time())
+            return LoadFailure(version, one_line(exc), time.time())
         try:
             inputs = ModelInputs.of(getattr(model, "metadata", None))
         except Exception:  # noqa: BLE001 - no usable schema: only the generic checks apply
@@ -124,7 +126,7 @@ class _Following(_Observing):
     def _load_pyfunc(self, name: str, version: str) -> Any:
         import mlflow.pyfunc
 
-        from mlflow_plugin.integrity import (
+        from mlflow_plugin.integrity._manifest import (
             DIGEST_TAG,
             REQUIRE_SIGNED_TAG,
             download_version,

@@ -6,9 +6,9 @@ columns are the ones named in :attr:`Guardrails.probability_columns`, or by defa
 whose name starts with ``p_``; when there are two or more they are taken to form one distribution
 whose rows must sum to 1, unless :attr:`Guardrails.distributions` says otherwise.
 
-The rules are the gates' own sanity checks (:func:`mlflow_plugin.gates.check_finite`,
-:func:`~mlflow_plugin.gates.check_probability_range`,
-:func:`~mlflow_plugin.gates.check_probability_rows`), called on the output block, not a copy of
+The rules are the gates' own sanity checks (:func:`mlflow_plugin.metrics.check_finite`,
+:func:`~mlflow_plugin.metrics.check_probability_range`,
+:func:`~mlflow_plugin.metrics.check_probability_rows`), called on the output block, not a copy of
 them; their happy path is a few NumPy reductions (no per-row Python), because it runs on every
 request.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_plugin._errors import ConfigError
-from mlflow_plugin.gates._report import SanityResult
-from mlflow_plugin.gates._sanity import (
+from mlflow_plugin.errors import ConfigError
+from mlflow_plugin.metrics._report import SanityResult
+from mlflow_plugin.metrics._sanity import (
     check_finite,
     check_probability_range,
     check_probability_rows,

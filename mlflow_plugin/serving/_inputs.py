@@ -8,7 +8,7 @@ which turns ``1e308`` into ``-9223372036854775808`` in a ``long`` column without
   where the signature declares a number. Always refused (unless guardrails are ``off``): the
   model cannot score them, and MLflow's scorer would silently answer NaN.
 - ``out_of_range``: a value farther outside the feature's training range (recorded in the
-  MLmodel metadata at train time, :mod:`mlflow_plugin._ranges`) than ``margin`` times the
+  MLmodel metadata at train time, :mod:`mlflow_plugin._internal.feature_ranges`) than ``margin`` times the
   range's width. ``enforce`` refuses it, ``observe`` lets it through, counted and flagged.
 
 The happy path is one float conversion of the numeric block and four reductions.
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_plugin._errors import BadInput, ConfigError
-from mlflow_plugin._ranges import read_feature_ranges
+from mlflow_plugin._internal.feature_ranges import read_feature_ranges
+from mlflow_plugin.errors import BadInput, ConfigError
 
 __all__ = ["INPUT_MODES", "InputGuard", "InputProblem", "ModelInputs"]
 

@@ -29,8 +29,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from mlflow_plugin._errors import BadInput, ModelUnavailable
-from mlflow_plugin._types import check_model_name
+from mlflow_plugin.errors import BadInput, ModelUnavailable
 from mlflow_plugin.serving._batch_scoring import _BatchScoring
 from mlflow_plugin.serving._events import EventReporter
 from mlflow_plugin.serving._following import _Following
@@ -39,9 +38,10 @@ from mlflow_plugin.serving._inputs import InputGuard
 from mlflow_plugin.serving._mirror import Mirror
 from mlflow_plugin.serving._observing import Loader
 from mlflow_plugin.serving._prediction_log import PredictionLog
-from mlflow_plugin.serving._rollout import RolloutRouter
+from mlflow_plugin.serving._rollout_router import RolloutRouter
 from mlflow_plugin.serving._routing import Fleet, Router
 from mlflow_plugin.serving._scoring import Prediction
+from mlflow_plugin.types import check_model_name
 
 __all__ = ["ChampionModel", "Prediction"]
 
@@ -56,7 +56,7 @@ class ChampionModel(_Following, _BatchScoring):
         guardrails: output rules (default :class:`Guardrails()`; :meth:`Guardrails.off` for none).
         prediction_log: where every prediction is logged (None: not logged). Closed by
             :meth:`close`.
-        router: routing policy (default :class:`~mlflow_plugin.serving._rollout.RolloutRouter`:
+        router: routing policy (default :class:`~mlflow_plugin.serving._rollout_router.RolloutRouter`:
             the champion, and a rollout's canary / preview / previous when the registry has one).
         event_interval: seconds between two ledger events of the same kind.
         retry_interval: seconds before a version that failed to load is tried again.
@@ -69,7 +69,7 @@ class ChampionModel(_Following, _BatchScoring):
         input_guard: input rules (default :class:`InputGuard()`: refuse nulls, non-finite,
             non-numeric and far-out-of-range values with :class:`BadInput`).
         verify: check the downloaded files against the version's ``mlflow_plugin.sha256``
-            before loading them (the default loader only; see :mod:`mlflow_plugin.integrity`).
+            before loading them (the default loader only; see :mod:`mlflow_plugin.integrity._manifest`).
         key_column: input column whose first row's value is a request's entity key for the
             canary split when no ``X-Entity-Key`` was sent (default the prediction log's).
         mirror_queue: mirrored (blue-green) requests waiting to be scored before new ones are
@@ -106,7 +106,7 @@ class ChampionModel(_Following, _BatchScoring):
         if not poll_interval > 0:
             raise BadInput(f"poll_interval must be > 0, got {poll_interval!r}")
         if registry is None:
-            from mlflow_plugin.registry import Registry
+            from mlflow_plugin.registry._adapter import Registry
 
             registry = Registry(tracking_uri)
         self.registry = registry

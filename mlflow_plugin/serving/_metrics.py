@@ -163,7 +163,7 @@ def _rollout_families(fleet: Any, mirror: dict[str, int]) -> Iterator[Any]:
     """The rollout: its canary weight and phase, and what blue-green mirroring did."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    from mlflow_plugin.serving._rollout import rollout_status
+    from mlflow_plugin.serving._rollout_router import rollout_status
 
     state = rollout_status(fleet, mirror) or {}
     weight = GaugeMetricFamily(

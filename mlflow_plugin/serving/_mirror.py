@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_plugin._background import BackgroundQueue
+from mlflow_plugin._internal.background import BackgroundQueue
+from mlflow_plugin.serving._outputs import one_line, split_rows
 from mlflow_plugin.serving._prediction_log import PredictionLog, PredictionRecord
 
 __all__ = ["Mirror", "same_answer"]
@@ -133,8 +134,6 @@ class Mirror:
         """One ``predict`` for tabular jobs without params; False when they must go one by one."""
         import pandas as pd
 
-        from mlflow_plugin.serving._batch_scoring import _split
-
         if any(j.params or not isinstance(j.data, pd.DataFrame) or not len(j.data) for j in group):
             return False
         t0 = time.perf_counter()
@@ -142,7 +141,7 @@ class Mirror:
             combined = pd.concat([j.data for j in group], ignore_index=True)
             self._bump("predicts")
             output = group[0].model.predict(combined)
-            parts = _split(output, [len(j.data) for j in group])
+            parts = split_rows(output, [len(j.data) for j in group])
         except Exception:  # noqa: BLE001 - one request may be what breaks it: score alone
             return False
         if parts is None:
@@ -159,12 +158,10 @@ class Mirror:
         try:
             output = job.model.predict(data, job.params) if job.params else job.model.predict(data)
         except Exception as exc:  # noqa: BLE001 - a failing preview is recorded, never raised
-            from mlflow_plugin.serving._observing import _one_line
-
             self._record(
                 job,
                 None,
-                f"{job.role} version {job.version} raised in predict: {_one_line(exc)}",
+                f"{job.role} version {job.version} raised in predict: {one_line(exc)}",
                 time.perf_counter() - t0,
             )
             return

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_plugin._types import CHAMPION, FALLBACK
-from mlflow_plugin.controller import CANARY
+from mlflow_plugin.rollouts._state import CANARY
 from mlflow_plugin.serving._events import EventReporter
 from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._inputs import InputGuard
 from mlflow_plugin.serving._mirror import Mirror
 from mlflow_plugin.serving._prediction_log import PredictionLog
-from mlflow_plugin.serving._rollout import rollout_status
+from mlflow_plugin.serving._rollout_router import rollout_status
 from mlflow_plugin.serving._routing import Fleet, Router
+from mlflow_plugin.types import CHAMPION, FALLBACK
 
 # ChampionModel's logger, whichever part logs.
 _log = logging.getLogger("mlflow_plugin.serving._loader")
@@ -207,9 +207,3 @@ def _iso(ts: float) -> str:
     return (
         datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mlflow_plugin._background import BackgroundQueue
-from mlflow_plugin._errors import ConfigError
-from mlflow_plugin._sql import redact_sql_uri, sqlalchemy_uri
+from mlflow_plugin._internal.background import BackgroundQueue
+from mlflow_plugin._internal.sql import redact_sql_uri, sqlalchemy_uri
+from mlflow_plugin.errors import ConfigError
 
 __all__ = ["DEFAULT_URI", "PredictionLog", "PredictionRecord", "prediction_table"]
 

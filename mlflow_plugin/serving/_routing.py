@@ -12,7 +12,7 @@ request reads one consistent snapshot. A :class:`Router` is the policy on top, i
   path.
 
 :class:`ChampionRouter` is the policy without rollouts: the champion answers, the fallback (when
-enabled) backs it up. ``serve``'s default is :class:`~mlflow_plugin.serving._rollout.RolloutRouter`,
+enabled) backs it up. ``serve``'s default is :class:`~mlflow_plugin.serving._rollout_router.RolloutRouter`,
 which behaves the same until the registry holds a rollout (docs/ARCHITECTURE.md, "Rollouts in
 serve").
 """
@@ -23,8 +23,8 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mlflow_plugin._types import CHAMPION, FALLBACK, ModelInfo
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
+from mlflow_plugin.types import CHAMPION, FALLBACK, ModelInfo
 
 __all__ = [
     "ChampionRouter",

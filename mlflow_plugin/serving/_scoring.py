@@ -10,14 +10,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow_plugin._errors import BadInput, ModelUnavailable
-from mlflow_plugin._types import CHAMPION
-from mlflow_plugin.controller import CANARY
+from mlflow_plugin.errors import BadInput, ModelUnavailable
+from mlflow_plugin.rollouts._state import CANARY
 from mlflow_plugin.serving._guardrails import Violation
 from mlflow_plugin.serving._inputs import ModelInputs
-from mlflow_plugin.serving._observing import _Cause, _log, _Observing, _one_line
+from mlflow_plugin.serving._observing import _Cause, _log, _Observing
+from mlflow_plugin.serving._outputs import one_line
 from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR, PredictionRecord
 from mlflow_plugin.serving._routing import Plan
+from mlflow_plugin.types import CHAMPION
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class _Scoring(_Observing):
                 if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
                     self._count("bad_input")
                     raise BadInput(_schema_reason(exc)) from None
-                cause = _Cause(route.role, deployment.version, "predict", _one_line(exc))
+                cause = _Cause(route.role, deployment.version, "predict", one_line(exc))
                 causes.append(cause)
                 if route.role == CANARY:
                     self._log_attempt(rid, data, cause, time.perf_counter() - t_route, in_flags)

@@ -66,7 +66,7 @@ def _log_files(uri: str) -> tuple[str, str]:
 
 def _register(uri: str, model: str, n: int, source: tuple[str, str]) -> list[str]:
     """``n`` versions of ``model`` from ``source``, with every gate passed."""
-    from mlflow_plugin.registry import Registry
+    from mlflow_plugin.registry._adapter import Registry
 
     from helpers import PASSED
 

@@ -16,10 +16,10 @@ import requests
 from api_fixtures import ADMIN, MODEL, ORGS, RETENTION_MODEL, ROLLOUT_MODEL, Orgs, as_user
 from click.testing import CliRunner
 
-from mlflow_plugin._workspace import Scope
 from mlflow_plugin.cli import main
-from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.ledger._ledger import Ledger
+from mlflow_plugin.mlflow_io._workspace import Scope
+from mlflow_plugin.registry._adapter import Registry
 
 pytestmark = pytest.mark.integration
 

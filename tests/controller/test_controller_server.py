@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mlflow_plugin import GateFailed
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.testing import MlflowServer, count_http_calls, free_port
 
 from helpers import FAILED, make_versions

@@ -17,9 +17,9 @@ from _servers import BACKENDS, _start
 from click.testing import CliRunner
 
 from mlflow_plugin import GateFailed
-from mlflow_plugin._errors import LockLost, PromotionConflict
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
+from mlflow_plugin.errors import LockLost, PromotionConflict
 from mlflow_plugin.testing import InMemoryLedger, InMemoryRegistry, free_port
 
 from helpers import FAILED, PASSED, make_versions
@@ -371,8 +371,8 @@ class TestExitCodes:
 
     def test_deep_policy_yaml_is_bad_input(self, tmp_path):
         """A 50,000-deep YAML policy is a ConfigError (exit 2), not a crash."""
-        from mlflow_plugin._errors import ConfigError
-        from mlflow_plugin.gates import Policy
+        from mlflow_plugin.errors import ConfigError
+        from mlflow_plugin.policy import Policy
 
         path = tmp_path / "deep.yaml"
         path.write_text("[" * 50_000 + "]" * 50_000)

@@ -1,4 +1,4 @@
-"""The REST client of the controller commands (``mlflow_plugin._rest``): the CLI never imports
+"""The REST client of the controller commands (``mlflow_plugin.mlflow_io._rest``): the CLI never imports
 mlflow, errors map as MLflow's client's do, pagination and retries hold."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from mlflow_plugin._client import as_plugin_error, make_client
-from mlflow_plugin._errors import (
+from mlflow_plugin.controller import Controller
+from mlflow_plugin.errors import (
     BadInput,
     NotFound,
     PermissionDenied,
     RegistryError,
     RegistryUnavailable,
 )
-from mlflow_plugin._rest import RestClient, RestError
-from mlflow_plugin._rest_http import _verify
-from mlflow_plugin.controller import Controller
+from mlflow_plugin.mlflow_io._client import as_plugin_error, make_client
+from mlflow_plugin.mlflow_io._rest import RestClient, RestError
+from mlflow_plugin.mlflow_io._rest_http import _verify
 from mlflow_plugin.testing import free_port
 
 from helpers import make_versions

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
 from mlflow_plugin.doctor import HEARTBEAT_TAG
-from mlflow_plugin.integrity import record_digest
+from mlflow_plugin.integrity._manifest import record_digest
 from mlflow_plugin.testing import free_port
 
 from helpers import register_own_artifacts
@@ -140,7 +140,7 @@ class TestDoctor:
         server, controller, model, _ = healthy
         code = (
             "import os, sys\n"
-            "from mlflow_plugin.registry import Registry\n"
+            "from mlflow_plugin.registry._adapter import Registry\n"
             "Registry(sys.argv[1]).lock(sys.argv[2], intent={'op': 'test'}).__enter__()\n"
             "os._exit(137)\n"
         )

@@ -211,8 +211,8 @@ class TestClientSideMode:
         import mlflow
         from pickled_model import PickledRisk
 
-        from mlflow_plugin.integrity import record_digest, verify_version
-        from mlflow_plugin.registry import Registry
+        from mlflow_plugin.integrity._manifest import record_digest, verify_version
+        from mlflow_plugin.registry._adapter import Registry
 
         store = tmp_path / "client-store"
         experiment = mlflow.create_experiment(

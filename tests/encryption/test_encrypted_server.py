@@ -16,8 +16,8 @@ from mlflow.exceptions import MlflowException
 from pickled_model import log_pickled
 
 from mlflow_plugin.cli import main
-from mlflow_plugin.integrity import record_digest, verify_version
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.integrity._manifest import record_digest, verify_version
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.testing import MlflowServer
 
 from helpers import PASSED

@@ -17,9 +17,9 @@ import pytest
 from lifelines.datasets import load_rossi
 
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.gates import Policy
 from mlflow_plugin.monitoring import MonitoringRuns, OutcomeStore
 from mlflow_plugin.operator import Operator, Retrainer
+from mlflow_plugin.policy import Policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,8 +58,8 @@ def receiver() -> Iterator[_Receiver]:
 
 
 def _train(uri: str, model: str, csv: str) -> str:
-    from mlflow_plugin.flows import TrainParams, ValidateParams, run_train, run_validate
-    from mlflow_plugin.registry import Registry
+    from mlflow_plugin.registry._adapter import Registry
+    from mlflow_plugin.training import TrainParams, ValidateParams, run_train, run_validate
 
     version = run_train(
         TrainParams(model, data=csv, holdout=0.0, penalizer=0.1), tracking_uri=uri

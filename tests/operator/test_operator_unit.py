@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlflow_plugin._errors import ConfigError, DataError
-from mlflow_plugin.gates import Alerts, Policy, RollbackIf, Triggers, parse_duration
+from mlflow_plugin.errors import ConfigError, DataError
 from mlflow_plugin.monitoring import OutcomeStore, matured_labels, window_metrics, window_spans
 from mlflow_plugin.operator import Alert, Alerter, kubernetes_job_spec
+from mlflow_plugin.policy import Alerts, Policy, RollbackIf, Triggers, parse_duration
 from mlflow_plugin.testing import InMemoryLedger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,7 +251,7 @@ class TestMaturation:
 
     def test_window_metrics_use_the_gates(self):
         """Metrics equal the gates' own functions on the same rows."""
-        from mlflow_plugin import gates
+        from mlflow_plugin import metrics as lib
 
         rng = np.random.default_rng(0)
         n = 400
@@ -269,16 +269,16 @@ class TestMaturation:
             }
         )
         metrics, matured = window_metrics(frame, horizon=10.0, decision_threshold=0.5)
-        assert metrics["c_index"] == pytest.approx(gates.c_index_score(durations, events, risk))
+        assert metrics["c_index"] == pytest.approx(lib.c_index_score(durations, events, risk))
         assert metrics["brier"] == pytest.approx(
-            gates.survival_brier_loss(
+            lib.survival_brier_loss(
                 durations, events, survival, 10.0, train_durations=durations, train_events=events
             )
         )
         label, ok = matured_labels(durations, events, 10.0)
         assert matured == int(ok.sum())
         decided = (1 - survival[ok] >= 0.5).astype(float)
-        assert metrics["precision"] == pytest.approx(gates.precision_score(label[ok], decided))
+        assert metrics["precision"] == pytest.approx(lib.precision_score(label[ok], decided))
 
     def test_windows_are_stable_from_the_origin(self):
         """Window k is the same span on every pass."""

@@ -72,9 +72,9 @@ def traffic(tmp_path: Path):
 
 def _pass(traffic, model: str, at: float) -> list[str]:
     """One operator pass in-process with only the tasks a rollout needs (fast)."""
-    from mlflow_plugin.gates import Policy
     from mlflow_plugin.monitoring import OutcomeStore
     from mlflow_plugin.operator import Operator
+    from mlflow_plugin.policy import Policy
 
     op = Operator(
         Controller.from_uri(),

@@ -13,8 +13,8 @@ import mlflow
 import pytest
 
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.gates import Policy
 from mlflow_plugin.operator import HEARTBEAT_TAG, Operator, OperatorBusy, OperatorLease, Retrainer
+from mlflow_plugin.policy import Policy
 from mlflow_plugin.testing import count_http_calls
 
 from helpers import make_versions

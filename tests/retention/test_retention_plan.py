@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mlflow_plugin import ConfigError
-from mlflow_plugin._types import Event
-from mlflow_plugin.gates import KeepLast, MaxAge, MinMetric, Policy, RetentionPolicy
+from mlflow_plugin.policy import KeepLast, MaxAge, MinMetric, Policy, RetentionPolicy
 from mlflow_plugin.retention import VersionFacts, plan_retention, recent_champions
+from mlflow_plugin.types import Event
 
 DAY_MS = 86_400_000
 NOW = 1_000 * DAY_MS

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from mlflow_plugin.cli import main
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.gates import Policy
+from mlflow_plugin.policy import Policy
 from mlflow_plugin.retention import (
     apply_retention,
     read_archive,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.testing import AppServer
 
 MODEL_CODE = str(Path(__file__).with_name("model_code.py"))
@@ -57,7 +57,7 @@ def log_model(
 @functools.cache
 def ranged_model(tracking_uri: str) -> str:
     """A model whose MLmodel records the training range of each feature, as the pipeline's do."""
-    from mlflow_plugin._ranges import FEATURE_RANGES_KEY, feature_ranges
+    from mlflow_plugin._internal.feature_ranges import FEATURE_RANGES_KEY, feature_ranges
 
     return log_model(tracking_uri, {"risk": 0.4}, {FEATURE_RANGES_KEY: feature_ranges(features())})
 

@@ -148,7 +148,7 @@ def test_never_raises_and_flags_every_non_finite(values):
 
 def test_the_pipelines_output_contract():
     """The pipeline's pyfunc output (risk + p_<lo>_<hi> ... p_gt_<t> buckets) is checked as one distribution."""
-    from mlflow_plugin.flows._model import bucket_columns
+    from mlflow_plugin.training._model import bucket_columns
 
     columns = bucket_columns([13.0, 26.0, 52.0])
     probs = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])

@@ -15,12 +15,12 @@ from pickled_model import artifact_dir, booby_trap, log_pickled
 from serving_helpers import PASSED, features, log_model, ranged_model, register, shared_model
 
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
-from mlflow_plugin.integrity import record_digest
-from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.integrity._manifest import record_digest
+from mlflow_plugin.ledger._ledger import Ledger
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.serving import ChampionModel, create_app
 from mlflow_plugin.testing import AppServer
-from mlflow_plugin.webhooks import create_app as webhook_app
+from mlflow_plugin.webhooks._receiver import create_app as webhook_app
 
 pytestmark = [pytest.mark.integration]
 

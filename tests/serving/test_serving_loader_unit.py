@@ -369,7 +369,7 @@ class TestRouter:
 
     def test_disabled_fallback_is_not_wanted(self):
         """The fallback alias alone does not load anything; the enabled tag is needed."""
-        from mlflow_plugin._types import ModelInfo
+        from mlflow_plugin.types import ModelInfo
 
         info = ModelInfo("m", {"champion": "2", "fallback": "1"}, {})
         assert ChampionRouter().wanted(info) == {"champion": "2"}

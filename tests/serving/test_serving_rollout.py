@@ -32,7 +32,7 @@ import pytest
 import sqlalchemy as sa
 from serving_helpers import features, register, shared_model
 
-from mlflow_plugin.controller import ROLLOUT_TAGS, RolloutState, routes_to_canary
+from mlflow_plugin.rollouts._state import ROLLOUT_TAGS, RolloutState, routes_to_canary
 from mlflow_plugin.testing import MlflowServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

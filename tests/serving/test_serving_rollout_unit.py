@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from test_serving_loader_unit import DATA, StandIn, World
 
-from mlflow_plugin.controller import ROLLOUT_TAGS, RolloutState, routes_to_canary
+from mlflow_plugin.rollouts._state import ROLLOUT_TAGS, RolloutState, routes_to_canary
 from mlflow_plugin.serving import PredictionLog, ServingMetrics
 from mlflow_plugin.serving._mirror import Mirror, same_answer
 from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR
-from mlflow_plugin.serving._rollout import RolloutRouter
+from mlflow_plugin.serving._rollout_router import RolloutRouter
 from mlflow_plugin.serving._routing import Deployment, Route
 
 

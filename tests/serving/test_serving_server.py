@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from serving_helpers import SHARED, Load, features, log_model, register
 
 from mlflow_plugin.controller import Controller
-from mlflow_plugin.ledger import Ledger
-from mlflow_plugin.registry import Registry
+from mlflow_plugin.ledger._ledger import Ledger
+from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.serving import PredictionLog
 from mlflow_plugin.testing import free_port
 
