@@ -30,7 +30,7 @@ def _layers() -> list[str]:
         part.strip()
         for line in text.splitlines()
         if line.strip() and not line.strip().startswith("#")
-        for part in line.split("|")
+        for part in line.replace(":", "|").split("|")
     ]
 
 

@@ -3,18 +3,8 @@ worse than the baseline (the champion, or the previous champion) on the same tra
 
 Pure statistics (no mlflow, no database): the operator reads both sides from the prediction log
 into :class:`Sample` values and asks :func:`judge` for a verdict. The thresholds are the policy's
-``rollout`` section (:class:`~mlflow_plugin.policy.RolloutPolicy`)::
-
-    rollout:
-      min_requests: 100              # per side; fewer = inconclusive (never success)
-      failure_limit: 0               # failed analyses tolerated per step before the abort
-      inconclusive_limit: 3          # inconclusive analyses in a row before the pause
-      alpha: 0.05                    # false-abort rate of the whole rollout (Bonferroni)
-      max_error_rate_increase: 0.01  # absolute: canary error rate - champion error rate
-      max_guardrail_rate_increase: 0.01
-      max_p99_latency_ratio: 1.5     # canary p99 / champion p99
-      brier_increase: 0.10           # matured outcomes: canary Brier > champion Brier * 1.10
-      min_matured: 20                # matured outcomes per side before Brier is compared
+``rollout`` section (:class:`~mlflow_plugin.policy.RolloutPolicy`, whose module shows them
+with their defaults).
 
 A check fails only when the difference is both statistically significant (one-sided, the
 candidate worse) and larger than its tolerance, so neither noise on a big sample nor a big
