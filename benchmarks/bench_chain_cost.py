@@ -2,8 +2,9 @@
 
 ``bench_controller.py`` compares ``Controller.rollback()`` with the raw ``MlflowClient`` calls
 that make the same writes. That baseline has no lock and reads nothing, so its ratio moves with
-the server: with the keep-alive stall fixed (README, "The tracking server") every request got
-faster and the lock's and the decision's own requests weigh more. This script measures the
+the server: with the keep-alive stall fixed (docs/operations-and-performance.md, "Performance:
+what to set on your tracking server") every request got faster and the lock's and the
+decision's own requests weigh more. This script measures the
 question the lock and chain work asked directly: the same rollback with this checkout's
 controller and with the controller of an earlier commit (default ``483a8df``, the last commit
 before the heartbeat, the fence and the chain), each in a process of its own started from a git
