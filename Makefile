@@ -29,8 +29,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlflow_plugin flows tests benchmarks
-	$(BIN)/ruff format --check mlflow_plugin flows tests benchmarks
+	$(BIN)/ruff check mlflow_plugin flows tests benchmarks docs/gen_cli_reference.py
+	$(BIN)/ruff format --check mlflow_plugin flows tests benchmarks docs/gen_cli_reference.py
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

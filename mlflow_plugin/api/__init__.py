@@ -1,6 +1,6 @@
 """``mlflow-plugin api``: the REST API of organisations (MLflow workspaces) over the controller.
 
-See docs/ARCHITECTURE.md ("Organisations") and the README ("Organisations and the REST API").
+See docs/ARCHITECTURE.md ("Organisations") and docs/organisations-and-encryption.md ("Organisations and the REST API").
 """
 
 from __future__ import annotations

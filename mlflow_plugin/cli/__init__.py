@@ -10,7 +10,6 @@ import csv
 import importlib
 import io
 import json
-import sys
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -360,6 +359,3 @@ def _managed_models(app: AppContext) -> list[str]:
 
 
 main.add_command(verify_ledger)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(prog_name="mlflow-plugin"))

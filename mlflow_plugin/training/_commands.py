@@ -278,7 +278,7 @@ def promote(
     watch: str,
 ) -> None:
     """Promote a version (default: the challenger) if every gate passed; canary and blue_green
-    start a rollout (README, "Rollouts")."""
+    start a rollout (docs/rollouts.md)."""
     from mlflow_plugin.rollouts._options import rollout_options
     from mlflow_plugin.training._params import given, optional_version
     from mlflow_plugin.training._promote import run_promote

@@ -135,7 +135,7 @@ class Columns:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Parameters of the ``train`` step (see the README, "Retrain and promote").
+    """Parameters of the ``train`` step (see docs/training-and-gates.md, "Retrain and promote").
 
     Attributes:
         model_name: registered model to add a version to.
