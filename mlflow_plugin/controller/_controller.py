@@ -305,7 +305,8 @@ class Controller:
         mismatch) on the version and model tags read under the lock; its tags join the
         event's ``extra``.
 
-        The caller checked the lock in the same round trip as its reads. The aliases (the
+        The caller checked the lock in the same round trip as its reads; after the digest check
+        the lock is checked once more, right before the writes. The aliases (the
         source of truth) and the event's run are written concurrently; the stage mirror and a
         second ownership check follow; the run becomes an event only when everything else
         succeeded and the lock is still ours. A process killed in between leaves its lock
@@ -316,6 +317,12 @@ class Controller:
         )
         event["extra"] = {**event.get("extra", {}), **{k: v for k, v in checked.items() if v}}
         stage_writes = self._mirror_writes(model, versions, champion, info.aliases.get(CHALLENGER))
+        # The fence: the lock is checked again after the slow work (the digest check downloads
+        # and hashes the artifacts), as the last thing before the first alias write. A holder
+        # that stalled past its lease is refused here by its own monotonic clock, without a
+        # round trip (docs/ARCHITECTURE.md, "The promotion lock").
+        _failpoint(f"{op}.before_alias")
+        lock.check()
         prepared: PreparedLike | None = None
         try:
             _, prepared = _parallel(

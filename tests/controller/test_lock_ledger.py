@@ -255,15 +255,17 @@ class TestLedgerTampering:
 
 
 @pytest.mark.integration
-def test_stopped_holder_past_its_lease_cannot_write(tracking_uri, model_name):
-    """SIGSTOP a promoter holding the lock past its lease; another promote takes over; the
+@pytest.mark.parametrize("failpoint", ["promote.locked", "promote.before_alias"])
+def test_stopped_holder_past_its_lease_cannot_write(tracking_uri, model_name, failpoint):
+    """SIGSTOP a promoter holding the lock past its lease (right after it took the lock, and
+    after the slow digest check, just before the alias writes); another promote takes over; the
     resumed process fails with a clear error and writes nothing; the chain stays linear."""
     make_versions(tracking_uri, model_name, 3)
     ctl = Controller.from_uri(tracking_uri)
     ctl.promote(model_name, "1")
     env = {
         **os.environ,
-        "MLFLOW_PLUGIN_FAILPOINT": "promote.locked:stop",
+        "MLFLOW_PLUGIN_FAILPOINT": f"{failpoint}:stop",
         "MLFLOW_PLUGIN_LOCK_LEASE": "2",
     }
     proc = subprocess.Popen(
