@@ -148,9 +148,10 @@ def check_version(version: object, *, what: str = "version") -> str:
     ``٣``, ``３`` and ``³`` are not version 3."""
     if isinstance(version, bool):
         raise BadInput(f"{what} must be a positive integer, got {version!r}")
-    text = str(version).strip() if version is not None else ""
-    if not text:
+    text = str(version) if version is not None else ""
+    if not text.strip():
         raise BadInput(f"{what} is missing")
+    # No surrounding blanks either: ``" 1"`` and ``"1\n"`` are typos, not version 1.
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise BadInput(f"{what} must be a positive integer, got {version!r}")
     if len(text.lstrip("0")) > 10 or int(text) > MAX_VERSION:

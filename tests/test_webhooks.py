@@ -225,8 +225,9 @@ class TestEndpoint:
             (lambda b: signed(b, secret="wrong"), "does not match"),
             (lambda b: {k: v for k, v in signed(b).items() if k != SIGNATURE_HEADER}, "missing"),
             (lambda b: signed(b, timestamp=int(time.time()) - 600), "old"),
+            (lambda b: signed(b, timestamp=10**400), "not a Unix time"),
         ],
-        ids=["bad", "missing", "stale"],
+        ids=["bad", "missing", "stale", "400-digit-timestamp"],
     )
     def test_unauthentic_deliveries_get_401(self, receiver, recorder, headers, reason):
         """Bad, missing or stale signatures: 401 with a one-line reason; nothing reconciled."""

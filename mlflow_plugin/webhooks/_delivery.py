@@ -84,10 +84,11 @@ def verify_signature(
         matched |= hmac.compare_digest(expected, candidate.encode())
     if not matched:
         raise SignatureError("signature does not match the shared secret")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time") from None
+    # Unix seconds in ASCII digits, at most 12 of them (a 400-digit number overflowed the
+    # float arithmetic below into a 500).
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time")
+    sent = int(timestamp)
     age = (time.time() if now is None else now) - sent
     if age > max_age:
         raise SignatureError(f"timestamp is {age:.0f}s old (limit {max_age:.0f}s): possible replay")

@@ -339,7 +339,9 @@ def test_sixteen_promoters_and_a_mix_form_one_chain(tracking_uri, model_name, tr
 
 @pytest.mark.integration
 class TestExitCodes:
-    @pytest.mark.parametrize("version", ["٣", "３", "³", "1" * 25, "2147483648", "-1", "1.0"])
+    @pytest.mark.parametrize(
+        "version", ["٣", "３", "³", "1" * 25, "2147483648", "-1", "1.0", " 1", "1\n", "1 "]
+    )
     def test_versions_are_ascii_digits_of_sane_size(self, tracking_uri, model_name, version):
         """Non-ASCII digits and huge versions: exit 2, one line, nothing recorded."""
         make_versions(tracking_uri, model_name, 3)
