@@ -11,8 +11,6 @@ import json
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from typing import Any
 from mlflow_plugin._internal.sql import redact_sql_uri, sqlalchemy_uri
 from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, Controller
 from mlflow_plugin.doctor import _adapters
-from mlflow_plugin.errors import MlflowPluginError
+from mlflow_plugin.errors import MlflowPluginError, redact
 from mlflow_plugin.types import CHAMPION, FALLBACK
 
 __all__ = ["DOCTOR_EXPERIMENT", "CheckResult", "DoctorOptions", "run_checks"]
@@ -40,6 +38,12 @@ class CheckResult:
     status: str  # pass | warn | fail | skip
     detail: str
     fix: str = ""
+
+    def __post_init__(self) -> None:
+        # Every line the doctor prints passes here: credentials in a URI never reach the table
+        # or the JSON (the same redaction as every error message).
+        object.__setattr__(self, "detail", redact(self.detail))
+        object.__setattr__(self, "fix", redact(self.fix))
 
     def as_dict(self) -> dict[str, str]:
         return {"check": self.check, "status": self.status, "detail": self.detail, "fix": self.fix}
@@ -122,12 +126,18 @@ def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
 
 # -- server-wide ------------------------------------------------------------------------------
 def _get(url: str, timeout: float) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return str(resp.read().decode("utf-8", "replace")).strip()
+    """GET ``url``; credentials in it (``http://user:password@host``) go as HTTP Basic auth, as
+    MLflow's client sends them (urllib would read ``user:password@host`` as the host)."""
+    import requests
+
+    resp = requests.get(url, timeout=timeout)
+    resp.raise_for_status()
+    return resp.text.strip()
 
 
 def _server(o: DoctorOptions) -> CheckResult:
     import mlflow
+    import requests
 
     uri = o.tracking_uri
     if not uri.startswith(("http://", "https://")):
@@ -137,8 +147,8 @@ def _server(o: DoctorOptions) -> CheckResult:
     try:
         _get(uri.rstrip("/") + "/health", o.timeout_s)
         version = _get(uri.rstrip("/") + "/version", o.timeout_s)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (requests.RequestException, OSError) as exc:
+        reason = " ".join(str(exc).split())[:200]
         return CheckResult(
             "tracking server",
             "fail",

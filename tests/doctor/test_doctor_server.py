@@ -118,6 +118,19 @@ class TestDoctor:
         code, report = doctor(healthy, uri=f"http://127.0.0.1:{free_port()}")
         assert (code, report["failed"]) == (1, ["tracking server"])
 
+    def test_credentials_in_the_uri_are_used_and_never_printed(self, healthy):
+        """``http://user:password@host``: the server is reached (Basic auth, as MLflow sends it)
+        and the password appears nowhere in the report; the same when the server is down."""
+        server = healthy[0]
+        with_password = server.uri.replace("http://", "http://alice:hunter2@")
+        code, report = doctor(healthy, uri=with_password)
+        text = json.dumps(report)
+        assert "hunter2" not in text and "***@" in text
+        assert {c["check"]: c["status"] for c in report["checks"]}["tracking server"] == "pass"
+        code, report = doctor(healthy, uri=f"http://alice:hunter2@127.0.0.1:{free_port()}")
+        assert (code, report["failed"]) == (1, ["tracking server"])
+        assert "hunter2" not in json.dumps(report)
+
     def test_disk_threshold(self, healthy):
         """Less free space than --min-free-gb fails the disk check."""
         code, report = doctor(healthy, "--min-free-gb", "1000000")
