@@ -292,6 +292,24 @@ def _fit_classifier(X: pd.DataFrame, labels: np.ndarray, penalizer: float) -> An
     return model.fit(X.to_numpy(), labels)
 
 
+def check_learnable(
+    kind: str, durations: np.ndarray, events: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' ``(label, known)`` at ``horizon`` when a model of ``kind`` can learn from them.
+    Checked before any run starts (bad data creates no run), and again by :func:`fit_model`.
+
+    Raises:
+        ValueError: no event happens by the horizon (all censored, say), or, for a classifier,
+            every row with a known label has the same one.
+    """
+    labels, known = event_labels(durations, events, horizon)
+    if labels.sum() == 0:
+        raise ValueError(f"no event happens by the horizon {horizon:g}; nothing to learn")
+    if kind != "coxph" and labels[known].min() == labels[known].max():
+        raise ValueError(f"every row has the same outcome at the horizon {horizon:g}")
+    return labels, known
+
+
 def fit_model(
     kind: str,
     frame: pd.DataFrame,
@@ -312,15 +330,11 @@ def fit_model(
         raise ValueError(f"model_kind: expected one of {', '.join(MODEL_KINDS)}, got {kind!r}")
     encoder = FeatureEncoder.fit(frame, features)
     X = encoder.transform(frame)
-    labels, known = event_labels(durations, events, horizon)
-    if labels.sum() == 0:
-        raise ValueError(f"no event happens by the horizon {horizon:g}; nothing to learn")
+    labels, known = check_learnable(kind, durations, events, horizon)
     if kind == "coxph":
         estimator = _fit_coxph(X, durations, events, penalizer)
         grid = time_grid(horizon, buckets)
     else:
-        if labels[known].min() == labels[known].max():
-            raise ValueError(f"every row has the same outcome at the horizon {horizon:g}")
         estimator = _fit_classifier(X.loc[known], labels[known], penalizer)
         grid = [float(_fmt(horizon))]
     model = SurvivalModel(kind, estimator, encoder, grid, 0.5)

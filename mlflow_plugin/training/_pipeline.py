@@ -113,7 +113,7 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
         from mlflow_plugin.registry._adapter import Registry
         from mlflow_plugin.training._backtest import backtest_in_run
         from mlflow_plugin.training._data import load_data, prepare, split_holdout
-        from mlflow_plugin.training._train import train_in_run
+        from mlflow_plugin.training._train import check_trainable, train_in_run
         from mlflow_plugin.training._validate import validate_in_run
     warm_imports()
     tp = params.train
@@ -133,6 +133,7 @@ def _run_pipeline(params: PipelineParams, tracking_uri: str | None) -> PipelineR
         data = prepare(dataset, tp.columns, missing=tp.missing)
         train, holdout = split_holdout(data, tp.holdout, tp.seed)
         horizon = _horizon(tp, policy, data, train, holdout, params.folds)
+        check_trainable(tp, train, horizon)
     with step_run("main", model) as parent:
         log_params_once(
             {

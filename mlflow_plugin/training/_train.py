@@ -94,14 +94,29 @@ def run_train(params: TrainParams, *, tracking_uri: str | None = None) -> TrainR
         data = prepare(dataset, params.columns, missing=params.missing)
         train, holdout = split_holdout(data, params.holdout, params.seed)
         if params.horizon is not None:
-            check_train_horizon(params.horizon, train, holdout)
+            horizon = check_train_horizon(params.horizon, train, holdout)
         else:
             try:
-                _auto_horizon(train, holdout)
+                horizon = _auto_horizon(train, holdout)
             except ValueError as exc:
                 raise DataError(str(exc)) from None
+        check_trainable(params, train, horizon)
     with step_run("train", params.model_name):
         return train_in_run(params, dataset, train, holdout, registry)
+
+
+def check_trainable(params: TrainParams, train: SurvivalData, horizon: float) -> None:
+    """Refuse, before any run starts, rows a model cannot learn from (e.g. all censored).
+
+    Raises:
+        DataError: the message :func:`train_in_run` would have failed with.
+    """
+    from mlflow_plugin.training._model import check_learnable
+
+    try:
+        check_learnable(params.model_kind, train.durations, train.events, horizon)
+    except ValueError as exc:
+        raise DataError(f"training on {params.data!r} failed: {exc}") from None
 
 
 def check_train_horizon(horizon: float, train: SurvivalData, holdout: SurvivalData | None) -> float:

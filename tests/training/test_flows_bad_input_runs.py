@@ -33,6 +33,7 @@ def bad_files(tmp_path) -> dict[str, str]:
         "DUPLICATE": ("dup.csv", None),
         "NAN": ("nan.csv", frame.assign(age=frame["age"].astype(float).mask(frame.index == 5))),
         "POLICY": ("policy.yaml", None),
+        "CENSORED": ("censored.csv", frame.assign(arrest=0)),
     }
     out = {}
     for key, (name, value) in paths.items():
@@ -54,12 +55,15 @@ def _cases(files: dict[str, str]) -> list[tuple[list[str], str]]:
         (["--data", files["NAN"]], "missing"),
         (["--missing", "maybe"], "maybe"),
     ]
+    # Every row censored: nothing to learn (train and retrain fit; validate/backtest score).
+    censored = (["--data", files["CENSORED"]], "nothing to learn")
     return {
         "train": [
             *common,
             (["--duration-col", "nope"], "'nope'"),
             (["--horizon", "1000"], "horizon: 1000 is outside"),
             (["--horizon", "-3"], "horizon"),
+            censored,
         ],
         "validate": [
             *common,
@@ -80,6 +84,7 @@ def _cases(files: dict[str, str]) -> list[tuple[list[str], str]]:
             *common,
             (["--horizon", "1000"], "horizon: 1000 is outside"),
             (["--policy", files["POLICY"]], "thresold: unknown key"),
+            censored,
         ],
     }
 
