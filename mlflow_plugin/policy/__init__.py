@@ -1,7 +1,9 @@
 """The policy file: gate thresholds, the champion test, sanity checks, and the closed loop's,
 rollouts', retention's and CI/CD's sections, parsed once from YAML into frozen value objects.
 
-A bad file fails at load with the dotted path of the key (:class:`~mlflow_plugin.errors.ConfigError`).
+The file is validated by pydantic models (:class:`PolicyFile`, whose JSON Schema
+``mlflow-plugin policy schema`` prints); a bad file fails at load with the dotted path of the key
+(:class:`~mlflow_plugin.errors.ConfigError`).
 Pure: no mlflow, no statistics (those are :mod:`mlflow_plugin.metrics`).
 """
 
@@ -21,6 +23,7 @@ from mlflow_plugin.policy._policy import (
     ChampionTest,
     GateSpec,
     Policy,
+    PolicyFile,
     SanityPolicy,
 )
 from mlflow_plugin.policy._retention import (
@@ -46,6 +49,7 @@ __all__ = [
     "PROTECTED_ALIASES",
     "PerformanceRules",
     "Policy",
+    "PolicyFile",
     "RetentionPolicy",
     "RetentionRule",
     "RollbackIf",
