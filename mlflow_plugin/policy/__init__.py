@@ -25,6 +25,7 @@ from mlflow_plugin.policy._policy import (
     Policy,
     PolicyFile,
     SanityPolicy,
+    policy_schema,
 )
 from mlflow_plugin.policy._retention import (
     PROTECTED_ALIASES,
@@ -58,4 +59,5 @@ __all__ = [
     "Triggers",
     "load_policy",
     "parse_duration",
+    "policy_schema",
 ]

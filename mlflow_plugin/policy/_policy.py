@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from mlflow_plugin.errors import ConfigError
 from mlflow_plugin.policy._gate_spec import (
@@ -72,6 +72,7 @@ __all__ = [
     "Policy",
     "PolicyFile",
     "SanityPolicy",
+    "policy_schema",
 ]
 
 _DEFAULTS: dict[str, Any] = {
@@ -202,6 +203,14 @@ class Policy:
         return out
 
 
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the policy file."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **PolicyFile.model_json_schema(),
+    }
+
+
 def _suffix(source: str | None) -> str:
     return f" (in {source})" if source else ""
 
@@ -225,6 +234,7 @@ class PolicyFile(Section):
     """The policy file as a pydantic model: its JSON Schema is ``mlflow-plugin policy schema``.
     :meth:`Policy.from_dict` validates with it and builds the frozen value objects."""
 
+    model_config = ConfigDict(title="mlflow-plugin policy file")
     null_is_default: ClassVar[bool] = False  # `gates: null` is a mistake, not "no gates"
 
     gates: GatesSection
