@@ -41,6 +41,7 @@ from typing import Annotated, Any, ClassVar
 import yaml
 from pydantic import ConfigDict, Field, ValidationError
 
+from mlflow_plugin._internal.validation import config_error
 from mlflow_plugin.errors import ConfigError
 from mlflow_plugin.policy._gate_spec import (
     CHAMPION_TEST_METHODS,
@@ -62,7 +63,7 @@ from mlflow_plugin.policy._loop import (
 )
 from mlflow_plugin.policy._retention import RetentionPolicy, RetentionSection
 from mlflow_plugin.policy._rollout import RolloutPolicy, RolloutSection
-from mlflow_plugin.policy._validation import Number, Section, config_error
+from mlflow_plugin.policy._validation import Number, Section
 
 __all__ = [
     "CHAMPION_TEST_METHODS",
@@ -166,7 +167,7 @@ class Policy:
         try:
             document = PolicyFile.model_validate(data)
         except ValidationError as exc:
-            raise config_error(exc, source) from None
+            raise config_error(exc, source, root="policy") from None
         return document.policy(data["gates"])
 
     def gate(self, name: str) -> GateSpec:
