@@ -57,7 +57,9 @@ def _message(error: ErrorDetails) -> str:
         return f"expected a list, got {_kind(value)}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {_kind(value)}"
-    if kind in ("string_type", "string_too_short"):
+    if kind == "string_type":
+        return f"expected text, got {_kind(value)}"
+    if kind == "string_too_short":
         return f"expected non-blank text, got {_kind(value)}"
     if kind == "literal_error":
         choices = _choices(ctx)
