@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, Strict, model_validator
+from pydantic import ConfigDict, Field, Strict, model_validator
 
 from mlflow_plugin.policy._validation import WHOLE, Fraction, Number, Section, problem
 
@@ -177,9 +177,18 @@ class _LossGate(_GateSection):
     higher: ClassVar[bool] = False
 
 
+def _gates_schema(schema: dict[str, Any]) -> None:
+    # At least one gate, and a gate is a mapping: GatesSection._check refuses null.
+    schema["minProperties"] = 1
+    for prop in schema["properties"].values():
+        prop.update(next(o for o in prop.pop("anyOf") if o.get("type") != "null"))
+        prop.pop("default", None)
+
+
 class GatesSection(Section):
     """``gates``: one gate per metric, at least one."""
 
+    model_config = ConfigDict(json_schema_extra=_gates_schema)
     null_is_default: ClassVar[bool] = False  # see _check
 
     brier: _LossGate | None = None
@@ -193,7 +202,7 @@ class GatesSection(Section):
     def _check(self) -> GatesSection:
         if not self.model_fields_set:
             raise problem("at least one gate is required")
-        for name in self.model_fields_set:
+        for name in (n for n in type(self).model_fields if n in self.model_fields_set):
             gate: _GateSection | None = getattr(self, name)
             if gate is None:  # `f1:` with nothing under it: a gate left unfinished
                 raise problem("expected a mapping, got nothing (null)", name)
