@@ -198,7 +198,7 @@ class Columns(StepParams):
 
 @dataclass(frozen=True, config=PARAMS_CONFIG)
 class TrainParams(StepParams):
-    """Parameters of the ``train`` step (see the README, "Retrain and promote").
+    """Parameters of the ``train`` step (see docs/training-and-gates.md, "Retrain and promote").
 
     Attributes:
         model_name: registered model to add a version to.
