@@ -3,7 +3,7 @@
 The MLproject hands every parameter over as text; the CLI as click values. Both end up here, so a
 bad value fails the same way, as a :class:`~mlflow_plugin.ConfigError` whose one-line message
 names the parameter (``holdout: must be < 1, got 1``), before any data is loaded or any run is
-written. Bounds are ``Field`` constraints; rules between parameters are in ``__post_init__``.
+written. Bounds are ``Field`` constraints; the columns' roles are checked by :meth:`Columns.parse`.
 """
 
 from __future__ import annotations
@@ -171,15 +171,6 @@ class Columns(StepParams):
     time: str | None = None
     features: tuple[str, ...] | None = None
 
-    def __post_init__(self) -> None:
-        if self.duration == self.event:
-            raise ConfigError(f"event_col: must differ from duration_col ({self.duration!r})")
-        if self.time in (self.duration, self.event):
-            raise ConfigError(f"time_col: {self.time!r} is already the duration or event column")
-        for name in self.features or ():
-            if name in (self.duration, self.event, self.time):
-                raise ConfigError(f"features: {name!r} is the duration, event or time column")
-
     @classmethod
     def parse(
         cls,
@@ -188,12 +179,22 @@ class Columns(StepParams):
         time_col: object = None,
         features: object = None,
     ) -> Columns:
-        """From the MLproject's text: blank or ``none`` is no column, ``all`` every feature."""
+        """The training step's columns, from the MLproject's text (blank or ``none``: no
+        column, ``all``: every feature), each column in one role. Columns the steps build from
+        a version's recipe are not checked here (the data checks report those)."""
         duration = _column("duration_col", duration_col, required=True)
         event = _column("event_col", event_col, required=True)
         assert duration is not None and event is not None
         time = _column("time_col", time_col, required=False)
-        return cls(duration, event, time, parse_features(features))
+        if duration == event:
+            raise ConfigError(f"event_col: must differ from duration_col ({duration!r})")
+        if time in (duration, event):
+            raise ConfigError(f"time_col: {time!r} is already the duration or event column")
+        chosen = parse_features(features)
+        for name in chosen or ():
+            if name in (duration, event, time):
+                raise ConfigError(f"features: {name!r} is the duration, event or time column")
+        return cls(duration, event, time, chosen)
 
 
 @dataclass(frozen=True, config=PARAMS_CONFIG)

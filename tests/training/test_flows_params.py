@@ -74,7 +74,7 @@ class TestParamsAsPydanticModels:
             (lambda: BacktestParams("m", time_scale=0), "time_scale: must be > 0"),
             (lambda: PipelineParams(TrainParams("m"), folds=51), "folds: must be <= 50"),
             (lambda: PipelineParams(TrainParams("m"), strategy="yolo"), "strategy: expected one"),
-            (lambda: Columns("week", "week"), "event_col: must differ"),
+            (lambda: Columns("week", 3), "event: expected text"),
         ],
     )
     def test_bad_value_is_one_config_error_line(self, build, message):
