@@ -6,7 +6,8 @@
 - :mod:`.asgi`: ASGI middleware of the HTTP servers (body limits);
 - :mod:`.sql`: SQLAlchemy URIs for the project's own tables;
 - :mod:`.feature_ranges`: each numeric feature's training range, kept in the model's metadata;
-- :mod:`.failpoint`: the crash tests' failpoints (a no-op unless a test names one).
+- :mod:`.failpoint`: the crash tests' failpoints (a no-op unless a test names one);
+- :mod:`.validation`: pydantic's errors as our one-line ``ConfigError`` (policy, parameters).
 """
 
 __all__: list[str] = []

@@ -55,6 +55,7 @@ _LAZY_COMMANDS = {
     "operator": "mlflow_plugin.operator._commands:operator",
     "rekey": "mlflow_plugin.encryption._commands:rekey",
     "api": "mlflow_plugin.api._commands:api",
+    "policy": "mlflow_plugin.policy._commands:policy",
 }
 
 

@@ -1,7 +1,9 @@
 """The policy file: gate thresholds, the champion test, sanity checks, and the closed loop's,
 rollouts', retention's and CI/CD's sections, parsed once from YAML into frozen value objects.
 
-A bad file fails at load with the dotted path of the key (:class:`~mlflow_plugin.errors.ConfigError`).
+The file is validated by pydantic models (:class:`PolicyFile`, whose JSON Schema
+``mlflow-plugin policy schema`` prints); a bad file fails at load with the dotted path of the key
+(:class:`~mlflow_plugin.errors.ConfigError`).
 Pure: no mlflow, no statistics (those are :mod:`mlflow_plugin.metrics`).
 """
 
@@ -21,7 +23,9 @@ from mlflow_plugin.policy._policy import (
     ChampionTest,
     GateSpec,
     Policy,
+    PolicyFile,
     SanityPolicy,
+    policy_schema,
 )
 from mlflow_plugin.policy._retention import (
     PROTECTED_ALIASES,
@@ -46,6 +50,7 @@ __all__ = [
     "PROTECTED_ALIASES",
     "PerformanceRules",
     "Policy",
+    "PolicyFile",
     "RetentionPolicy",
     "RetentionRule",
     "RollbackIf",
@@ -54,4 +59,5 @@ __all__ = [
     "Triggers",
     "load_policy",
     "parse_duration",
+    "policy_schema",
 ]

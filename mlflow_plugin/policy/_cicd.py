@@ -15,19 +15,40 @@ policy file's ``triggers`` for that model (docs/ARCHITECTURE.md, "Organisations"
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import ValidationError, model_validator
+
+from mlflow_plugin._internal.validation import config_error
 from mlflow_plugin.errors import ConfigError
-from mlflow_plugin.policy._loop import Triggers
+from mlflow_plugin.policy._loop import Triggers, TriggersSection
+from mlflow_plugin.policy._validation import Section, problem
 
-__all__ = ["PIPELINE_KEYS", "PIPELINE_TAG", "PipelineSettings", "parse_pipeline"]
+__all__ = ["PIPELINE_TAG", "PipelineSettings", "parse_pipeline"]
 
 #: The registered-model tag that holds a model's pipeline settings (written by ``POST …/cicd``).
 PIPELINE_TAG = "mlflow_plugin.pipeline"
-PIPELINE_KEYS = ("schedule", "triggers", "strategy")
-_STRATEGIES = ("all_at_once", "blue_green", "canary")  # mlflow_plugin.types.STRATEGIES
+
+
+class _PipelineDocument(Section):
+    schedule: str | None = None
+    """Cron (UTC): ``triggers.schedule``, where it is validated."""
+    triggers: TriggersSection = TriggersSection()
+    strategy: Literal["all_at_once", "blue_green", "canary"] | None = None  # types.STRATEGIES
+    """How a retrained version is promoted."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_is_a_trigger(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("schedule") is None:
+            return data
+        triggers = data.get("triggers") or {}
+        if not isinstance(triggers, dict):
+            return data  # pydantic reports the type
+        if triggers.get("schedule") not in (None, data["schedule"]):
+            raise problem("differs from triggers.schedule", "schedule")
+        return {**data, "schedule": None, "triggers": {**triggers, "schedule": data["schedule"]}}
 
 
 @dataclass(frozen=True)
@@ -55,32 +76,16 @@ def parse_pipeline(doc: object, *, source: str = "pipeline settings") -> Pipelin
     Raises:
         ConfigError: names the key and the problem (``triggers.schedule: not a cron …``).
     """
-    from mlflow_plugin.policy._policy import Policy
-
     if isinstance(doc, str):
         try:
             doc = json.loads(doc)
         except ValueError as exc:
             raise ConfigError(f"{source}: not JSON ({exc})") from None
-    if not isinstance(doc, Mapping):
-        raise ConfigError(f"{source}: expected an object with {', '.join(PIPELINE_KEYS)}")
-    unknown = sorted(str(k) for k in doc if k not in PIPELINE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; expected {', '.join(PIPELINE_KEYS)}"
-        )
-    triggers = doc.get("triggers") or {}
-    if not isinstance(triggers, Mapping):
-        raise ConfigError(f"{source}: triggers must be an object")
-    triggers = dict(triggers)
-    if doc.get("schedule") is not None:
-        if triggers.get("schedule") not in (None, doc["schedule"]):
-            raise ConfigError(f"{source}: schedule and triggers.schedule differ")
-        triggers["schedule"] = doc["schedule"]
-    strategy = doc.get("strategy")
-    if strategy is not None and strategy not in _STRATEGIES:
-        raise ConfigError(f"{source}: strategy {strategy!r} is not one of {', '.join(_STRATEGIES)}")
-    base = Policy.default().to_dict()  # only the triggers section is the caller's
-    policy = Policy.from_dict({**base, "triggers": triggers}, source=source)
-    assert policy.triggers is not None
-    return PipelineSettings(policy.triggers, strategy)
+    if not isinstance(doc, dict):
+        fields = ", ".join(_PipelineDocument.model_fields)
+        raise ConfigError(f"{source}: expected an object with {fields}")
+    try:
+        document = _PipelineDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise config_error(exc, source, root=source) from None
+    return PipelineSettings(document.triggers.triggers(), document.strategy)

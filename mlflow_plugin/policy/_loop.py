@@ -1,7 +1,7 @@
 """The closed loop's sections of the policy file: ``triggers``, ``rollback_if`` and ``alerts``.
 
-Parsed by :class:`mlflow_plugin.policy.Policy` with the same rules as the gates (frozen
-dataclasses, a bad key fails at load with its dotted path)::
+Validated as pydantic sections (:mod:`mlflow_plugin.policy._validation`: a bad key fails at load
+with its dotted path) and kept as frozen dataclasses::
 
     triggers:
       schedule: "0 2 1 * *"      # cron (UTC): first day of each month, 02:00
@@ -32,24 +32,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Annotated
 
-__all__ = ["Alerts", "PerformanceRules", "RollbackIf", "Triggers", "parse_duration"]
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, WithJsonSchema
+
+from mlflow_plugin.policy._validation import WHOLE, Fraction, Number, Section, Text
+
+__all__ = [
+    "Alerts",
+    "AlertsSection",
+    "PerformanceRules",
+    "RollbackIf",
+    "RulesSection",
+    "Triggers",
+    "TriggersSection",
+    "parse_duration",
+]
 
 _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
-_RULE_KEYS = (
-    "brier_increase",
-    "precision_below",
-    "recall_below",
-    "c_index_below",
-    "consecutive_windows",
-    "min_matured",
-)
-TRIGGER_KEYS = ("schedule", "min_history", "new_data", *_RULE_KEYS)
-ROLLBACK_KEYS = _RULE_KEYS
-ALERT_KEYS = ("webhook_url", "timeout", "retries")
 
 
 def parse_duration(text: object, *, default_unit: str = "d") -> float:
@@ -166,67 +167,67 @@ class Alerts:
     retries: int = 3
 
 
-class _Walker(Protocol):
-    def fail(self, path: str, problem: str) -> Any: ...
-    def mapping(self, path: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]: ...
-    def number(self, path: str, value: object, **bounds: Any) -> float: ...
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"not a cron expression: {value!r}")
+    return value
 
 
-def _rules(w: _Walker, path: str, doc: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if doc.get("brier_increase") is not None:
-        out["brier_increase"] = w.number(f"{path}.brier_increase", doc["brier_increase"], lo=0.0)
-    for key in ("precision_below", "recall_below", "c_index_below"):
-        if doc.get(key) is not None:
-            out[key] = w.number(f"{path}.{key}", doc[key], lo=0.0, hi=1.0)
-    for key, lo in (("consecutive_windows", 1), ("min_matured", 1)):
-        if doc.get(key) is not None:
-            value = w.number(f"{path}.{key}", doc[key], lo=lo)
-            if not float(value).is_integer():
-                w.fail(f"{path}.{key}", f"expected a whole number, got {doc[key]!r}")
-            out[key] = int(value)
-    return out
+def _webhook_url(value: str) -> str:
+    if not re.match(r"^https?://\S+$", value):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value
 
 
-def parse_triggers(w: _Walker, value: object) -> Triggers:
-    doc = w.mapping("triggers", value, TRIGGER_KEYS)
-    fields = _rules(w, "triggers", doc)
-    if doc.get("schedule") is not None:
-        from croniter import croniter
-
-        schedule = doc["schedule"]
-        if not isinstance(schedule, str) or not croniter.is_valid(schedule):
-            w.fail("triggers.schedule", f"not a cron expression: {schedule!r}")
-        fields["schedule"] = schedule.strip()
-    if doc.get("min_history") is not None:
-        try:
-            fields["min_history"] = parse_duration(doc["min_history"])
-        except ValueError as exc:
-            w.fail("triggers.min_history", str(exc))
-    if doc.get("new_data") is not None:
-        if not isinstance(doc["new_data"], str) or not doc["new_data"].strip():
-            w.fail("triggers.new_data", "expected a path or URI")
-        fields["new_data"] = doc["new_data"].strip()
-    return Triggers(**fields)
+_Seconds = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": ["string", "number"], "examples": ["180d", "12h", 30]}),
+]
 
 
-def parse_rollback_if(w: _Walker, value: object) -> RollbackIf:
-    return RollbackIf(**_rules(w, "rollback_if", w.mapping("rollback_if", value, ROLLBACK_KEYS)))
+class RulesSection(Section):
+    """``rollback_if`` (and the rules of ``triggers``): thresholds on a window's metrics."""
+
+    brier_increase: Annotated[Number, Field(ge=0.0)] | None = None
+    """Relative increase of the Brier score over the baseline frozen at promotion (0.10: +10 %)."""
+    precision_below: Fraction | None = None
+    recall_below: Fraction | None = None
+    c_index_below: Fraction | None = None
+    consecutive_windows: Annotated[int, Strict(), Field(ge=1), WHOLE] = 1
+    """Bad windows in a row before the rule fires."""
+    min_matured: Annotated[int, Strict(), Field(ge=1), WHOLE] = 20
+    """Windows with fewer matured predictions are not judged."""
+
+    def rollback_if(self) -> RollbackIf:
+        return RollbackIf(**self.model_dump())
 
 
-def parse_alerts(w: _Walker, value: object) -> Alerts:
-    doc = w.mapping("alerts", value, ALERT_KEYS)
-    fields: dict[str, Any] = {}
-    url = doc.get("webhook_url")
-    if url is not None:
-        if not isinstance(url, str) or not re.match(r"^https?://\S+$", url.strip()):
-            w.fail("alerts.webhook_url", f"expected an http(s) URL, got {url!r}")
-        fields["webhook_url"] = url.strip()
-    if doc.get("timeout") is not None:
-        fields["timeout"] = w.number("alerts.timeout", doc["timeout"], lo=0.0, lo_inclusive=False)
-    if doc.get("retries") is not None:
-        retries = w.number("alerts.retries", doc["retries"], lo=0, hi=10)
-        if not float(retries).is_integer():
-            w.fail("alerts.retries", f"expected a whole number, got {doc['retries']!r}")
-        fields["retries"] = int(retries)
-    return Alerts(**fields)
+class TriggersSection(RulesSection):
+    """``triggers``: when the operator retrains."""
+
+    schedule: Annotated[Text, AfterValidator(_cron)] | None = None
+    """Cron expression, UTC."""
+    min_history: _Seconds | None = None
+    """The training data must span this much time (days if a number): 180d, 12h, 2w."""
+    new_data: Text | None = None
+    """Retrain when this file's fingerprint changes (path or URI)."""
+
+    def triggers(self) -> Triggers:
+        return Triggers(**self.model_dump())
+
+
+class AlertsSection(Section):
+    """``alerts``: where alerts go besides the ledger."""
+
+    webhook_url: Annotated[Text, AfterValidator(_webhook_url)] | None = None
+    """JSON POST target (Slack-compatible text)."""
+    timeout: Annotated[Number, Field(gt=0.0)] = 5.0
+    """Seconds per attempt."""
+    retries: Annotated[int, Strict(), Field(ge=0, le=10), WHOLE] = 3
+    """Further attempts after a failure."""
+
+    def alerts(self) -> Alerts:
+        return Alerts(**self.model_dump())

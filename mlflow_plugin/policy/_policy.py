@@ -1,4 +1,5 @@
-"""The gate policy: thresholds per metric, parsed once from YAML into frozen dataclasses.
+"""The gate policy: thresholds per metric, parsed once from YAML, validated by the pydantic
+model of the file (:class:`PolicyFile`), and kept as frozen dataclasses (:class:`Policy`).
 
 The file (``flows/policy.yaml`` is the default, with comments)::
 
@@ -23,7 +24,9 @@ The file (``flows/policy.yaml`` is the default, with comments)::
     retention: {...}             # optional: see mlflow_plugin.policy._retention
 
 Every problem is reported at load time as a :class:`~mlflow_plugin.ConfigError` whose one-line
-message starts with the key's dotted path (``gates.f1.threshold: required``).
+message starts with the key's dotted path (``gates.f1.threshold: required``); see
+:mod:`mlflow_plugin.policy._validation`. ``mlflow-plugin policy schema`` prints the file's JSON
+Schema for editors.
 How the thresholds are applied is documented in :func:`mlflow_plugin.evaluation._evaluate.evaluate_policy`.
 """
 
@@ -33,29 +36,34 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, ClassVar
 
 import yaml
+from pydantic import ConfigDict, Field, ValidationError
 
+from mlflow_plugin._internal.validation import config_error
 from mlflow_plugin.errors import ConfigError
-from mlflow_plugin.metrics._scalar import as_number
 from mlflow_plugin.policy._gate_spec import (
     CHAMPION_TEST_METHODS,
     GATE_DIRECTIONS,
     ChampionTest,
+    ChampionTestSection,
     GateSpec,
+    GatesSection,
     SanityPolicy,
+    SanitySection,
 )
 from mlflow_plugin.policy._loop import (
     Alerts,
+    AlertsSection,
     RollbackIf,
+    RulesSection,
     Triggers,
-    parse_alerts,
-    parse_rollback_if,
-    parse_triggers,
+    TriggersSection,
 )
-from mlflow_plugin.policy._retention import RetentionPolicy, parse_retention
-from mlflow_plugin.policy._rollout import RolloutPolicy, parse_rollout
+from mlflow_plugin.policy._retention import RetentionPolicy, RetentionSection
+from mlflow_plugin.policy._rollout import RolloutPolicy, RolloutSection
+from mlflow_plugin.policy._validation import Number, Section
 
 __all__ = [
     "CHAMPION_TEST_METHODS",
@@ -63,33 +71,10 @@ __all__ = [
     "GATE_DIRECTIONS",
     "GateSpec",
     "Policy",
+    "PolicyFile",
     "SanityPolicy",
+    "policy_schema",
 ]
-
-# Metrics bounded by 1; the IPCW Brier scores are only bounded below.
-_UNIT_INTERVAL = frozenset({"c_index", "f1", "precision", "recall"})
-
-_GATE_KEYS = (
-    "threshold",
-    "higher_is_better",
-    "inclusive",
-    "min_delta_vs_champion",
-    "min_relative_change_vs_champion",
-    "above_baseline",
-)
-_TOP_KEYS = (
-    "gates",
-    "sanity",
-    "horizon",
-    "champion_test",
-    "retention",
-    "triggers",
-    "rollback_if",
-    "alerts",
-    "rollout",
-)
-_CHAMPION_TEST_KEYS = ("method", "margin", "confidence", "resamples", "seed")
-_SANITY_KEYS = ("probability_atol",)
 
 _DEFAULTS: dict[str, Any] = {
     "gates": {
@@ -172,7 +157,18 @@ class Policy:
         Raises:
             ConfigError: see :meth:`from_yaml`.
         """
-        return _Loader(source).policy(data)
+        if data is None:
+            raise ConfigError(f"gates: required (the policy is empty){_suffix(source)}")
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"policy: expected a mapping at the top level, got {type(data).__name__}"
+                f"{_suffix(source)}"
+            )
+        try:
+            document = PolicyFile.model_validate(data)
+        except ValidationError as exc:
+            raise config_error(exc, source, root="policy") from None
+        return document.policy(data["gates"])
 
     def gate(self, name: str) -> GateSpec:
         """The gate on metric ``name``; :class:`KeyError` if the policy has none."""
@@ -208,6 +204,18 @@ class Policy:
         return out
 
 
+def policy_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the policy file."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **PolicyFile.model_json_schema(),
+    }
+
+
+def _suffix(source: str | None) -> str:
+    return f" (in {source})" if source else ""
+
+
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing duplicate keys (it would silently keep the last one)."""
 
@@ -223,161 +231,38 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-class _Loader:
-    """Walks the document once; every error carries the dotted path and the source."""
+class PolicyFile(Section):
+    """The policy file as a pydantic model: its JSON Schema is ``mlflow-plugin policy schema``.
+    :meth:`Policy.from_dict` validates with it and builds the frozen value objects."""
 
-    def __init__(self, source: str | None) -> None:
-        self._suffix = f" (in {source})" if source else ""
+    model_config = ConfigDict(title="mlflow-plugin policy file")
+    null_is_default: ClassVar[bool] = False  # `gates: null` is a mistake, not "no gates"
 
-    def fail(self, path: str, problem: str) -> NoReturn:
-        raise ConfigError(f"{path}: {problem}{self._suffix}")
+    gates: GatesSection
+    """One gate per metric: c_index, f1, precision, recall (higher is better, in [0, 1]),
+    brier, integrated_brier (lower is better)."""
+    sanity: SanitySection | None = None
+    horizon: Annotated[Number, Field(gt=0.0)] | None = None
+    """Time point of the survival Brier score; null: chosen inside the rows' follow-up."""
+    champion_test: ChampionTestSection | None = None
+    retention: RetentionSection | None = None
+    triggers: TriggersSection | None = None
+    """When the operator retrains; null: never on its own."""
+    rollback_if: RulesSection | None = None
+    """When a champion is degraded; null: never."""
+    alerts: AlertsSection | None = None
+    rollout: RolloutSection | None = None
 
-    def mapping(self, path: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(path, f"expected a mapping, got {_kind(value)}")
-        for key in value:
-            if key not in allowed:
-                self.fail(
-                    f"{path}.{key}" if path else str(key),
-                    f"unknown key; expected one of {', '.join(allowed)}",
-                )
-        return value
-
-    def number(self, path: str, value: object, **bounds: Any) -> float:
-        if isinstance(value, str):
-            hint = ""
-            try:
-                float(value)
-                hint = " (write it with a dot, e.g. 1.0e-6: YAML reads 1e-6 as text)"
-            except ValueError:
-                pass
-            self.fail(path, f"expected a number, got text {value!r}{hint}")
-        try:
-            return as_number(path, value, **bounds)
-        except ValueError as exc:
-            raise ConfigError(f"{exc}{self._suffix}") from None
-
-    def optional_number(self, path: str, value: object, **bounds: Any) -> float | None:
-        return None if value is None else self.number(path, value, **bounds)
-
-    def boolean(self, path: str, value: object) -> bool:
-        if not isinstance(value, bool):
-            self.fail(path, f"expected true or false, got {_kind(value)}")
-        return value
-
-    def policy(self, data: object) -> Policy:
-        if data is None:
-            self.fail("gates", "required (the policy is empty)")
-        if not isinstance(data, Mapping):
-            self.fail("policy", f"expected a mapping at the top level, got {_kind(data)}")
-        doc = self.mapping("", data, _TOP_KEYS)
-        if "gates" not in doc:
-            self.fail("gates", "required")
-        gates_doc = self.mapping("gates", doc["gates"], tuple(GATE_DIRECTIONS))
-        if not gates_doc:
-            self.fail("gates", "at least one gate is required")
-        gates = tuple(self.gate(str(name), spec) for name, spec in gates_doc.items())
-        sanity = SanityPolicy()
-        if doc.get("sanity") is not None:
-            sanity_doc = self.mapping("sanity", doc["sanity"], _SANITY_KEYS)
-            if "probability_atol" in sanity_doc:
-                atol = self.number(
-                    "sanity.probability_atol", sanity_doc["probability_atol"], lo=0.0, hi=1.0
-                )
-                sanity = SanityPolicy(probability_atol=atol)
-        horizon = self.optional_number("horizon", doc.get("horizon"), lo=0.0, lo_inclusive=False)
-        test = ChampionTest()
-        if doc.get("champion_test") is not None:
-            test = self.champion_test(doc["champion_test"])
-        triggers = (
-            parse_triggers(self, doc["triggers"]) if doc.get("triggers") is not None else None
-        )
-        rollback_if = (
-            parse_rollback_if(self, doc["rollback_if"])
-            if doc.get("rollback_if") is not None
-            else None
-        )
-        alerts = parse_alerts(self, doc["alerts"]) if doc.get("alerts") is not None else Alerts()
-        retention = parse_retention(self, doc.get("retention"))
-        rollout = (
-            parse_rollout(self, doc["rollout"])
-            if doc.get("rollout") is not None
-            else RolloutPolicy()
-        )
+    def policy(self, gate_order: Mapping[str, object]) -> Policy:
+        """The value objects; gates in the order of ``gate_order`` (the document's)."""
         return Policy(
-            gates=gates,
-            sanity=sanity,
-            horizon=horizon,
-            champion_test=test,
-            retention=retention,
-            triggers=triggers,
-            rollback_if=rollback_if,
-            alerts=alerts,
-            rollout=rollout,
+            gates=self.gates.specs(gate_order),
+            sanity=(self.sanity or SanitySection()).policy(),
+            horizon=self.horizon,
+            champion_test=(self.champion_test or ChampionTestSection()).policy(),
+            retention=(self.retention or RetentionSection()).policy(),
+            triggers=self.triggers.triggers() if self.triggers else None,
+            rollback_if=self.rollback_if.rollback_if() if self.rollback_if else None,
+            alerts=(self.alerts or AlertsSection()).alerts(),
+            rollout=(self.rollout or RolloutSection()).policy(),
         )
-
-    def champion_test(self, value: object) -> ChampionTest:
-        doc = self.mapping("champion_test", value, _CHAMPION_TEST_KEYS)
-        method = doc.get("method", "point")
-        if method not in CHAMPION_TEST_METHODS:
-            self.fail(
-                "champion_test.method",
-                f"expected one of {', '.join(CHAMPION_TEST_METHODS)}, got {_kind(method)}",
-            )
-        resamples = self.number(
-            "champion_test.resamples", doc.get("resamples", 200), lo=20, hi=100000
-        )
-        seed = self.number("champion_test.seed", doc.get("seed", 0), lo=0)
-        for key, number in (("resamples", resamples), ("seed", seed)):
-            if not float(number).is_integer():
-                self.fail(f"champion_test.{key}", f"expected a whole number, got {number:g}")
-        return ChampionTest(
-            method=str(method),
-            margin=self.number("champion_test.margin", doc.get("margin", 0.0), lo=0.0),
-            confidence=self.number(
-                "champion_test.confidence", doc.get("confidence", 0.95), lo=0.5, hi=0.999
-            ),
-            resamples=int(resamples),
-            seed=int(seed),
-        )
-
-    def gate(self, name: str, value: object) -> GateSpec:
-        path = f"gates.{name}"
-        spec = self.mapping(path, value, _GATE_KEYS)
-        direction = GATE_DIRECTIONS[name]
-        if "threshold" not in spec or spec["threshold"] is None:
-            self.fail(f"{path}.threshold", "required")
-        upper = 1.0 if name in _UNIT_INTERVAL else None
-        threshold = self.number(f"{path}.threshold", spec["threshold"], lo=0.0, hi=upper)
-        higher = self.boolean(f"{path}.higher_is_better", spec.get("higher_is_better", direction))
-        if higher != direction:
-            self.fail(
-                f"{path}.higher_is_better",
-                f"{name} is {'higher' if direction else 'lower'}-is-better, got {higher}",
-            )
-        return GateSpec(
-            name=name,
-            threshold=threshold,
-            higher_is_better=higher,
-            inclusive=self.boolean(f"{path}.inclusive", spec.get("inclusive", False)),
-            min_delta_vs_champion=self.optional_number(
-                f"{path}.min_delta_vs_champion", spec.get("min_delta_vs_champion")
-            ),
-            min_relative_change_vs_champion=self.optional_number(
-                f"{path}.min_relative_change_vs_champion",
-                spec.get("min_relative_change_vs_champion"),
-                lo=0.0,
-                hi=1.0,
-            ),
-            above_baseline=self.boolean(
-                f"{path}.above_baseline", spec.get("above_baseline", False)
-            ),
-        )
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, str):
-        return f"text {value!r}"
-    if value is None:
-        return "nothing (null)"
-    return type(value).__name__

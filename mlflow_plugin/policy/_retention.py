@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Literal
 
-if TYPE_CHECKING:
-    from mlflow_plugin.policy._policy import _Loader
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
+
+from mlflow_plugin.policy._gate_spec import GateName
+from mlflow_plugin.policy._validation import Number, Section, Text, problem
 
 __all__ = [
     "PROTECTED_ALIASES",
@@ -38,6 +40,7 @@ __all__ = [
     "MinMetric",
     "RetentionPolicy",
     "RetentionRule",
+    "RetentionSection",
     "format_duration",
 ]
 
@@ -45,8 +48,6 @@ __all__ = [
 PROTECTED_ALIASES = ("champion", "fallback", "challenger", "canary", "preview")
 DEFAULT_PROTECT_WINDOW_S = 90 * 86400.0
 
-_KEYS = ("archive_uri", "protect_window", "always_keep", "rules", "default")
-_RULE_KEYS = ("keep_last", "min_metric", "max_age")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
@@ -135,76 +136,91 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def parse_retention(loader: _Loader, value: object) -> RetentionPolicy:
-    """Validate the ``retention`` mapping (errors carry the dotted path, see ``_Loader``)."""
-    from mlflow_plugin.policy._gate_spec import GATE_DIRECTIONS
-
-    if value is None:
-        return RetentionPolicy()
-    doc = loader.mapping("retention", value, _KEYS)
-    archive_uri = doc.get("archive_uri")
-    if archive_uri is not None and (not isinstance(archive_uri, str) or not archive_uri.strip()):
-        loader.fail("retention.archive_uri", "expected a non-empty URI or path")
-    window = DEFAULT_PROTECT_WINDOW_S
-    if doc.get("protect_window") is not None:
-        window = _duration(loader, "retention.protect_window", doc["protect_window"])
-    always = list(PROTECTED_ALIASES)
-    extra = doc.get("always_keep") or []
-    if not isinstance(extra, list) or not all(isinstance(a, str) and a.strip() for a in extra):
-        loader.fail("retention.always_keep", "expected a list of alias names")
-    always += [a for a in extra if a not in always]
-    default = doc.get("default", "keep")
-    if default not in ("keep", "delete"):
-        loader.fail("retention.default", f"expected keep or delete, got {default!r}")
-    raw_rules = doc.get("rules") or []
-    if not isinstance(raw_rules, list):
-        loader.fail("retention.rules", "expected a list of rules")
-    rules: list[RetentionRule] = []
-    for i, raw in enumerate(raw_rules):
-        path = f"retention.rules[{i}]"
-        rule = loader.mapping(path, raw, _RULE_KEYS)
-        if len(rule) != 1:
-            loader.fail(path, f"expected exactly one of {', '.join(_RULE_KEYS)}")
-        ((kind, arg),) = rule.items()
-        if kind == "keep_last":
-            if isinstance(arg, bool) or not isinstance(arg, int) or arg < 1:
-                loader.fail(f"{path}.keep_last", f"expected a positive integer, got {arg!r}")
-            rules.append(KeepLast(arg))
-        elif kind == "max_age":
-            rules.append(MaxAge(_duration(loader, f"{path}.max_age", arg)))
-        else:
-            bounds = loader.mapping(f"{path}.min_metric", arg, tuple(GATE_DIRECTIONS))
-            if not bounds:
-                loader.fail(f"{path}.min_metric", "expected at least one metric: bound")
-            rules.append(
-                MinMetric(
-                    tuple(
-                        (str(m), loader.number(f"{path}.min_metric.{m}", b))
-                        for m, b in bounds.items()
-                    )
-                )
-            )
-    policy = RetentionPolicy(
-        rules=tuple(rules),
-        default=str(default),
-        always_keep=tuple(always),
-        protect_window_s=window,
-        archive_uri=archive_uri.strip() if archive_uri else None,
-    )
-    if policy.can_delete and policy.archive_uri is None:
-        loader.fail("retention.archive_uri", "required when a rule or the default deletes versions")
-    return policy
-
-
-def _duration(loader: _Loader, path: str, value: object) -> float:
+def _duration(value: object) -> float:
+    """A number of days, or text with a unit (``90d``, ``12h``, ``2w``) -> seconds (>= 0)."""
     if isinstance(value, bool):
-        loader.fail(path, f"expected a duration such as 90d, got {value!r}")
+        raise ValueError(f"expected a duration such as 90d, got {value!r}")
     if isinstance(value, int | float):
         seconds = float(value) * 86400.0
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        loader.fail(path, f"expected a duration such as 90d, 12h or 2w, got {value!r}")
+        raise ValueError(f"expected a duration such as 90d, 12h or 2w, got {value!r}")
     if seconds < 0:
-        loader.fail(path, "must not be negative")
+        raise ValueError("must not be negative")
     return seconds
+
+
+def _positive(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _some_metric(bounds: dict[str, float]) -> dict[str, float]:
+    if not bounds:
+        raise ValueError("expected at least one metric: bound")
+    return bounds
+
+
+_Seconds = Annotated[
+    float,
+    BeforeValidator(_duration),
+    WithJsonSchema({"type": ["string", "number"], "examples": ["90d", "12h", "2w"]}),
+]
+
+
+class _RuleSection(Section):
+    """One retention rule: exactly one of its keys."""
+
+    keep_last: Annotated[int, Field(ge=1), BeforeValidator(_positive)] | None = None
+    """Keep this many of the newest versions still undecided."""
+    min_metric: Annotated[dict[GateName, Number], AfterValidator(_some_metric)] | None = None
+    """Delete versions whose metric is worse than its bound (by the metric's direction)."""
+    max_age: _Seconds | None = None
+    """Delete versions older than this (days if a number)."""
+
+    @model_validator(mode="after")
+    def _one(self) -> _RuleSection:
+        if len(self.model_fields_set) != 1:
+            raise problem(f"expected exactly one of {', '.join(type(self).model_fields)}")
+        return self
+
+    def rule(self) -> RetentionRule:
+        if self.keep_last is not None:
+            return KeepLast(self.keep_last)
+        if self.min_metric is not None:
+            return MinMetric(tuple(self.min_metric.items()))
+        assert self.max_age is not None
+        return MaxAge(self.max_age)
+
+
+class RetentionSection(Section):
+    """``retention``: which registered versions may be archived and deleted."""
+
+    archive_uri: Text | None = None
+    """Where versions are copied before deletion; required as soon as the policy can delete."""
+    protect_window: _Seconds = Field(default="90d", validate_default=True)
+    """A version that was champion this recently is never deleted (days if a number)."""
+    always_keep: list[Text] = []
+    """Aliases kept in addition to champion, fallback, challenger, canary and preview."""
+    rules: list[_RuleSection] = []
+    """Ordered rules; the first that selects a version decides it."""
+    default: Literal["keep", "delete"] = "keep"
+    """The action for versions no rule selected."""
+
+    @model_validator(mode="after")
+    def _archive_when_deleting(self) -> RetentionSection:
+        if self.archive_uri is None and self.policy().can_delete:
+            raise problem("required when a rule or the default deletes versions", "archive_uri")
+        return self
+
+    def policy(self) -> RetentionPolicy:
+        extra = [a for a in self.always_keep if a not in PROTECTED_ALIASES]
+        return RetentionPolicy(
+            rules=tuple(rule.rule() for rule in self.rules),
+            default=self.default,
+            always_keep=PROTECTED_ALIASES + tuple(dict.fromkeys(extra)),
+            protect_window_s=self.protect_window,
+            archive_uri=self.archive_uri,
+        )

@@ -16,23 +16,14 @@ and blue-green rollouts. What the thresholds mean, and the tests that apply them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Annotated, Any
 
-__all__ = ["ROLLOUT_KEYS", "RolloutPolicy", "parse_rollout"]
+from pydantic import Field, Strict
 
-ROLLOUT_KEYS = (
-    "min_requests",
-    "failure_limit",
-    "inconclusive_limit",
-    "alpha",
-    "max_error_rate_increase",
-    "max_guardrail_rate_increase",
-    "max_p99_latency_ratio",
-    "brier_increase",
-    "min_matured",
-)
+from mlflow_plugin.policy._validation import WHOLE, Fraction, Number, Section
+
+__all__ = ["RolloutPolicy", "RolloutSection"]
 
 
 @dataclass(frozen=True)
@@ -53,32 +44,26 @@ class RolloutPolicy:
         return asdict(self)
 
 
-class _Walker(Protocol):
-    def fail(self, path: str, problem: str) -> Any: ...
-    def mapping(self, path: str, value: object, allowed: tuple[str, ...]) -> Mapping[str, Any]: ...
-    def number(self, path: str, value: object, **bounds: Any) -> float: ...
+class RolloutSection(Section):
+    """``rollout``: the thresholds of the canary / blue-green / watch analysis."""
 
+    min_requests: Annotated[int, Strict(), Field(ge=1), WHOLE] = 100
+    """Requests per side; fewer: inconclusive (never success)."""
+    failure_limit: Annotated[int, Strict(), Field(ge=0), WHOLE] = 0
+    """Failed analyses tolerated per step before the abort."""
+    inconclusive_limit: Annotated[int, Strict(), Field(ge=0), WHOLE] = 3
+    """Inconclusive analyses in a row before the pause."""
+    alpha: Annotated[Number, Field(gt=0.0, le=0.5)] = 0.05
+    """False-abort rate of the whole rollout (Bonferroni)."""
+    max_error_rate_increase: Fraction = 0.01
+    """Absolute: canary error rate minus champion error rate."""
+    max_guardrail_rate_increase: Fraction = 0.01
+    max_p99_latency_ratio: Annotated[Number, Field(ge=1.0)] = 1.5
+    """Canary p99 latency over champion p99 latency."""
+    brier_increase: Fraction = 0.10
+    """Matured outcomes: canary Brier above champion Brier times 1 + this."""
+    min_matured: Annotated[int, Strict(), Field(ge=1), WHOLE] = 20
+    """Matured outcomes per side before Brier is compared."""
 
-_WHOLE = {"min_requests": 1, "failure_limit": 0, "inconclusive_limit": 0, "min_matured": 1}
-
-
-def parse_rollout(w: _Walker, value: object) -> RolloutPolicy:
-    """The ``rollout`` section (every key optional; unknown keys fail with their path)."""
-    doc = w.mapping("rollout", value, ROLLOUT_KEYS)
-    fields: dict[str, Any] = {}
-    for key, raw in doc.items():
-        if raw is None:
-            continue
-        path = f"rollout.{key}"
-        if key in _WHOLE:
-            number = w.number(path, raw, lo=_WHOLE[key])
-            if not float(number).is_integer():
-                w.fail(path, f"expected a whole number, got {raw!r}")
-            fields[key] = int(number)
-        elif key == "alpha":
-            fields[key] = w.number(path, raw, lo=0.0, hi=0.5, lo_inclusive=False)
-        elif key == "max_p99_latency_ratio":
-            fields[key] = w.number(path, raw, lo=1.0)
-        else:
-            fields[key] = w.number(path, raw, lo=0.0, hi=1.0)
-    return RolloutPolicy(**fields)
+    def policy(self) -> RolloutPolicy:
+        return RolloutPolicy(**self.model_dump())

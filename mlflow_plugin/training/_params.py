@@ -1,33 +1,38 @@
-"""Step parameters as frozen, validated value objects, and the gate policy lookup.
+"""Step parameters as frozen value objects validated by pydantic (pydantic dataclasses).
 
 The MLproject hands every parameter over as text; the CLI as click values. Both end up here, so a
 bad value fails the same way, as a :class:`~mlflow_plugin.ConfigError` whose one-line message
-names the parameter, before any data is loaded or any run is written.
+names the parameter (``holdout: must be < 1, got 1``), before any data is loaded or any run is
+written. Bounds are ``Field`` constraints; the columns' roles are checked by :meth:`Columns.parse`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from mlflow_plugin.errors import ConfigError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+from pydantic_core import ArgsKwargs
+
+from mlflow_plugin._internal.validation import config_error
+from mlflow_plugin.errors import BadInput, ConfigError
 from mlflow_plugin.types import STRATEGIES, check_model_name, check_version
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "MODEL_KINDS",
+    "PARAMS_CONFIG",
     "BacktestParams",
     "Columns",
+    "Folds",
+    "StepParams",
+    "Strategy",
     "TrainParams",
     "ValidateParams",
-    "optional_float",
-    "check_missing",
-    "check_strategy",
-    "check_time_scale",
     "given",
+    "optional_float",
     "optional_version",
     "parse_features",
 ]
@@ -94,8 +99,64 @@ def _column(name: str, value: object, *, required: bool) -> str | None:
     return str(value).strip()
 
 
-@dataclass(frozen=True)
-class Columns:
+def _model_name(name: str) -> str:
+    try:
+        return check_model_name(name)
+    except BadInput as exc:  # as pydantic's error, so that the parameter's name comes first
+        raise ValueError(str(exc)) from None
+
+
+def _data(value: str) -> str:
+    if _blank(value):
+        raise ValueError("required (a CSV/Parquet path or URI, or a lifelines dataset)")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    # Not a Literal: the CLI hands over click's str, and mypy would want the Literal there.
+    listed = " or ".join(choices) if len(choices) == 2 else f"one of {', '.join(choices)}"
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"expected {listed}, got {value!r}")
+        return value
+
+    return check
+
+
+ModelName = Annotated[str, AfterValidator(_model_name)]
+Data = Annotated[str, AfterValidator(_data)]
+ModelKind = Annotated[str, AfterValidator(_one_of(*MODEL_KINDS))]
+Missing = Annotated[str, AfterValidator(_one_of("fail", "drop"))]
+Strategy = Annotated[str, AfterValidator(_one_of(*STRATEGIES))]
+Positive = Annotated[float, Field(gt=0)]
+Folds = Annotated[int, Field(ge=2, le=50)]
+
+#: The pydantic config of every parameters dataclass: numbers are finite.
+PARAMS_CONFIG = ConfigDict(allow_inf_nan=False)
+
+
+class StepParams:
+    """Base of the parameters dataclasses: pydantic's validation error becomes our one-line
+    :class:`ConfigError` that names the parameter."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(cls, data: Any, handler: Any) -> Any:
+        if isinstance(data, ArgsKwargs) and data.args:
+            # Positional arguments by name, so that an error names the parameter.
+            names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+            data = ArgsKwargs(
+                (), {**dict(zip(names, data.args, strict=False)), **(data.kwargs or {})}
+            )
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise config_error(exc, root="parameters") from None
+
+
+@dataclass(frozen=True, config=PARAMS_CONFIG)
+class Columns(StepParams):
     """Which columns hold what.
 
     Attributes:
@@ -118,6 +179,9 @@ class Columns:
         time_col: object = None,
         features: object = None,
     ) -> Columns:
+        """The training step's columns, from the MLproject's text (blank or ``none``: no
+        column, ``all``: every feature), each column in one role. Columns the steps build from
+        a version's recipe are not checked here (the data checks report those)."""
         duration = _column("duration_col", duration_col, required=True)
         event = _column("event_col", event_col, required=True)
         assert duration is not None and event is not None
@@ -133,8 +197,8 @@ class Columns:
         return cls(duration, event, time, chosen)
 
 
-@dataclass(frozen=True)
-class TrainParams:
+@dataclass(frozen=True, config=PARAMS_CONFIG)
+class TrainParams(StepParams):
     """Parameters of the ``train`` step (see docs/training-and-gates.md, "Retrain and promote").
 
     Attributes:
@@ -152,36 +216,17 @@ class TrainParams:
             column): the backtest censors training follow-up at each rolling-origin cut.
     """
 
-    model_name: str
-    data: str = "rossi"
-    model_kind: str = "coxph"
-    columns: Columns = field(default_factory=Columns)
-    penalizer: float = 0.1
-    holdout: float = 0.2
-    horizon: float | None = None
-    buckets: int = 4
+    model_name: ModelName
+    data: Data = "rossi"
+    model_kind: ModelKind = "coxph"
+    columns: Columns = dataclasses.field(default_factory=Columns)
+    penalizer: Annotated[float, Field(ge=0)] = 0.1
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    horizon: Positive | None = None
+    buckets: Annotated[int, Field(ge=1, le=50)] = 4
     seed: int = 0
-    missing: str = "fail"
-    time_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_name(self.model_name)
-        if _blank(self.data):
-            raise ConfigError("data: required (a CSV/Parquet path or URI, or a lifelines dataset)")
-        check_time_scale(self.time_scale)
-        if self.model_kind not in MODEL_KINDS:
-            raise ConfigError(
-                f"model_kind: expected one of {', '.join(MODEL_KINDS)}, got {self.model_kind!r}"
-            )
-        if not (math.isfinite(self.penalizer) and self.penalizer >= 0):
-            raise ConfigError(f"penalizer: must be >= 0, got {self.penalizer!r}")
-        if not (math.isfinite(self.holdout) and 0 <= self.holdout < 1):
-            raise ConfigError(f"holdout: must be in [0, 1), got {self.holdout!r}")
-        if self.horizon is not None and not (math.isfinite(self.horizon) and self.horizon > 0):
-            raise ConfigError(f"horizon: must be > 0, got {self.horizon!r}")
-        if not 1 <= self.buckets <= 50:
-            raise ConfigError(f"buckets: must be between 1 and 50, got {self.buckets!r}")
-        check_missing(self.missing)
+    missing: Missing = "fail"
+    time_scale: Positive = 1.0
 
     def recipe(self) -> dict[str, object]:
         """What a backtest needs to refit this model: stored as a version tag (JSON)."""
@@ -201,8 +246,8 @@ class TrainParams:
         }
 
 
-@dataclass(frozen=True)
-class ValidateParams:
+@dataclass(frozen=True, config=PARAMS_CONFIG)
+class ValidateParams(StepParams):
     """Parameters of the ``validate`` step.
 
     Attributes:
@@ -216,24 +261,18 @@ class ValidateParams:
         missing: ``fail`` or ``drop`` rows with missing values.
     """
 
-    model_name: str
+    model_name: ModelName
     version: str | None = None
-    data: str = "rossi"
+    data: Data = "rossi"
     policy: str | None = None
     horizon: float | None = None
     duration_col: str | None = None
     event_col: str | None = None
-    missing: str = "fail"
-
-    def __post_init__(self) -> None:
-        _check_name(self.model_name)
-        if _blank(self.data):
-            raise ConfigError("data: required")
-        check_missing(self.missing)
+    missing: Missing = "fail"
 
 
-@dataclass(frozen=True)
-class BacktestParams:
+@dataclass(frozen=True, config=PARAMS_CONFIG)
+class BacktestParams(StepParams):
     """Parameters of the ``backtest`` step.
 
     Attributes:
@@ -242,7 +281,7 @@ class BacktestParams:
         data: data to backtest on.
         time_col: rolling-origin column; None: the recipe's, else seeded k-fold.
         horizon: "event within horizon" time point; None: policy, then recipe, then data.
-        folds: number of folds (>= 2).
+        folds: number of folds (2 to 50).
         policy: gate policy file (as for validate).
         seed: k-fold seed when there is no time column.
         missing: ``fail`` or ``drop`` rows with missing values.
@@ -250,49 +289,13 @@ class BacktestParams:
             column), to censor training follow-up at each rolling-origin cut.
     """
 
-    model_name: str
+    model_name: ModelName
     version: str | None = None
-    data: str = "rossi"
+    data: Data = "rossi"
     time_col: str | None = None
     horizon: float | None = None
-    folds: int = 4
+    folds: Folds = 4
     policy: str | None = None
     seed: int = 0
-    missing: str = "fail"
-    time_scale: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_name(self.model_name)
-        if _blank(self.data):
-            raise ConfigError("data: required")
-        check_missing(self.missing)
-        check_time_scale(self.time_scale)
-        if not 2 <= self.folds <= 50:
-            raise ConfigError(f"folds: must be between 2 and 50, got {self.folds!r}")
-
-
-def check_missing(value: str) -> str:
-    """``fail`` or ``drop``."""
-    if value not in ("fail", "drop"):
-        raise ConfigError(f"missing: expected fail or drop, got {value!r}")
-    return value
-
-
-def check_time_scale(value: float | None) -> float | None:
-    """None (the recipe's, else 1) or a positive finite number."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"time_scale: must be > 0, got {value!r}")
-    return value
-
-
-def check_strategy(value: str) -> str:
-    if value not in STRATEGIES:
-        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {value!r}")
-    return value
-
-
-def _check_name(name: str) -> None:
-    try:
-        check_model_name(name)
-    except Exception as exc:  # BadInput -> the parameter's name first
-        raise ConfigError(f"model_name: {exc}") from None
+    missing: Missing = "fail"
+    time_scale: Positive | None = None

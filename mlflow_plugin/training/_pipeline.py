@@ -18,11 +18,19 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlflow_plugin.errors import ConfigError, DataError, GateFailed
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from mlflow_plugin.errors import DataError, GateFailed
 from mlflow_plugin.policy import load_policy
 from mlflow_plugin.settings import TAG_PREFIX
 from mlflow_plugin.training._gating import StepVerdict, log_metrics
-from mlflow_plugin.training._params import TrainParams, check_strategy
+from mlflow_plugin.training._params import (
+    PARAMS_CONFIG,
+    Folds,
+    StepParams,
+    Strategy,
+    TrainParams,
+)
 from mlflow_plugin.training._promote import OUTCOME_TAG, promote_in_run
 from mlflow_plugin.training._tracking import (
     CLOCK,
@@ -45,26 +53,21 @@ REASONS_TAG = TAG_PREFIX + "reasons"
 TIMINGS_TAG = TAG_PREFIX + "timings"
 
 
-@dataclass(frozen=True)
-class PipelineParams:
+@pydantic_dataclass(frozen=True, config=PARAMS_CONFIG)
+class PipelineParams(StepParams):
     """``main``'s parameters: the training ones plus the gate and promotion ones.
 
     Attributes:
         train: data, model and holdout (see :class:`TrainParams`).
-        folds: backtest folds.
+        folds: backtest folds (2 to 50).
         policy: gate policy file (None: ``flows/policy.yaml`` if present, else defaults).
         strategy: deployment strategy recorded on promotion.
     """
 
     train: TrainParams
-    folds: int = 4
+    folds: Folds = 4
     policy: str | None = None
-    strategy: str = "all_at_once"
-
-    def __post_init__(self) -> None:
-        check_strategy(self.strategy)
-        if not 2 <= self.folds <= 50:
-            raise ConfigError(f"folds: must be between 2 and 50, got {self.folds!r}")
+    strategy: Strategy = "all_at_once"
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
 from mlflow_plugin import ConfigError
-from mlflow_plugin.policy import GateSpec, Policy, SanityPolicy
+from mlflow_plugin.cli import main
+from mlflow_plugin.policy import GateSpec, Policy, SanityPolicy, policy_schema
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "flows" / "policy.yaml"
 
@@ -172,3 +176,94 @@ class TestPolicyFromYaml:
         assert policy.gate("c_index") == GateSpec("c_index", 0.6, True, min_delta_vs_champion=-0.01)
         assert policy.sanity.probability_atol == 1e-3
         assert policy.horizon == 26.0
+
+
+def _schema_properties(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """The properties a schema node allows, through ``$ref`` and ``anyOf`` (nullable sections)."""
+    if "$ref" in node:
+        return _schema_properties(schema, schema["$defs"][node["$ref"].split("/")[-1]])
+    for option in node.get("anyOf", ()):
+        found = _schema_properties(schema, option)
+        if found:
+            return found
+    if node.get("type") == "array" and "items" in node:
+        return _schema_properties(schema, node["items"])
+    return dict(node.get("properties", {}))
+
+
+def _unknown_keys(
+    schema: dict[str, Any], node: dict[str, Any], doc: object, path: str
+) -> list[str]:
+    """Dotted paths of the keys of ``doc`` the schema does not declare."""
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
+    properties = _schema_properties(schema, node)
+    missing = []
+    for key, value in items:
+        if isinstance(key, int):
+            missing += _unknown_keys(schema, node, value, f"{path}[{key}]")
+        elif key not in properties:
+            missing.append(f"{path}.{key}".lstrip("."))
+        else:
+            missing += _unknown_keys(schema, properties[key], value, f"{path}.{key}")
+    return missing
+
+
+class TestPolicySchema:
+    def test_schema_command_prints_the_schema(self) -> None:
+        """`mlflow-plugin policy schema` exits 0 with the JSON Schema of the policy file."""
+        result = CliRunner().invoke(main, ["policy", "schema"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        schema = json.loads(result.output)
+        assert schema == policy_schema()
+        assert schema["$schema"].startswith("https://json-schema.org/")
+        assert schema["required"] == ["gates"]
+        assert schema["additionalProperties"] is False
+
+    def test_shipped_file_matches_the_schema(self) -> None:
+        """Every key of flows/policy.yaml, at every depth, is a property of the schema."""
+        schema = policy_schema()
+        document = yaml.safe_load(POLICY_FILE.read_text())
+        assert set(document) <= set(schema["properties"])
+        assert _unknown_keys(schema, schema, document, "") == []
+
+    def test_documented_closed_loop_sections_load_and_match_the_schema(self) -> None:
+        """The commented-out triggers, rollback_if and alerts of flows/policy.yaml are valid."""
+        commented = POLICY_FILE.read_text().split("Uncomment to use", 1)[1].splitlines()[1:]
+        sections = yaml.safe_load("\n".join(line.removeprefix("# ") for line in commented))
+        assert set(sections) == {"triggers", "rollback_if", "alerts"}
+        document = {**yaml.safe_load(POLICY_FILE.read_text()), **sections}
+        assert Policy.from_dict(document).triggers is not None
+        schema = policy_schema()
+        assert _unknown_keys(schema, schema, document, "") == []
+
+    def test_bounds_reach_the_schema(self) -> None:
+        """Bounds are JSON Schema keywords (minimum, maximum), never pydantic's own names."""
+        text = json.dumps(policy_schema())
+        assert '"ge"' not in text and '"le"' not in text
+        rollout = policy_schema()["$defs"]["RolloutSection"]["properties"]
+        assert rollout["min_requests"]["minimum"] == 1
+        assert rollout["alpha"]["exclusiveMinimum"] == 0 and rollout["alpha"]["maximum"] == 0.5
+
+
+class TestNullAndWholeNumbers:
+    def test_null_means_the_default_inside_a_section(self) -> None:
+        """A key set to null inside a section is as if it were left out."""
+        policy = Policy.from_dict(
+            _doc(champion_test={"method": None}, rollout={"alpha": None}, sanity=None)
+        )
+        assert policy == Policy.from_dict(_doc())
+
+    def test_a_null_gate_is_refused(self) -> None:
+        """`f1:` with nothing under it is an unfinished gate, not a missing one."""
+        with pytest.raises(ConfigError, match=r"^gates\.f1: expected a mapping, got nothing"):
+            Policy.from_dict({"gates": {"c_index": {"threshold": 0.5}, "f1": None}})
+
+    def test_whole_numbers_may_be_written_as_floats(self) -> None:
+        """200.0 is the whole number 200; 2.5 is refused as not whole."""
+        policy = Policy.from_dict(_doc(champion_test={"resamples": 200.0}))
+        assert policy.champion_test.resamples == 200
+        assert isinstance(policy.champion_test.resamples, int)
+        with pytest.raises(ConfigError, match=r"^alerts\.retries: expected a whole number"):
+            Policy.from_dict(_doc(alerts={"retries": 2.5}))

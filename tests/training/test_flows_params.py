@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,6 +20,7 @@ from mlflow_plugin.training._params import (
     optional_version,
     parse_features,
 )
+from mlflow_plugin.training._pipeline import PipelineParams
 
 
 class TestParams:
@@ -58,6 +61,37 @@ class TestParams:
             Columns.parse("week", "arrest", None, "age,week")
         with pytest.raises(ConfigError, match="folds"):
             BacktestParams("m", folds=1)
+
+
+class TestParamsAsPydanticModels:
+    @pytest.mark.parametrize(
+        ("build", "message"),
+        [
+            (lambda: TrainParams("a:b"), "model_name: invalid model name"),
+            (lambda: TrainParams("m", penalizer=float("inf")), "penalizer: expected a finite"),
+            (lambda: TrainParams("m", buckets=2.5), "buckets: expected a whole number, got 2.5"),
+            (lambda: TrainParams("m", missing="keep"), "missing: expected fail or drop"),
+            (lambda: BacktestParams("m", time_scale=0), "time_scale: must be > 0"),
+            (lambda: PipelineParams(TrainParams("m"), folds=51), "folds: must be <= 50"),
+            (lambda: PipelineParams(TrainParams("m"), strategy="yolo"), "strategy: expected one"),
+            (lambda: Columns("week", 3), "event: expected text"),
+        ],
+    )
+    def test_bad_value_is_one_config_error_line(self, build, message):
+        """Positional or keyword, a bad parameter is one ConfigError line starting with its name."""
+        with pytest.raises(ConfigError) as info:
+            build()
+        assert str(info.value).startswith(message)
+        assert "\n" not in str(info.value) and info.value.exit_code == 2
+
+    def test_params_stay_frozen_dataclasses(self):
+        """Pydantic dataclasses: frozen, and dataclasses.replace validates again."""
+        params = TrainParams("m")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            params.holdout = 0.5  # type: ignore[misc]
+        assert dataclasses.replace(params, holdout=0.5).holdout == 0.5
+        with pytest.raises(ConfigError, match="^holdout: must be < 1"):
+            dataclasses.replace(params, holdout=1.5)
 
 
 class TestPolicy:
