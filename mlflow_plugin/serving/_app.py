@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import time
@@ -33,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
-from mlflow_plugin.errors import BadInput, ConfigError, ModelUnavailable
+from mlflow_plugin._internal.asgi import BodyLimit, mb_to_bytes
+from mlflow_plugin.errors import BadInput, ModelUnavailable
 from mlflow_plugin.serving._batching import Batcher
+from mlflow_plugin.serving._config import ServeConfig
 from mlflow_plugin.serving._metrics import ServingMetrics
 
 if TYPE_CHECKING:
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 _JSON = "application/json"
+# An app built in-process answers each request with its own ``predict`` unless asked to batch;
+# ``serve`` batches by default.
+_IN_PROCESS = ServeConfig(max_batch_wait_ms=0.0)
 
 
 class _Reply:
@@ -255,36 +260,37 @@ def _fast_json(output: Any) -> str | None:
 
 def create_app(
     model: ChampionModel,
+    config: ServeConfig | None = None,
     *,
     metrics: ServingMetrics | None = None,
     close_model: bool = True,
-    max_body_mb: float = DEFAULT_MAX_BODY_MB,
-    request_timeout: float | None = 60.0,
-    max_batch_rows: int = 256,
-    max_batch_wait_ms: float = 0.0,
-    docs: bool = False,
+    **options: Any,
 ) -> FastAPI:
     """A FastAPI app serving ``model``.
 
     Args:
         model: what answers.
+        config: the server's settings (``max_body_mb``, ``request_timeout``, ``max_batch_rows``,
+            ``max_batch_wait_ms``, ``docs``); default :class:`ServeConfig`'s, with adaptive
+            batching off (each request is its own ``predict`` call).
         metrics: the server's metrics (default a new :class:`ServingMetrics`).
         close_model: close ``model`` (flush the prediction log) when the server shuts down.
-        max_body_mb: request bodies larger than this get 413, enforced while reading.
-        request_timeout: seconds from the first byte to the answer before a 503 (None: none).
-        max_batch_rows: adaptive batching stops gathering at this many rows.
-        max_batch_wait_ms: adaptive batching waits at most this long for more requests; 0 turns
-            batching off (each request is its own ``predict`` call).
-        docs: serve ``/docs`` and ``/openapi.json`` (off by default).
+        **options: :class:`ServeConfig` fields that replace ``config``'s
+            (``create_app(model, max_body_mb=1)``).
+
+    Raises:
+        ConfigError: ``max_body_mb`` or ``request_timeout`` is not > 0.
     """
     from mlflow.version import VERSION as MLFLOW_VERSION
 
     from mlflow_plugin import __version__
 
-    if not max_body_mb > 0:
-        raise ConfigError(f"--max-body-mb must be > 0, got {max_body_mb}")
-    if request_timeout is not None and not request_timeout > 0:
-        raise ConfigError(f"--request-timeout must be > 0, got {request_timeout}")
+    config = dataclasses.replace(config or _IN_PROCESS, **options)
+    max_body_mb = config.max_body_mb
+    request_timeout = config.request_timeout
+    max_batch_rows = config.max_batch_rows
+    max_batch_wait_ms = config.max_batch_wait_ms
+    docs = config.docs
     meter = metrics or ServingMetrics(model)
     batcher = (
         Batcher(model, max_rows=max_batch_rows, max_wait_ms=max_batch_wait_ms)

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.errors import BadInput, ModelUnavailable
 from mlflow_plugin.serving._batch_scoring import _BatchScoring
@@ -42,6 +42,9 @@ from mlflow_plugin.serving._rollout_router import RolloutRouter
 from mlflow_plugin.serving._routing import Fleet, Router
 from mlflow_plugin.serving._scoring import Prediction
 from mlflow_plugin.types import check_model_name
+
+if TYPE_CHECKING:
+    from mlflow_plugin.serving._config import ServeConfig
 
 __all__ = ["ChampionModel", "Prediction"]
 
@@ -161,6 +164,31 @@ class ChampionModel(_Following, _BatchScoring):
                 target=self._watch, name=f"watch-{self.name}", daemon=True
             )
             self._thread.start()
+
+    @classmethod
+    def from_config(
+        cls, model_name: str, config: ServeConfig, *, tracking_uri: str | None = None
+    ) -> ChampionModel:
+        """The champion ``serve`` answers with: guardrails, input rules, prediction log and
+        poll from ``config``. The prediction log it opens is closed if the model cannot start."""
+        guardrails = config.guardrails()
+        prediction_log = config.open_prediction_log()
+        try:
+            return cls(
+                model_name,
+                tracking_uri=tracking_uri,
+                poll_interval=config.poll_interval,
+                guardrails=guardrails,
+                prediction_log=prediction_log,
+                event_interval=config.event_interval,
+                input_guard=config.input_guard(),
+                key_column=config.key_column,
+                mirror_queue=config.mirror_queue,
+            )
+        except BaseException:
+            if prediction_log is not None:
+                prediction_log.close()
+            raise
 
     # -- answering -----------------------------------------------------------------------
     @property
