@@ -2,6 +2,7 @@
 
 - :mod:`._state`: a rollout's state as registry tags (shared by the operator and ``serve``);
 - :mod:`._rollouts`: :class:`Rollouts`, the controller's rollout operations under the lock;
+- :mod:`._context`: :class:`RolloutContext`, one operation under the lock, passed as one value;
 - :mod:`._state_machine`: what pause, resume, abort, promote and a verdict do;
 - :mod:`._analysis`: the statistics of a rollout analysis (pure);
 - :mod:`._samples`: both sides of an analysis, read from the prediction log;

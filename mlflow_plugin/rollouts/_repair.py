@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlflow_plugin.rollouts._context import RolloutContext
 from mlflow_plugin.rollouts._state import (
     CANARY,
     PREVIEW,
@@ -115,6 +116,7 @@ def repair(ctl: Controller, model: str, lock: LockLike) -> list[Event]:
         version = next((info.aliases[a] for a in strays), "")
         return [note(version, f"half-written rollout removed ({what}): no rollout id recorded")]
     need = alias_of(state)
+    ctx = RolloutContext(ro, model, lock, info, state)
     if champion == state.version and state.phase != "watching":
         lock.check()
         if state.strategy == "canary":
@@ -122,22 +124,22 @@ def repair(ctl: Controller, model: str, lock: LockLike) -> list[Event]:
             return [
                 note(state.version, f"canary v{state.version} is champion: rollout state removed")
             ]
-        _rollout_ops.watching(ro, model, lock, state)
+        _rollout_ops.watching(ctx)
         return [note(state.version, f"blue-green switch to v{state.version} completed: watching")]
     if state.phase == "watching" and champion != state.version:
         why = f"champion is v{champion or '-'}, not v{state.version}: the watch ended"
-        return [ro.finish(model, lock, info, state, "rollout_aborted", why)]
+        return [ctx.finish("rollout_aborted", why)]
     if need and info.aliases.get(need) != state.version:
         where = info.aliases.get(need)
         how = f"moved to v{where}" if where else "removed"
         why = f"alias {need} {how} outside the controller: rollout aborted, champion untouched"
-        return [ro.finish(model, lock, info, state, "rollout_aborted", why)]
+        return [ctx.finish("rollout_aborted", why)]
     if state.phase != "watching" and champion != state.from_version:
         why = (
             f"champion moved from v{state.from_version} to v{champion or '-'} during the "
             "rollout: rollout aborted"
         )
-        return [ro.finish(model, lock, info, state, "rollout_aborted", why)]
+        return [ctx.finish("rollout_aborted", why)]
     extra = [a for a in strays if a != need]
     if extra:
         lock.check()

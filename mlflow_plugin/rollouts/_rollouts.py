@@ -4,7 +4,7 @@ Every operation holds the model's promotion lock, re-reads the state under it, w
 registry (aliases ``canary``/``preview``, tags ``mlflow_plugin.rollout.*``) and one ledger event.
 The tag ``mlflow_plugin.rollout.id`` is the commit point: written last when a rollout starts,
 deleted first when it ends, so a reader never sees half a rollout, and a process killed in
-between leaves a state that :mod:`._rollout_repair` recognises. See docs/ARCHITECTURE.md,
+between leaves a state that :mod:`._repair` recognises. See docs/ARCHITECTURE.md,
 "Rollouts".
 """
 
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow_plugin._internal.concurrency import parallel as _parallel
 from mlflow_plugin._internal.failpoint import failpoint
 from mlflow_plugin.errors import BadInput
+from mlflow_plugin.rollouts._context import RolloutContext
 from mlflow_plugin.rollouts._options import (
     DEFAULT_INTERVAL_S,
     DEFAULT_KEEP_PREVIOUS_S,
@@ -179,7 +180,7 @@ class Rollouts:
             alias = alias_of(state)
             assert alias is not None
             lock.check()
-            self._write(model, state, set_alias=(alias, target.version))
+            self.write(model, state, set_alias=(alias, target.version))
             if strategy == "canary":
                 what = f"canary at {_fmt_weight(state.weight)}, steps {','.join(f'{s:g}' for s in steps)}"
             else:
@@ -237,7 +238,7 @@ class Rollouts:
             reason=message,
         )
         lock.check()
-        self._write(model, state)
+        self.write(model, state)
         self.ledger.record(
             "rollout_started",
             model,
@@ -310,7 +311,7 @@ class Rollouts:
                 if rollout_id:  # the operator's view is stale: someone else acted first
                     return Outcome(None, f"{model}: the rollout changed meanwhile; nothing done")
                 raise BadInput(f"{model!r} has no rollout in progress")
-            return apply(self, model, lock, info, state, verb, reason, decision)
+            return apply(RolloutContext(self, model, lock, info, state), verb, reason, decision)
 
     def end_for_rollback(
         self, model: str, lock: LockLike, reason: str, info: ModelInfo
@@ -319,30 +320,11 @@ class Rollouts:
         state = RolloutState.from_tags(info.tags)
         if state is None:
             return None
-        return self.finish(
-            model,
-            lock,
-            info,
-            state,
-            "rollout_aborted",
-            f"rollout aborted by a rollback: {reason}",
-        )
+        ctx = RolloutContext(self, model, lock, info, state)
+        return ctx.finish("rollout_aborted", f"rollout aborted by a rollback: {reason}")
 
     # -- writes --------------------------------------------------------------------------
-    @staticmethod
-    def intend(lock: LockLike, state: RolloutState, event: str, expect: str, reason: str) -> None:
-        """Announce on the lock what is about to be written, so that whoever breaks the lock
-        of a killed holder can tell whether it went through (:mod:`._rollout_repair`)."""
-        lock.annotate(
-            event=event,
-            expect=expect,
-            rollout_id=state.rollout_id,
-            version=state.version,
-            strategy=state.strategy,
-            reason=reason[:500],
-        )
-
-    def _write(
+    def write(
         self,
         model: str,
         state: RolloutState,
@@ -379,32 +361,3 @@ class Rollouts:
             if a in info.aliases
         ]
         _parallel(*writes)
-
-    def finish(
-        self,
-        model: str,
-        lock: LockLike,
-        info: ModelInfo,
-        state: RolloutState,
-        event_type: str,
-        message: str,
-        *,
-        extra: dict[str, str] | None = None,
-    ) -> Event:
-        """End the rollout (aliases and tags removed) and record ``event_type``."""
-        self.intend(lock, state, event_type, "ended", message)
-        lock.check()
-        self.clear(model, info)
-        fields = dict(extra or {})
-        fields["rollout_id"] = state.rollout_id
-        if event_type == "rollout_aborted":
-            fields["rollback"] = "true"
-        return self.ledger.record(
-            event_type,
-            model,
-            version=state.version,
-            from_version=info.aliases.get(CHAMPION, ""),
-            message=message[:1000],
-            strategy=state.strategy,
-            extra=fields,
-        )

@@ -1,7 +1,7 @@
 """The rollout state machine: what pause, resume, abort, promote and an analysis verdict do.
 
 Called by :class:`~mlflow_plugin.rollouts._rollouts.Rollouts` under the model's lock with the
-state just read. Transitions (each writes one ledger event unless marked "tags only")::
+state just read, as one :class:`~mlflow_plugin.rollouts._context.RolloutContext`. Transitions (each writes one ledger event unless marked "tags only")::
 
     canary running --success--> next weight (rollout_step) ... last weight --> champion
                                 (deployment, strategy canary; aliases and tags removed)
@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._internal.failpoint import failpoint
 from mlflow_plugin.errors import BadInput
-from mlflow_plugin.rollouts._state import PREVIEW, RolloutState
-from mlflow_plugin.types import CHAMPION, Event, ModelInfo, Outcome
+from mlflow_plugin.rollouts._state import PREVIEW
+from mlflow_plugin.types import Event, Outcome
 
 if TYPE_CHECKING:
-    from mlflow_plugin.controller._protocols import LockLike
-    from mlflow_plugin.rollouts._rollouts import Rollouts
+    from mlflow_plugin.rollouts._context import RolloutContext
 
-__all__ = ["Decision", "apply", "cutover", "switch"]
+__all__ = ["Decision", "apply", "cutover", "switch", "watching"]
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,6 @@ class Decision:
     verdict: str
     limits: tuple[int, int] = (0, 0)
     now: float | None = None
-
-
-def _set(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, **changes: Any) -> None:
-    """A transition that writes only the tags of ``changes`` (after a last lock check)."""
-    lock.check()
-    ro._write(model, replace(state, **changes), only=tuple(changes))
 
 
 @dataclass(frozen=True)
@@ -64,88 +57,65 @@ class _Step:
     extra: dict[str, str]
 
 
-def _transition(
-    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, champion: str, step: _Step
-) -> Event:
+def _transition(ctx: RolloutContext, step: _Step) -> Event:
     """Announce ``step`` on the lock, write its tags, then record its event."""
-    ro.intend(lock, state, step.event_type, step.expect, step.announce)
-    _set(ro, model, lock, state, **step.changes)
-    return ro.ledger.record(
+    state = ctx.state
+    ctx.intend(step.event_type, step.expect, step.announce)
+    ctx.set(**step.changes)
+    return ctx.ledger.record(
         step.event_type,
-        model,
+        ctx.model,
         version=state.version,
-        from_version=champion,
+        from_version=ctx.champion,
         message=step.message[:1000],
         strategy=state.strategy,
         extra={"rollout_id": state.rollout_id, **step.extra},
     )
 
 
-def _end_watch(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    info: ModelInfo,
-    state: RolloutState,
-    watch: str,
-    message: str,
-) -> Event:
+def _end_watch(ctx: RolloutContext, watch: str, message: str) -> Event:
     """The post-promotion watch is over (``watch``: how): the rollout ends."""
     extra = {"from_weight": "100", "to_weight": "100", "watch": watch}
-    return ro.finish(model, lock, info, state, "rollout_step", message, extra=extra)
+    return ctx.finish("rollout_step", message, extra=extra)
 
 
-def apply(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    info: ModelInfo,
-    state: RolloutState,
-    verb: str,
-    reason: str,
-    decision: Decision | None = None,
-) -> Outcome:
-    """Apply ``verb`` (``decide``: ``decision``) to the rollout ``state``, under ``lock``."""
-    champion = info.aliases.get(CHAMPION, "")
+def apply(ctx: RolloutContext, verb: str, reason: str, decision: Decision | None = None) -> Outcome:
+    """Apply ``verb`` (``decide``: ``decision``) to the rollout ``ctx.state``, under its lock."""
+    model, state = ctx.model, ctx.state
     if verb == "abort":
-        kept = f"champion v{champion or '-'} untouched"
-        event = ro.finish(
-            model, lock, info, state, "rollout_aborted", f"rollout aborted: {reason}; {kept}"
-        )
+        kept = f"champion v{ctx.champion or '-'} untouched"
+        event = ctx.finish("rollout_aborted", f"rollout aborted: {reason}; {kept}")
         return Outcome(event, f"{model}: {state.strategy} rollout of v{state.version} aborted")
     if verb == "pause":
         if state.phase == "paused":
             return Outcome(None, f"{model}: the rollout is already paused")
-        return _pause(ro, model, lock, state, champion, reason)
+        return _pause(ctx, reason)
     if verb == "resume":
-        return _resume(ro, model, lock, state, champion)
+        return _resume(ctx)
     if verb == "promote":
-        return _promote(ro, model, lock, info, state, champion, reason)
+        return _promote(ctx, reason)
     assert decision is not None, "decide needs a decision"
-    return _decide(ro, model, lock, info, state, champion, decision, reason)
+    return _decide(ctx, decision, reason)
 
 
-def _pause(
-    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, champion: str, reason: str
-) -> Outcome:
+def _pause(ctx: RolloutContext, reason: str) -> Outcome:
     step = _Step(
         event_type="rollout_paused",
         expect="phase=paused",
         announce=f"rollout paused: {reason}",
         changes={"phase": "paused", "reason": reason},
         message=f"rollout paused: {reason}",
-        extra={"paused_phase": state.phase},
+        extra={"paused_phase": ctx.state.phase},
     )
-    event = _transition(ro, model, lock, state, champion, step)
-    return Outcome(event, f"{model}: rollout of v{state.version} paused ({reason})")
+    event = _transition(ctx, step)
+    return Outcome(event, f"{ctx.model}: rollout of v{ctx.state.version} paused ({reason})")
 
 
-def _resume(
-    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, champion: str
-) -> Outcome:
+def _resume(ctx: RolloutContext) -> Outcome:
+    model, state = ctx.model, ctx.state
     if state.phase != "paused":
         raise BadInput(f"{model!r}'s rollout is not paused (phase {state.phase})")
-    phase = "watching" if champion == state.version else "running"
+    phase = "watching" if ctx.champion == state.version else "running"
     weight = f"{state.weight:g}"
     step = _Step(
         event_type="rollout_step",
@@ -161,42 +131,28 @@ def _resume(
         message=f"rollout resumed ({phase}) at weight {weight}%",
         extra={"resumed": "true", "from_weight": weight, "to_weight": weight},
     )
-    event = _transition(ro, model, lock, state, champion, step)
+    event = _transition(ctx, step)
     return Outcome(event, f"{model}: rollout of v{state.version} resumed ({phase})")
 
 
-def _promote(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    info: ModelInfo,
-    state: RolloutState,
-    champion: str,
-    reason: str,
-) -> Outcome:
-    if champion == state.version:  # after the switch: end the watch now
+def _promote(ctx: RolloutContext, reason: str) -> Outcome:
+    state = ctx.state
+    if ctx.champion == state.version:  # after the switch: end the watch now
         why = f"post-promotion watch of v{state.version} ended early: {reason}"
-        event = _end_watch(ro, model, lock, info, state, "ended", why)
-        return Outcome(event, f"{model}: watch of v{state.version} ended")
+        event = _end_watch(ctx, "ended", why)
+        return Outcome(event, f"{ctx.model}: watch of v{state.version} ended")
     if state.strategy == "canary":
-        return cutover(ro, model, lock, state, reason)
-    return switch(ro, model, lock, state, reason)
+        return cutover(ctx, reason)
+    return switch(ctx, reason)
 
 
-def _to_champion(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    state: RolloutState,
-    strategy: str,
-    reason: str,
-    message: str,
-) -> Outcome:
+def _to_champion(ctx: RolloutContext, strategy: str, reason: str, message: str) -> Outcome:
     """The rollout's version becomes champion through the controller's ``promote`` (its
     deployment event, with ``strategy``), announced on the lock first."""
-    lock.annotate(op="promote", version=state.version, strategy=strategy, reason=reason[:500])
-    return ro.ctl.promote(
-        model,
+    state = ctx.state
+    ctx.lock.annotate(op="promote", version=state.version, strategy=strategy, reason=reason[:500])
+    return ctx.ro.ctl.promote(
+        ctx.model,
         state.version,
         strategy=strategy,
         force=True,
@@ -205,37 +161,31 @@ def _to_champion(
     )
 
 
-def cutover(ro: Rollouts, model: str, lock: LockLike, state: RolloutState, reason: str) -> Outcome:
+def cutover(ctx: RolloutContext, reason: str) -> Outcome:
     """Canary -> champion: the deployment event (strategy canary), then the rollout ends."""
+    model, state = ctx.model, ctx.state
     why = f"canary rollout {state.weight:g}% -> 100%: {reason}"
-    outcome = _to_champion(ro, model, lock, state, "canary", reason, why)
+    outcome = _to_champion(ctx, "canary", reason, why)
     failpoint("rollout.after_cutover")
-    ro.clear(model, ro.registry.get_model(model))
+    # The promotion moved the aliases: clear what the registry holds now, not ctx.info.
+    ctx.ro.clear(model, ctx.ro.registry.get_model(model))
     return Outcome(outcome.event, f"{model}: canary v{state.version} is champion")
 
 
-def switch(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    state: RolloutState,
-    reason: str,
-    now: float | None = None,
-) -> Outcome:
+def switch(ctx: RolloutContext, reason: str, now: float | None = None) -> Outcome:
     """Blue-green: champion -> the preview in one step; the previous one is kept for the watch.
 
     ``now`` is the clock of the analysis that decided the switch (the operator's pass), so the
     watch window and its "before the switch" baseline are on the prediction log's timeline."""
     why = f"blue-green switch: {reason}"
-    outcome = _to_champion(ro, model, lock, state, "blue_green", reason, why)
-    watching(ro, model, lock, state, now)
-    return Outcome(outcome.event, f"{model}: v{state.version} is champion (blue-green)")
+    outcome = _to_champion(ctx, "blue_green", reason, why)
+    watching(ctx, now)
+    return Outcome(outcome.event, f"{ctx.model}: v{ctx.state.version} is champion (blue-green)")
 
 
-def watching(
-    ro: Rollouts, model: str, lock: LockLike, state: RolloutState, now: float | None = None
-) -> None:
+def watching(ctx: RolloutContext, now: float | None = None) -> None:
     """After a blue-green switch: phase ``watching`` until ``keep_previous_until``."""
+    state = ctx.state
     now = time.time() if now is None else now
     keep = now + (state.keep_previous_s or 3600.0)
     new = replace(
@@ -250,21 +200,13 @@ def watching(
         failures=0,
         inconclusive=0,
     )
-    lock.check()
-    ro._write(model, new)
-    ro.registry.delete_alias(model, PREVIEW)
+    ctx.lock.check()
+    ctx.ro.write(ctx.model, new)
+    ctx.ro.registry.delete_alias(ctx.model, PREVIEW)
 
 
-def _decide(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    info: ModelInfo,
-    state: RolloutState,
-    champion: str,
-    decision: Decision,
-    summary: str,
-) -> Outcome:
+def _decide(ctx: RolloutContext, decision: Decision, summary: str) -> Outcome:
+    model, state = ctx.model, ctx.state
     if state.phase == "paused":
         return Outcome(None, f"{model}: the rollout is paused; nothing done")
     failure_limit, inconclusive_limit = decision.limits
@@ -272,17 +214,17 @@ def _decide(
     if decision.verdict == "success":
         if state.phase == "watching":
             if now < state.watch_until:
-                _set(ro, model, lock, state, window_start=now, inconclusive=0, reason=summary)
+                ctx.set(window_start=now, inconclusive=0, reason=summary)
                 return Outcome(None, f"{model}: watch of v{state.version}: analysis passed")
             why = f"post-promotion watch of v{state.version} passed: {summary}"
-            event = _end_watch(ro, model, lock, info, state, "passed", why)
+            event = _end_watch(ctx, "passed", why)
             return Outcome(event, f"{model}: watch of v{state.version} passed")
         if state.strategy == "blue_green":
-            return switch(ro, model, lock, state, f"pre-promotion analysis passed: {summary}", now)
+            return switch(ctx, f"pre-promotion analysis passed: {summary}", now)
         below = [s for s in state.steps if s < 100]
         nxt = state.step + 1
         if nxt >= len(below):
-            return cutover(ro, model, lock, state, f"analysis passed: {summary}")
+            return cutover(ctx, f"analysis passed: {summary}")
         weight = below[nxt]
         step = _Step(
             event_type="rollout_step",
@@ -304,60 +246,39 @@ def _decide(
                 "step": str(nxt),
             },
         )
-        event = _transition(ro, model, lock, state, champion, step)
+        event = _transition(ctx, step)
         return Outcome(event, f"{model}: canary v{state.version} {state.weight:g}% -> {weight:g}%")
     if decision.verdict == "failure":
         failures = state.failures + 1
         if failures <= failure_limit:
-            _set(ro, model, lock, state, failures=failures, window_start=now, reason=summary)
+            ctx.set(failures=failures, window_start=now, reason=summary)
             return Outcome(None, f"{model}: analysis failed ({failures}/{failure_limit} tolerated)")
         if state.phase == "watching":
-            return _roll_back(ro, model, lock, info, state, champion, summary)
-        event = ro.finish(
-            model,
-            lock,
-            info,
-            state,
-            "rollout_aborted",
-            f"analysis failed: {summary}; champion v{champion} untouched",
+            return _roll_back(ctx, summary)
+        event = ctx.finish(
+            "rollout_aborted", f"analysis failed: {summary}; champion v{ctx.champion} untouched"
         )
         return Outcome(event, f"{model}: rollout of v{state.version} aborted: {summary}")
     inconclusive = state.inconclusive + 1
     if inconclusive > inconclusive_limit:
         return _pause(
-            ro,
-            model,
-            lock,
-            state,
-            champion,
+            ctx,
             f"inconclusive {inconclusive} times in a row (inconclusive_limit "
             f"{inconclusive_limit}): {summary}",
         )
-    _set(ro, model, lock, state, inconclusive=inconclusive, reason=summary)
+    ctx.set(inconclusive=inconclusive, reason=summary)
     return Outcome(None, f"{model}: analysis inconclusive ({inconclusive}/{inconclusive_limit})")
 
 
-def _roll_back(
-    ro: Rollouts,
-    model: str,
-    lock: LockLike,
-    info: ModelInfo,
-    state: RolloutState,
-    champion: str,
-    summary: str,
-) -> Outcome:
+def _roll_back(ctx: RolloutContext, summary: str) -> Outcome:
     """A failed post-promotion analysis: back to the champion before the switch."""
+    state = ctx.state
     why = f"post-promotion analysis of v{state.version} failed: {summary}"
-    if not state.from_version or champion != state.version:
-        event = ro.finish(
-            model,
-            lock,
-            info,
-            state,
-            "rollout_aborted",
-            f"{why}; no earlier champion to roll back to",
-        )
-        return Outcome(event, f"{model}: watch aborted: {summary}")
-    lock.annotate(op="rollback", version=state.from_version, reason=why[:500])
-    outcome = ro.ctl.rollback(model, reason=why[:1000], to_version=state.from_version, force=True)
+    if not state.from_version or ctx.champion != state.version:
+        event = ctx.finish("rollout_aborted", f"{why}; no earlier champion to roll back to")
+        return Outcome(event, f"{ctx.model}: watch aborted: {summary}")
+    ctx.lock.annotate(op="rollback", version=state.from_version, reason=why[:500])
+    outcome = ctx.ro.ctl.rollback(
+        ctx.model, reason=why[:1000], to_version=state.from_version, force=True
+    )
     return Outcome(outcome.event, outcome.message)

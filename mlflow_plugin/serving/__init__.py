@@ -5,6 +5,7 @@
 - :class:`PredictionLog` writes every prediction to a SQL table off the request path.
 - :class:`Router` / :class:`RolloutRouter` / :class:`ChampionRouter` decide which loaded version
   answers (and which one scores a mirror of the request, during a blue-green rollout).
+- :class:`ServeConfig` holds ``mlflow-plugin serve``'s settings, built once from its options.
 - :func:`create_app` is the HTTP server (``mlflow-plugin serve``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlflow_plugin.serving._config import ServeConfig
 from mlflow_plugin.serving._guardrails import Guardrails, Violation
 from mlflow_plugin.serving._loader import ChampionModel, Prediction
 from mlflow_plugin.serving._metrics import ServingMetrics
@@ -41,6 +43,7 @@ __all__ = [
     "RolloutRouter",
     "Route",
     "Router",
+    "ServeConfig",
     "ServingMetrics",
     "Violation",
     "create_app",

@@ -1,20 +1,35 @@
 """Answering several requests with one ``predict`` call: the model's half of adaptive
-batching (:mod:`._batching` gathers the requests; a mixin of
-:class:`~mlflow_plugin.serving.ChampionModel`)."""
+batching (:mod:`._batching` gathers the requests; :class:`BatchScorer` scores them)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from mlflow_plugin.errors import MlflowPluginError
 from mlflow_plugin.serving._guardrails import Violation
 from mlflow_plugin.serving._outputs import split_rows
 from mlflow_plugin.serving._routing import Plan
-from mlflow_plugin.serving._scoring import _Scoring
+from mlflow_plugin.serving._scoring import Scorer
+
+__all__ = ["BatchScorer"]
 
 
-class _BatchScoring(_Scoring):
-    """Scoring a batch of requests by plan, each request settled on its own rows."""
+class BatchScorer:
+    """Scoring a batch of requests by plan, each request settled on its own rows by ``scorer``
+    (which also answers what cannot be settled in the batch)."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        # Scores a batch's second plan (a canary's share) beside the first: created on the
+        # first split batch, so a server without a canary never starts it.
+        self._groups_pool: Any = None
+        self._pool_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the second plan's thread (if it was started)."""
+        if self._groups_pool is not None:
+            self._groups_pool.shutdown(wait=False)
 
     def score_batch(self, requests: list[tuple[Any, str, float, tuple[str, ...]]]) -> list[Any]:
         """Answer several requests with one ``predict`` call (adaptive batching).
@@ -31,10 +46,11 @@ class _BatchScoring(_Scoring):
             in order.
         """
         # Requests split by plan (a canary's share and the rest); each group is one batch.
-        fleet = self._fleet
+        scorer = self.scorer
+        fleet = scorer.follower.fleet
         groups: dict[int, tuple[Plan, list[int]]] = {}
         for i, item in enumerate(requests):
-            plan = self.router.plan(fleet, item[1], self._entity_key(item[0]))
+            plan = scorer.router.plan(fleet, item[1], scorer.entity_key(item[0]))
             groups.setdefault(id(plan), (plan, []))[1].append(i)
         out: list[Any] = [None] * len(requests)
         jobs = list(groups.values())
@@ -60,7 +76,7 @@ class _BatchScoring(_Scoring):
         if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            with self._counts_lock:
+            with self._pool_lock:
                 if self._groups_pool is None:
                     self._groups_pool = ThreadPoolExecutor(2, thread_name_prefix="serve-plan")
                 pool = self._groups_pool
@@ -71,9 +87,11 @@ class _BatchScoring(_Scoring):
     ) -> list[Any]:
         import pandas as pd
 
+        scorer = self.scorer
+
         def alone(item: tuple[Any, str, float, tuple[str, ...]]) -> Any:
             try:
-                return self._score(item[0], None, item[1], item[2], item[3])
+                return scorer.score_checked(item[0], None, item[1], item[2], item[3])
             except MlflowPluginError as exc:
                 return exc
 
@@ -88,22 +106,21 @@ class _BatchScoring(_Scoring):
         except Exception:  # noqa: BLE001 - a request in the batch may be what breaks it
             parts = None
         # The rules hold row by row: a batch that passes as a whole passes in every part.
-        clean = parts is not None and not self.guardrails.check(output)
+        clean = parts is not None and not scorer.guardrails.check(output)
         if parts is None:
-            self._count("batch_splits")
+            scorer.observer.count("batch_splits")
             return [alone(r) for r in requests]
-        with self._counts_lock:
-            self._counts[("batches",)] += 1
-            self._counts[("batched_requests",)] += len(requests)
+        scorer.observer.count("batches")
+        scorer.observer.count("batched_requests", n=len(requests))
         out: list[Any] = []
         for item, part in zip(requests, parts, strict=True):
-            violations: tuple[Violation, ...] = () if clean else self.guardrails.check(part)
+            violations: tuple[Violation, ...] = () if clean else scorer.guardrails.check(part)
             if violations:
-                self._count_violations(violations, route.deployment.version)
-                if self.guardrails.enforce:
+                scorer.observer.count_violations(violations, route.deployment.version)
+                if scorer.guardrails.enforce:
                     out.append(alone(item))
                     continue
-            prediction = self._answer(
+            prediction = scorer.answer(
                 item[0],
                 part,
                 item[1],
@@ -114,6 +131,6 @@ class _BatchScoring(_Scoring):
                 item[3],
                 [],
             )
-            self._mirror(plan, item[0], None, prediction)
+            scorer.mirror_to(plan, item[0], None, prediction)
             out.append(prediction)
         return out

@@ -1,10 +1,12 @@
-"""Following the registry: the poll (or a webhook's trigger) reads the registered model once,
-loads the versions the router wants on the watcher thread and swaps the fleet in one assignment
-(a mixin of :class:`~mlflow_plugin.serving.ChampionModel`)."""
+"""Following the registry: :class:`Follower` reads the registered model once per poll (or on a
+webhook's trigger), loads the versions the router wants on its watcher thread and swaps the
+fleet in one assignment."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
+import threading
 import time
 import uuid
 from typing import Any
@@ -13,15 +15,74 @@ from mlflow_plugin.controller import FALLBACK_ENABLED_TAG
 from mlflow_plugin.errors import IntegrityError, MlflowPluginError
 from mlflow_plugin.rollouts._state import RolloutState
 from mlflow_plugin.serving._inputs import ModelInputs
-from mlflow_plugin.serving._observing import _Cause, _iso, _log, _Observing
+from mlflow_plugin.serving._observing import Cause, Loader, Observer, iso, log
 from mlflow_plugin.serving._outputs import one_line
-from mlflow_plugin.serving._routing import Deployment, Fleet, LoadFailure
-from mlflow_plugin.serving._scoring import _NO_INPUTS
+from mlflow_plugin.serving._routing import Deployment, Fleet, LoadFailure, Router
+from mlflow_plugin.serving._scoring import NO_INPUTS
 from mlflow_plugin.types import CHAMPION
 
+__all__ = ["Follower"]
 
-class _Following(_Observing):
-    """Reading the registry and loading, swapping and discarding versions."""
+
+class Follower:
+    """The fleet of loaded versions of one registered model, kept in step with the registry.
+
+    Args:
+        name: registered model name.
+        registry: registry adapter.
+        router: names the versions to keep loaded.
+        observer: counters and failure reports.
+        loader: ``(model_name, version) -> model`` (None: download and ``mlflow.pyfunc`` load).
+        poll_interval: seconds between two registry reads.
+        retry_interval: seconds before a version that failed to load is tried again.
+        verify: check downloaded files against the version's manifest (the default loader).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        registry: Any,
+        router: Router,
+        observer: Observer,
+        *,
+        loader: Loader | None,
+        poll_interval: float,
+        retry_interval: float,
+        verify: bool,
+    ) -> None:
+        self.name = name
+        self.registry = registry
+        self.router = router
+        self.observer = observer
+        self.poll_interval = poll_interval
+        self.retry_interval = retry_interval
+        self.verify = verify
+        self.fleet = Fleet()
+        self.last_swap: dict[str, Any] | None = None
+        self.last_poll: float | None = None
+        self.poll_error: str | None = None
+        self._loader = loader or self.load_pyfunc
+        self._workdir = tempfile.mkdtemp(prefix="mlflow-plugin-serve-")
+        self._refresh_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the watcher thread (one registry read per ``poll_interval``)."""
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop the watcher thread (the loaded versions stay)."""
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def remove_files(self) -> None:
+        """Delete the downloaded files (after :meth:`stop`)."""
+        shutil.rmtree(self._workdir, ignore_errors=True)
 
     def trigger(self) -> None:
         """Check the registry now instead of at the next poll (webhooks call this)."""
@@ -34,17 +95,17 @@ class _Following(_Observing):
                 info = self.registry.get_model(self.name)
             except MlflowPluginError as exc:
                 self.poll_error = str(exc)
-                self._count("poll_errors")
+                self.observer.count("poll_errors")
                 if raise_errors:
                     raise
-                _log.warning("%s: registry poll failed, serving on: %s", self.name, exc)
+                log.warning("%s: registry poll failed, serving on: %s", self.name, exc)
                 return False
             self.last_poll = time.time()
             self.poll_error = None
             wanted = self.router.wanted(info)
             enabled = info.tags.get(FALLBACK_ENABLED_TAG, "false") == "true"
             rollout = RolloutState.from_tags(info.tags)  # the same call: no extra round trip
-            old = self._fleet
+            old = self.fleet
             loaded: dict[str, Deployment] = {}
             failed: dict[str, LoadFailure] = {}
             pending: list[tuple[str, str]] = []
@@ -71,7 +132,7 @@ class _Following(_Observing):
                 else:
                     loaded.pop(role, None)
                     failed[role] = result
-                    self._report_error(_Cause(role, version, "load", result.error))
+                    self.observer.report_error(Cause(role, version, "load", result.error))
                 changed = (
                     self._publish(Fleet(wanted, dict(loaded), dict(failed), enabled, rollout))
                     or changed
@@ -79,20 +140,20 @@ class _Following(_Observing):
             return changed
 
     def _publish(self, fleet: Fleet) -> bool:
-        old = self._fleet
+        old = self.fleet
         before = {r: d.version for r, d in old.loaded.items()}
         after = {r: d.version for r, d in fleet.loaded.items()}
-        self._fleet = fleet  # the swap: one reference assignment, atomic for readers
+        self.fleet = fleet  # the swap: one reference assignment, atomic for readers
         if before.get(CHAMPION) != after.get(CHAMPION) and CHAMPION in after:
             loaded = fleet.loaded[CHAMPION]
             self.last_swap = {
                 "from": before.get(CHAMPION),
                 "to": after[CHAMPION],
-                "at": _iso(time.time()),
+                "at": iso(time.time()),
                 "load_seconds": round(loaded.load_seconds, 3),
             }
-            self._count("swaps")
-            _log.info(
+            self.observer.count("swaps")
+            log.info(
                 "%s: swap: champion %s -> %s (loaded in %.2fs)",
                 self.name,
                 before.get(CHAMPION),
@@ -114,16 +175,17 @@ class _Following(_Observing):
         try:
             model = self._loader(self.name, version)
         except Exception as exc:  # noqa: BLE001 - any load failure leaves the version unloaded
-            self._count("load_failures")
-            _log.warning("%s version %s could not be loaded: %s", self.name, version, exc)
+            self.observer.count("load_failures")
+            log.warning("%s version %s could not be loaded: %s", self.name, version, exc)
             return LoadFailure(version, one_line(exc), time.time())
         try:
             inputs = ModelInputs.of(getattr(model, "metadata", None))
         except Exception:  # noqa: BLE001 - no usable schema: only the generic checks apply
-            inputs = _NO_INPUTS
+            inputs = NO_INPUTS
         return Deployment(version, model, time.time(), time.perf_counter() - t0, inputs)
 
-    def _load_pyfunc(self, name: str, version: str) -> Any:
+    def load_pyfunc(self, name: str, version: str) -> Any:
+        """The default loader: download ``models:/NAME/VERSION``, verify it, load it."""
         import mlflow.pyfunc
 
         from mlflow_plugin.integrity._manifest import (
@@ -143,7 +205,7 @@ class _Following(_Observing):
             if not report.ok:
                 raise IntegrityError(f"integrity check failed: {report.summary()}", report.problems)
             if report.trusted_on_first_use:
-                _log.warning(
+                log.warning(
                     "%s version %s has no %s: loaded unverified (trust on first use)",
                     name,
                     version,
@@ -165,7 +227,7 @@ class _Following(_Observing):
             try:
                 self.refresh()
             except Exception:  # noqa: BLE001 - the watcher must outlive any single failure
-                _log.exception("%s: refresh failed", self.name)
+                log.exception("%s: refresh failed", self.name)
 
 
 def _find(loaded: dict[str, Deployment], version: str) -> Deployment | None:

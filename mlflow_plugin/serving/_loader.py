@@ -13,40 +13,39 @@ plan (the fallback, when enabled) answers; ``error`` and ``recovery`` events go 
 rate-limited. When no route can answer, :class:`~mlflow_plugin.ModelUnavailable` says why; it
 never answers with a version the registry did not name.
 
-The class is built from parts, one module each: :mod:`._scoring` (one request),
-:mod:`._batch_scoring` (a batch in one ``predict``), :mod:`._following` (the registry poll, loads
-and swaps) over :mod:`._observing` (the shared state, counters, failure events, ``status()``).
+The class holds small collaborators, one module each (as httpx's ``Client`` holds its
+transport): a :class:`~._following.Follower` (the registry poll, loads and swaps: the fleet), a
+:class:`~._scoring.Scorer` (one request) and a :class:`~._batch_scoring.BatchScorer` (a batch
+in one ``predict``), a :class:`~._mirror.Mirror` (blue-green shadow scoring) and an
+:class:`~._observing.Observer` (counters, failure events) they share.
 """
 
 from __future__ import annotations
 
-import itertools
-import shutil
-import tempfile
-import threading
 import time
-import uuid
-from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.errors import BadInput, ModelUnavailable
-from mlflow_plugin.serving._batch_scoring import _BatchScoring
+from mlflow_plugin.serving._batch_scoring import BatchScorer
 from mlflow_plugin.serving._events import EventReporter
-from mlflow_plugin.serving._following import _Following
+from mlflow_plugin.serving._following import Follower
 from mlflow_plugin.serving._guardrails import Guardrails
 from mlflow_plugin.serving._inputs import InputGuard
 from mlflow_plugin.serving._mirror import Mirror
-from mlflow_plugin.serving._observing import Loader
+from mlflow_plugin.serving._observing import Loader, Observer, iso, why_unavailable
 from mlflow_plugin.serving._prediction_log import PredictionLog
-from mlflow_plugin.serving._rollout_router import RolloutRouter
+from mlflow_plugin.serving._rollout_router import RolloutRouter, rollout_status
 from mlflow_plugin.serving._routing import Fleet, Router
-from mlflow_plugin.serving._scoring import Prediction
-from mlflow_plugin.types import check_model_name
+from mlflow_plugin.serving._scoring import Prediction, Scorer
+from mlflow_plugin.types import CHAMPION, FALLBACK, check_model_name
+
+if TYPE_CHECKING:
+    from mlflow_plugin.serving._config import ServeConfig
 
 __all__ = ["ChampionModel", "Prediction"]
 
 
-class ChampionModel(_Following, _BatchScoring):
+class ChampionModel:
     """The champion of a registered model, hot-swapped on promotion, with a fallback.
 
     Args:
@@ -113,13 +112,11 @@ class ChampionModel(_Following, _BatchScoring):
         self.tracking_uri: str = getattr(registry, "uri", tracking_uri or "")
         self.poll_interval = float(poll_interval)
         self.retry_interval = float(retry_interval)
+        self.verify = verify
         self.guardrails = guardrails if guardrails is not None else Guardrails()
         self.prediction_log = prediction_log
         self.input_guard = input_guard if input_guard is not None else InputGuard()
-        self.verify = verify
-        self._degraded = False  # a backup route answered last: logged once per change
         self.router: Router = router if router is not None else RolloutRouter()
-        self.key_column = key_column or getattr(prediction_log, "key_column", None)
         self.mirror = Mirror(
             self.name,
             prediction_log=prediction_log,
@@ -129,38 +126,65 @@ class ChampionModel(_Following, _BatchScoring):
         self.events = EventReporter(
             self.name, ledger=ledger, tracking_uri=self.tracking_uri, interval=event_interval
         )
-        self._loader = loader or self._load_pyfunc
-        self._workdir = tempfile.mkdtemp(prefix="mlflow-plugin-serve-")
-        self._fleet = Fleet()
-        self._counts: Counter[tuple[str, ...]] = Counter()
-        self._counts_lock = threading.Lock()
-        # Scores a batch's second plan (a canary's share) beside the first: created on the
-        # first split batch, so a server without a canary never starts it.
-        self._groups_pool: Any = None
-        self._refresh_lock = threading.Lock()
-        self._wake = threading.Event()
+        self.observer = Observer(self.name, self.events)
+        self.follower = Follower(
+            self.name,
+            registry,
+            self.router,
+            self.observer,
+            loader=loader,
+            poll_interval=self.poll_interval,
+            retry_interval=self.retry_interval,
+            verify=verify,
+        )
+        self.scorer = Scorer(
+            self.name,
+            self.follower,
+            self.router,
+            self.observer,
+            guardrails=self.guardrails,
+            input_guard=self.input_guard,
+            prediction_log=prediction_log,
+            mirror=self.mirror,
+            key_column=key_column or getattr(prediction_log, "key_column", None),
+        )
+        self.batch_scorer = BatchScorer(self.scorer)
         self._closed = False
-        # Request ids: unique across processes and restarts, cheaper than a uuid4 per request.
-        self._id_prefix = uuid.uuid4().hex[:16]
-        self._ids = itertools.count(1)
-        self._warned: dict[tuple[str, str], float] = {}
-        self.last_swap: dict[str, Any] | None = None
-        self.last_poll: float | None = None
-        self.poll_error: str | None = None
         self.started_at = time.time()
         try:
             self.refresh(raise_errors=True)
             if require_ready and not self.router.plan(self._fleet, "").routes:
-                raise ModelUnavailable(f"{self.name}: {self._why_unavailable(self._fleet)}")
+                raise ModelUnavailable(f"{self.name}: {why_unavailable(self._fleet)}")
         except BaseException:
             self.close()
             raise
-        self._thread: threading.Thread | None = None
         if watch:
-            self._thread = threading.Thread(
-                target=self._watch, name=f"watch-{self.name}", daemon=True
+            self.follower.start()
+
+    @classmethod
+    def from_config(
+        cls, model_name: str, config: ServeConfig, *, tracking_uri: str | None = None
+    ) -> ChampionModel:
+        """The champion ``serve`` answers with: guardrails, input rules, prediction log and
+        poll from ``config``. The prediction log it opens is closed if the model cannot start."""
+        guardrails = config.guardrails()
+        prediction_log = config.open_prediction_log()
+        try:
+            return cls(
+                model_name,
+                tracking_uri=tracking_uri,
+                poll_interval=config.poll_interval,
+                guardrails=guardrails,
+                prediction_log=prediction_log,
+                event_interval=config.event_interval,
+                input_guard=config.input_guard(),
+                key_column=config.key_column,
+                mirror_queue=config.mirror_queue,
             )
-            self._thread.start()
+        except BaseException:
+            if prediction_log is not None:
+                prediction_log.close()
+            raise
 
     # -- answering -----------------------------------------------------------------------
     @property
@@ -179,23 +203,120 @@ class ChampionModel(_Following, _BatchScoring):
         """Like ``PyFuncModel.predict``: the output of whichever version answers."""
         return self.score(data, params).output
 
+    def score(
+        self,
+        data: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        input_flags: tuple[str, ...] | None = None,
+    ) -> Prediction:
+        """Answer one request and say who answered (see :meth:`Scorer.score`).
+
+        Raises:
+            BadInput: the input breaks an input guardrail or does not match the model's
+                signature (no fallback is tried: another version would refuse it too).
+            ModelUnavailable: no version could answer.
+        """
+        return self.scorer.score(data, params, request_id=request_id, input_flags=input_flags)
+
+    def score_batch(self, requests: list[tuple[Any, str, float, tuple[str, ...]]]) -> list[Any]:
+        """Answer several requests with one ``predict`` (see :meth:`BatchScorer.score_batch`)."""
+        return self.batch_scorer.score_batch(requests)
+
+    def check_input(self, data: Any) -> tuple[str, ...]:
+        """Apply the input guardrails for the version that would answer now (flags of tolerated
+        problems; :class:`BadInput` for a value the model cannot score)."""
+        return self.scorer.check_input(data)
+
+    def new_request_id(self) -> str:
+        return self.scorer.new_request_id()
+
+    @property
+    def key_column(self) -> str | None:
+        """The input column holding a request's entity key for the canary split."""
+        return self.scorer.key_column
+
+    # -- following -----------------------------------------------------------------------
+    def refresh(self, *, raise_errors: bool = False) -> bool:
+        """Read the registry once and load/swap what changed; True if anything was swapped."""
+        return self.follower.refresh(raise_errors=raise_errors)
+
+    def trigger(self) -> None:
+        """Check the registry now instead of at the next poll (webhooks call this)."""
+        self.follower.trigger()
+
+    @property
+    def _fleet(self) -> Fleet:
+        """The loaded versions now (the follower's last swap)."""
+        return self.follower.fleet
+
+    @property
+    def last_swap(self) -> dict[str, Any] | None:
+        return self.follower.last_swap
+
+    @property
+    def last_poll(self) -> float | None:
+        return self.follower.last_poll
+
+    @property
+    def poll_error(self) -> str | None:
+        return self.follower.poll_error
+
+    # -- observing -----------------------------------------------------------------------
+    def counts(self) -> dict[tuple[str, ...], int]:
+        """A copy of the counters, keyed like ``("predictions", version, role)``,
+        ``("fallbacks", cause)``, ``("guardrail", rule, version)``, ``("swaps",)`` ..."""
+        return self.observer.counts()
+
+    def status(self) -> dict[str, Any]:
+        """What serves and why, as a JSON-ready dict (the server's ``/health``)."""
+        fleet = self._fleet
+        plan = self.router.plan(fleet, "")
+        roles: dict[str, Any] = {}
+        for role in [*fleet.wanted, *(r for r in fleet.loaded if r not in fleet.wanted)]:
+            deployment = fleet.loaded.get(role)
+            failure = fleet.failed.get(role)
+            roles[role] = {
+                "wanted": fleet.wanted.get(role),
+                "loaded": deployment.version if deployment else None,
+                "loaded_at": iso(deployment.loaded_at) if deployment else None,
+                "load_seconds": round(deployment.load_seconds, 3) if deployment else None,
+                "error": failure.error if failure else None,
+            }
+        serving = plan.routes[0] if plan.routes else None
+        degraded = bool(plan.skipped) or (serving is not None and serving.role != CHAMPION)
+        return {
+            "model": self.name,
+            "status": "unavailable" if serving is None else ("degraded" if degraded else "ok"),
+            "serving": {"version": serving.deployment.version, "role": serving.role}
+            if serving
+            else None,
+            "champion": roles.get(CHAMPION),
+            "fallback": {"enabled": fleet.fallback_enabled, **(roles.get(FALLBACK) or {})},
+            "roles": roles,
+            "last_swap": self.last_swap,
+            "last_poll": iso(self.last_poll) if self.last_poll else None,
+            "poll_error": self.poll_error,
+            "poll_interval": self.poll_interval,
+            "rollout": rollout_status(fleet, self.mirror.stats()),
+            "prediction_log": self.prediction_log.stats() if self.prediction_log else None,
+            "events": self.events.stats(),
+        }
+
     # -- lifecycle -----------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
         """Stop watching, write what the prediction log and the ledger queue hold."""
         if self._closed:
             return
         self._closed = True
-        self._wake.set()
-        thread = getattr(self, "_thread", None)
-        if thread is not None:
-            thread.join(timeout)
+        self.follower.stop(timeout)
         self.mirror.close(timeout)  # before the log: its last preview rows go to the log too
         if self.prediction_log is not None:
             self.prediction_log.close(timeout)
         self.events.close(timeout)
-        if self._groups_pool is not None:
-            self._groups_pool.shutdown(wait=False)
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        self.batch_scorer.close()
+        self.follower.remove_files()
 
     def __enter__(self) -> ChampionModel:
         return self

@@ -1,24 +1,29 @@
-"""Answering one request: the input guardrails, the plan's routes in order, the output
-guardrails, the prediction log and the mirror (a mixin of
-:class:`~mlflow_plugin.serving.ChampionModel`)."""
+"""Answering one request: :class:`Scorer` applies the input guardrails, tries the plan's routes
+in order, the output guardrails, and writes the prediction log and the mirror."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.errors import BadInput, ModelUnavailable
 from mlflow_plugin.rollouts._state import CANARY
-from mlflow_plugin.serving._guardrails import Violation
-from mlflow_plugin.serving._inputs import ModelInputs
-from mlflow_plugin.serving._observing import _Cause, _log, _Observing
+from mlflow_plugin.serving._guardrails import Guardrails, Violation
+from mlflow_plugin.serving._inputs import InputGuard, ModelInputs
+from mlflow_plugin.serving._mirror import Mirror
+from mlflow_plugin.serving._observing import Cause, Observer
 from mlflow_plugin.serving._outputs import one_line
-from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR, PredictionRecord
-from mlflow_plugin.serving._routing import Plan
-from mlflow_plugin.types import CHAMPION
+from mlflow_plugin.serving._prediction_log import ENTITY_KEYS_ATTR, PredictionLog, PredictionRecord
+from mlflow_plugin.serving._routing import Plan, Router
+
+if TYPE_CHECKING:
+    from mlflow_plugin.serving._following import Follower
+
+__all__ = ["NO_INPUTS", "Prediction", "Scorer"]
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,46 @@ class Prediction:
     flags: tuple[str, ...] = ()
 
 
-class _Scoring(_Observing):
-    """Answering a request: the plan's first route that answers within the guardrails."""
+class Scorer:
+    """Answering a request: the plan's first route that answers within the guardrails.
 
-    _id_prefix: str
-    _ids: itertools.count[int]
+    Args:
+        name: registered model name (for the prediction log).
+        follower: whose fleet answers (read once per request).
+        router: the plan of routes for a request.
+        observer: counters and failure reports.
+        guardrails: output rules.
+        input_guard: input rules.
+        prediction_log: where every answer is logged (None: not logged).
+        mirror: scores shadow routes off the request path.
+        key_column: input column holding a request's entity key for the canary split.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        follower: Follower,
+        router: Router,
+        observer: Observer,
+        *,
+        guardrails: Guardrails,
+        input_guard: InputGuard,
+        prediction_log: PredictionLog | None,
+        mirror: Mirror,
+        key_column: str | None,
+    ) -> None:
+        self.name = name
+        self.follower = follower
+        self.router = router
+        self.observer = observer
+        self.guardrails = guardrails
+        self.input_guard = input_guard
+        self.prediction_log = prediction_log
+        self.mirror = mirror
+        self.key_column = key_column
+        # Request ids: unique across processes and restarts, cheaper than a uuid4 per request.
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._ids = itertools.count(1)
 
     def check_input(self, data: Any) -> tuple[str, ...]:
         """Apply the input guardrails for the version that would answer now.
@@ -62,17 +102,17 @@ class _Scoring(_Observing):
         """
         if self.input_guard.mode == "off":
             return ()
-        routes = self.router.plan(self._fleet, "").routes
+        routes = self.router.plan(self.follower.fleet, "").routes
         inputs = routes[0].deployment.inputs if routes else None
         if inputs is None:
-            inputs = _NO_INPUTS
+            inputs = NO_INPUTS
         try:
             flags = self.input_guard.check(data, inputs)
         except BadInput:
-            self._count("bad_input")
+            self.observer.count("bad_input")
             raise
         for flag in flags:
-            self._count("input_guardrail", flag)
+            self.observer.count("input_guardrail", flag)
         return flags
 
     def new_request_id(self) -> str:
@@ -103,9 +143,9 @@ class _Scoring(_Observing):
         t0 = time.perf_counter()
         rid = request_id or self.new_request_id()
         in_flags = self.check_input(data) if input_flags is None else input_flags
-        return self._score(data, params, rid, t0, in_flags)
+        return self.score_checked(data, params, rid, t0, in_flags)
 
-    def _score(
+    def score_checked(
         self,
         data: Any,
         params: dict[str, Any] | None,
@@ -113,9 +153,10 @@ class _Scoring(_Observing):
         t0: float,
         in_flags: tuple[str, ...],
     ) -> Prediction:
-        plan: Plan = self.router.plan(self._fleet, rid, self._entity_key(data))
+        """:meth:`score` once the input guardrails passed (``in_flags``) and the clock started."""
+        plan: Plan = self.router.plan(self.follower.fleet, rid, self.entity_key(data))
         causes = [
-            _Cause(role, f.version, "missing" if not f.version else "load", f.error)
+            Cause(role, f.version, "missing" if not f.version else "load", f.error)
             for role, f in plan.skipped
         ]
         for cause in causes:
@@ -132,38 +173,38 @@ class _Scoring(_Observing):
                 )
             except Exception as exc:  # noqa: BLE001 - any model failure is a reason to fall back
                 if getattr(exc, "error_class", None) == "SCHEMA_ENFORCEMENT_FAILED":
-                    self._count("bad_input")
+                    self.observer.count("bad_input")
                     raise BadInput(_schema_reason(exc)) from None
-                cause = _Cause(route.role, deployment.version, "predict", one_line(exc))
+                cause = Cause(route.role, deployment.version, "predict", one_line(exc))
                 causes.append(cause)
                 if route.role == CANARY:
                     self._log_attempt(rid, data, cause, time.perf_counter() - t_route, in_flags)
                 continue
             violations: tuple[Violation, ...] = self.guardrails.check(output)
             if violations:
-                self._count_violations(violations, deployment.version)
+                self.observer.count_violations(violations, deployment.version)
                 if self.guardrails.enforce:
                     detail = "; ".join(str(v) for v in violations)
-                    cause = _Cause(route.role, deployment.version, "guardrail", detail)
+                    cause = Cause(route.role, deployment.version, "guardrail", detail)
                     causes.append(cause)
                     if route.role == CANARY:
                         flags = in_flags + tuple(v.rule for v in violations)
                         self._log_attempt(rid, data, cause, time.perf_counter() - t_route, flags)
                     continue
-            prediction = self._answer(
+            prediction = self.answer(
                 data, output, rid, t0, route.role, deployment.version, violations, in_flags, causes
             )
-            self._mirror(plan, data, params, prediction)
+            self.mirror_to(plan, data, params, prediction)
             return prediction
-        message = self._unavailable_message(causes)
-        self._count("unavailable")
+        message = self.observer.unavailable_message(causes, self.follower.fleet)
+        self.observer.count("unavailable")
         for cause in causes:
-            self._report_error(cause)
+            self.observer.report_error(cause)
         kinds = tuple(c.kind for c in causes)
         self._log_row(rid, None, None, time.perf_counter() - t0, data, error=message, flags=kinds)
         raise ModelUnavailable(message)
 
-    def _answer(
+    def answer(
         self,
         data: Any,
         output: Any,
@@ -173,26 +214,21 @@ class _Scoring(_Observing):
         version: str,
         violations: tuple[Violation, ...],
         in_flags: tuple[str, ...],
-        causes: list[_Cause],
+        causes: list[Cause],
     ) -> Prediction:
         """Count, log and wrap one request's answer."""
         latency = time.perf_counter() - t0
         slow = self.guardrails.check_latency(latency)
         if slow is not None:
-            self._count_violations((slow,), version)
+            self.observer.count_violations((slow,), version)
         flags = in_flags + tuple(v.rule for v in violations) + ((slow.rule,) if slow else ())
         fell_back = bool(causes)
-        if fell_back:
-            self._on_fallback(causes, role, version)
-        elif self._degraded and role == CHAMPION:
-            self._degraded = False
-            _log.warning("%s: recovered: champion version %s answers again", self.name, version)
-        with self._counts_lock:
-            self._counts["predictions", version, role] += 1
+        self.observer.answered(causes, role, version)
+        self.observer.count("predictions", version, role)
         self._log_row(rid, version, role, latency, data, output, fallback=fell_back, flags=flags)
         return Prediction(output, version, role, rid, latency, fell_back, flags)
 
-    def _entity_key(self, data: Any) -> str | None:
+    def entity_key(self, data: Any) -> str | None:
         """The request's entity key for the canary split: the first ``X-Entity-Key``, else the
         key column's value in the first row, else None (the request id decides)."""
         keys = getattr(data, "attrs", {}).get(ENTITY_KEYS_ATTR)
@@ -205,10 +241,10 @@ class _Scoring(_Observing):
         return None
 
     def _log_attempt(
-        self, rid: str, data: Any, cause: _Cause, latency: float, flags: tuple[str, ...]
+        self, rid: str, data: Any, cause: Cause, latency: float, flags: tuple[str, ...]
     ) -> None:
         """A failed canary attempt is a row of its own (the rollout's analysis counts them)."""
-        self._count("canary_failures", cause.kind)
+        self.observer.count("canary_failures", cause.kind)
         version = cause.version or None
         self._log_row(rid, version, cause.role, latency, data, error=cause.describe(), flags=flags)
 
@@ -244,14 +280,14 @@ class _Scoring(_Observing):
             )
         )
 
-    def _mirror(
+    def mirror_to(
         self, plan: Plan, data: Any, params: dict[str, Any] | None, prediction: Prediction
     ) -> None:
         for shadow in plan.shadows:
             self.mirror.submit(shadow, data, params, prediction.request_id, prediction.output)
 
 
-_NO_INPUTS = ModelInputs((), {})
+NO_INPUTS = ModelInputs((), {})
 
 
 def _schema_reason(exc: BaseException) -> str:

@@ -38,7 +38,7 @@ import click
 
 # FastAPI reads the handlers' annotations from this module's globals: import at module level
 # (the CLI imports this module only for `webhook-receiver`).
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mlflow_plugin._internal.asgi import BodyLimit, max_body_option, mb_to_bytes
@@ -72,6 +72,7 @@ __all__ = [
     "create_app",
     "parse_payload",
     "register_webhook",
+    "router",
     "sign",
     "verify_signature",
     "webhook_receiver",
@@ -95,6 +96,11 @@ def create_app(
 ) -> FastAPI:
     """The receiver as a FastAPI app; the reconcile workers live as long as the app runs.
 
+    The endpoints are the top-level functions of :data:`router`; they read the secret, the
+    replay window and the queue from ``request.app.state``. A delivery that is not authentic
+    raises :class:`SignatureError` (401), one that is not a webhook payload :class:`BadInput`
+    (400); the exception handlers answer them.
+
     Args:
         secret: the webhook's shared secret.
         reconcile: called with a model name in a background thread.
@@ -109,8 +115,6 @@ def create_app(
     if not secret:
         raise BadInput("the webhook secret is empty")
     queue = ReconcileQueue(reconcile, threads=threads)
-    # Twice the window: a timestamp may also lie up to max_age in the future.
-    seen = _SeenDeliveries(2 * max_age)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -127,51 +131,71 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=mb_to_bytes(max_body_mb))
     app.state.queue = queue
-
-    def reply(code: int, /, **payload: Any) -> JSONResponse:
-        return JSONResponse(payload, status_code=code)
-
-    @app.post("/webhook")
-    async def webhook(request: Request) -> JSONResponse:
-        body = await request.body()  # BodyLimit answers 413 while reading an oversized one
-        headers = request.headers
-        try:
-            verify_signature(
-                secret,
-                body,
-                signature=headers.get(SIGNATURE_HEADER),
-                timestamp=headers.get(TIMESTAMP_HEADER),
-                delivery_id=headers.get(DELIVERY_ID_HEADER),
-                max_age=max_age,
-            )
-            event, model = parse_payload(body)
-        except SignatureError as exc:
-            _log.warning("webhook rejected: %s", exc)
-            return reply(401, error=str(exc))
-        except BadInput as exc:
-            return reply(400, error=str(exc))
-        if model is None:
-            return reply(200, ignored=event)
-        if model.startswith(LOCK_PREFIX):
-            return reply(200, ignored=event, model=model, reason="promotion lock model")
-        delivery_id = headers[DELIVERY_ID_HEADER]
-        if not seen.first_time(delivery_id):
-            return reply(200, duplicate=delivery_id, model=model)
-        try:
-            queued = queue.submit(model)
-        except RuntimeError:
-            return reply(503, error="shutting down")
-        return reply(202, event=event, model=model, coalesced=not queued)
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        return reply(200, status="ok", **queue.snapshot())
-
-    @app.get("/recent")
-    async def recent() -> JSONResponse:
-        return reply(200, runs=queue.recent_runs())
-
+    app.state.secret = secret
+    app.state.max_age = max_age
+    # Twice the window: a timestamp may also lie up to max_age in the future.
+    app.state.seen = _SeenDeliveries(2 * max_age)
+    app.add_exception_handler(SignatureError, not_authentic)
+    app.add_exception_handler(BadInput, not_a_delivery)
+    app.include_router(router)
     return app
+
+
+router = APIRouter()
+
+
+@router.post("/webhook")
+async def webhook(request: Request) -> JSONResponse:
+    """Check a delivery, then queue a reconcile of the model it names (202)."""
+    state = request.app.state
+    body = await request.body()  # BodyLimit answers 413 while reading an oversized one
+    headers = request.headers
+    verify_signature(
+        state.secret,
+        body,
+        signature=headers.get(SIGNATURE_HEADER),
+        timestamp=headers.get(TIMESTAMP_HEADER),
+        delivery_id=headers.get(DELIVERY_ID_HEADER),
+        max_age=state.max_age,
+    )
+    event, model = parse_payload(body)
+    if model is None:
+        return _reply(200, ignored=event)
+    if model.startswith(LOCK_PREFIX):
+        return _reply(200, ignored=event, model=model, reason="promotion lock model")
+    delivery_id = headers[DELIVERY_ID_HEADER]
+    if not state.seen.first_time(delivery_id):
+        return _reply(200, duplicate=delivery_id, model=model)
+    try:
+        queued = state.queue.submit(model)
+    except RuntimeError:
+        return _reply(503, error="shutting down")
+    return _reply(202, event=event, model=model, coalesced=not queued)
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    return _reply(200, status="ok", **request.app.state.queue.snapshot())
+
+
+@router.get("/recent")
+async def recent(request: Request) -> JSONResponse:
+    return _reply(200, runs=request.app.state.queue.recent_runs())
+
+
+async def not_authentic(request: Request, exc: Exception) -> JSONResponse:
+    """401: the signature or the timestamp does not check out."""
+    _log.warning("webhook rejected: %s", exc)
+    return _reply(401, error=str(exc))
+
+
+async def not_a_delivery(request: Request, exc: Exception) -> JSONResponse:
+    """400: the body is not a webhook payload."""
+    return _reply(400, error=str(exc))
+
+
+def _reply(code: int, /, **payload: Any) -> JSONResponse:
+    return JSONResponse(payload, status_code=code)
 
 
 def register_webhook(
