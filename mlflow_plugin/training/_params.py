@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mlflow_plugin.errors import ConfigError
-from mlflow_plugin.types import STRATEGIES, check_model_name, check_version
+from mlflow_plugin.types import check_model_name, check_version
 
 if TYPE_CHECKING:
     pass
@@ -25,7 +25,6 @@ __all__ = [
     "ValidateParams",
     "optional_float",
     "check_missing",
-    "check_strategy",
     "check_time_scale",
     "given",
     "optional_version",
@@ -282,12 +281,6 @@ def check_time_scale(value: float | None) -> float | None:
     """None (the recipe's, else 1) or a positive finite number."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise ConfigError(f"time_scale: must be > 0, got {value!r}")
-    return value
-
-
-def check_strategy(value: str) -> str:
-    if value not in STRATEGIES:
-        raise ConfigError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {value!r}")
     return value
 
 

@@ -22,7 +22,7 @@ from mlflow_plugin.errors import ConfigError, DataError, GateFailed
 from mlflow_plugin.policy import load_policy
 from mlflow_plugin.settings import TAG_PREFIX
 from mlflow_plugin.training._gating import StepVerdict, log_metrics
-from mlflow_plugin.training._params import TrainParams, check_strategy
+from mlflow_plugin.training._params import TrainParams
 from mlflow_plugin.training._promote import OUTCOME_TAG, promote_in_run
 from mlflow_plugin.training._tracking import (
     CLOCK,
@@ -33,6 +33,7 @@ from mlflow_plugin.training._tracking import (
     step_run,
     warm_imports,
 )
+from mlflow_plugin.types import check_strategy
 
 if TYPE_CHECKING:
     from mlflow_plugin.controller import Controller

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from mlflow_plugin import BadInput, ConfigError, DataError
 from mlflow_plugin.policy import load_policy
+from mlflow_plugin.training import PipelineParams
 from mlflow_plugin.training._folds import kfold, rolling_origin
 from mlflow_plugin.training._params import (
     BacktestParams,
@@ -18,6 +19,7 @@ from mlflow_plugin.training._params import (
     optional_version,
     parse_features,
 )
+from mlflow_plugin.types import check_strategy
 
 
 class TestParams:
@@ -58,6 +60,15 @@ class TestParams:
             Columns.parse("week", "arrest", None, "age,week")
         with pytest.raises(ConfigError, match="folds"):
             BacktestParams("m", folds=1)
+
+    def test_bad_strategy_is_the_controllers_bad_input(self):
+        """``main``'s strategy fails with the same BadInput (exit 2) and words as ``promote``."""
+        with pytest.raises(BadInput, match="^unknown strategy 'shadow'; expected one of") as err:
+            PipelineParams(TrainParams("m"), strategy="shadow")
+        assert err.value.exit_code == 2
+        with pytest.raises(BadInput) as direct:
+            check_strategy("shadow")
+        assert direct.value.message == err.value.message
 
 
 class TestPolicy:
