@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from mlflow_plugin.errors import MlflowPluginError
+from mlflow_plugin.settings import mlflow_tracking_uri
 
 __all__ = ["ErrorHandlingGroup", "fail", "given_tracking_uri", "json_option"]
 
@@ -43,7 +44,7 @@ class ErrorHandlingGroup(click.Group):
         except RecursionError as exc:  # e.g. a hostile, deeply nested input document
             fail(ctx, RuntimeError(f"input nested too deeply ({exc})"), 2)
         except Exception as exc:  # noqa: BLE001 - the last line of defence of a command line
-            uri = given_tracking_uri(ctx) or os.environ.get("MLFLOW_TRACKING_URI", "")
+            uri = given_tracking_uri(ctx) or mlflow_tracking_uri()
             ours = as_plugin_error(exc, "tracking server call", uri)
             if isinstance(ours, MlflowPluginError):
                 fail(ctx, ours, ours.exit_code)

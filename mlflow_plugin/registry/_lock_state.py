@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin._internal.holder import dead_local_holder
-from mlflow_plugin.errors import BadInput, NotFound, PermissionDenied
-from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.errors import NotFound, PermissionDenied
+from mlflow_plugin.settings import TAG_PREFIX, env_seconds, lock_lease
 from mlflow_plugin.types import check_model_name
 
 if TYPE_CHECKING:
@@ -72,31 +71,6 @@ def _lock_leftovers(registry: Registry, lock_name: str) -> list[str]:
     pattern = f"name LIKE '{lock_name}.stale.%'"
     found = registry._do("lock leftovers", registry.client.search_registered_models, pattern)
     return sorted(rm.name for rm in found)
-
-
-def env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput(f"{name}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise BadInput(f"{name}={raw!r} must be positive")
-    return value
-
-
-def lock_lease() -> float:
-    """``$MLFLOW_PLUGIN_LOCK_LEASE`` seconds (default 30)."""
-    raw = os.environ.get("MLFLOW_PLUGIN_LOCK_LEASE", "30")
-    try:
-        lease = float(raw)
-    except ValueError:
-        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} is not a number of seconds") from None
-    if not 0.5 <= lease <= 3600:
-        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} must be between 0.5 and 3600 seconds")
-    return lease
 
 
 def lock_model_name(model: str) -> str:

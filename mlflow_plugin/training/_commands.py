@@ -371,9 +371,10 @@ def _tag_project_run(step: str | None, why: str) -> None:
     exits (``_maybe_set_run_terminated`` compares a status name with status numbers) and fails
     with a traceback on a deleted run."""
     import contextlib
-    import os
 
-    run_id = os.environ.get("MLFLOW_RUN_ID")
+    from mlflow_plugin.settings import mlflow_run_id
+
+    run_id = mlflow_run_id()
     if not run_id or not step:
         return
     with contextlib.suppress(Exception):  # best effort: the error line is what matters
