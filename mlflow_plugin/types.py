@@ -176,6 +176,8 @@ def check_event_type(event_type: object) -> str:
 
 
 def check_strategy(strategy: object) -> str:
+    """``strategy`` if it is one of :data:`STRATEGIES`; else BadInput (exit 2). The one check
+    for the CLI, the REST API, the controller and the ``main`` entry point alike."""
     if strategy not in STRATEGIES:
         raise BadInput(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     return str(strategy)

@@ -14,6 +14,21 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _shared_pool() -> ThreadPoolExecutor:
+    """The process's one pool for :func:`parallel`, :func:`beside` and :func:`submit`: made on
+    first use, kept for the life of the process.
+
+    Two pools keep their own lifetime on purpose: the REST artifact download's, made per
+    download (it may run inside a pooled call, and waiting there for more pool work could
+    starve the pool), and the serving batcher's, owned by the model it scores for
+    (:mod:`mlflow_plugin.serving._batch_scoring`)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
+        return _pool
+
+
 def parallel(*calls: Callable[[], Any]) -> list[Any]:
     """Call each of ``calls`` concurrently and return their results in order.
 
@@ -24,11 +39,8 @@ def parallel(*calls: Callable[[], Any]) -> list[Any]:
     """
     if len(calls) <= 1:
         return [call() for call in calls]
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
-    futures = [_pool.submit(contextvars.copy_context().run, call) for call in calls]
+    pool = _shared_pool()
+    futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
     wait(futures)
     return [f.result() for f in futures]
 
@@ -38,11 +50,8 @@ def beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> Any:
     call that must stay on the caller's thread, e.g. MLflow's ``end_run``, which pops that
     thread's run stack); return ``foreground``'s result once both are done. A failure is raised
     after both finished (``foreground``'s if both failed)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
-    future = _pool.submit(contextvars.copy_context().run, background)
+    pool = _shared_pool()
+    future = pool.submit(contextvars.copy_context().run, background)
     try:
         result = foreground()
     finally:
@@ -54,8 +63,5 @@ def beside(background: Callable[[], Any], foreground: Callable[[], Any]) -> Any:
 def submit(call: Callable[[], Any]) -> Future[Any]:
     """Start ``call`` in a pool thread (in a copy of the caller's context); the caller waits for
     the future before it depends on the call. ``call`` must not wait for other pool work."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="mlflow_plugin")
-    return _pool.submit(contextvars.copy_context().run, call)
+    pool = _shared_pool()
+    return pool.submit(contextvars.copy_context().run, call)

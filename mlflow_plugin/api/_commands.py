@@ -29,10 +29,9 @@ def api(ctx: click.Context, host: str, port: int, max_body_mb: float, no_docs: b
     uri = resolve_tracking_uri(ctx.find_root().params.get("tracking_uri"))
     if not uri.startswith(("http://", "https://")):
         raise BadInput(f"api needs an http(s) tracking server, not {uri!r}")
-    if os.environ.get("MLFLOW_WORKSPACE"):
-        # Each request names its organisation; a process-wide workspace would be a default
-        # that a request could silently fall back to.
-        del os.environ["MLFLOW_WORKSPACE"]
+    # Each request names its organisation; a process-wide workspace would be a default that a
+    # request could silently fall back to.
+    os.environ.pop("MLFLOW_WORKSPACE", None)
     # Callers' requests carry their own credentials (scoped clients never read these); the
     # process's own, if any, serve only retention's artifact reads (docs/ARCHITECTURE.md).
     app = create_app(uri, max_body_mb=max_body_mb, docs=not no_docs)

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+from mlflow_plugin.settings import mlflow_tracking_uri
+
 __all__ = ["DEMO_EXPERIMENT", "DEMO_MODEL", "main"]
 
 DEMO_MODEL = "rossi-survival"
@@ -43,10 +45,10 @@ def _cli(*args: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit status."""
     started = time.perf_counter()
-    local = not os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    uri = mlflow_tracking_uri()
+    local = not uri.strip()
     if local:
-        os.environ["MLFLOW_TRACKING_URI"] = _LOCAL_STORE
-    uri = os.environ["MLFLOW_TRACKING_URI"]
+        uri = os.environ["MLFLOW_TRACKING_URI"] = _LOCAL_STORE
     os.environ.setdefault("MLFLOW_PLUGIN_ACTOR", "demo")
 
     import logging

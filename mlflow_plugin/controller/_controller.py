@@ -184,11 +184,74 @@ class Controller:
             "ledger": {"ok": chain.ok, "events": chain.events, "problems": chain.problems},
         }
 
-    # -- promotion and rollback (defined in :mod:`._promotion` and :mod:`._rollback`) -----
-    promote = _promotion.promote
-    set_challenger = _promotion.set_challenger
-    reject = _promotion.reject
-    rollback = _rollback.rollback
+    # -- promotion and rollback (the bodies are in :mod:`._promotion` and :mod:`._rollback`) -
+    def promote(
+        self,
+        model: str,
+        version: str | int | None = None,
+        *,
+        strategy: str = "all_at_once",
+        force: bool = False,
+        reason: str = "",
+        steps: tuple[float, ...] | None = None,
+        interval_s: float | None = None,
+        keep_previous_s: float | None = None,
+        watch_s: float | None = None,
+        rollout_id: str = "",
+    ) -> Outcome:
+        """Make ``version`` (default: the challenger) champion if its gates passed.
+
+        ``canary`` and ``blue_green`` start a rollout instead (``steps``, ``interval_s``,
+        ``keep_previous_s``), ``all_at_once`` with ``watch_s`` promotes and then watches (see
+        :mod:`mlflow_plugin.rollouts`); plain ``all_at_once`` switches at once. A rollout in
+        progress refuses any promotion but its own cutover (``rollout_id``).
+
+        Raises:
+            GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
+            BadInput: unknown model/version/strategy, no challenger, ``force`` without a
+                reason.
+            LockLost: the lock was lost before the alias writes (nothing was written).
+        """
+        return _promotion.promote(
+            self,
+            model,
+            version,
+            strategy=strategy,
+            force=force,
+            reason=reason,
+            steps=steps,
+            interval_s=interval_s,
+            keep_previous_s=keep_previous_s,
+            watch_s=watch_s,
+            rollout_id=rollout_id,
+        )
+
+    def set_challenger(self, model: str, version: str | int) -> None:
+        """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
+        ``Staging``; the previous challenger leaves ``Staging``."""
+        _promotion.set_challenger(self, model, version)
+
+    def reject(self, model: str, version: str, failed: list[str], message: str = "") -> Event:
+        """Record that ``version`` was refused by the gates ``failed``. The champion is
+        untouched; the version stops being the challenger (and leaves ``Staging``)."""
+        return _promotion.reject(self, model, version, failed, message)
+
+    def rollback(
+        self,
+        model: str,
+        *,
+        reason: str,
+        to_version: str | int | None = None,
+        force: bool = False,
+    ) -> Outcome:
+        """Move ``champion`` back to the last known good version (or ``to_version``).
+
+        Raises:
+            BadInput: empty reason, no champion, no earlier champion, unknown version.
+            GateFailed: the target failed its gates and ``force`` is not set.
+            LockLost: the lock was lost before the alias writes (nothing was written).
+        """
+        return _rollback.rollback(self, model, reason=reason, to_version=to_version, force=force)
 
     # -- fallback configuration ----------------------------------------------------------
     def fallback_enable(self, model: str, version: str | int | None = None) -> Outcome:

@@ -47,18 +47,7 @@ def promote(
     watch_s: float | None = None,
     rollout_id: str = "",
 ) -> Outcome:
-    """Make ``version`` (default: the challenger) champion if its gates passed.
-
-    ``canary`` and ``blue_green`` start a rollout instead (``steps``, ``interval_s``,
-    ``keep_previous_s``), ``all_at_once`` with ``watch_s`` promotes and then watches (see
-    :mod:`._rollout`); plain ``all_at_once`` switches at once. A rollout in progress refuses
-    any promotion but its own cutover (``rollout_id``).
-
-    Raises:
-        GateFailed: a gate tag is not ``passed`` (a ``rejected`` event was written).
-        BadInput: unknown model/version, no challenger, ``force`` without a reason.
-        LockLost: the lock was lost before the alias writes (nothing was written).
-    """
+    """The body of :meth:`Controller.promote` (its docstring says what it does)."""
     check_model_name(model)
     check_strategy(strategy)
     if force and not reason.strip():
@@ -165,8 +154,7 @@ def _gate_check(
 
 
 def set_challenger(ctl: Controller, model: str, version: str | int) -> None:
-    """Point ``challenger`` at ``version`` (a candidate under evaluation), mirrored as
-    ``Staging``; the previous challenger leaves ``Staging``."""
+    """The body of :meth:`Controller.set_challenger`."""
     v = check_version(version)
     intent = {"op": "set_challenger", "version": v, "actor": actor()}
     with ctl.registry.lock(model, intent=intent) as lock:
@@ -187,8 +175,7 @@ def set_challenger(ctl: Controller, model: str, version: str | int) -> None:
 def reject(
     ctl: Controller, model: str, version: str, failed: list[str], message: str = ""
 ) -> Event:
-    """Record that ``version`` was refused by the gates ``failed``. The champion is
-    untouched; the version stops being the challenger (and leaves ``Staging``)."""
+    """The body of :meth:`Controller.reject`."""
     v = check_version(version)
     with ctl.registry.lock(model, intent={"op": "reject", "version": v, "actor": actor()}) as lock:
         ctl._recover(model, lock)

@@ -37,13 +37,7 @@ def rollback(
     to_version: str | int | None = None,
     force: bool = False,
 ) -> Outcome:
-    """Move ``champion`` back to the last known good version (or ``to_version``).
-
-    Raises:
-        BadInput: empty reason, no champion, no earlier champion, unknown version.
-        GateFailed: the target failed its gates and ``force`` is not set.
-        LockLost: the lock was lost before the alias writes (nothing was written).
-    """
+    """The body of :meth:`Controller.rollback` (its docstring says what it does)."""
     check_model_name(model)
     if not reason or not reason.strip():
         raise BadInput("rollback needs a non-empty --reason")

@@ -3,11 +3,10 @@ failures otherwise."""
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from mlflow_plugin.mlflow_io._click import json_option
+from mlflow_plugin.settings import doctor_min_free_gb
 
 __all__ = ["doctor"]
 
@@ -27,7 +26,7 @@ _MARK = {"pass": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
     "--min-free-gb",
     type=click.FloatRange(min=0),
     show_default=True,
-    default=lambda: float(os.environ.get("MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB", "1")),
+    default=doctor_min_free_gb,
     help="Least free disk space per checked path ($MLFLOW_PLUGIN_DOCTOR_MIN_FREE_GB).",
 )
 @click.option(

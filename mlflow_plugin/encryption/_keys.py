@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_plugin.encryption._format import EncryptionFailure
+from mlflow_plugin.settings import KEY_ENV_PREFIX, KEY_FILE_ENV, key_file, workspace_keys
 
 __all__ = [
     "KEY_ENV_PREFIX",
@@ -35,8 +36,6 @@ __all__ = [
     "keyring",
 ]
 
-KEY_FILE_ENV = "MLFLOW_PLUGIN_KEY_FILE"
-KEY_ENV_PREFIX = "MLFLOW_PLUGIN_KEY_"
 _KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 _KEY_BYTES = 32
 
@@ -115,17 +114,17 @@ class Keyring:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.file_keys = dict(file_keys or {})
-        self.environ = os.environ if environ is None else environ
+        self.environ = environ  # None: the process's environment, read on every lookup
 
     def keys(self, workspace: str) -> tuple[Key, ...]:
         name = env_name(workspace)
-        value = self.environ.get(name, "").strip()
+        value = workspace_keys(name, self.environ)
         if value:
             return _parse_env(value, name)
         return self.file_keys.get(workspace, ())
 
     def _sources(self, workspace: str) -> str:
-        path = self.environ.get(KEY_FILE_ENV, "")
+        path = key_file(self.environ)
         return f"{env_name(workspace)}" + (f" or key file {path}" if path else "")
 
     def current(self, workspace: str) -> Key:
@@ -172,6 +171,5 @@ def _file_keys(path: str) -> dict[str, tuple[Key, ...]]:
 
 def keyring(environ: Mapping[str, str] | None = None) -> Keyring:
     """The process's keyring: ``MLFLOW_PLUGIN_KEY_FILE`` plus ``MLFLOW_PLUGIN_KEY_*``."""
-    env = os.environ if environ is None else environ
-    path = env.get(KEY_FILE_ENV, "").strip()
-    return Keyring(_file_keys(path) if path else {}, env)
+    path = key_file(environ).strip()
+    return Keyring(_file_keys(path) if path else {}, environ)

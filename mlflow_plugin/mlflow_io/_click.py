@@ -12,8 +12,9 @@ from typing import Any, NoReturn
 import click
 
 from mlflow_plugin.errors import MlflowPluginError
+from mlflow_plugin.settings import mlflow_tracking_uri
 
-__all__ = ["ErrorHandlingGroup", "fail", "json_option"]
+__all__ = ["ErrorHandlingGroup", "fail", "given_tracking_uri", "json_option"]
 
 #: ``--json``: machine-readable output instead of the aligned text (the ``as_json`` parameter).
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -43,15 +44,23 @@ class ErrorHandlingGroup(click.Group):
         except RecursionError as exc:  # e.g. a hostile, deeply nested input document
             fail(ctx, RuntimeError(f"input nested too deeply ({exc})"), 2)
         except Exception as exc:  # noqa: BLE001 - the last line of defence of a command line
-            ours = as_plugin_error(exc, "tracking server call", _tracking_uri(ctx))
+            uri = given_tracking_uri(ctx) or mlflow_tracking_uri()
+            ours = as_plugin_error(exc, "tracking server call", uri)
             if isinstance(ours, MlflowPluginError):
                 fail(ctx, ours, ours.exit_code)
             fail(ctx, exc, 1, unexpected=True)
 
 
-def _tracking_uri(ctx: click.Context) -> str:
-    uri = ctx.find_root().params.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI", "")
-    return str(uri or "")
+def given_tracking_uri(ctx: click.Context | None = None) -> str | None:
+    """The root command's ``--tracking-uri`` (click fills it from ``$MLFLOW_TRACKING_URI``) in
+    ``ctx`` (default: the current context, if any); None when not given, or when the root
+    command has no such option (the MLproject entry script): the caller then lets MLflow
+    resolve it. Unlike :func:`mlflow_plugin.mlflow_io._client.resolve_tracking_uri` this
+    neither checks the URI nor imports mlflow: it only says what the user asked for."""
+    if ctx is None:
+        ctx = click.get_current_context(silent=True)
+    uri = ctx.find_root().params.get("tracking_uri") if ctx is not None else None
+    return str(uri) if uri else None
 
 
 def _quiet_broken_pipe() -> NoReturn:

@@ -21,6 +21,7 @@ from mlflow_plugin.errors import (
     RegistryUnavailable,
     redact,
 )
+from mlflow_plugin.settings import artifact_request_timeout, mlflow_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow_plugin.mlflow_io._rest import RestError
@@ -208,7 +209,7 @@ def _bind_scope(client: Any, tracking_uri: str, registry_uri: str, scope: Scope)
 def resolve_tracking_uri(explicit: str | None) -> str:
     if explicit:
         return check_tracking_uri(explicit)
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    env = mlflow_tracking_uri().strip()
     if env and "mlflow" not in sys.modules:  # nothing can have called mlflow.set_tracking_uri
         return check_tracking_uri(env)
     import mlflow
@@ -312,7 +313,7 @@ def _scoped(tracking_uri: str, artifact_uri: str, scope: Scope) -> tuple[Any, ..
     base = tracking_uri.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts"
     auth = (scope.username, scope.password or "") if scope.username else None
     headers = {"X-MLFLOW-WORKSPACE": scope.workspace} if scope.workspace else {}
-    timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "15"))
+    timeout = artifact_request_timeout()
     return base, parts.path.strip("/"), auth, headers, timeout, requests.Session()
 
 

@@ -23,7 +23,6 @@ returned objects), :mod:`._rest_artifacts` (downloads); the import-linter contra
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,8 @@ from mlflow_plugin.mlflow_io._rest_entities import (
     RunTag,
     _kv,
 )
-from mlflow_plugin.mlflow_io._rest_http import _TRUE, RestError
+from mlflow_plugin.mlflow_io._rest_http import RestError
+from mlflow_plugin.settings import mlflow_auth_plugin_or_sigv4, rest_client_off
 
 if TYPE_CHECKING:
     from mlflow_plugin.mlflow_io._workspace import Scope
@@ -56,7 +56,6 @@ __all__ = [
     "rest_client_enabled",
 ]
 
-SWITCH = "MLFLOW_PLUGIN_REST_CLIENT"
 _PROMPT_TAG = "mlflow.prompt.is_prompt"
 _VIEW_TYPES = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
 
@@ -65,11 +64,7 @@ def rest_client_enabled(*uris: str) -> bool:
     """Whether the controller commands use :class:`RestClient` for these URIs: all ``http(s)``,
     ``$MLFLOW_PLUGIN_REST_CLIENT`` not ``off``, and no MLflow auth plugin
     (``MLFLOW_TRACKING_AUTH``) or AWS SigV4 signing, which only MLflow's client implements."""
-    if os.environ.get(SWITCH, "").strip().lower() in ("off", "0", "false", "no"):
-        return False
-    if os.environ.get("MLFLOW_TRACKING_AUTH", "").strip():
-        return False
-    if os.environ.get("MLFLOW_TRACKING_AWS_SIGV4", "").strip().lower() in _TRUE:
+    if rest_client_off() or mlflow_auth_plugin_or_sigv4():
         return False
     return all(urlsplit(u).scheme.lower() in ("http", "https") for u in uris if u)
 

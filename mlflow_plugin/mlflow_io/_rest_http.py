@@ -12,6 +12,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlflow_plugin.settings import http_settings, mlflow_workspace
+
 if TYPE_CHECKING:
     import requests
 
@@ -34,7 +36,6 @@ _STATUS_CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class RestError(Exception):
@@ -61,14 +62,6 @@ def _credentials_file() -> tuple[str | None, str | None]:
     return section.get("mlflow_tracking_username"), section.get("mlflow_tracking_password")
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        return default
-
-
 _sessions: dict[tuple[Any, ...], requests.Session] = {}
 _sessions_lock = threading.Lock()
 
@@ -80,9 +73,8 @@ def _session() -> requests.Session:
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7))
-    backoff = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", 2)
-    jitter = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", 1.0)
+    http = http_settings()
+    retries, backoff, jitter = http.max_retries, http.backoff_factor, http.backoff_jitter
     key = (os.getpid(), retries, backoff, jitter)
     with _sessions_lock:
         session = _sessions.get(key)
@@ -101,8 +93,8 @@ def _session() -> requests.Session:
                 allowed_methods=None,
             )
             adapter = HTTPAdapter(
-                pool_connections=int(_env_number("MLFLOW_HTTP_POOL_CONNECTIONS", 10)),
-                pool_maxsize=int(_env_number("MLFLOW_HTTP_POOL_MAXSIZE", 10)),
+                pool_connections=http.pool_connections,
+                pool_maxsize=http.pool_maxsize,
                 max_retries=retry,
             )
             session = requests.Session()
@@ -120,18 +112,18 @@ class _RestHttp:
 
     def _request_options(self) -> dict[str, Any]:
         headers = {"User-Agent": "mlflow-plugin-rest-client"}
+        http = http_settings()
         scope = self.scope
         if scope is not None:
             workspace = scope.workspace
             username, password, token = scope.username, scope.password, None
         else:
-            workspace = (os.environ.get("MLFLOW_WORKSPACE") or "").strip() or None
-            username = os.environ.get("MLFLOW_TRACKING_USERNAME") or None
-            password = os.environ.get("MLFLOW_TRACKING_PASSWORD") or None
+            workspace = mlflow_workspace()
+            username, password = http.username, http.password
             if not (username and password):
                 file_user, file_password = _credentials_file()
                 username, password = username or file_user, password or file_password
-            token = os.environ.get("MLFLOW_TRACKING_TOKEN") or None
+            token = http.token
         if workspace:
             headers["X-MLFLOW-WORKSPACE"] = workspace
         options: dict[str, Any] = {"headers": headers}
@@ -139,15 +131,11 @@ class _RestHttp:
             options["auth"] = (username, password)
         elif token:
             headers["Authorization"] = f"Bearer {token}"
-        server_cert = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None
-        insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in _TRUE
-        options["verify"] = server_cert or not insecure
-        client_cert = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH") or None
-        if client_cert:
-            options["cert"] = client_cert
-        options["timeout"] = _env_number("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
-        allow = os.environ.get("MLFLOW_ALLOW_HTTP_REDIRECTS", "true").lower() in ("true", "1")
-        options["allow_redirects"] = allow
+        options["verify"] = http.server_cert or not http.insecure_tls
+        if http.client_cert:
+            options["cert"] = http.client_cert
+        options["timeout"] = http.timeout
+        options["allow_redirects"] = http.allow_redirects
         return options
 
     def _send(self, method: str, url: str, *, workspace_header: bool = True, **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mlflow_plugin.errors import BadInput
+from mlflow_plugin.settings import mlflow_workspace
 
 __all__ = [
     "DEFAULT_WORKSPACE",
@@ -50,7 +51,7 @@ def active_workspace() -> str | None:
     """The workspace MLflow's client sends (``X-MLFLOW-WORKSPACE``), None when it sends none."""
     context = sys.modules.get("mlflow.utils.workspace_context")
     if context is None:  # mlflow not loaded: nothing set its context variable, the env rules
-        return (os.environ.get("MLFLOW_WORKSPACE") or "").strip() or None
+        return mlflow_workspace()
     return context.get_request_workspace()  # type: ignore[no-any-return]
 
 

@@ -9,7 +9,6 @@ run page charts them; ``monitoring.png`` draws them with the baseline and the th
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from mlflow_plugin.mlflow_io._client import (
     wrap_mlflow_errors,
 )
 from mlflow_plugin.monitoring._windows import METRICS, Window
-from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.settings import MONITORING_EXPERIMENT_DEFAULT, TAG_PREFIX, monitoring_experiment
 
 if TYPE_CHECKING:
     from mlflow_plugin.policy import PerformanceRules
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MONITORING_EXPERIMENT", "MonitoringRuns", "experiment_kind_tags"]
 
-MONITORING_EXPERIMENT = "mlflow_plugin-monitoring"
+MONITORING_EXPERIMENT = MONITORING_EXPERIMENT_DEFAULT
 #: MLflow 3 opens an experiment in its "Model training" view when this tag says so.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
@@ -35,12 +34,6 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 def experiment_kind_tags(note: str) -> dict[str, str]:
     """Tags of an experiment that MLflow's UI should open as "Model training"."""
     return {EXPERIMENT_KIND_TAG: "custom_model_development", "mlflow.note.content": note}
-
-
-def monitoring_experiment() -> str:
-    return (
-        os.environ.get("MLFLOW_PLUGIN_MONITORING_EXPERIMENT", "").strip() or MONITORING_EXPERIMENT
-    )
 
 
 class MonitoringRuns:

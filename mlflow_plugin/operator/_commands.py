@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from mlflow_plugin.errors import BadInput, RegistryUnavailable
-from mlflow_plugin.mlflow_io._click import json_option
+from mlflow_plugin.mlflow_io._click import given_tracking_uri, json_option
 
 __all__ = ["monitor", "operator", "outcomes", "tick"]
 
@@ -35,11 +35,6 @@ _POLICY = click.option(
 _NOW = click.option(
     "--now", default=None, hidden=True, help="Pretend it is this ISO time (replays, tests)."
 )
-
-
-def _tracking_uri() -> str | None:
-    ctx = click.get_current_context()
-    return getattr(ctx.find_root().obj, "tracking_uri", None)
 
 
 def _window(text: str) -> timedelta:
@@ -135,7 +130,7 @@ def monitor(
     from mlflow_plugin.operator._tick import Operator
     from mlflow_plugin.policy import load_policy
 
-    controller = Controller.from_uri(_tracking_uri())
+    controller = Controller.from_uri(given_tracking_uri())
     info = controller.registry.get_model(model)
     wanted = version or info.aliases.get("champion")
     if not wanted:
@@ -235,7 +230,7 @@ def _build(loop: _Loop, wait: bool, now: str | None) -> Any:
 
     loaded = load_policy(loop.policy)
     length = _window(loop.window)  # bad input first, before the server is asked anything
-    controller = Controller.from_uri(_tracking_uri())
+    controller = Controller.from_uri(given_tracking_uri())
     _probe(controller)
     retrainer = Retrainer(
         controller.registry.uri,

@@ -1,8 +1,11 @@
 """The operator's single-instance guard: a lease in a registered-model tag.
 
-``mlflow_plugin.operator_lease`` holds ``{"owner": "host:pid", "expires": epoch}``. Taking it
-happens under the model's lock, so two operators (on any machines) cannot both hold a model;
-a lease that expired, or whose holder was a process of this host that is gone, is taken over. ``tick`` takes a short lease for its pass.
+``mlflow_plugin.operator_lease`` holds ``{"owner": "kind@host:pid", "expires": epoch,
+"pidns": "..."}`` (the holder's PID namespace, where known). Taking it happens under the model's
+lock, so two operators (on any machines) cannot both hold a model; a lease that expired, or whose
+holder was a process of this host and PID namespace that is gone
+(:func:`mlflow_plugin._internal.holder.dead_local_holder`), is taken over. ``tick`` takes a short
+lease for its pass.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import socket
 import time
 from typing import Any
 
+from mlflow_plugin._internal.holder import PID_NAMESPACE, dead_local_holder
 from mlflow_plugin.errors import MlflowPluginError
 
 __all__ = ["LEASE_TAG", "OperatorBusy", "OperatorLease"]
@@ -20,18 +24,11 @@ __all__ = ["LEASE_TAG", "OperatorBusy", "OperatorLease"]
 LEASE_TAG = "mlflow_plugin.operator_lease"
 
 
-def _dead_here(owner: str) -> bool:
-    """Whether ``owner`` (``kind@host:pid``) is a process of this host that no longer exists."""
+def _dead_here(owner: str, pid_namespace: str) -> bool:
+    """Whether ``owner`` (``kind@host:pid``, of PID namespace ``pid_namespace``) is a process
+    of this host and PID namespace that no longer exists."""
     host, _, pid = owner.partition("@")[2].rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return dead_local_holder(host, pid, pid_namespace)
 
 
 class OperatorBusy(MlflowPluginError):
@@ -77,7 +74,10 @@ class OperatorLease:
             self._refuse_if_busy(model)
         with self.registry.lock(model, intent={"op": "operator_lease", "version": ""}):
             self._refuse_if_busy(model)
-            value = json.dumps({"owner": self.owner, "expires": time.time() + self.ttl})
+            lease: dict[str, Any] = {"owner": self.owner, "expires": time.time() + self.ttl}
+            if PID_NAMESPACE:
+                lease["pidns"] = PID_NAMESPACE
+            value = json.dumps(lease)
             self.registry.set_model_tag(model, LEASE_TAG, value)
             if model not in self.held:
                 self.held.append(model)
@@ -91,7 +91,8 @@ class OperatorLease:
         except ValueError:
             lease = {}
         owner = str(lease.get("owner", ""))
-        live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner)
+        namespace = str(lease.get("pidns", ""))
+        live = float(lease.get("expires", 0)) > time.time() and not _dead_here(owner, namespace)
         if owner != self.owner and live:
             raise OperatorBusy(
                 f"{model} is already managed by {lease.get('owner')} (lease until "

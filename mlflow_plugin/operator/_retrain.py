@@ -22,20 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.errors import ConfigError
 from mlflow_plugin.mlflow_io._client import resolve_tracking_uri, wrap_mlflow_errors
-from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.settings import RETRAIN_EXPERIMENT_DEFAULT, TAG_PREFIX, retrain_experiment
 
 if TYPE_CHECKING:
     from mlflow_plugin.types import VersionInfo
 
 __all__ = ["RETRAIN_EXPERIMENT", "Launch", "Retrainer", "kubernetes_job_spec", "main_parameters"]
 
-RETRAIN_EXPERIMENT = "mlflow_plugin-retraining"
+RETRAIN_EXPERIMENT = RETRAIN_EXPERIMENT_DEFAULT
 TRIGGER_TAG = TAG_PREFIX + "trigger"
 _K8S_KEYS = ("kube-context", "repository-uri", "kube-job-template-path")
-
-
-def retrain_experiment() -> str:
-    return os.environ.get("MLFLOW_PLUGIN_RETRAIN_EXPERIMENT", "").strip() or RETRAIN_EXPERIMENT
 
 
 def main_parameters(

@@ -27,12 +27,12 @@ from mlflow_plugin.mlflow_io._workspace import Scope
 from mlflow_plugin.registry._lock_state import (
     LOCK_PREFIX,
     _lock_vanished,
-    env_seconds,
     lock_lease,
     lock_model_name,
     lock_status,
 )
 from mlflow_plugin.registry.lock import ModelLock, StaleLock, _Reentered
+from mlflow_plugin.settings import lock_timeout
 from mlflow_plugin.types import (
     ModelInfo,
     VersionInfo,
@@ -341,7 +341,7 @@ class Registry:
         if lease is None:
             lease = lock_lease()
         if timeout is None:
-            timeout = env_seconds("MLFLOW_PLUGIN_LOCK_TIMEOUT", 120.0)
+            timeout = lock_timeout()
         return ModelLock(
             self, name, intent=intent or {}, lease=lease, timeout=timeout, heartbeat=heartbeat
         )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlflow_plugin.errors import BadInput, NotFound, PermissionDenied
-from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin._internal.holder import dead_local_holder
+from mlflow_plugin.errors import NotFound, PermissionDenied
+from mlflow_plugin.settings import TAG_PREFIX, env_seconds, lock_lease
 from mlflow_plugin.types import check_model_name
 
 if TYPE_CHECKING:
@@ -74,31 +73,6 @@ def _lock_leftovers(registry: Registry, lock_name: str) -> list[str]:
     return sorted(rm.name for rm in found)
 
 
-def env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput(f"{name}={raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise BadInput(f"{name}={raw!r} must be positive")
-    return value
-
-
-def lock_lease() -> float:
-    """``$MLFLOW_PLUGIN_LOCK_LEASE`` seconds (default 30)."""
-    raw = os.environ.get("MLFLOW_PLUGIN_LOCK_LEASE", "30")
-    try:
-        lease = float(raw)
-    except ValueError:
-        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} is not a number of seconds") from None
-    if not 0.5 <= lease <= 3600:
-        raise BadInput(f"MLFLOW_PLUGIN_LOCK_LEASE={raw!r} must be between 0.5 and 3600 seconds")
-    return lease
-
-
 def lock_model_name(model: str) -> str:
     """The registered model that is ``model``'s lock: ASCII whatever the model's name."""
     return LOCK_PREFIX + hashlib.sha256(model.encode("utf-8")).hexdigest()[:40]
@@ -135,33 +109,10 @@ def _lock_vanished(name: str, exc: PermissionDenied) -> bool:
     return name.startswith(LOCK_PREFIX) and not exc.unauthenticated
 
 
-def _pid_namespace() -> str:
-    """This process's PID namespace (the inode of ``/proc/self/ns/pid``; "" where unknown), so
-    two containers on one host with the same host name do not judge each other's PIDs."""
-    try:
-        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
-    except (OSError, AttributeError):
-        return ""
-    digits = "".join(ch for ch in link if ch.isdigit())
-    return digits
-
-
-_PID_NAMESPACE = _pid_namespace()
-
-
 def _dead_local_process(owner: str) -> bool:
-    """The holder ran on this host, in this PID namespace, and its process is gone."""
+    """The holder ``host:pid:token[:pidnsN]`` ran on this host, in this PID namespace, and its
+    process is gone (:func:`mlflow_plugin._internal.holder.dead_local_holder`)."""
     parts = owner.split(":")
     host, pid_text = parts[0], parts[1] if len(parts) > 1 else ""
     namespace = next((p[len("pidns") :] for p in parts[3:] if p.startswith("pidns")), "")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    if namespace != _PID_NAMESPACE:  # another container (or an older holder that did not say)
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return dead_local_holder(host, pid_text, namespace)

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mlflow_plugin._internal.holder import PID_NAMESPACE
 from mlflow_plugin.errors import (
     LockLost,
     NotFound,
@@ -36,7 +37,6 @@ from mlflow_plugin.registry._lock_state import (
     _LOCK_MODEL,
     _LOCK_OWNER,
     _LOCK_TOKEN,
-    _PID_NAMESPACE,
     _LockState,
     lock_model_name,
 )
@@ -102,8 +102,8 @@ class ModelLock:
         self.timeout = timeout
         self.token = uuid.uuid4().hex
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{self.token[:8]}"
-        if _PID_NAMESPACE:
-            self.owner += f":pidns{_PID_NAMESPACE}"
+        if PID_NAMESPACE:
+            self.owner += f":pidns{PID_NAMESPACE}"
         self.stale: list[StaleLock] = []
         self.held = False
         self.heartbeat = heartbeat

@@ -72,6 +72,9 @@ class BatchScorer:
         return out
 
     def _pool(self) -> Any:
+        # Its own pool, not mlflow_plugin._internal.concurrency's: it lives as long as this
+        # model, runs predicts (CPU-bound, seconds) rather than round trips to the tracking
+        # server, and must not queue behind (or hold up) the registry calls sharing that pool.
         pool = self._groups_pool
         if pool is None:
             from concurrent.futures import ThreadPoolExecutor

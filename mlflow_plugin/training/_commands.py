@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from mlflow_plugin.errors import GateFailed
-from mlflow_plugin.mlflow_io._click import ErrorHandlingGroup
+from mlflow_plugin.mlflow_io._click import ErrorHandlingGroup, given_tracking_uri
 from mlflow_plugin.types import STRATEGIES
 
 __all__ = ["backtest", "promote", "retrain", "rollback", "steps", "train", "validate"]
@@ -46,11 +46,10 @@ class _Whole(click.ParamType):
 WHOLE = _Whole()
 
 
-def _tracking_uri() -> str | None:
-    """``mlflow-plugin --tracking-uri`` when given (then also for the steps' fluent runs);
+def _use_given_tracking_uri() -> str | None:
+    """``mlflow-plugin --tracking-uri`` when given (then also set for the steps' fluent runs);
     else None: MLflow's own resolution (``MLFLOW_TRACKING_URI``)."""
-    ctx = click.get_current_context(silent=True)
-    uri = ctx.find_root().params.get("tracking_uri") if ctx is not None else None
+    uri = given_tracking_uri()
     if uri:
         import mlflow
 
@@ -154,7 +153,7 @@ def train(**kw: Any) -> None:
     """Fit a model, log it, register a version and make it the challenger."""
     from mlflow_plugin.training._train import run_train
 
-    run_train(_train_params(**kw), tracking_uri=_tracking_uri())
+    run_train(_train_params(**kw), tracking_uri=_use_given_tracking_uri())
 
 
 @click.command()
@@ -195,7 +194,7 @@ def validate(
         event_col=given(event_col, "auto"),
         missing=missing,
     )
-    verdict = run_validate(params, tracking_uri=_tracking_uri())
+    verdict = run_validate(params, tracking_uri=_use_given_tracking_uri())
     _exit_on_failure(verdict)
 
 
@@ -247,7 +246,7 @@ def backtest(
         missing=missing,
         time_scale=optional_float("time_scale", time_scale, positive=True),
     )
-    verdict = run_backtest(params, tracking_uri=_tracking_uri())
+    verdict = run_backtest(params, tracking_uri=_use_given_tracking_uri())
     _exit_on_failure(verdict)
 
 
@@ -287,7 +286,11 @@ def promote(
         strategy, *(given(v, "default", "none") for v in (steps, interval, keep_previous, watch))
     )
     run_promote(
-        model_name, optional_version(version), strategy, tracking_uri=_tracking_uri(), **options
+        model_name,
+        optional_version(version),
+        strategy,
+        tracking_uri=_use_given_tracking_uri(),
+        **options,
     )
 
 
@@ -304,7 +307,7 @@ def rollback(model_name: str, to_version: str, reason: str) -> None:
         model_name,
         reason,
         optional_version(to_version, what="to_version"),
-        tracking_uri=_tracking_uri(),
+        tracking_uri=_use_given_tracking_uri(),
     )
 
 
@@ -315,7 +318,7 @@ def _run_main(folds: int, policy: str, strategy: str, **kw: Any) -> Any:
     params = PipelineParams(
         _train_params(**kw), folds=folds, policy=given(policy, "default"), strategy=strategy
     )
-    return run_pipeline(params, tracking_uri=_tracking_uri())
+    return run_pipeline(params, tracking_uri=_use_given_tracking_uri())
 
 
 @click.command("main")
@@ -368,9 +371,10 @@ def _tag_project_run(step: str | None, why: str) -> None:
     exits (``_maybe_set_run_terminated`` compares a status name with status numbers) and fails
     with a traceback on a deleted run."""
     import contextlib
-    import os
 
-    run_id = os.environ.get("MLFLOW_RUN_ID")
+    from mlflow_plugin.settings import mlflow_run_id
+
+    run_id = mlflow_run_id()
     if not run_id or not step:
         return
     with contextlib.suppress(Exception):  # best effort: the error line is what matters

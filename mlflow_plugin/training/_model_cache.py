@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_plugin.mlflow_io._workspace import scoped_key
+from mlflow_plugin.settings import model_cache_dir
 
 __all__ = ["KEEP", "cache_dir", "cached_copy", "load_model", "store_copy"]
 
@@ -35,11 +36,8 @@ _VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 def cache_dir() -> Path | None:
-    """The cache directory, or None when the cache is off."""
-    raw = os.environ.get("MLFLOW_PLUGIN_MODEL_CACHE", "").strip()
-    if raw.lower() in ("off", "0", "false", "no"):
-        return None
-    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "mlflow_plugin" / "models"
+    """The cache directory, or None when the cache is off (``$MLFLOW_PLUGIN_MODEL_CACHE``)."""
+    return model_cache_dir()
 
 
 def _entry(root: Path, registry: Any, info: Any) -> Path:

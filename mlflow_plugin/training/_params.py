@@ -19,7 +19,7 @@ from pydantic_core import ArgsKwargs
 
 from mlflow_plugin._internal.validation import config_error
 from mlflow_plugin.errors import BadInput, ConfigError
-from mlflow_plugin.types import STRATEGIES, check_model_name, check_version
+from mlflow_plugin.types import check_model_name, check_strategy, check_version
 
 __all__ = [
     "MODEL_KINDS",
@@ -128,7 +128,7 @@ ModelName = Annotated[str, AfterValidator(_model_name)]
 Data = Annotated[str, AfterValidator(_data)]
 ModelKind = Annotated[str, AfterValidator(_one_of(*MODEL_KINDS))]
 Missing = Annotated[str, AfterValidator(_one_of("fail", "drop"))]
-Strategy = Annotated[str, AfterValidator(_one_of(*STRATEGIES))]
+Strategy = Annotated[str, AfterValidator(check_strategy)]
 Positive = Annotated[float, Field(gt=0)]
 Folds = Annotated[int, Field(ge=2, le=50)]
 

@@ -13,12 +13,12 @@ paths are outside any backend's reach (set ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 from urllib.parse import urlsplit
 
 from mlflow_plugin.errors import redact
+from mlflow_plugin.settings import connect_timeout
 
 __all__ = ["PluginBackend", "check_server", "health_timeout"]
 
@@ -28,12 +28,7 @@ EXIT_UNREACHABLE = 4
 
 def health_timeout() -> float:
     """``$MLFLOW_PLUGIN_CONNECT_TIMEOUT`` seconds (default 5): how long to wait for the server."""
-    raw = os.environ.get("MLFLOW_PLUGIN_CONNECT_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else 5.0
-    except ValueError:
-        value = 5.0
-    return value if value > 0 else 5.0
+    return connect_timeout()
 
 
 def check_server(tracking_uri: str, timeout: float | None = None) -> str | None:

@@ -18,7 +18,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.errors import GateFailed
-from mlflow_plugin.settings import TAG_PREFIX
+from mlflow_plugin.settings import (
+    TAG_PREFIX,
+    TRAINING_EXPERIMENT_DEFAULT,
+    mlflow_experiment_id,
+    mlflow_experiment_name,
+    mlflow_run_id,
+    mlflow_workspace,
+    training_experiment,
+)
 from mlflow_plugin.training._clock import CLOCK, Clock, warm_imports
 
 if TYPE_CHECKING:
@@ -148,7 +156,7 @@ def step_run(
             run = mlflow.start_run(
                 run_name=step, nested=True, tags=all_tags, experiment_id=experiment
             )
-        elif os.environ.get("MLFLOW_RUN_ID"):
+        elif mlflow_run_id():
             # Resuming the run ``mlflow run`` made: tags given to start_run would cost a
             # batch of their own; they go in the step's closing batch instead.
             run = mlflow.start_run()
@@ -248,7 +256,7 @@ def _create_finished(parent: Run, step: str, start_ms: int, pending: _Pending, s
 
 
 #: Where a step's own run lands when nothing says otherwise (not MLflow's "Default").
-TRAINING_EXPERIMENT = "mlflow_plugin-training"
+TRAINING_EXPERIMENT = TRAINING_EXPERIMENT_DEFAULT
 
 
 #: (tracking URI, workspace, name) -> id of ``$MLFLOW_EXPERIMENT_NAME``'s experiment, looked up
@@ -261,26 +269,24 @@ def _named_experiment() -> str | None:
     created the run, ``$MLFLOW_EXPERIMENT_ID``, ``set_experiment()`` in this process), the id of
     ``$MLFLOW_EXPERIMENT_NAME``'s experiment (looked up once per process), else
     ``$MLFLOW_PLUGIN_EXPERIMENT`` (default ``mlflow_plugin-training``), made active."""
-    import os
-
     import mlflow
 
-    if any(os.environ.get(k) for k in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")):
+    if mlflow_run_id() or mlflow_experiment_id():
         return None
     from mlflow.tracking.fluent import _active_experiment_id
 
     if _active_experiment_id is not None:  # set_experiment() was called in this process
         return None
-    env_name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "").strip()
+    env_name = mlflow_experiment_name()
     if env_name:
-        key = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_WORKSPACE", ""), env_name)
+        key = (mlflow.get_tracking_uri(), mlflow_workspace() or "", env_name)
         if key not in _ENV_EXPERIMENTS:
             experiment = mlflow.MlflowClient().get_experiment_by_name(env_name)
             if experiment is None or experiment.lifecycle_stage != "active":
                 return None  # start_run creates it (or says why not), as MLflow does
             _ENV_EXPERIMENTS[key] = experiment.experiment_id
         return _ENV_EXPERIMENTS[key]
-    name = os.environ.get("MLFLOW_PLUGIN_EXPERIMENT", "").strip() or TRAINING_EXPERIMENT
+    name = training_experiment()
     experiment = mlflow.set_experiment(name)
     if "mlflow.experimentKind" not in experiment.tags:
         mlflow.MlflowClient().set_experiment_tag(
@@ -346,7 +352,6 @@ def log_artifact_files(files: dict[str, str | bytes | Any]) -> None:
     run the files are written here and uploaded in the background, beside the step's other
     round trips; the step waits for them before it ends (and fails if one failed).
     """
-    import os
     import shutil
     import tempfile
 
@@ -394,7 +399,6 @@ def log_artifact_files(files: dict[str, str | bytes | Any]) -> None:
 def upload_dir(local: str, artifact_uri: str) -> None:
     """Upload every file under ``local`` to ``artifact_uri`` (same layout), in parallel: one
     request per file, as ``log_artifacts`` makes them one after the other."""
-    import os
 
     import mlflow
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository

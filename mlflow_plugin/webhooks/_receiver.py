@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from fastapi.responses import JSONResponse
 from mlflow_plugin._internal.asgi import BodyLimit, max_body_option, mb_to_bytes
 from mlflow_plugin.errors import BadInput
 from mlflow_plugin.registry._adapter import LOCK_PREFIX
+from mlflow_plugin.settings import WEBHOOK_SECRET_ENV, webhook_secret
 from mlflow_plugin.types import Event
 from mlflow_plugin.webhooks._delivery import (
     DELIVERY_ID_HEADER,
@@ -80,7 +80,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-SECRET_ENV = "MLFLOW_PLUGIN_WEBHOOK_SECRET"
+SECRET_ENV = WEBHOOK_SECRET_ENV
 WEBHOOK_NAME = "mlflow-plugin-reconcile"
 # MLflow's registry payloads are a few hundred bytes: 64 KiB is plenty.
 DEFAULT_MAX_BODY_MB = 0.0625
@@ -279,7 +279,7 @@ def webhook_receiver(
 
     from mlflow_plugin.controller import Controller
 
-    secret = os.environ.get(secret_env, "")
+    secret = webhook_secret(secret_env)
     if not secret.strip():
         raise BadInput(
             f"no webhook secret: set ${secret_env} (it is never taken on the command line)"

@@ -217,3 +217,21 @@ class TestChallenger:
             "1",
             "worse than champion",
         )
+
+
+class TestComposition:
+    @pytest.mark.parametrize("name", ["promote", "set_challenger", "reject", "rollback"])
+    def test_operations_are_methods_of_the_class(self, name):
+        """Each operation is defined in Controller (go to definition lands there), documented,
+        and takes the same parameters as the module function it delegates to."""
+        import inspect
+
+        from mlflow_plugin.controller import _promotion, _rollback
+
+        method = getattr(Controller, name)
+        body = getattr(_promotion if name != "rollback" else _rollback, name)
+        assert method.__qualname__ == f"Controller.{name}" and inspect.getdoc(method)
+        assert (
+            list(inspect.signature(method).parameters)[1:]
+            == list(inspect.signature(body).parameters)[1:]
+        )

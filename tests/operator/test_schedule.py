@@ -155,10 +155,15 @@ def test_one_operator_per_model(tracking_uri, model_name, champion):
         registry.delete_model_tag(model_name, "mlflow_plugin.operator_lease")
         held.held = []  # not ours any more: nothing to release
     OperatorLease(registry, [model_name], ttl=60, kind="tick").acquire().release()
-    # A holder on this host that died (kill -9) does not block until its lease expires.
+    # A holder on this host (and PID namespace) that died (kill -9) does not block until its
+    # lease expires.
     import socket
 
-    dead = json.dumps({"owner": f"operator@{socket.gethostname()}:999999", "expires": 4e9})
+    from mlflow_plugin._internal.holder import PID_NAMESPACE
+
+    dead = json.dumps(
+        {"owner": f"operator@{socket.gethostname()}:999999", "expires": 4e9, "pidns": PID_NAMESPACE}
+    )
     registry.set_model_tag(model_name, "mlflow_plugin.operator_lease", dead)
     OperatorLease(registry, [model_name], ttl=60).acquire().release()
 

@@ -8,9 +8,10 @@ import socket
 
 import pytest
 
+from mlflow_plugin._internal.holder import PID_NAMESPACE as _PID_NAMESPACE
 from mlflow_plugin.errors import LockLost, NotFound
 from mlflow_plugin.registry._adapter import Registry
-from mlflow_plugin.registry._lock_state import _PID_NAMESPACE, _dead_local_process
+from mlflow_plugin.registry._lock_state import _dead_local_process
 from mlflow_plugin.registry.lock import ModelLock
 from mlflow_plugin.testing import count_http_calls
 from mlflow_plugin.types import ModelInfo

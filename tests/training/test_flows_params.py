@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mlflow_plugin import BadInput, ConfigError, DataError
 from mlflow_plugin.policy import load_policy
+from mlflow_plugin.training import PipelineParams
 from mlflow_plugin.training._folds import kfold, rolling_origin
 from mlflow_plugin.training._params import (
     BacktestParams,
@@ -20,7 +21,7 @@ from mlflow_plugin.training._params import (
     optional_version,
     parse_features,
 )
-from mlflow_plugin.training._pipeline import PipelineParams
+from mlflow_plugin.types import check_strategy
 
 
 class TestParams:
@@ -62,6 +63,15 @@ class TestParams:
         with pytest.raises(ConfigError, match="folds"):
             BacktestParams("m", folds=1)
 
+    def test_bad_strategy_is_the_controllers_bad_input(self):
+        """``main``'s strategy fails with the same BadInput (exit 2) and words as ``promote``."""
+        with pytest.raises(BadInput, match="^unknown strategy 'shadow'; expected one of") as err:
+            PipelineParams(TrainParams("m"), strategy="shadow")
+        assert err.value.exit_code == 2
+        with pytest.raises(BadInput) as direct:
+            check_strategy("shadow")
+        assert direct.value.message == err.value.message
+
 
 class TestParamsAsPydanticModels:
     @pytest.mark.parametrize(
@@ -73,7 +83,6 @@ class TestParamsAsPydanticModels:
             (lambda: TrainParams("m", missing="keep"), "missing: expected fail or drop"),
             (lambda: BacktestParams("m", time_scale=0), "time_scale: must be > 0"),
             (lambda: PipelineParams(TrainParams("m"), folds=51), "folds: must be <= 50"),
-            (lambda: PipelineParams(TrainParams("m"), strategy="yolo"), "strategy: expected one"),
             (lambda: Columns("week", 3), "event: expected text"),
         ],
     )
