@@ -51,6 +51,9 @@ __all__ = [
 
 _DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+#: The longest duration anything accepts (retention windows, schedules, rollout intervals and
+#: watches): ten years. Longer is a typo, and far past it the arithmetic on dates overflows.
+MAX_DURATION_S = 3650 * 86400.0
 
 
 def parse_duration(text: object, *, default_unit: str = "d") -> float:
@@ -58,7 +61,8 @@ def parse_duration(text: object, *, default_unit: str = "d") -> float:
     -> seconds.
 
     Raises:
-        ValueError: anything else, or a duration that is not positive.
+        ValueError: anything else, or a duration that is not positive or longer than
+            :data:`MAX_DURATION_S` (ten years).
     """
     if isinstance(text, bool):
         raise ValueError(f"expected a duration such as 7d or 12h, got {text!r}")
@@ -70,6 +74,8 @@ def parse_duration(text: object, *, default_unit: str = "d") -> float:
     seconds = float(match["n"]) * _UNIT_SECONDS[match["unit"] or default_unit]
     if seconds <= 0:
         raise ValueError(f"a duration must be positive, got {text!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration must be at most 3650d (ten years), got {text!r}")
     return seconds
 
 

@@ -350,6 +350,17 @@ class TestExitCodes:
         assert result.stderr.count("\n") == 1
         assert Controller.from_uri(tracking_uri).ledger.events(model_name) == []
 
+    @pytest.mark.parametrize(
+        "option", [["--watch", "99999999999d"], ["--strategy", "canary", "--interval", "9999w"]]
+    )
+    def test_durations_past_ten_years_are_refused(self, tracking_uri, model_name, option):
+        """A duration past the documented maximum: exit 2, one line, no rollout, no event."""
+        make_versions(tracking_uri, model_name, 2)
+        result = CliRunner().invoke(main, ["promote", model_name, "--version", "1", *option])
+        assert result.exit_code == 2, result.output
+        assert "at most 3650d" in result.stderr and result.stderr.count("\n") == 1
+        assert Controller.from_uri(tracking_uri).ledger.events(model_name) == []
+
     def test_bad_scheme_and_credentials(self):
         """A bad scheme exits 2; credentials never appear in what is printed."""
         bad = cli("--tracking-uri", "gopher://alice:hunter2@host/x", "status", "m")

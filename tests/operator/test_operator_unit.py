@@ -97,6 +97,13 @@ class TestPolicySections:
         with pytest.raises(ValueError):
             parse_duration("0d")
 
+    def test_durations_are_bounded(self):
+        """Ten years at most (3650d), so a typo never starts a rollout that watches forever."""
+        assert parse_duration("3650d") == 3650 * 86400
+        for text in ("3651d", "99999999999d", 10**12, "522w"):
+            with pytest.raises(ValueError, match="at most 3650d"):
+                parse_duration(text, default_unit="s")
+
     def test_breaches(self):
         """Brier relative to the baseline; undefined metrics break nothing."""
         rules = Triggers(brier_increase=0.10, precision_below=0.5)
