@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, max_body_option
+from mlflow_plugin.errors import redact
 
 __all__ = ["api"]
 
@@ -35,5 +36,7 @@ def api(ctx: click.Context, host: str, port: int, max_body_mb: float, no_docs: b
     # Callers' requests carry their own credentials (scoped clients never read these); the
     # process's own, if any, serve only retention's artifact reads (docs/ARCHITECTURE.md).
     app = create_app(uri, max_body_mb=max_body_mb, docs=not no_docs)
-    click.echo(f"mlflow-plugin api on http://{host}:{port} for {uri} (docs: /docs)", err=True)
+    click.echo(
+        f"mlflow-plugin api on http://{host}:{port} for {redact(uri)} (docs: /docs)", err=True
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
