@@ -306,7 +306,7 @@ def retention(who: CallerDep, body: RetentionBody) -> dict[str, Any]:
             "(mlflow-plugin api --archive-uri), not part of a request; leave it out"
         )
     policy = Policy.default()
-    section = dict(body.rules if body.rules is not None else policy.to_dict()["retention"])
+    section = dict(body.rules if body.rules is not None else policy.retention.to_dict())
     section["archive_uri"] = who.archive_uri
     try:
         policy = Policy.from_dict({**policy.to_dict(), "retention": section}, source="rules")

@@ -466,7 +466,8 @@ class TestRetention:
 
     def test_archive_location_in_the_body_is_400(self, orgs: Orgs, tmp_path: Any) -> None:
         """A request cannot choose where the API host writes: ``rules.archive_uri`` is refused
-        (400, nothing written), dry run or not, whatever its value."""
+        (400, nothing written), dry run or not, whatever its value; a body without rules
+        gets the default policy's."""
         a = f"{PREFIX}/org-a"
         before = snapshot(orgs, "org-a", RETENTION_MODEL)
         for where in (str(tmp_path / "elsewhere"), str(orgs.archive)):
@@ -477,6 +478,10 @@ class TestRetention:
                 assert resp.status_code == 400, resp.text
                 assert "archive_uri" in _error(resp)["message"]
         assert not (tmp_path / "elsewhere").exists()
+        # without rules: the default policy's (keep everything), archived nowhere
+        resp = call(orgs, "POST", f"{a}/retention", ALICE, json={"model": RETENTION_MODEL})
+        assert resp.status_code == 200, resp.text
+        assert {d["action"] for d in resp.json()["versions"]} == {"keep"}
         assert snapshot(orgs, "org-a", RETENTION_MODEL) == before
 
     def test_two_organisations_never_share_an_archive(self, orgs: Orgs) -> None:
