@@ -33,6 +33,14 @@ def records(**changes) -> str:
     return json.dumps({"dataframe_records": rows})
 
 
+def booleans(column: str, value: bool) -> str:
+    """Five Rossi rows as ``dataframe_records`` with ``column`` a JSON boolean in every row."""
+    rows = features().head(5).to_dict(orient="records")
+    for row in rows:
+        row[column] = value
+    return json.dumps({"dataframe_records": rows})
+
+
 def oversized(port: int, path: str, total: int, *, chunked: bool) -> bytes:
     """POST ``total`` bytes, with a Content-Length or chunked; the raw answer (status line first).
 
@@ -90,13 +98,15 @@ class TestInputProblems:
             (records(age=(1, 1e308)), "column 'age', row 1", "outside the training range"),
             (records(age=(3, float("inf"))), "column 'age', row 3", "not finite"),
             (records(fin=(0, "abc")), "column 'fin', row 0", "'abc' is not a number"),
+            (records(age=(2, True)), "column 'age', row 2", "true is not a number"),
+            (booleans("prio", False), "column 'prio', row 0", "false is not a number"),
         ],
-        ids=["null", "nan", "1e308", "inf", "wrong-type"],
+        ids=["null", "nan", "1e308", "inf", "wrong-type", "boolean", "boolean-column"],
     )
     def test_bad_values_are_400_naming_column_and_row(
         self, server, tracking_uri, model_name, body, where, what
     ):
-        """null / NaN / 1e308 / inf / text: 400 with one line naming column and row; no ledger event."""
+        """null / NaN / 1e308 / inf / text / true: 400 with one line naming column and row; no ledger event."""
         status, _, raw = server.request("POST", "/invocations", body)
         payload = json.loads(raw)
         assert status == 400, payload
