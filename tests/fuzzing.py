@@ -4,7 +4,8 @@
 bounded number of hypothesis examples, half of them valid by the schema and half not, and
 checks that no answer is a 5xx and that documented answers match their schema. Failures are
 collected per operation rather than raised at the first, so one run names every bad route; the
-number of cases each operation tried is kept for the report (``pytest -s`` prints it).
+number of cases each operation tried, and the answers' status codes, are kept for the report
+(``pytest -s`` prints it).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def fuzz(
     server: str,
     schema: Any,
     *,
-    overrides: dict[str, Any] | None = None,
+    overrides: Iterable[dict[str, Any]] = ({},),
     prepare: Callable[[Any, Any], dict[str, Any]] | None = None,
     extra: Iterable[tuple[str, Any]] = (),
     examples: int = EXAMPLES,
@@ -81,8 +82,9 @@ def fuzz(
     Args:
         server: a name for the report.
         schema: the loaded schema.
-        overrides: fixed ``path_parameters``/``headers``/``query`` for the valid half (e.g. a
-            real organisation and credentials, so cases get past the membership check).
+        overrides: fixed ``path_parameters``/``headers``/``query``, one run of valid cases
+            each (e.g. a real organisation and credentials, so that cases get past the
+            membership check).
         prepare: ``prepare(case, draw)`` -> keyword arguments of ``case.call`` (e.g. the
             headers that sign the body it sends as ``data``).
         extra: more ``(label, strategy of cases)`` to run, for bodies the schema cannot
@@ -98,7 +100,8 @@ def fuzz(
     for result in schema.get_all_operations():
         operation = result.ok()
         label = f"{operation.method.upper()} {operation.path}"
-        runs.append((label, operation.as_strategy(GenerationMode.POSITIVE, **(overrides or {}))))
+        for fixed in overrides:
+            runs.append((label, operation.as_strategy(GenerationMode.POSITIVE, **fixed)))
         runs.append((label, operation.as_strategy(GenerationMode.NEGATIVE)))
     runs.extend(extra)
     lenient = set(unschematic)
