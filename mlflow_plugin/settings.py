@@ -21,6 +21,8 @@ Ours (``MLFLOW_PLUGIN_*``), each with its function here:
 - ``CONNECT_TIMEOUT``: :func:`connect_timeout`, how long to wait for the tracking server (5 s).
 - ``DOCTOR_MIN_FREE_GB``: :func:`doctor_min_free_gb`, ``doctor``'s disk check (1).
 - ``WEBHOOK_SECRET``: :func:`webhook_secret`, the default of ``webhook-receiver --secret-env``.
+- ``API_ARCHIVE_URIS``: :func:`api_archive_uris`, the default of ``api --archive-uri``
+  (whitespace-separated ``URI`` and ``ORG=URI`` entries).
 - ``KEY_FILE``, ``KEY_<WORKSPACE>``: :func:`key_file`, :func:`workspace_keys`, encryption keys.
 - ``PREDICTIONS``: the operator commands' ``--predictions``, read by click (``envvar``).
 - ``FAILPOINT``: a test hook, read by :mod:`mlflow_plugin._internal.failpoint` alone.
@@ -57,6 +59,7 @@ __all__ = [
     "HttpSettings",
     "acting_as",
     "actor",
+    "api_archive_uris",
     "artifact_request_timeout",
     "audit_experiment",
     "connect_timeout",
@@ -251,6 +254,12 @@ def doctor_min_free_gb() -> float:
 def webhook_secret(name: str = WEBHOOK_SECRET_ENV) -> str:
     """The webhook receiver's shared secret, from ``$name`` ("" when unset)."""
     return os.environ.get(name, "")
+
+
+def api_archive_uris() -> list[str]:
+    """``$MLFLOW_PLUGIN_API_ARCHIVE_URIS`` split on whitespace: the API's archive locations,
+    ``URI`` (every organisation) or ``ORG=URI`` ([] when unset)."""
+    return os.environ.get("MLFLOW_PLUGIN_API_ARCHIVE_URIS", "").split()
 
 
 def key_file(environ: Mapping[str, str] | None = None) -> str:

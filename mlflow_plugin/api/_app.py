@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlflow_plugin._internal.asgi import DEFAULT_MAX_BODY_MB, BodyLimit, mb_to_bytes
+from mlflow_plugin.api._archives import ArchiveLocations
 from mlflow_plugin.api._caller import Conflict
 from mlflow_plugin.errors import (
     BadInput,
@@ -71,7 +72,11 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def create_app(
-    tracking_uri: str, *, max_body_mb: float = DEFAULT_MAX_BODY_MB, docs: bool = True
+    tracking_uri: str,
+    *,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    docs: bool = True,
+    archives: ArchiveLocations | None = None,
 ) -> FastAPI:
     """The REST API for the tracking server at ``tracking_uri``.
 
@@ -80,6 +85,8 @@ def create_app(
             ``--app-name basic-auth`` for permissions).
         max_body_mb: larger request bodies get 413, enforced while reading.
         docs: serve ``/docs`` and ``/openapi.json``.
+        archives: where retention archives each organisation's versions (default: nowhere,
+            so retention through the API cannot delete).
     """
     from mlflow_plugin import __version__
     from mlflow_plugin.api._routes import router
@@ -98,6 +105,7 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.tracking_uri = tracking_uri.rstrip("/")
+    app.state.archives = archives if archives is not None else ArchiveLocations()
 
     def too_large(limit: int) -> bytes:
         body = error_body("request_too_large", f"request body larger than {limit} bytes")

@@ -36,6 +36,8 @@ class Caller:
     workspace: str
     username: str | None
     password: str | None
+    #: The organisation's archive location (server configuration; None: none configured).
+    archive_uri: str | None = None
 
     @property
     def actor(self) -> str:
@@ -72,6 +74,7 @@ def caller(
         workspace,
         credentials.username if credentials else None,
         credentials.password if credentials else None,
+        request.app.state.archives.for_org(workspace),
     )
     # Searches answer a non-member with empty pages: refuse outsiders on every route.
     check_member(who.tracking_uri, workspace, Scope(workspace, who.username, who.password))

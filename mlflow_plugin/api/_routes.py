@@ -84,7 +84,12 @@ class RollbackBody(_Body):
 class RetentionBody(_Body):
     dry_run: bool = Field(True, description="Decide and report; change nothing.")
     rules: dict[str, Any] | None = Field(
-        None, description="The policy's `retention` section (default: the default policy's)."
+        None,
+        description=(
+            "The policy's `retention` section (default: the default policy's), without "
+            "`archive_uri`: the archive location is the server's configuration "
+            "(`mlflow-plugin api --archive-uri`); a body that names one is refused (400)."
+        ),
     )
 
 
@@ -297,13 +302,30 @@ def delete_version(
 
 @router.post("/retention", summary="Archive and delete old versions by the retention rules")
 def retention(who: CallerDep, body: RetentionBody) -> dict[str, Any]:
+    from mlflow_plugin.errors import ConfigError
     from mlflow_plugin.policy import Policy
     from mlflow_plugin.retention import apply_retention
 
     name = _model(body.model)
+    # The API process writes archives with its own credentials: where is never the caller's
+    # choice (docs/retention.md, "Through the REST API").
+    if body.rules is not None and "archive_uri" in body.rules:
+        raise BadInput(
+            "rules.archive_uri: the archive location is the API server's configuration "
+            "(mlflow-plugin api --archive-uri), not part of a request; leave it out"
+        )
     policy = Policy.default()
-    if body.rules is not None:
-        policy = Policy.from_dict({**policy.to_dict(), "retention": body.rules}, source="rules")
+    section = dict(body.rules if body.rules is not None else policy.retention.to_dict())
+    section["archive_uri"] = who.archive_uri
+    try:
+        policy = Policy.from_dict({**policy.to_dict(), "retention": section}, source="rules")
+    except ConfigError as exc:
+        if who.archive_uri is None and "archive_uri" in exc.message:
+            raise BadInput(
+                f"no archive location is configured for organisation {who.workspace!r} "
+                "(mlflow-plugin api --archive-uri): retention through the API cannot delete"
+            ) from exc
+        raise
     if not body.dry_run:  # a dry run changes nothing: readers may ask for one
         _may_change(who, name)
     with acting_as(who.actor):

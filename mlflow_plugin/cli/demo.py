@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from mlflow_plugin.errors import redact
 from mlflow_plugin.settings import mlflow_tracking_uri
 
 __all__ = ["DEMO_EXPERIMENT", "DEMO_MODEL", "main"]
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(DEMO_EXPERIMENT)
-    print(f"tracking store: {uri}  experiment: {DEMO_EXPERIMENT}  model: {DEMO_MODEL}")
+    print(f"tracking store: {redact(uri)}  experiment: {DEMO_EXPERIMENT}  model: {DEMO_MODEL}")
 
     _banner("1/3 retrain on rossi: train -> validate -> backtest -> promote")
     first = run_pipeline(PipelineParams(TrainParams(model_name=DEMO_MODEL, data="rossi")))
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if local:
         print("Look at the evidence:  mlflow ui --backend-store-uri sqlite:///mlflow.db")
     else:
-        print(f"Look at the evidence in the MLflow UI of {uri}")
+        print(f"Look at the evidence in the MLflow UI of {redact(uri)}")
     print(
         f"  experiment {DEMO_EXPERIMENT!r}: the two pipeline runs, each with its train/validate/"
         "backtest/promote child runs, gate reports and plots"

@@ -36,6 +36,7 @@ __all__ = [
     "make_client",
     "resolve_tracking_uri",
     "run_tags",
+    "upload_artifacts",
     "wrap_mlflow_errors",
 ]
 
@@ -376,6 +377,15 @@ def download_scoped(tracking_uri: str, artifact_uri: str, dst: str, scope: Scope
             for chunk in resp.iter_content(1 << 20):
                 out.write(chunk)
     return dst
+
+
+def upload_artifacts(tracking_uri: str, run_id: str, local_dir: str, artifact_path: str) -> None:
+    """Log the files under ``local_dir`` to ``run_id``'s artifacts at ``artifact_path``, with
+    MLflow's client and the process's credentials: uploads go through MLflow's artifact
+    repositories (``mlflow-artifacts:``, ``s3://``, a path...), which the REST client does not
+    implement, whichever client the caller reads the registry with."""
+    with wrap_mlflow_errors(f"upload artifacts to run {run_id}", tracking_uri):
+        make_client(tracking_uri).log_artifacts(run_id, local_dir, artifact_path)
 
 
 def _raise_for(resp: Any, what: str, uri: str) -> None:

@@ -14,6 +14,7 @@ from mlflow_plugin.retention._apply import (
     MAX_DELETIONS_PER_RUN,
     RetentionReport,
     apply_retention,
+    recorded_archive_uri,
     retention_task,
 )
 from mlflow_plugin.retention._archive import (
@@ -21,6 +22,7 @@ from mlflow_plugin.retention._archive import (
     ArchiveError,
     ArchiveRecord,
     archive_version,
+    archive_workspace,
     read_archive,
     restore_version,
 )
@@ -36,9 +38,11 @@ __all__ = [
     "VersionFacts",
     "apply_retention",
     "archive_version",
+    "archive_workspace",
     "plan_retention",
     "read_archive",
     "recent_champions",
+    "recorded_archive_uri",
     "restore_version",
     "retention_task",
 ]

@@ -41,7 +41,13 @@ from mlflow_plugin.retention._plan import (
 from mlflow_plugin.settings import TAG_PREFIX, actor
 from mlflow_plugin.types import CHAMPION, Event, VersionInfo, check_model_name
 
-__all__ = ["MAX_DELETIONS_PER_RUN", "RetentionReport", "apply_retention", "retention_task"]
+__all__ = [
+    "MAX_DELETIONS_PER_RUN",
+    "RetentionReport",
+    "apply_retention",
+    "recorded_archive_uri",
+    "retention_task",
+]
 
 
 def _complete_interrupted(controller: Controller, model: str, lock: Any) -> None:
@@ -252,6 +258,20 @@ def _unfinished(ledger: Any, model: str, versions: dict[str, VersionInfo]) -> st
         if any(v in versions for v in listed.split(",") if v):
             return event.run_id
     return ""
+
+
+def recorded_archive_uri(ledger: Any, model: str, version: str) -> str | None:
+    """The ``archive_uri`` of the latest ``retention`` event that archived ``version`` of
+    ``model`` (what ``retention-restore`` reads when no location is given), None if none did."""
+    for event in reversed(ledger.events(model, "retention")):
+        try:
+            archived = json.loads(event.extra.get(TAG_PREFIX + "archived") or "{}")
+        except ValueError:
+            continue
+        uri = event.extra.get(TAG_PREFIX + "archive_uri")
+        if isinstance(archived, dict) and version in archived and uri:
+            return str(uri)
+    return None
 
 
 def _event_tags(

@@ -3,12 +3,16 @@ and checked, and a manifest written last (docs/ARCHITECTURE.md, "Retention and d
 
 Layout under the archive URI (any MLflow artifact repository: a path, ``file://``, ``s3://``)::
 
-    <model>/v<version>/artifacts/...      the version's artifacts as stored in the registry
-    <model>/v<version>/manifest.json      model, version, tags, source, run id, and per file
-                                          its size and sha256; ``tree_sha256`` over all files
+    <workspace>/<model>/v<version>/artifacts/...  the version's artifacts as in the registry
+    <workspace>/<model>/v<version>/manifest.json  which version this is (workspace, model,
+                                                  version, run id, source, registration time,
+                                                  ``artifact_sha256``), its tags, and per file
+                                                  its size and sha256; ``tree_sha256`` over all
 
 An archive without a manifest is incomplete and is rewritten; one whose files do not match the
-manifest fails with :class:`ArchiveError` (exit 5).
+manifest, or that holds another version (another workspace's, or a deleted and re-created
+model's version of the same number), fails with :class:`ArchiveError` (exit 5) and is never
+reused.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mlflow_plugin.errors import IntegrityError
-from mlflow_plugin.mlflow_io._client import wrap_mlflow_errors
+from mlflow_plugin.mlflow_io._client import upload_artifacts, wrap_mlflow_errors
+from mlflow_plugin.mlflow_io._workspace import DEFAULT_WORKSPACE, active_workspace
 from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.settings import TAG_PREFIX
 from mlflow_plugin.types import VersionInfo
@@ -37,6 +42,7 @@ __all__ = [
     "ArchiveRecord",
     "archive_path",
     "archive_version",
+    "archive_workspace",
     "artifact_bytes",
     "delete_artifacts",
     "read_archive",
@@ -64,8 +70,41 @@ class ArchiveRecord:
     manifest: dict[str, Any]
 
 
-def archive_path(model: str, version: str) -> str:
-    return f"{model}/v{version}"
+#: The manifest keys that say which version an archive holds; all must match to reuse it.
+_IDENTITY = ("workspace", "model", "version", "run_id", "source", "created_ms", "artifact_sha256")
+
+
+def archive_path(workspace: str, model: str, version: str) -> str:
+    return f"{workspace}/{model}/v{version}"
+
+
+def archive_workspace(registry: Any) -> str:
+    """The workspace whose versions ``registry`` reads: its scope's (the REST API's caller),
+    else the process's, else MLflow's ``default``."""
+    scope = getattr(registry, "scope", None)
+    workspace = scope.workspace if scope is not None else active_workspace()
+    return workspace or DEFAULT_WORKSPACE
+
+
+def _identity(version: VersionInfo, workspace: str, artifact_sha256: str) -> dict[str, Any]:
+    return {
+        "workspace": workspace,
+        "model": version.name,
+        "version": version.version,
+        "run_id": version.run_id or "",
+        "source": version.source or "",
+        "created_ms": version.created_ms,
+        "artifact_sha256": artifact_sha256,
+    }
+
+
+def _other_version(manifest: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """The identity keys on which an archive's manifest differs from the version's."""
+    return [
+        f"{key} {manifest.get(key)!r}, not {identity[key]!r}"
+        for key in _IDENTITY
+        if manifest.get(key) != identity[key]
+    ]
 
 
 def _repo(uri: str, tracking_uri: str | None = None) -> Any:
@@ -99,17 +138,24 @@ def _join(base: str, path: str) -> str:
 
 def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) -> ArchiveRecord:
     """Copy ``version``'s artifacts to the archive, read them back, check every digest, then
-    write the manifest. An archive that already verifies is kept as it is (idempotent).
+    write the manifest.
+
+    The version's files are downloaded (and checked against its recorded
+    ``mlflow_plugin.sha256``) on every call: an archive already at the path is reused only when
+    its manifest names this very version (workspace, model, version, run id, source,
+    registration time, artifact digest) and its files, verified against that manifest, are
+    this version's files (idempotent reruns).
 
     Raises:
-        ArchiveError: the copy read back does not match what was downloaded.
+        ArchiveError: the copy read back does not match what was downloaded, or the path holds
+            an archive of another version (never overwritten, never trusted).
     """
-    existing = read_archive(archive_uri, version.name, version.version, missing_ok=True)
-    if existing is not None:
-        return existing
     import mlflow.artifacts
 
-    where = archive_path(version.name, version.version)
+    from mlflow_plugin.integrity._manifest import manifest_of
+
+    workspace = archive_workspace(registry)
+    where = archive_path(workspace, version.name, version.version)
     repo = _repo(archive_uri)
     with tempfile.TemporaryDirectory(prefix="mlflow-plugin-archive-") as tmp:
         source_dir = Path(tmp, "source")
@@ -129,6 +175,13 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
                 )
         _check_recorded_digest(version, local, download_uri)
         files = _digests(Path(local))
+        identity = _identity(version, workspace, manifest_of(local).digest)
+        existing = read_archive(
+            archive_uri, version.name, version.version, workspace=workspace, missing_ok=True
+        )
+        if existing is not None:
+            _check_same_version(existing, identity, files)
+            return existing
         with wrap_mlflow_errors(f"write archive {_join(archive_uri, where)}"):
             repo.log_artifacts(local, f"{where}/artifacts")
         back = Path(tmp, "back")
@@ -138,16 +191,13 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
         if _digests(Path(copied)) != files:
             raise ArchiveError(
                 f"archive of {version.name} version {version.version} at "
-                f"{_join(archive_uri, where)} does not match the registry's artifacts"
+                f"{_join(archive_uri, where)} does not match the registry's artifacts "
+                "(a partial archive of another version there?); not deleted"
             )
         manifest = {
-            "model": version.name,
-            "version": version.version,
-            "source": version.source,
-            "run_id": version.run_id,
+            **identity,
             "download_uri": download_uri,
             "tags": dict(version.tags),
-            "created_ms": version.created_ms,
             "archived_ms": int(time.time() * 1000),
             "files": files,
             "tree_sha256": _tree_digest(files),
@@ -156,9 +206,28 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
         manifest_file.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         with wrap_mlflow_errors(f"write archive manifest {_join(archive_uri, where)}"):
             repo.log_artifact(str(manifest_file), where)
-    record = read_archive(archive_uri, version.name, version.version)
+    record = read_archive(archive_uri, version.name, version.version, workspace=workspace)
     assert record is not None
+    _check_same_version(record, identity, files)
     return record
+
+
+def _check_same_version(
+    record: ArchiveRecord, identity: dict[str, Any], files: dict[str, dict[str, Any]]
+) -> None:
+    """Refuse an archive that is not ``identity``'s version or whose (verified) files are not
+    the version's files."""
+    differs = _other_version(record.manifest, identity)
+    if record.manifest.get("files") != files:
+        differs.append("its files are not this version's")
+    if differs:
+        raise ArchiveError(
+            f"{record.uri} holds an archive of another version ({'; '.join(differs)}); "
+            f"{identity['model']} version {identity['version']} of workspace "
+            f"{identity['workspace']!r} is not archived there and not deleted: move that "
+            "archive away or configure another archive location",
+            differs,
+        )
 
 
 def _check_recorded_digest(version: VersionInfo, local: str, where: str) -> None:
@@ -181,12 +250,14 @@ def read_archive(
     model: str,
     version: str,
     *,
+    workspace: str = DEFAULT_WORKSPACE,
     missing_ok: bool = False,
     dst: str | os.PathLike[str] | None = None,
 ) -> ArchiveRecord | None:
     """Read and verify an archive (every file against the manifest's digests).
 
     Args:
+        workspace: the workspace the archived version was in.
         dst: keep the verified files there (``record.manifest["local_dir"]`` says where);
             default a temporary directory, removed on return.
         missing_ok: return None when there is no manifest (no or an incomplete archive).
@@ -194,7 +265,7 @@ def read_archive(
     Raises:
         ArchiveError: no manifest (unless ``missing_ok``), or files that do not match it.
     """
-    where = archive_path(model, version)
+    where = archive_path(workspace, model, version)
     uri = _join(archive_uri, where)
     repo = _repo(archive_uri)
     with tempfile.TemporaryDirectory(prefix="mlflow-plugin-archive-") as tmp:
@@ -233,19 +304,31 @@ def read_archive(
 
 
 def restore_version(
-    registry: Registry, archive_uri: str, model: str, version: str, *, into: str | None = None
+    registry: Registry,
+    archive_uri: str,
+    model: str,
+    version: str,
+    *,
+    into: str | None = None,
+    workspace: str | None = None,
 ) -> VersionInfo:
     """Register a new version of ``into`` (default ``model``) from a verified archive.
 
-    The artifacts are logged to a run of the ``mlflow_plugin-restores`` experiment and
-    registered from it, with the archived version's tags plus ``mlflow_plugin.restored_from``.
+    The artifacts are logged to a run of the ``mlflow_plugin-restores`` experiment (through
+    MLflow's artifact repositories, whatever the registry's client) and registered from it,
+    with the archived version's tags plus ``mlflow_plugin.restored_from``. A failed upload
+    ends the run ``FAILED``: no run is left ``RUNNING``.
+
+    Args:
+        workspace: the workspace the version was archived from (default: the registry's).
 
     Raises:
         ArchiveError: the archive is missing or does not verify.
     """
     client = registry.client
+    where = workspace or archive_workspace(registry)
     with tempfile.TemporaryDirectory(prefix="mlflow-plugin-restore-") as tmp:
-        record = read_archive(archive_uri, model, version, dst=tmp)
+        record = read_archive(archive_uri, model, version, workspace=where, dst=tmp)
         assert record is not None
         with wrap_mlflow_errors("restore experiment", registry.uri):
             exp = client.get_experiment_by_name(RESTORE_EXPERIMENT)
@@ -257,13 +340,18 @@ def restore_version(
                     RESTORED_FROM_TAG: record.uri,
                 },
             )
-            client.log_artifacts(run.info.run_id, record.manifest["local_dir"], "model")
-            client.set_terminated(run.info.run_id, "FINISHED")
+        run_id = run.info.run_id
+        try:
+            upload_artifacts(registry.uri, run_id, record.manifest["local_dir"], "model")
+        except BaseException:
+            with wrap_mlflow_errors("end the failed restore run", registry.uri):
+                client.set_terminated(run_id, "FAILED")
+            raise
+        with wrap_mlflow_errors("restore run", registry.uri):
+            client.set_terminated(run_id, "FINISHED")
     tags = {k: str(v) for k, v in (record.manifest.get("tags") or {}).items()}
     tags[RESTORED_FROM_TAG] = record.uri
-    return registry.register_version(
-        into or model, f"runs:/{run.info.run_id}/model", run.info.run_id, tags
-    )
+    return registry.register_version(into or model, f"runs:/{run_id}/model", run_id, tags)
 
 
 def _scope(registry: Any, download_uri: str) -> Scope | None:

@@ -80,7 +80,10 @@ def retention(ctx: click.Context, model: str, dry_run: bool, policy: str, as_jso
 @click.option(
     "--archive-uri",
     default=None,
-    help="Archive location; default: the policy's retention.archive_uri.",
+    help=(
+        "Archive location; default: the policy's retention.archive_uri, else the one the "
+        "ledger's retention event recorded for VERSION."
+    ),
 )
 @click.option("--policy", default="default", show_default=True, help="Policy YAML.")
 @click.option("--into", default=None, help="Register into this model (default: MODEL).")
@@ -96,12 +99,21 @@ def retention_restore(
     """Register a new version of MODEL from the verified archive of VERSION."""
     from mlflow_plugin.errors import ConfigError
     from mlflow_plugin.policy import load_policy
-    from mlflow_plugin.retention import restore_version
-    from mlflow_plugin.types import check_version
+    from mlflow_plugin.retention import recorded_archive_uri, restore_version
+    from mlflow_plugin.types import check_model_name, check_version
 
-    uri = archive_uri or load_policy(policy).retention.archive_uri
+    check_model_name(model)
+    version = check_version(version)
+    controller = ctx.obj.controller
+    uri = (
+        archive_uri
+        or load_policy(policy).retention.archive_uri
+        or recorded_archive_uri(controller.ledger, model, version)
+    )
     if not uri:
-        raise ConfigError("no --archive-uri and the policy has no retention.archive_uri")
-    registry = ctx.obj.controller.registry
-    restored = restore_version(registry, uri, model, check_version(version), into=into)
+        raise ConfigError(
+            f"no archive of {model} version {version} is recorded in the ledger; "
+            "give --archive-uri or a policy with retention.archive_uri"
+        )
+    restored = restore_version(controller.registry, uri, model, version, into=into)
     click.echo(f"restored {model} version {version} as {restored.name} version {restored.version}")

@@ -41,7 +41,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from mlflow_plugin._internal.asgi import BodyLimit, max_body_option, mb_to_bytes
-from mlflow_plugin.errors import BadInput
+from mlflow_plugin.errors import BadInput, redact
 from mlflow_plugin.registry._adapter import LOCK_PREFIX
 from mlflow_plugin.settings import WEBHOOK_SECRET_ENV, webhook_secret
 from mlflow_plugin.types import Event
@@ -324,7 +324,8 @@ def webhook_receiver(
         _log.addHandler(handler)
         _log.setLevel(logging.INFO)
     click.echo(
-        f"receiving MLflow webhooks on http://{host}:{port}/webhook; reconciling on {uri}", err=True
+        f"receiving MLflow webhooks on http://{host}:{port}/webhook; reconciling on {redact(uri)}",
+        err=True,
     )
     app = create_app(secret, controller.reconcile, max_body_mb=max_body_mb)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,8 @@ READER = ("carol", "carol-password-1234")
 MODEL = "churn"
 #: Models of org-a only, one per test that changes them: a rollout's, and retention's.
 ROLLOUT_MODEL, RETENTION_MODEL = "fraud", "stale"
+#: A model of both organisations, same name and version numbers, that retention deletes from.
+SHARED_RETENTION_MODEL = "expiring"
 _CLEAR = ("MLFLOW_WORKSPACE", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
@@ -35,6 +38,8 @@ class Orgs:
     versions: dict[str, list[str]]
     #: org-a's ROLLOUT_MODEL and RETENTION_MODEL -> their versions
     own: dict[str, list[str]]
+    #: the API's archive location (server configuration, every organisation)
+    archive: Path
 
     @property
     def uri(self) -> str:
@@ -107,6 +112,9 @@ def _setup(server: MlflowServer) -> tuple[dict[str, list[str]], dict[str, list[s
             # one source per organisation (a source in another workspace is refused)
             source = _log_files(server.uri)
             versions[workspace] = _register(server.uri, MODEL, 4, source)
+            own[f"{workspace}/{SHARED_RETENTION_MODEL}"] = _register(
+                server.uri, SHARED_RETENTION_MODEL, 2, _log_files(server.uri)
+            )
             if workspace == "org-a":  # the same logged model again: nothing more is trained
                 own[ROLLOUT_MODEL] = _register(server.uri, ROLLOUT_MODEL, 3, source)
                 # retention's: the two it deletes have files of their own (reclaimed)
@@ -140,15 +148,20 @@ def _start(backend: str, request: pytest.FixtureRequest) -> MlflowServer:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def orgs(request: pytest.FixtureRequest) -> Iterator[Orgs]:
-    """Two organisations on a real auth-enabled server, and the API serving them."""
-    from mlflow_plugin.api import create_app
+def orgs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Orgs]:
+    """Two organisations on a real auth-enabled server, and the API serving them (one
+    archive location configured for every organisation)."""
+    from mlflow_plugin.api import ArchiveLocations, create_app
 
     saved = {k: os.environ.pop(k) for k in _CLEAR if k in os.environ}
     server = _start(request.param, request)
     versions, own = _setup(server)
+    archive = tmp_path_factory.mktemp("api-archive")
+    app = create_app(server.uri, archives=ArchiveLocations(default=str(archive)))
     try:
-        with AppServer(create_app(server.uri)) as api:
-            yield Orgs(server, api.base_url, versions, own)
+        with AppServer(app) as api:
+            yield Orgs(server, api.base_url, versions, own, archive)
     finally:
         os.environ.update(saved)

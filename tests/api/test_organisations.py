@@ -20,6 +20,7 @@ from api_fixtures import (
     READER,
     RETENTION_MODEL,
     ROLLOUT_MODEL,
+    SHARED_RETENTION_MODEL,
     Orgs,
     as_user,
 )
@@ -420,17 +421,14 @@ class TestRetention:
     """``POST retention``: the dry run changes nothing; the real run archives, deletes and
     writes one ``retention`` event with the caller as actor; org-b's user is refused."""
 
-    def test_dry_run_then_real(self, orgs: Orgs, tmp_path: Any) -> None:
+    def test_dry_run_then_real(self, orgs: Orgs) -> None:
         """Artifacts are listed, archived and deleted with the caller's workspace and
-        credentials (the API process has none)."""
+        credentials (the API process has none), archived where the server is configured to."""
         a = f"{PREFIX}/org-a"
         v = orgs.own[RETENTION_MODEL]
-        rules = {
-            "archive_uri": str(tmp_path / "archive"),
-            "rules": [{"keep_last": 1}],
-            "default": "delete",
-        }
+        rules = {"rules": [{"keep_last": 1}], "default": "delete"}
         body = {"model": RETENTION_MODEL, "rules": rules}
+        archived = orgs.archive / "org-a" / RETENTION_MODEL
         before = snapshot(orgs, "org-a", RETENTION_MODEL)
         # org-b's user, dry run or not: refused, nothing written
         for dry in (True, False):
@@ -446,7 +444,7 @@ class TestRetention:
         actions = {d["version"]: d["action"] for d in report["versions"]}
         assert actions == {v[2]: "keep", v[1]: "delete", v[0]: "delete"}, report
         assert snapshot(orgs, "org-a", RETENTION_MODEL) == before
-        assert not (tmp_path / "archive").exists()
+        assert not archived.exists()
 
         real = call(orgs, "POST", f"{a}/retention", ALICE, json={**body, "dry_run": False})
         assert real.status_code == 200, real.text
@@ -455,7 +453,7 @@ class TestRetention:
         assert set(report["archived"]) == {v[0], v[1]}
         assert report["bytes_reclaimed"] > 0
         for version in (v[0], v[1]):  # archived: the files are there
-            assert (tmp_path / "archive" / RETENTION_MODEL / f"v{version}").is_dir()
+            assert (archived / f"v{version}" / "manifest.json").is_file()
         events, _, _, versions = snapshot(orgs, "org-a", RETENTION_MODEL)
         assert versions == [v[2]]
         rows = call(
@@ -466,6 +464,70 @@ class TestRetention:
             params={"model": RETENTION_MODEL, "event": "retention"},
         ).json()["events"]
         assert [(e["run_id"], e["actor"]) for e in rows] == [(report["event_run_id"], ALICE[0])]
+
+    def test_archive_location_in_the_body_is_400(self, orgs: Orgs, tmp_path: Any) -> None:
+        """A request cannot choose where the API host writes: ``rules.archive_uri`` is refused
+        (400, nothing written), dry run or not, whatever its value; a body without rules
+        gets the default policy's."""
+        a = f"{PREFIX}/org-a"
+        before = snapshot(orgs, "org-a", RETENTION_MODEL)
+        for where in (str(tmp_path / "elsewhere"), str(orgs.archive)):
+            rules = {"archive_uri": where, "rules": [{"keep_last": 1}], "default": "delete"}
+            for dry in (True, False):
+                body = {"model": RETENTION_MODEL, "rules": rules, "dry_run": dry}
+                resp = call(orgs, "POST", f"{a}/retention", ALICE, json=body)
+                assert resp.status_code == 400, resp.text
+                assert "archive_uri" in _error(resp)["message"]
+        assert not (tmp_path / "elsewhere").exists()
+        # without rules: the default policy's (keep everything), archived nowhere
+        resp = call(orgs, "POST", f"{a}/retention", ALICE, json={"model": RETENTION_MODEL})
+        assert resp.status_code == 200, resp.text
+        assert {d["action"] for d in resp.json()["versions"]} == {"keep"}
+        assert snapshot(orgs, "org-a", RETENTION_MODEL) == before
+
+    def test_two_organisations_never_share_an_archive(self, orgs: Orgs) -> None:
+        """The same model name and version in two organisations and one archive location:
+        each version is archived under its organisation with its own run id, and an archive of
+        the other organisation's version found at a version's path is refused (409), never
+        reused to delete it."""
+        import shutil
+
+        model = SHARED_RETENTION_MODEL
+        body = {
+            "model": model,
+            "rules": {"rules": [{"keep_last": 1}], "default": "delete"},
+            "dry_run": False,
+        }
+        run_ids = {
+            org: Registry(orgs.uri, scope=Scope(org, *ADMIN)).get_version(model, "1").run_id
+            for org in ORGS
+        }
+        assert run_ids["org-a"] != run_ids["org-b"]
+        resp = call(orgs, "POST", f"{PREFIX}/org-a/retention", ALICE, json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["deleted"] == ["1"]
+        assert snapshot(orgs, "org-b", model)[3] == ["1", "2"]  # org-b untouched
+
+        # org-a's archive planted at org-b's path: org-b's v1 is not deleted against it
+        planted = orgs.archive / "org-b" / model / "v1"
+        shutil.copytree(orgs.archive / "org-a" / model / "v1", planted)
+        resp = call(orgs, "POST", f"{PREFIX}/org-b/retention", BOB, json=body)
+        assert resp.status_code == 409, resp.text
+        assert "holds an archive of another version" in _error(resp)["message"]
+        assert snapshot(orgs, "org-b", model)[3] == ["1", "2"]
+
+        shutil.rmtree(planted)
+        resp = call(orgs, "POST", f"{PREFIX}/org-b/retention", BOB, json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["deleted"] == ["1"]
+        for org in ORGS:
+            manifest = json.loads((orgs.archive / org / model / "v1" / "manifest.json").read_text())
+            assert (manifest["workspace"], manifest["model"], manifest["version"]) == (
+                org,
+                model,
+                "1",
+            )
+            assert manifest["run_id"] == run_ids[org]
 
 
 def test_same_model_name_in_two_organisations_under_concurrent_promotions(orgs: Orgs) -> None:

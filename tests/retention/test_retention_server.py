@@ -145,7 +145,7 @@ class TestRetention:
         gone = "6"
         assert gone not in _versions(controller, model)
         restored = restore_version(controller.registry, str(archive), model, gone)
-        assert restored.tags["mlflow_plugin.restored_from"].endswith(f"/v{gone}")
+        assert restored.tags["mlflow_plugin.restored_from"].endswith(f"/default/{model}/v{gone}")
         import mlflow
         import numpy as np
 
@@ -163,7 +163,7 @@ class TestRetention:
         from mlflow_plugin.retention import archive_version
 
         archive_version(controller.registry, version, str(archive))
-        victim = next(p for p in (archive / model).rglob("MLmodel"))
+        victim = next(p for p in (archive / "default" / model).rglob("MLmodel"))
         victim.write_bytes(b"not a model")
         with pytest.raises(ArchiveError, match="does not match its manifest"):
             read_archive(str(archive), model, version.version)
@@ -230,3 +230,144 @@ def test_killed_run_never_deletes_without_archive(mlflow_server, tmp_path, failp
         # The dead run held the model's lock: broken by the next run and recorded.
         errors = controller.ledger.events(model, "error")
         assert [e.extra["mlflow_plugin.interrupted_op"] for e in errors] == ["retention"]
+
+
+def _one_rule_policy(archive: Path) -> Policy:
+    rules = {"archive_uri": str(archive), "rules": [{"keep_last": 1}], "default": "delete"}
+    return Policy.from_dict({"gates": {"f1": {"threshold": 0.4}}, "retention": rules})
+
+
+class TestArchiveIdentity:
+    def test_recreated_model_is_not_deleted_against_the_old_models_archive(
+        self, mlflow_server, tmp_path
+    ):
+        """A model deleted and re-created under the same name: the new v1 is refused (exit 5),
+        not deleted against the old v1's archive, and that archive is left as it was."""
+        from mlflow_plugin.retention import ArchiveError
+
+        uri = mlflow_server.uri
+        model = f"retention-recreated-{uuid.uuid4().hex[:8]}"
+        controller = Controller.from_uri(uri)
+        archive = tmp_path / "archive"
+        policy = _one_rule_policy(archive)
+        register_own_artifacts(uri, model, 2)
+        first = apply_retention(controller, model, policy)
+        assert first.deleted == ["1"]
+        old = read_archive(str(archive), model, "1")
+        assert old is not None
+        controller.registry.client.delete_registered_model(model)
+        register_own_artifacts(uri, model, 2)
+        new_v1 = controller.registry.get_version(model, "1")
+        assert new_v1.run_id != old.manifest["run_id"]
+
+        with pytest.raises(ArchiveError, match="holds an archive of another version"):
+            apply_retention(controller, model, policy)
+        assert _versions(controller, model) == {"1", "2"}
+        again = read_archive(str(archive), model, "1")
+        assert again is not None and again.manifest == old.manifest
+
+    def test_archive_records_the_exact_version(self, mlflow_server, tmp_path):
+        """The manifest names workspace, model, version, run id, source and artifact digest,
+        and the archive sits under the workspace."""
+        from mlflow_plugin.integrity._manifest import DIGEST_TAG, record_digest
+
+        uri = mlflow_server.uri
+        model = f"retention-identity-{uuid.uuid4().hex[:8]}"
+        controller = Controller.from_uri(uri)
+        register_own_artifacts(uri, model, 2)
+        record_digest(controller.registry, model, "1")
+        v1 = controller.registry.get_version(model, "1")
+        archive = tmp_path / "archive"
+        apply_retention(controller, model, _one_rule_policy(archive))
+        assert (archive / "default" / model / "v1" / "manifest.json").is_file()
+        manifest = json.loads((archive / "default" / model / "v1" / "manifest.json").read_text())
+        assert {k: manifest[k] for k in ("workspace", "model", "version", "run_id", "source")} == {
+            "workspace": "default",
+            "model": model,
+            "version": "1",
+            "run_id": v1.run_id or "",
+            "source": v1.source,
+        }
+        assert manifest["artifact_sha256"] == v1.tags[DIGEST_TAG]
+
+
+class TestRestoreCommand:
+    def _archived(self, uri: str, tmp_path: Path) -> tuple[Controller, str, Path]:
+        from mlflow_plugin.integrity._manifest import record_digest
+
+        model = f"retention-restore-{uuid.uuid4().hex[:8]}"
+        controller = Controller.from_uri(uri)
+        register_own_artifacts(uri, model, 2)
+        record_digest(controller.registry, model, "1")
+        archive = tmp_path / "archive"
+        assert apply_retention(controller, model, _one_rule_policy(archive)).deleted == ["1"]
+        return controller, model, archive
+
+    def _runs(self, controller: Controller, status: str) -> list[object]:
+        client = controller.registry.client
+        exp = client.get_experiment_by_name("mlflow_plugin-restores")
+        if exp is None:
+            return []
+        return [
+            r
+            for r in client.search_runs([exp.experiment_id], max_results=1000)
+            if r.info.status == status
+        ]
+
+    def test_restore_over_http_without_policy(self, mlflow_server, tmp_path, monkeypatch):
+        """``retention-restore MODEL --version V`` (no --policy: the ledger says where) works
+        with the REST client and restores a version whose digest equals the archived one."""
+        from mlflow_plugin.integrity._manifest import DIGEST_TAG, verify_version
+        from mlflow_plugin.mlflow_io._rest import RestClient
+
+        uri = mlflow_server.uri
+        monkeypatch.delenv("MLFLOW_PLUGIN_REST_CLIENT", raising=False)
+        controller, model, archive = self._archived(uri, tmp_path)
+        cli = Controller.from_uri(uri, rest=True)
+        assert isinstance(cli.registry.client, RestClient)  # what the CLI uses over http
+        result = CliRunner().invoke(
+            main, ["--tracking-uri", uri, "retention-restore", model, "--version", "1"]
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == f"restored {model} version 1 as {model} version 3"
+        record = read_archive(str(archive), model, "1")
+        restored = controller.registry.get_version(model, "3")
+        assert restored.tags[DIGEST_TAG] == record.manifest["tags"][DIGEST_TAG]
+        assert restored.tags[DIGEST_TAG] == record.manifest["artifact_sha256"]
+        report = verify_version(controller.registry, model, "3")
+        assert report.ok and not report.trusted_on_first_use, report.problems
+        assert not self._runs(controller, "RUNNING")
+
+    def test_failed_upload_leaves_no_running_run(self, mlflow_server, tmp_path, monkeypatch):
+        """An upload that fails ends the restore run FAILED (its exit code), no new version."""
+        import mlflow_plugin.retention._archive as archive_module
+        from mlflow_plugin.errors import RegistryUnavailable
+
+        uri = mlflow_server.uri
+        controller, model, _ = self._archived(uri, tmp_path)
+        failed_before = len(self._runs(controller, "FAILED"))
+
+        def refuse(*_args: object) -> None:
+            raise RegistryUnavailable("artifact store unreachable")
+
+        monkeypatch.setattr(archive_module, "upload_artifacts", refuse)
+        result = CliRunner().invoke(
+            main, ["--tracking-uri", uri, "retention-restore", model, "--version", "1"]
+        )
+        assert result.exit_code == RegistryUnavailable.exit_code, result.output
+        assert "artifact store unreachable" in result.stderr
+        assert _versions(controller, model) == {"2"}
+        assert not self._runs(controller, "RUNNING")
+        assert len(self._runs(controller, "FAILED")) == failed_before + 1
+
+    def test_restore_without_any_archive_is_exit_2(self, mlflow_server):
+        """No --archive-uri, no policy location, nothing in the ledger: exit 2, one line."""
+        uri = mlflow_server.uri
+        model = f"retention-none-{uuid.uuid4().hex[:8]}"
+        register_own_artifacts(uri, model, 1)
+        result = CliRunner().invoke(
+            main, ["--tracking-uri", uri, "retention-restore", model, "--version", "1"]
+        )
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "no archive of" in result.stderr
