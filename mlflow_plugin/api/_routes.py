@@ -106,6 +106,13 @@ def _model(name: str) -> str:
     return name
 
 
+def _may_change(who: Caller, name: str) -> str:
+    """``name``, once MLflow said the caller may change it: every write route asks before it
+    looks at the model's state, so a read-only member gets 403 whatever that state is."""
+    who.registry.check_may_change(name)
+    return name
+
+
 def _outcome(outcome: Any) -> dict[str, Any]:
     event = outcome.event
     return {"message": outcome.message, "event": event.as_dict() if event else None}
@@ -227,6 +234,7 @@ def _deploy(who: Caller, body: DeployBody) -> dict[str, Any]:
     version = check_version(body.version) if body.version is not None else None
     name = _model(body.model)
     options = _rollout_options(body)
+    _may_change(who, name)
     with acting_as(who.actor):
         outcome = who.controller.promote(
             name,
@@ -252,9 +260,10 @@ def promote(who: CallerDep, body: DeployBody) -> dict[str, Any]:
 @router.post("/rollback", summary="Move the champion back to the last known good version")
 def rollback(who: CallerDep, body: RollbackBody) -> dict[str, Any]:
     target = check_version(body.to_version, what="to_version") if body.to_version else None
+    name = _may_change(who, _model(body.model))
     with acting_as(who.actor):
         outcome = who.controller.rollback(
-            _model(body.model), reason=body.reason, to_version=target, force=body.force
+            name, reason=body.reason, to_version=target, force=body.force
         )
     return _outcome(outcome)
 
@@ -267,7 +276,7 @@ def delete_version(
     reason: Annotated[str, Query(max_length=4000)] = "",
 ) -> dict[str, Any]:
     v = check_version(version)
-    name = _model(model)
+    name = _may_change(who, _model(model))
     controller = who.controller
     registry = who.registry
     with acting_as(who.actor):
@@ -317,6 +326,8 @@ def retention(who: CallerDep, body: RetentionBody) -> dict[str, Any]:
                 "(mlflow-plugin api --archive-uri): retention through the API cannot delete"
             ) from exc
         raise
+    if not body.dry_run:  # a dry run changes nothing: readers may ask for one
+        _may_change(who, name)
     with acting_as(who.actor):
         report = apply_retention(who.controller, name, policy, dry_run=body.dry_run)
     return report.as_dict()
@@ -332,6 +343,7 @@ def cicd(who: CallerDep, body: CicdBody) -> dict[str, Any]:
     doc = body.model_dump(exclude={"model"}, exclude_none=True)
     settings = parse_pipeline(doc, source="cicd")
     stored = settings.to_json()
+    _may_change(who, name)
     controller = who.controller
     with acting_as(who.actor):
         with who.registry.lock(name, intent={"op": "cicd", "actor": who.actor}):
@@ -367,7 +379,7 @@ def rollout_status(who: CallerDep, name: str) -> dict[str, Any]:
 
 
 def _rollout_verb(who: Caller, name: str, verb: str, reason: str) -> dict[str, Any]:
-    model = _model(name)
+    model = _may_change(who, _model(name))
     rollouts = who.controller.rollouts
     if rollouts.state(model) is None:  # 404 for an unknown model, 409 for no rollout
         raise Conflict(f"{model!r} has no rollout in progress")

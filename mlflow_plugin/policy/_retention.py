@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from mlflow_plugin.policy._gate_spec import GateName
+from mlflow_plugin.policy._loop import MAX_DURATION_S
 from mlflow_plugin.policy._validation import Number, Section, Text, problem
 
 __all__ = [
@@ -137,17 +138,25 @@ def format_duration(seconds: float) -> str:
 
 
 def _duration(value: object) -> float:
-    """A number of days, or text with a unit (``90d``, ``12h``, ``2w``) -> seconds (>= 0)."""
+    """A number of days, or text with a unit (``90d``, ``12h``, ``2w``) -> seconds (>= 0, at
+    most :data:`~mlflow_plugin.policy._loop.MAX_DURATION_S`: ``1e308`` days would overflow the
+    date arithmetic)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 90d, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value) * 86400.0
+        try:
+            seconds = float(value) * 86400.0
+        except OverflowError:  # an integer beyond any float
+            seconds = float("inf")
     elif isinstance(value, str) and (match := _DURATION_RE.match(value)):
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError(f"expected a duration such as 90d, 12h or 2w, got {value!r}")
     if seconds < 0:
         raise ValueError("must not be negative")
+    if not seconds <= MAX_DURATION_S:  # NaN too
+        shown = value if not isinstance(value, int) or abs(value) < 10**12 else "a huge number"
+        raise ValueError(f"must be at most 3650d (ten years), got {shown!r}")
     return seconds
 
 

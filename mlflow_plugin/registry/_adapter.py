@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: The tag :meth:`Registry.check_may_change` deletes: never set, so deleting it changes nothing.
+_PERMISSION_PROBE_TAG = "mlflow_plugin.permission_check"
 
 
 def _version_info(mv: Any) -> VersionInfo:
@@ -158,6 +160,21 @@ class Registry:
     def delete_model_tag(self, name: str, key: str) -> None:
         with contextlib.suppress(NotFound):
             self._do(f"untag model {name!r}", self.client.delete_registered_model_tag, name, key)
+
+    def check_may_change(self, name: str) -> None:
+        """MLflow's permission check for changing ``name``, without changing it: it deletes a
+        tag no one sets (a write MLflow authorises like the others, and a no-op).
+
+        Raises:
+            PermissionDenied: the caller may read the model but not change it.
+            NotFound: no such model.
+        """
+        self._do(
+            f"change model {name!r}",
+            self.client.delete_registered_model_tag,
+            name,
+            _PERMISSION_PROBE_TAG,
+        )
 
     # -- versions ------------------------------------------------------------------------
     def register_version(

@@ -121,7 +121,43 @@ def create_app(
 
 
 # -- endpoints -----------------------------------------------------------------------------
-@router.post("/invocations")
+# MLflow's scoring request, for the schema (``/openapi.json``): the handler reads the raw body
+# (:mod:`._protocol` parses it as MLflow's scoring server does), so FastAPI cannot infer it.
+_ROWS = {"type": "array", "items": {"type": "array"}}
+_SCORING_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "dataframe_split": {
+                            "type": "object",
+                            "properties": {
+                                "columns": {"type": "array", "items": {"type": "string"}},
+                                "index": {"type": "array"},
+                                "data": _ROWS,
+                            },
+                        },
+                        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+                        "instances": {"type": "array"},
+                        "inputs": {},
+                        "params": {"type": "object"},
+                    },
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    },
+    "parameters": [
+        {"name": "X-Entity-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string"}},
+    ],
+}
+
+
+@router.post("/invocations", openapi_extra=_SCORING_REQUEST)
 async def invocations(request: Request) -> Response:
     """Score a request (see :mod:`._protocol`); refusals go to the exception handlers."""
     request.state.t0 = time.perf_counter()

@@ -4,8 +4,8 @@ model's fault.
 Checked on the request's rows *before* the model sees them (and before MLflow's schema cast,
 which turns ``1e308`` into ``-9223372036854775808`` in a ``long`` column without a word):
 
-- ``null``: None/NaN in a numeric feature; ``non_finite``: ``inf``; ``not_a_number``: text
-  where the signature declares a number. Always refused (unless guardrails are ``off``): the
+- ``null``: None/NaN in a numeric feature; ``non_finite``: ``inf``; ``not_a_number``: text,
+  or a JSON boolean (``true`` is not ``1``), where the signature declares a number. Always refused (unless guardrails are ``off``): the
   model cannot score them, and MLflow's scorer would silently answer NaN.
 - ``out_of_range``: a value farther outside the feature's training range (recorded in the
   MLmodel metadata at train time, :mod:`mlflow_plugin._internal.feature_ranges`) than ``margin`` times the
@@ -121,6 +121,8 @@ class InputGuard:
             return []
         # All columns numeric (the usual case): no selection copy.
         block = frame if len(columns) == frame.shape[1] else frame[columns]
+        if any(_has_booleans(block[c]) for c in columns):  # float64 would read True as 1.0
+            return self._slow(block, model)
         try:
             values = block.to_numpy(dtype=np.float64)
         except (TypeError, ValueError):
@@ -158,8 +160,12 @@ class InputGuard:
             numbers = pd.to_numeric(raw, errors="coerce")
             isnull = raw.isna().to_numpy()
             text = (~isnull) & numbers.isna().to_numpy()
-            if raw.dtype.kind == "O":  # booleans are not numbers either
-                text |= np.array([isinstance(v, bool | str | bytes) for v in raw], dtype=bool)
+            if raw.dtype.kind == "b":  # booleans are not numbers either
+                text |= ~isnull
+            elif raw.dtype.kind == "O":
+                text |= np.array(
+                    [isinstance(v, bool | np.bool_ | str | bytes) for v in raw], dtype=bool
+                )
             name = str(c)
             if text.any():
                 row = int(np.argmax(text))
@@ -195,6 +201,16 @@ class InputGuard:
         return out
 
 
+def _has_booleans(column: Any) -> bool:
+    """Whether a column holds a boolean (a JSON ``true`` in a numeric feature is refused)."""
+    kind = column.dtype.kind
+    if kind == "b":
+        return True
+    return kind == "O" and any(isinstance(v, bool | np.bool_) for v in column)
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"  # as the client sent it
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

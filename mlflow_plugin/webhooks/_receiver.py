@@ -143,8 +143,34 @@ def create_app(
 
 router = APIRouter()
 
+# The delivery as MLflow sends it, for the schema (``app.openapi()``; the receiver serves no
+# docs): the handler reads the raw body, whose bytes the signature covers.
+_DELIVERY = {
+    "parameters": [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+        for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_ID_HEADER)
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["entity", "action", "data"],
+                    "properties": {
+                        "entity": {"type": "string"},
+                        "action": {"type": "string"},
+                        "timestamp": {"type": "string"},
+                        "data": {"type": "object"},
+                    },
+                }
+            }
+        },
+    },
+}
 
-@router.post("/webhook")
+
+@router.post("/webhook", openapi_extra=_DELIVERY)
 async def webhook(request: Request) -> JSONResponse:
     """Check a delivery, then queue a reconcile of the model it names (202)."""
     state = request.app.state

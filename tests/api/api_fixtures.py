@@ -1,5 +1,6 @@
 """Fixtures of the organisations tests: one ``mlflow server --enable-workspaces --app-name basic-auth`` per backend for the module,
-two organisations (workspaces), an admin and one user per organisation with a role there only,
+two organisations (workspaces), an admin and one user per organisation with a role there only
+(and a read-only member of org-a),
 the same model name registered in both, and the REST API in a thread in front of it."""
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ POSTGRES_URI = os.environ.get("MLFLOW_PLUGIN_TEST_POSTGRES", "").strip()
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URI else [])
 ADMIN = ("admin", "admin-password-1234")
 ORGS = {"org-a": ("alice", "alice-password-1234"), "org-b": ("bob", "bob-password-1234")}
+#: A member of org-a who may read its models and ledger and change nothing (``USE`` on the
+#: workspace, ``READ`` on its registered models and experiments).
+READER = ("carol", "carol-password-1234")
 MODEL = "churn"
 #: Models of org-a only, one per test that changes them: a rollout's, and retention's.
 ROLLOUT_MODEL, RETENTION_MODEL = "fraud", "stale"
@@ -97,6 +101,13 @@ def _setup(server: MlflowServer) -> tuple[dict[str, list[str]], dict[str, list[s
             role = auth.create_role(workspace, f"{workspace}-deployers")
             auth.add_role_permission(role.id, "workspace", "*", "MANAGE")
             auth.assign_role(user, role.id)
+            if workspace == "org-a":
+                auth.create_user(*READER)
+                readers = auth.create_role(workspace, f"{workspace}-readers")
+                auth.add_role_permission(readers.id, "workspace", "*", "USE")
+                for kind in ("registered_model", "experiment"):
+                    auth.add_role_permission(readers.id, kind, "*", "READ")
+                auth.assign_role(READER[0], readers.id)
             mp.setenv("MLFLOW_WORKSPACE", workspace)
             # one source per organisation (a source in another workspace is refused)
             source = _log_files(server.uri)

@@ -17,6 +17,7 @@ from api_fixtures import (
     ADMIN,
     MODEL,
     ORGS,
+    READER,
     RETENTION_MODEL,
     ROLLOUT_MODEL,
     SHARED_RETENTION_MODEL,
@@ -641,3 +642,66 @@ def test_cli_rollback_as_a_member_without_mlflow(
     assert result["codes"] == [2] and proc.stderr.count("\n") == 1, proc.stderr
     assert "401" in proc.stderr and result["mlflow_modules"] == []
     assert snapshot(orgs, "org-a") == before
+
+
+class TestPermissionBeforeState:
+    """MLflow's permission check comes before any look at the model's state."""
+
+    def writes(self, model: str, versions: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        a = f"{PREFIX}/org-a"
+        m = f"{a}/models/{model}/rollout"
+        return [
+            ("POST", f"{a}/deploy", {"json": {"model": model, "version": versions[0]}}),
+            ("POST", f"{a}/promote", {"json": {"model": model, "version": versions[-1]}}),
+            ("POST", f"{a}/rollback", {"json": {"model": model, "reason": "x"}}),
+            ("DELETE", f"{a}/models/{versions[0]}", {"params": {"model": model}}),
+            ("POST", f"{a}/retention", {"json": {"model": model, "dry_run": False}}),
+            ("POST", f"{a}/cicd", {"json": {"model": model, "schedule": "0 2 * * *"}}),
+            ("POST", f"{m}/pause", {"json": {"reason": "x"}}),
+            ("POST", f"{m}/resume", {}),
+            ("POST", f"{m}/abort", {"json": {"reason": "x"}}),
+            ("POST", f"{m}/promote", {}),
+        ]
+
+    def refused(self, orgs: Orgs, model: str, versions: list[str], state: str) -> None:
+        before = snapshot(orgs, "org-a", model)
+        for method, path, kwargs in self.writes(model, versions):
+            resp = call(orgs, method, path, READER, **kwargs)
+            assert resp.status_code == 403, (state, method, path, resp.status_code, resp.text)
+            assert _error(resp)["code"] == "permission_denied"
+        assert snapshot(orgs, "org-a", model) == before
+
+    def test_read_only_member_gets_403_on_every_write_route_in_every_state(
+        self, orgs: Orgs
+    ) -> None:
+        """No rollout, a running canary, a paused one: each write route is 403 for a reader."""
+        a = f"{PREFIX}/org-a"
+        m = f"{a}/models/{ROLLOUT_MODEL}/rollout"
+        v = orgs.own[ROLLOUT_MODEL]
+        status = call(orgs, "GET", f"{a}/status", READER, params={"model": ROLLOUT_MODEL})
+        assert status.status_code == 200, status.text  # a member: reads are allowed
+        dry = {"model": ROLLOUT_MODEL, "dry_run": True}
+        assert call(orgs, "POST", f"{a}/retention", READER, json=dry).status_code == 200
+        self.refused(orgs, ROLLOUT_MODEL, v, "no rollout")
+
+        champion = status.json()["champion"]
+        if champion is None:  # a canary needs a champion to compare with
+            first = {"model": ROLLOUT_MODEL, "version": v[0]}
+            assert call(orgs, "POST", f"{a}/deploy", ALICE, json=first).status_code == 200
+            champion = v[0]
+        canary = {
+            "model": ROLLOUT_MODEL,
+            "version": next(x for x in v if x != champion),
+            "strategy": "canary",
+            "steps": [10, 50],
+            "interval": "5m",
+        }
+        r = call(orgs, "POST", f"{a}/deploy", ALICE, json=canary)
+        assert r.status_code == 200, r.text
+        try:
+            self.refused(orgs, ROLLOUT_MODEL, v, "canary running")
+            r = call(orgs, "POST", f"{m}/pause", ALICE, json={"reason": "hold"})
+            assert r.status_code == 200, r.text
+            self.refused(orgs, ROLLOUT_MODEL, v, "canary paused")
+        finally:
+            call(orgs, "POST", f"{m}/abort", ALICE, json={"reason": "test over"})

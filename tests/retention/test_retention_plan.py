@@ -76,6 +76,13 @@ class TestPolicySection:
             ({"rules": [{"keep_last": 1, "max_age": "1d"}]}, r"rules\[0\]: expected exactly one"),
             ({"default": "purge"}, r"retention.default: expected keep or delete"),
             ({"always_keep": "champion"}, r"retention.always_keep: expected a list"),
+            ({"protect_window": 1e308}, r"retention.protect_window: must be at most 3650d"),
+            ({"protect_window": 10**400}, r"protect_window: must be at most 3650d"),
+            ({"protect_window": float("nan")}, r"protect_window: must be at most 3650d"),
+            (
+                {"rules": [{"max_age": "3651d"}], "archive_uri": "/a"},
+                r"rules\[0\].max_age: must be at most 3650d",
+            ),
         ],
     )
     def test_bad_sections_fail_with_the_key_path(self, section, message):

@@ -33,6 +33,14 @@ def records(**changes) -> str:
     return json.dumps({"dataframe_records": rows})
 
 
+def booleans(column: str, value: bool) -> str:
+    """Five Rossi rows as ``dataframe_records`` with ``column`` a JSON boolean in every row."""
+    rows = features().head(5).to_dict(orient="records")
+    for row in rows:
+        row[column] = value
+    return json.dumps({"dataframe_records": rows})
+
+
 def oversized(port: int, path: str, total: int, *, chunked: bool) -> bytes:
     """POST ``total`` bytes, with a Content-Length or chunked; the raw answer (status line first).
 
@@ -90,13 +98,15 @@ class TestInputProblems:
             (records(age=(1, 1e308)), "column 'age', row 1", "outside the training range"),
             (records(age=(3, float("inf"))), "column 'age', row 3", "not finite"),
             (records(fin=(0, "abc")), "column 'fin', row 0", "'abc' is not a number"),
+            (records(age=(2, True)), "column 'age', row 2", "true is not a number"),
+            (booleans("prio", False), "column 'prio', row 0", "false is not a number"),
         ],
-        ids=["null", "nan", "1e308", "inf", "wrong-type"],
+        ids=["null", "nan", "1e308", "inf", "wrong-type", "boolean", "boolean-column"],
     )
     def test_bad_values_are_400_naming_column_and_row(
         self, server, tracking_uri, model_name, body, where, what
     ):
-        """null / NaN / 1e308 / inf / text: 400 with one line naming column and row; no ledger event."""
+        """null / NaN / 1e308 / inf / text / true: 400 with one line naming column and row; no ledger event."""
         status, _, raw = server.request("POST", "/invocations", body)
         payload = json.loads(raw)
         assert status == 400, payload
@@ -291,3 +301,57 @@ class TestBatching:
         counts = server.model.counts()
         assert counts.get(("batches",), 0) >= 1
         assert counts[("batched_requests",)] > counts[("batches",)]  # some batches held several
+
+
+class TestFuzzing:
+    """Property-based fuzzing from ``serve``'s OpenAPI schema, a real model behind it."""
+
+    def test_no_server_error_on_any_request(self, tracking_uri, model_name):
+        """Random requests, and Rossi rows holding any JSON value: 200 or a 4xx, never a 5xx."""
+        from fuzzing import fuzz, load
+        from hypothesis import strategies as st
+        from schemathesis.python.asgi import shutdown_lifespans
+
+        version = register(tracking_uri, model_name, ranged_model(tracking_uri))
+        set_champion(tracking_uri, model_name, version)
+        model = ChampionModel(model_name, tracking_uri=tracking_uri, poll_interval=0.5)
+        app = create_app(model)
+        schema = load(app, app.openapi())
+        invocations = schema["/invocations"]["POST"]
+        good = features().head(3).to_dict(orient="records")
+        value = st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.floats(),
+            st.text(max_size=5),
+            st.lists(st.integers(), max_size=2),
+            st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+        )
+        rows = st.lists(
+            st.fixed_dictionaries({}, optional={c: value for c in good[0]}), min_size=1, max_size=3
+        )
+        cases = st.one_of(
+            rows.map(lambda r: {"dataframe_records": good[: len(r)] and r}),
+            st.builds(
+                lambda row, column, v: {
+                    "dataframe_records": [{**good[row], column: v}, *good[row + 1 :]]
+                },
+                st.integers(0, 2),
+                st.sampled_from(list(good[0])),
+                value,
+            ),
+        ).map(lambda body: invocations.Case(body=body, media_type="application/json"))
+        try:
+            found = fuzz(
+                "serve",
+                schema,
+                extra=[("POST /invocations (Rossi rows)", cases)],
+                examples=40,
+                unschematic=["GET /ping"],  # MLflow's "\n" under application/json
+            )
+        finally:
+            shutdown_lifespans()
+        print("\n" + found.report())
+        assert found.failures == {}, found.failures
+        assert found.statuses[200] and found.statuses[400]
