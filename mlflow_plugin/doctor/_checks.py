@@ -10,92 +10,27 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from mlflow_plugin._internal.sql import redact_sql_uri, sqlalchemy_uri
-from mlflow_plugin.controller import FALLBACK_ENABLED_TAG, Controller
-from mlflow_plugin.doctor import _adapters
-from mlflow_plugin.errors import MlflowPluginError, redact
-from mlflow_plugin.types import CHAMPION, FALLBACK
+from mlflow_plugin.controller import Controller
+from mlflow_plugin.doctor._model_checks import model_checks
+from mlflow_plugin.doctor._result import GB, CheckResult, DoctorOptions, guard
 
 __all__ = ["DOCTOR_EXPERIMENT", "CheckResult", "DoctorOptions", "run_checks"]
 
 DOCTOR_EXPERIMENT = "mlflow_plugin-doctor"
-GB = 1024**3
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of the doctor's table."""
-
-    check: str
-    status: str  # pass | warn | fail | skip
-    detail: str
-    fix: str = ""
-
-    def __post_init__(self) -> None:
-        # Every line the doctor prints passes here: credentials in a URI never reach the table
-        # or the JSON (the same redaction as every error message).
-        object.__setattr__(self, "detail", redact(self.detail))
-        object.__setattr__(self, "fix", redact(self.fix))
-
-    def as_dict(self) -> dict[str, str]:
-        return {"check": self.check, "status": self.status, "detail": self.detail, "fix": self.fix}
-
-
-@dataclass
-class DoctorOptions:
-    """What to check and against which limits.
-
-    Attributes:
-        tracking_uri: the tracking server.
-        models: models to check; None means every model the ledger knows.
-        policy: policy file (``default``: ``flows/policy.yaml``, else the built-in policy).
-        min_free_bytes: least free space on each checked path (default 1 GB).
-        paths: local paths whose disk is checked (default: the working directory, the
-            temporary directory, and the local archive and prediction-log directories).
-        backend_store_uri: the server's database, when known: its schema is compared with
-            MLflow's alembic head (otherwise the running server vouches for it).
-        prediction_log: SQLAlchemy URI of the serving prediction log.
-        heartbeat_max_age_s: an operator heartbeat older than this fails.
-        require_sql: fail unless the backend is SQL (webhooks and workspaces need it).
-    """
-
-    tracking_uri: str
-    models: list[str] | None = None
-    policy: str = "default"
-    min_free_bytes: int = GB
-    paths: tuple[str, ...] = ()
-    backend_store_uri: str | None = None
-    prediction_log: str = "sqlite:///predictions.db"
-    heartbeat_max_age_s: float = 900.0
-    require_sql: bool = True
-    timeout_s: float = 5.0
-    _policy: Any = field(default=None, repr=False)
-
-
-def _guard(name: str, fn: Callable[[], CheckResult], fix: str = "") -> CheckResult:
-    try:
-        return fn()
-    except MlflowPluginError as exc:
-        return CheckResult(name, "fail", exc.message, fix)
-    except Exception as exc:  # noqa: BLE001 - a check reports, it never crashes the doctor
-        return CheckResult(name, "fail", f"{type(exc).__name__}: {' '.join(str(exc).split())}", fix)
 
 
 def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
     """Every check, in table order (a generator: the CLI prints each as it completes)."""
-    server = _guard("tracking server", lambda: _server(options))
+    server = guard("tracking server", lambda: _server(options))
     yield server
-    yield _guard("policy file", lambda: _policy(options), "fix the key named in the detail")
-    yield _guard("disk space", lambda: _disk(options))
-    yield _guard(
+    yield guard("policy file", lambda: _policy(options), "fix the key named in the detail")
+    yield guard("disk space", lambda: _disk(options))
+    yield guard(
         "prediction log writable",
         lambda: _prediction_log(options),
         "point --prediction-log at a writable database",
@@ -105,13 +40,13 @@ def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
         for name in remote:
             yield CheckResult(name, "skip", "tracking server unreachable", "fix the server first")
         return
-    yield _guard("backend", lambda: _backend(options))
-    yield _guard(
+    yield guard("backend", lambda: _backend(options))
+    yield guard(
         "database schema",
         lambda: _schema(options),
         "back up the database, then `mlflow db upgrade <database_uri>`",
     )
-    yield _guard(
+    yield guard(
         "artifact store",
         lambda: _artifacts(options),
         "check the server's --artifacts-destination (permissions, credentials, space)",
@@ -121,7 +56,7 @@ def run_checks(options: DoctorOptions) -> Iterator[CheckResult]:
     if models is None:
         models = sorted({e.model for e in controller.ledger.events() if e.model})
     for model in models:
-        yield from _model_checks(controller, model, options)
+        yield from model_checks(controller, model, options)
 
 
 # -- server-wide ------------------------------------------------------------------------------
@@ -316,140 +251,6 @@ def _artifacts(o: DoctorOptions) -> CheckResult:
 
 
 # -- per model --------------------------------------------------------------------------------
-def _model_checks(controller: Controller, model: str, o: DoctorOptions) -> Iterator[CheckResult]:
-    registry = controller.registry
-    try:
-        info = registry.get_model(model)
-    except MlflowPluginError as exc:
-        yield CheckResult(f"{model}: model", "fail", exc.message, "check the model name")
-        return
-    champion, fallback = info.aliases.get(CHAMPION), info.aliases.get(FALLBACK)
-    name = f"{model}: champion"
-    yield (
-        CheckResult(name, "pass", f"version {champion}")
-        if champion
-        else CheckResult(
-            name, "fail", "no champion alias", f"mlflow-plugin promote {model} --version V"
-        )
-    )
-    yield _guard(f"{model}: stage mirror", lambda: _mirror(controller, model))
-    yield _guard(f"{model}: lock", lambda: _lock(registry, model))
-    yield _guard(
-        f"{model}: ledger chain",
-        lambda: _chain(controller.ledger, model),
-        f"mlflow-plugin verify-ledger {model}",
-    )
-    for role, version in (("champion", champion), ("fallback", fallback)):
-        check = f"{model}: {role} artifacts"
-        if version is None:
-            yield CheckResult(check, "skip", f"no {role}")
-            continue
-        yield _guard(
-            check,
-            lambda v=version, c=check: _digest(registry, model, v, c),  # type: ignore[misc]
-            f"mlflow-plugin verify {model} --version {version}",
-        )
-    enabled = info.tags.get(FALLBACK_ENABLED_TAG) == "true"
-    name = f"{model}: fallback"
-    if enabled and fallback:
-        yield CheckResult(name, "pass", f"enabled, version {fallback}")
-    else:
-        yield CheckResult(
-            name,
-            "fail",
-            "enabled but no fallback version" if enabled else "disabled",
-            f"mlflow-plugin fallback enable {model}",
-        )
-    yield _guard(f"{model}: operator heartbeat", lambda: _heartbeat(registry, model, info.tags, o))
-
-
-def _mirror(controller: Controller, model: str) -> CheckResult:
-    if not controller.stage_mirror:
-        return CheckResult(f"{model}: stage mirror", "skip", "stage mirror switched off")
-    drift = _adapters.stage_drift(controller, model)
-    if drift:
-        return CheckResult(
-            f"{model}: stage mirror",
-            "fail",
-            "out of sync: " + ", ".join(drift),
-            f"mlflow-plugin reconcile {model}",
-        )
-    return CheckResult(f"{model}: stage mirror", "pass", "stages follow the aliases")
-
-
-def _lock(registry: Any, model: str) -> CheckResult:
-    name = f"{model}: lock"
-    status = _adapters.lock_status(registry, model)
-    if status is None:
-        return CheckResult(name, "pass", "no lock held")
-    expires = datetime.fromtimestamp(float(status.get("expires") or 0), tz=UTC).isoformat(
-        timespec="seconds"
-    )
-    if status.get("stale"):
-        return CheckResult(
-            name,
-            "fail",
-            f"stale lock left by {status.get('holder')} (lease ended {expires})",
-            f"mlflow-plugin reconcile {model} (breaks it and records the interrupted operation)",
-        )
-    return CheckResult(
-        name,
-        "warn",
-        f"held by {status.get('holder')} until {expires}",
-        "an operation is running; run doctor again when it ends",
-    )
-
-
-def _chain(ledger: Any, model: str) -> CheckResult:
-    name = f"{model}: ledger chain"
-    report = _adapters.verify_chain(ledger, model)
-    if report.ok:
-        return CheckResult(name, "pass", f"{report.events} event(s), chain intact")
-    return CheckResult(
-        name,
-        "fail",
-        "; ".join(report.problems) or "chain broken",
-        f"mlflow-plugin verify-ledger {model}; investigate who edited the audit runs",
-    )
-
-
-def _digest(registry: Any, model: str, version: str, check: str) -> CheckResult:
-    report = _adapters.verify_version(registry, model, version)
-    if report.trusted_on_first_use:
-        return CheckResult(
-            check,
-            "warn",
-            f"version {version}: no digest recorded",
-            f"mlflow-plugin sign {model} --version {version}",
-        )
-    if report.ok:
-        digest = str(report.digest)[:12]
-        return CheckResult(check, "pass", f"version {version} sha256 {digest}… verified")
-    return CheckResult(
-        check,
-        "fail",
-        f"version {version}: " + ("; ".join(report.problems) or "digest mismatch"),
-        f"mlflow-plugin rollback {model} --reason 'tampered artifacts', then restore v{version}",
-    )
-
-
-def _heartbeat(registry: Any, model: str, tags: dict[str, str], o: DoctorOptions) -> CheckResult:
-    name = f"{model}: operator heartbeat"
-    fix = "start `mlflow-plugin operator` (or schedule `mlflow-plugin tick`)"
-    lease = _adapters.operator_lease(tags)
-    if lease is not None and lease[1] > time.time():
-        until = datetime.fromtimestamp(lease[1], tz=UTC).isoformat(timespec="seconds")
-        return CheckResult(name, "pass", f"operator {lease[0]} holds its lease until {until}")
-    beat = _adapters.operator_heartbeat(tags)
-    if beat is None:
-        return CheckResult(name, "fail", "no heartbeat and no live operator lease", fix)
-    age = time.time() - beat.timestamp()
-    when = beat.isoformat(timespec="seconds")
-    if age > o.heartbeat_max_age_s:
-        return CheckResult(name, "fail", f"last beat {when} ({age / 60:.0f} min ago)", fix)
-    return CheckResult(name, "pass", f"last beat {when} ({age:.0f}s ago)")
-
-
 def results_json(results: list[CheckResult]) -> str:
     failed = [r.check for r in results if r.status == "fail"]
     return json.dumps(

@@ -232,7 +232,7 @@ def download_version(registry: Any, model: str, version: str, dst: str) -> str:
 
     scope = getattr(registry, "scope", None)
     if scope is not None and uri and source.startswith("mlflow-artifacts:"):
-        from mlflow_plugin.mlflow_io._client import download_scoped
+        from mlflow_plugin.mlflow_io._artifacts import download_scoped
 
         return download_scoped(uri, source, dst, scope)  # the caller's credentials, not ours
     try:

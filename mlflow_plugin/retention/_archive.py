@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from mlflow_plugin.errors import IntegrityError
-from mlflow_plugin.mlflow_io._client import upload_artifacts, wrap_mlflow_errors
+from mlflow_plugin.mlflow_io._artifacts import upload_artifacts
+from mlflow_plugin.mlflow_io._client import wrap_mlflow_errors
 from mlflow_plugin.mlflow_io._workspace import DEFAULT_WORKSPACE, active_workspace
 from mlflow_plugin.registry._adapter import Registry
 from mlflow_plugin.settings import TAG_PREFIX
@@ -166,7 +167,7 @@ def archive_version(registry: Registry, version: VersionInfo, archive_uri: str) 
             f"download {version.name!r} version {version.version}", registry.uri
         ):
             if scope is not None:
-                from mlflow_plugin.mlflow_io._client import download_scoped
+                from mlflow_plugin.mlflow_io._artifacts import download_scoped
 
                 local = download_scoped(registry.uri, download_uri, str(source_dir), scope)
             else:
@@ -368,7 +369,7 @@ def artifact_bytes(download_uri: str, tracking_uri: str, scope: Scope | None = N
     """Total size of the files under an artifact URI (listing only, nothing downloaded);
     ``scope``: list with that caller's workspace and credentials."""
     if scope is not None:
-        from mlflow_plugin.mlflow_io._client import list_scoped
+        from mlflow_plugin.mlflow_io._artifacts import list_scoped
 
         return sum(size for _, size in list_scoped(tracking_uri, download_uri, scope))
     repo = _repo(download_uri, tracking_uri)
@@ -386,7 +387,7 @@ def artifact_bytes(download_uri: str, tracking_uri: str, scope: Scope | None = N
 def delete_artifacts(download_uri: str, tracking_uri: str, scope: Scope | None = None) -> None:
     """Delete the files under an artifact URI (what a deleted version no longer needs)."""
     if scope is not None:
-        from mlflow_plugin.mlflow_io._client import delete_scoped
+        from mlflow_plugin.mlflow_io._artifacts import delete_scoped
 
         delete_scoped(tracking_uri, download_uri, scope)
         return
